@@ -1,0 +1,123 @@
+/**
+ * One partition's buffer: the messages taken from Kafka and not yet durable, in offset order.
+ * Rejected messages stay in it as entries too (they are dead-lettered by the flush that covers them),
+ * so a flush always covers a contiguous run of offsets and its commit offset is exact.
+ */
+import type { Bar, Rejection } from '../contract/bar';
+
+export interface BarEntry {
+  kind: 'bar';
+  offset: bigint;
+  bar: Bar;
+  /** Kafka message timestamp (ms), for the end-to-end delay. */
+  messageTimeMs: number;
+}
+
+export interface RejectedEntry {
+  kind: 'rejected';
+  offset: bigint;
+  rejection: Rejection;
+  /** Copies of the original key, value and headers, for the dead-letter topic. */
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, Buffer>;
+  messageTimeMs: number;
+  /** Set when the database refused the row (reason database_rejected). */
+  sqlstate?: string;
+}
+
+export type Entry = BarEntry | RejectedEntry;
+
+/** Estimated heap bytes of an entry: what the byte cap of the buffers counts. */
+export function entryBytes(e: Entry): number {
+  if (e.kind === 'bar') return 160 + 2 * e.bar.symbol.length;
+  let n = 200 + (e.key?.length ?? 0) + (e.value?.length ?? 0) + 2 * e.rejection.detail.length;
+  for (const [k, v] of Object.entries(e.headers)) n += 2 * k.length + v.length + 40;
+  return n;
+}
+
+/** A prefix of a partition's buffer, handed to one flush. */
+export interface Batch {
+  entries: Entry[];
+  /** How many entries are bars. */
+  barCount: number;
+  bytes: number;
+  /** The offset after the last entry: what to commit once the batch is durable. */
+  nextOffset: bigint;
+}
+
+export class PartitionBuffer {
+  private entries: Entry[] = [];
+  private arrivals: number[] = [];
+  private head = 0;
+  private bars = 0;
+  private bytesHeld = 0;
+
+  get size(): number {
+    return this.entries.length - this.head;
+  }
+
+  get barCount(): number {
+    return this.bars;
+  }
+
+  get bytes(): number {
+    return this.bytesHeld;
+  }
+
+  /** Arrival time (ms) of the oldest entry, or null when empty. */
+  get oldestArrivalMs(): number | null {
+    return this.size === 0 ? null : this.arrivals[this.head]!;
+  }
+
+  push(entry: Entry, arrivalMs: number): void {
+    this.entries.push(entry);
+    this.arrivals.push(arrivalMs);
+    if (entry.kind === 'bar') this.bars++;
+    this.bytesHeld += entryBytes(entry);
+  }
+
+  /**
+   * Removes and returns the oldest entries holding at most `maxBars` bars (rejected entries ride
+   * along, and a run of rejected entries is taken even with no bar). Returns null when empty.
+   */
+  take(maxBars: number): Batch | null {
+    if (this.size === 0) return null;
+    const start = this.head;
+    let end = start;
+    let bars = 0;
+    let bytes = 0;
+    while (end < this.entries.length) {
+      const e = this.entries[end]!;
+      if (e.kind === 'bar') {
+        if (bars === maxBars) break;
+        bars++;
+      }
+      bytes += entryBytes(e);
+      end++;
+    }
+    const taken = this.entries.slice(start, end);
+    this.head = end;
+    this.bars -= bars;
+    this.bytesHeld -= bytes;
+    if (this.head > 4096 && this.head * 2 > this.entries.length) this.compact();
+    return { entries: taken, barCount: bars, bytes, nextOffset: taken[taken.length - 1]!.offset + 1n };
+  }
+
+  /** Drops everything (partition revoked); returns what was dropped, for accounting. */
+  clear(): { entries: number; bytes: number } {
+    const dropped = { entries: this.size, bytes: this.bytesHeld };
+    this.entries = [];
+    this.arrivals = [];
+    this.head = 0;
+    this.bars = 0;
+    this.bytesHeld = 0;
+    return dropped;
+  }
+
+  private compact(): void {
+    this.entries = this.entries.slice(this.head);
+    this.arrivals = this.arrivals.slice(this.head);
+    this.head = 0;
+  }
+}

@@ -1,0 +1,455 @@
+/**
+ * Configuration: one convict schema, one validation pass at start-up, before anything connects.
+ *
+ * Sources, later wins: schema defaults < optional JSON file (CONFIG_FILE) < environment.
+ * Every bad key is reported at once, each message naming the env variable and the rule. Secrets are
+ * `sensitive` (convict prints them as [Sensitive]) and are never echoed in our own messages.
+ */
+import convict from 'convict';
+import fs from 'node:fs';
+
+/** Duration strings: `250ms`, `1s`, `5m`, `1h`, or a bare integer of milliseconds. */
+const DURATION_RE = /^(\d+)(ms|s|m|h)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+export function parseDuration(value: unknown): number {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+  if (typeof value !== 'string') throw new Error('must be a duration like 100ms, 1s, 5m or 1h');
+  const m = DURATION_RE.exec(value.trim());
+  if (!m) throw new Error(`must be a duration like 100ms, 1s, 5m or 1h, got "${value}"`);
+  return Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!;
+}
+
+convict.addFormat({
+  name: 'duration-ms',
+  validate(value: unknown) {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new Error('must be a duration like 100ms, 1s, 5m or 1h');
+    }
+  },
+  coerce(value: unknown) {
+    try {
+      return parseDuration(value);
+    } catch {
+      return value; // left as-is so validate() reports it with the key name
+    }
+  },
+});
+
+/** Registers (once) and returns the name of an integer format with bounds; env strings are coerced. */
+convict.addFormat({
+  name: 'strict-boolean',
+  validate(value: unknown) {
+    if (typeof value !== 'boolean') throw new Error('must be true or false');
+  },
+  coerce(value: unknown) {
+    if (value === 'true' || value === '1') return true;
+    if (value === 'false' || value === '0') return false;
+    return value;
+  },
+});
+
+function intRange(min: number, max: number): string {
+  const name = `int ${min}..${max}`;
+  if (!registeredFormats.has(name)) {
+    registeredFormats.add(name);
+    convict.addFormat({
+      name,
+      validate(value: unknown) {
+        if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+          throw new Error(`must be an integer from ${min} to ${max}`);
+        }
+      },
+      coerce(value: unknown) {
+        if (typeof value === 'string' && /^\s*-?\d+\s*$/.test(value)) return Number(value);
+        return value;
+      },
+    });
+  }
+  return name;
+}
+const registeredFormats = new Set<string>();
+
+function positive(max: number) {
+  return intRange(1, max);
+}
+
+function nonEmptyString(rule: string) {
+  return (value: unknown) => {
+    if (typeof value !== 'string' || value.trim() === '') throw new Error(rule);
+  };
+}
+
+const schema = {
+  db: {
+    host: {
+      doc: 'PostgreSQL host',
+      format: nonEmptyString('must be a non-empty host name'),
+      default: 'localhost',
+      env: 'DB_HOST',
+    },
+    port: { doc: 'PostgreSQL port', format: intRange(1, 65535), default: 5432, env: 'DB_PORT' },
+    user: {
+      doc: 'PostgreSQL user',
+      format: nonEmptyString('must be a non-empty user name'),
+      default: 'postgres',
+      env: 'DB_USER',
+    },
+    password: {
+      doc: 'PostgreSQL password',
+      format: String,
+      default: '',
+      env: 'DB_PASSWORD',
+      sensitive: true,
+    },
+    passwordFile: {
+      doc: 'File holding the PostgreSQL password (mounted secret); used when DB_PASSWORD is empty',
+      format: String,
+      default: '',
+      env: 'DB_PASSWORD_FILE',
+    },
+    name: {
+      doc: 'PostgreSQL database',
+      format: nonEmptyString('must be a non-empty database name'),
+      default: 'postgres',
+      env: 'DB_NAME',
+    },
+    schema: {
+      doc: 'Schema holding bars_1m and the bookkeeping tables',
+      format: (value: unknown) => {
+        if (typeof value !== 'string' || !/^[a-z_][a-z0-9_]{0,62}$/.test(value)) {
+          throw new Error('must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)');
+        }
+      },
+      default: 'public',
+      env: 'DB_SCHEMA',
+    },
+    sslMode: {
+      doc: 'TLS to PostgreSQL',
+      format: ['disable', 'require', 'verify-full'],
+      default: 'disable',
+      env: 'DB_SSL_MODE',
+    },
+    sslRootCert: {
+      doc: 'CA bundle file for DB_SSL_MODE=verify-full',
+      format: String,
+      default: '',
+      env: 'DB_SSL_ROOT_CERT',
+    },
+    maxConnections: { doc: 'Pool size', format: positive(1000), default: 10, env: 'DB_MAX_CONNECTIONS' },
+    maxIdleConnections: {
+      doc: 'Idle connections kept open; a released connection beyond this is closed',
+      format: intRange(0, 1000),
+      default: 5,
+      env: 'DB_MAX_IDLE_CONNS',
+    },
+    connMaxLifetimeMs: {
+      doc: 'A connection is closed once this old (0 = no limit)',
+      format: 'duration-ms',
+      default: 30 * 60_000,
+      env: 'DB_CONN_MAX_LIFETIME',
+    },
+    statementTimeoutMs: {
+      doc: 'statement_timeout for every write and read (0 = none)',
+      format: 'duration-ms',
+      default: 30_000,
+      env: 'DB_STATEMENT_TIMEOUT',
+    },
+  },
+  write: {
+    batchSize: {
+      doc: 'Bars per partition that trigger a flush',
+      format: positive(1_000_000),
+      default: 1000,
+      env: 'BARS_DB_WRITE_BATCH_SIZE',
+    },
+    intervalMs: {
+      doc: 'Longest a buffered bar waits before its partition flushes',
+      format: 'duration-ms',
+      default: 1000,
+      env: 'BARS_DB_WRITE_INTERVAL',
+    },
+    queueSize: {
+      doc: 'Messages buffered across all partitions; when reached, fetching pauses',
+      format: positive(10_000_000),
+      default: 10_000,
+      env: 'BARS_DB_WRITE_QUEUE_SIZE',
+    },
+    queueBytes: {
+      doc: 'Estimated bytes buffered across all partitions; when reached, fetching pauses',
+      format: positive(4 * 1024 * 1024 * 1024),
+      default: 64 * 1024 * 1024,
+      env: 'BARS_DB_WRITE_QUEUE_BYTES',
+    },
+    flushOnCaughtUp: {
+      doc: 'Flush a partition at once when its fetch reached the end of the log (low latency for live bars)',
+      format: 'strict-boolean',
+      default: true,
+      env: 'BARS_DB_FLUSH_ON_CAUGHT_UP',
+    },
+    maxRetries: {
+      doc: 'Failed write attempts after which the service reports not ready (it keeps retrying at the cap)',
+      format: intRange(0, 1000),
+      default: 3,
+      env: 'BARS_DB_MAX_RETRIES',
+    },
+    retryDelayMs: {
+      doc: 'First retry delay; doubles per attempt, with jitter',
+      format: 'duration-ms',
+      default: 100,
+      env: 'BARS_DB_RETRY_DELAY',
+    },
+    retryMaxDelayMs: {
+      doc: 'Cap of the retry delay',
+      format: 'duration-ms',
+      default: 30_000,
+      env: 'BARS_DB_RETRY_MAX_DELAY',
+    },
+  },
+  kafka: {
+    brokers: {
+      doc: 'Comma-separated host:port list',
+      format: (value: unknown) => {
+        const list = typeof value === 'string' ? value.split(',') : [];
+        if (list.length === 0 || list.some((b) => !/^[^\s:,]+:\d{1,5}$/.test(b.trim()))) {
+          throw new Error('must be a comma-separated list of host:port');
+        }
+      },
+      default: 'localhost:9092',
+      env: 'KAFKA_BROKERS',
+    },
+    topic: {
+      doc: 'Topic carrying bars',
+      format: nonEmptyString('must be a non-empty topic name'),
+      default: 'bars.1m',
+      env: 'KAFKA_TOPIC',
+    },
+    groupId: {
+      doc: 'Consumer group',
+      format: nonEmptyString('must be a non-empty group id'),
+      default: 'bar-writer',
+      env: 'KAFKA_GROUP_ID',
+    },
+    clientId: {
+      doc: 'Kafka client id',
+      format: nonEmptyString('must be a non-empty client id'),
+      default: 'bar-writer',
+      env: 'KAFKA_CLIENT_ID',
+    },
+    dlqTopic: {
+      doc: 'Dead-letter topic for rejected messages (empty: rejected messages are only counted and logged)',
+      format: String,
+      default: 'bars.1m.dlq',
+      env: 'KAFKA_DLQ_TOPIC',
+    },
+    sessionTimeoutMs: {
+      doc: 'Consumer group session timeout',
+      format: 'duration-ms',
+      default: 30_000,
+      env: 'KAFKA_SESSION_TIMEOUT',
+    },
+    fromBeginning: {
+      doc: 'Where a group with no committed offset starts (true: earliest, so nothing is skipped)',
+      format: 'strict-boolean',
+      default: true,
+      env: 'KAFKA_FROM_BEGINNING',
+    },
+    maxBytesPerPartition: {
+      doc: 'Fetch size per partition (bytes)',
+      format: positive(64 * 1024 * 1024),
+      default: 1024 * 1024,
+      env: 'KAFKA_MAX_BYTES_PER_PARTITION',
+    },
+    maxBytes: {
+      doc: 'Fetch size per broker (bytes)',
+      format: positive(256 * 1024 * 1024),
+      default: 10 * 1024 * 1024,
+      env: 'KAFKA_MAX_BYTES',
+    },
+    maxWaitMs: {
+      doc: 'Longest a fetch waits for data',
+      format: 'duration-ms',
+      default: 500,
+      env: 'KAFKA_MAX_WAIT',
+    },
+  },
+  http: {
+    port: {
+      doc: 'Port of /healthz, /readyz, /metrics and the read API (0 = any free port)',
+      format: intRange(0, 65535),
+      default: 8080,
+      env: 'HTTP_PORT',
+    },
+    readApi: {
+      doc: 'Serve the read API (/v1/bars)',
+      format: 'strict-boolean',
+      default: true,
+      env: 'HTTP_READ_API',
+    },
+    maxRangeMs: {
+      doc: 'Widest from..to range the read API serves',
+      format: 'duration-ms',
+      default: 31 * 24 * 3_600_000,
+      env: 'HTTP_MAX_RANGE',
+    },
+    maxLimit: {
+      doc: 'Largest limit of /latest',
+      format: positive(1_000_000),
+      default: 10_000,
+      env: 'HTTP_MAX_LIMIT',
+    },
+  },
+  logLevel: {
+    doc: 'pino log level',
+    format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    default: 'info',
+    env: 'LOG_LEVEL',
+  },
+  shutdownTimeoutMs: {
+    doc: 'Deadline of a graceful shutdown; keep below the orchestrator grace period',
+    format: 'duration-ms',
+    default: 25_000,
+    env: 'SHUTDOWN_TIMEOUT',
+  },
+};
+
+export interface Config {
+  db: {
+    host: string;
+    port: number;
+    user: string;
+    password: string;
+    name: string;
+    schema: string;
+    sslMode: 'disable' | 'require' | 'verify-full';
+    sslRootCert: string;
+    maxConnections: number;
+    maxIdleConnections: number;
+    connMaxLifetimeMs: number;
+    statementTimeoutMs: number;
+  };
+  write: {
+    batchSize: number;
+    intervalMs: number;
+    queueSize: number;
+    queueBytes: number;
+    flushOnCaughtUp: boolean;
+    maxRetries: number;
+    retryDelayMs: number;
+    retryMaxDelayMs: number;
+  };
+  kafka: {
+    brokers: string[];
+    topic: string;
+    groupId: string;
+    clientId: string;
+    dlqTopic: string;
+    sessionTimeoutMs: number;
+    fromBeginning: boolean;
+    maxBytesPerPartition: number;
+    maxBytes: number;
+    maxWaitMs: number;
+  };
+  http: { port: number; readApi: boolean; maxRangeMs: number; maxLimit: number };
+  logLevel: string;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Map a convict key (db.port) to the env variable that sets it, for messages users can act on. */
+function envNameOf(key: string): string {
+  let node: unknown = schema;
+  for (const part of key.split('.')) node = (node as Record<string, unknown> | undefined)?.[part];
+  const env = (node as { env?: string } | undefined)?.env;
+  return env ? `${env} (${key})` : key;
+}
+
+/**
+ * Load and validate configuration. Throws ConfigError listing every problem. `env` defaults to
+ * process.env; tests pass their own.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const c = convict(schema, { env: env as NodeJS.ProcessEnv, args: [] });
+  const problems: string[] = [];
+
+  const file = env.CONFIG_FILE;
+  if (file) {
+    try {
+      // convict re-applies env after load(), so env still wins over the file.
+      c.load(JSON.parse(fs.readFileSync(file, 'utf8')));
+    } catch (err) {
+      problems.push(`CONFIG_FILE: cannot read ${file} as JSON: ${(err as Error).message}`);
+    }
+  }
+
+  try {
+    c.validate({ allowed: 'strict' });
+  } catch (err) {
+    for (const line of (err as Error).message.split('\n')) {
+      const m = /^([\w.]+): (.*)$/.exec(line.trim());
+      if (m) problems.push(`${envNameOf(m[1]!)}: ${m[2]}`);
+      else if (line.trim()) problems.push(line.trim());
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const raw = c.getProperties() as unknown as Omit<Config, 'kafka'> & {
+    kafka: Omit<Config['kafka'], 'brokers'> & { brokers: string };
+  };
+  const db = { ...raw.db } as Config['db'] & { passwordFile?: string };
+  if (!db.password && db.passwordFile) {
+    try {
+      db.password = fs.readFileSync(db.passwordFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      problems.push(
+        `DB_PASSWORD_FILE (db.passwordFile): cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
+    }
+  }
+  delete db.passwordFile;
+  const config: Config = {
+    ...raw,
+    db,
+    kafka: { ...raw.kafka, brokers: raw.kafka.brokers.split(',').map((b) => b.trim()) },
+  };
+
+  // Cross-field rules.
+  const w = config.write;
+  if (w.intervalMs <= 0) problems.push('BARS_DB_WRITE_INTERVAL (write.intervalMs): must be greater than 0');
+  if (w.intervalMs >= config.kafka.sessionTimeoutMs) {
+    problems.push('BARS_DB_WRITE_INTERVAL (write.intervalMs): must be shorter than KAFKA_SESSION_TIMEOUT');
+  }
+  if (w.batchSize > w.queueSize) {
+    problems.push('BARS_DB_WRITE_BATCH_SIZE (write.batchSize): must not exceed BARS_DB_WRITE_QUEUE_SIZE');
+  }
+  if (w.retryDelayMs <= 0) problems.push('BARS_DB_RETRY_DELAY (write.retryDelayMs): must be greater than 0');
+  if (w.retryMaxDelayMs < w.retryDelayMs) {
+    problems.push('BARS_DB_RETRY_MAX_DELAY (write.retryMaxDelayMs): must be at least BARS_DB_RETRY_DELAY');
+  }
+  if (config.db.maxIdleConnections > config.db.maxConnections) {
+    problems.push('DB_MAX_IDLE_CONNS (db.maxIdleConnections): must not exceed DB_MAX_CONNECTIONS');
+  }
+  if (config.db.sslMode === 'verify-full' && config.db.sslRootCert && !fs.existsSync(config.db.sslRootCert)) {
+    problems.push('DB_SSL_ROOT_CERT (db.sslRootCert): file does not exist');
+  }
+  if (config.kafka.dlqTopic === config.kafka.topic) {
+    problems.push('KAFKA_DLQ_TOPIC (kafka.dlqTopic): must differ from KAFKA_TOPIC');
+  }
+  if (config.shutdownTimeoutMs < 1000)
+    problems.push('SHUTDOWN_TIMEOUT (shutdownTimeoutMs): must be at least 1s');
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/** A copy safe to log: secrets replaced. */
+export function redactedConfig(config: Config): Config {
+  return { ...config, db: { ...config.db, password: config.db.password ? '[redacted]' : '' } };
+}

@@ -1,0 +1,200 @@
+/**
+ * The ConsumerPort on kafkajs 2.2.4 (see ../shared notes and README "Kafka client" for the behaviour
+ * this relies on): eachBatch with autoCommit and auto-resolve off; the handler only buffers and
+ * returns; commits are explicit, for durable offsets only; the assignment comes from GROUP_JOIN.
+ */
+import { Kafka, logLevel, type Admin, type Consumer, type KafkaConfig, type LogEntry } from 'kafkajs';
+import type { Logger } from '../observe/logger';
+import type {
+  ConsumerHandlers,
+  ConsumerPort,
+  InboundMessage,
+  OffsetToCommit,
+  PartitionLag,
+  TopicPartition,
+} from './port';
+import { registerCodecs } from './codecs';
+
+export interface KafkaSettings {
+  brokers: string[];
+  clientId: string;
+  groupId: string;
+  topic: string;
+  sessionTimeoutMs: number;
+  fromBeginning: boolean;
+  maxBytesPerPartition: number;
+  maxBytes: number;
+  maxWaitMs: number;
+}
+
+/** Routes kafkajs's own log lines into our pino logger. */
+export function kafkaLogCreator(logger: Logger): KafkaConfig['logCreator'] {
+  const child = logger.child({ component: 'kafkajs' });
+  return () =>
+    ({ level, log }: LogEntry) => {
+      const { message, timestamp: _t, logger: _l, ...extra } = log;
+      void _t;
+      void _l;
+      if (level === logLevel.ERROR) child.error(extra, message);
+      else if (level === logLevel.WARN) child.warn(extra, message);
+      else if (level === logLevel.INFO) child.debug(extra, message);
+      else child.trace(extra, message);
+    };
+}
+
+export function createKafka(settings: Pick<KafkaSettings, 'brokers' | 'clientId'>, logger: Logger): Kafka {
+  registerCodecs();
+  return new Kafka({
+    clientId: settings.clientId,
+    brokers: settings.brokers,
+    logLevel: logLevel.INFO,
+    logCreator: kafkaLogCreator(logger),
+    connectionTimeout: 3000,
+    // Capped: the service's own start-up loop retries forever with backoff and reports why.
+    retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 5 },
+  });
+}
+
+export class KafkajsConsumer implements ConsumerPort {
+  private readonly consumer: Consumer;
+  private readonly admin: Admin;
+  private joined = false;
+  private adminConnected = false;
+
+  constructor(
+    kafka: Kafka,
+    private readonly settings: KafkaSettings,
+    private readonly logger: Logger,
+  ) {
+    this.consumer = kafka.consumer({
+      groupId: settings.groupId,
+      sessionTimeout: settings.sessionTimeoutMs,
+      heartbeatInterval: Math.max(500, Math.floor(settings.sessionTimeoutMs / 10)),
+      rebalanceTimeout: Math.max(60_000, settings.sessionTimeoutMs * 2),
+      maxBytesPerPartition: settings.maxBytesPerPartition,
+      maxBytes: settings.maxBytes,
+      maxWaitTimeInMs: settings.maxWaitMs,
+      allowAutoTopicCreation: false,
+      retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
+    });
+    this.admin = kafka.admin();
+  }
+
+  private listening = false;
+
+  async start(handlers: ConsumerHandlers): Promise<void> {
+    const { consumer, settings } = this;
+    if (!this.listening) this.listen(handlers);
+    await consumer.connect();
+    await consumer.subscribe({ topic: settings.topic, fromBeginning: settings.fromBeginning });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: async ({ batch, resolveOffset, isRunning, isStale }) => {
+        if (!isRunning() || isStale()) return;
+        let accepted: string | null = null;
+        try {
+          accepted = handlers.onBatch({
+            topic: batch.topic,
+            partition: batch.partition,
+            highWatermark: batch.highWatermark,
+            messages: batch.messages as InboundMessage[],
+          });
+        } catch (err) {
+          // The handler is written not to throw; if it does, take nothing (the batch is fetched again).
+          this.logger.error({ err, topic: batch.topic, partition: batch.partition }, 'batch handler failed');
+        }
+        if (accepted !== null) resolveOffset(accepted);
+      },
+    });
+  }
+
+  /** Event listeners, registered once: start() may be called again after a failed attempt. */
+  private listen(handlers: ConsumerHandlers): void {
+    this.listening = true;
+    const { consumer, settings } = this;
+    const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT } = consumer.events;
+    consumer.on(GROUP_JOIN, (e) => {
+      this.joined = true;
+      const partitions = e.payload.memberAssignment[settings.topic] ?? [];
+      handlers.onAssignment(partitions.map((partition) => ({ topic: settings.topic, partition })));
+    });
+    consumer.on(REBALANCING, () => {
+      this.joined = false;
+    });
+    consumer.on(STOP, () => {
+      this.joined = false;
+    });
+    consumer.on(DISCONNECT, () => {
+      this.joined = false;
+    });
+    consumer.on(CRASH, (e) => {
+      this.joined = false;
+      const { error, restart } = e.payload;
+      this.logger.error({ err: error, restart }, 'kafka consumer crashed');
+      if (!restart) handlers.onFatal(error);
+    });
+  }
+
+  pause(partitions: TopicPartition[]): void {
+    this.each(partitions, (topic, ps) => this.consumer.pause([{ topic, partitions: ps }]));
+  }
+
+  resume(partitions: TopicPartition[]): void {
+    this.each(partitions, (topic, ps) => this.consumer.resume([{ topic, partitions: ps }]));
+  }
+
+  private each(partitions: TopicPartition[], fn: (topic: string, ps: number[]) => void): void {
+    if (partitions.length === 0) return;
+    const byTopic = new Map<string, number[]>();
+    for (const tp of partitions) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
+    for (const [topic, ps] of byTopic) {
+      try {
+        fn(topic, ps);
+      } catch (err) {
+        // pause/resume throw while the consumer is not running; the next assignment recomputes them.
+        this.logger.debug({ err, topic, partitions: ps }, 'pause/resume skipped');
+      }
+    }
+  }
+
+  async commit(offsets: OffsetToCommit[]): Promise<void> {
+    if (offsets.length === 0) return;
+    await this.consumer.commitOffsets(offsets);
+  }
+
+  async lag(): Promise<PartitionLag[]> {
+    if (!this.adminConnected) {
+      await this.admin.connect();
+      this.adminConnected = true;
+    }
+    const { topic, groupId } = this.settings;
+    const [ends, groupOffsets] = await Promise.all([
+      this.admin.fetchTopicOffsets(topic),
+      this.admin.fetchOffsets({ groupId, topics: [topic] }),
+    ]);
+    const committed = new Map<number, bigint | null>();
+    for (const t of groupOffsets) {
+      for (const p of t.partitions) committed.set(p.partition, p.offset === '-1' ? null : BigInt(p.offset));
+    }
+    return ends.map((e) => ({
+      partition: e.partition,
+      highWatermark: BigInt(e.high),
+      committed: committed.get(e.partition) ?? null,
+    }));
+  }
+
+  isJoined(): boolean {
+    return this.joined;
+  }
+
+  async stop(): Promise<void> {
+    this.joined = false;
+    await this.consumer.disconnect();
+    if (this.adminConnected) {
+      this.adminConnected = false;
+      await this.admin.disconnect().catch(() => undefined);
+    }
+  }
+}

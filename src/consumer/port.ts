@@ -1,0 +1,65 @@
+/**
+ * The Kafka consumer as bar-writer sees it: a small port of our own, so the batching and offset logic
+ * is tested without a broker, and the client library (kafkajs today) could be replaced.
+ */
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface InboundMessage {
+  /** int64 as a decimal string, as Kafka clients give it. */
+  offset: string;
+  key: Buffer | null;
+  /** May be a view into a fetch buffer: decode or copy, never keep. */
+  value: Buffer | null;
+  headers: Record<string, Buffer | string | (Buffer | string)[] | undefined>;
+  /** Message timestamp in epoch milliseconds, as a decimal string. */
+  timestamp: string;
+}
+
+export interface InboundBatch {
+  topic: string;
+  partition: number;
+  /** Offset after the last message in the partition's log when this batch was fetched. */
+  highWatermark: string;
+  messages: InboundMessage[];
+}
+
+export interface ConsumerHandlers {
+  /**
+   * Takes a fetched batch into the buffers and returns the offset of the last message it took (the
+   * adapter marks everything up to it as processed), or null if it took none. Must return quickly and
+   * never throw: a slow handler stalls every partition's fetch and heartbeat.
+   */
+  onBatch(batch: InboundBatch): string | null;
+  /** Called synchronously after every group join with this member's full new assignment. */
+  onAssignment(assigned: TopicPartition[]): void;
+  /** The client gave up (it will not restart by itself). */
+  onFatal(err: Error): void;
+}
+
+export interface OffsetToCommit extends TopicPartition {
+  /** The next offset to read: last processed + 1. */
+  offset: string;
+}
+
+export interface PartitionLag {
+  partition: number;
+  highWatermark: bigint;
+  committed: bigint | null;
+}
+
+export interface ConsumerPort {
+  /** Connects, joins the group and starts fetching; resolves once running. */
+  start(handlers: ConsumerHandlers): Promise<void>;
+  pause(partitions: TopicPartition[]): void;
+  resume(partitions: TopicPartition[]): void;
+  commit(offsets: OffsetToCommit[]): Promise<void>;
+  /** High watermark and committed offset per partition of the topic. */
+  lag(): Promise<PartitionLag[]>;
+  /** True between a group join and the next rebalance or stop. */
+  isJoined(): boolean;
+  /** Leaves the group and disconnects. Never call from inside onBatch. */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,130 @@
+/**
+ * Prometheus metrics, built on a registry passed in (never the global one) so tests can run several
+ * service instances in one process. Labels are bounded: error class, reject reason, partition number,
+ * pool state; never a symbol.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  writeTotal: Counter;
+  writeErrors: Counter<'class'>;
+  writeLatency: Histogram;
+  queueDepth: Gauge;
+  batchSize: Histogram;
+  barsConsumed: Counter;
+  barsWritten: Counter;
+  barsRejected: Counter<'reason'>;
+  barsDeadLettered: Counter;
+  barsSkippedFenced: Counter;
+  endToEndDelay: Histogram;
+  consumerLag: Gauge<'partition'>;
+  rebalances: Counter;
+  pausedPartitions: Gauge;
+  assignedPartitions: Gauge;
+  offsetCommits: Counter<'result'>;
+  poolConnections: Gauge<'state'>;
+  ready: Gauge;
+}
+
+export function createMetrics(registry: Registry = new Registry(), withDefaults = true): Metrics {
+  if (withDefaults) collectDefaultMetrics({ register: registry });
+  const r = [registry];
+  return {
+    registry,
+    writeTotal: new Counter({
+      name: 'timescale_write_total',
+      help: 'Committed write transactions (one per flush)',
+      registers: r,
+    }),
+    writeErrors: new Counter({
+      name: 'timescale_write_errors_total',
+      help: 'Failed write attempts by error class (transient, permanent, unknown)',
+      labelNames: ['class'],
+      registers: r,
+    }),
+    writeLatency: new Histogram({
+      name: 'timescale_write_latency_seconds',
+      help: 'One flush from start to commit',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    }),
+    queueDepth: new Gauge({
+      name: 'timescale_write_queue_depth',
+      help: 'Messages buffered across all partitions',
+      registers: r,
+    }),
+    batchSize: new Histogram({
+      name: 'timescale_write_batch_size',
+      help: 'Bars per flush',
+      buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+      registers: r,
+    }),
+    barsConsumed: new Counter({
+      name: 'bars_consumed_total',
+      help: 'Messages taken from Kafka into the buffers',
+      registers: r,
+    }),
+    barsWritten: new Counter({
+      name: 'bars_written_total',
+      help: 'Bars in committed write transactions',
+      registers: r,
+    }),
+    barsRejected: new Counter({
+      name: 'bars_rejected_total',
+      help: 'Messages rejected by the contract, by reason',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    barsDeadLettered: new Counter({
+      name: 'bars_dead_lettered_total',
+      help: 'Messages written to the dead-letter topic',
+      registers: r,
+    }),
+    barsSkippedFenced: new Counter({
+      name: 'bars_skipped_already_written_total',
+      help: 'Messages skipped because the database had already recorded their offset (replays)',
+      registers: r,
+    }),
+    endToEndDelay: new Histogram({
+      name: 'bars_end_to_end_delay_seconds',
+      help: 'Kafka message timestamp to database commit',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers: r,
+    }),
+    consumerLag: new Gauge({
+      name: 'kafka_consumer_lag',
+      help: 'High watermark minus committed offset, per assigned partition',
+      labelNames: ['partition'],
+      registers: r,
+    }),
+    rebalances: new Counter({
+      name: 'kafka_rebalances_total',
+      help: 'Group joins (each rebalance)',
+      registers: r,
+    }),
+    pausedPartitions: new Gauge({
+      name: 'kafka_paused_partitions',
+      help: 'Partitions paused for backpressure',
+      registers: r,
+    }),
+    assignedPartitions: new Gauge({
+      name: 'kafka_assigned_partitions',
+      help: 'Partitions assigned to this instance',
+      registers: r,
+    }),
+    offsetCommits: new Counter({
+      name: 'kafka_offset_commits_total',
+      help: 'Offset commits after durable writes, by result',
+      labelNames: ['result'],
+      registers: r,
+    }),
+    poolConnections: new Gauge({
+      name: 'db_pool_connections',
+      help: 'PostgreSQL pool connections by state (total, idle, waiting)',
+      labelNames: ['state'],
+      registers: r,
+    }),
+    ready: new Gauge({ name: 'bar_writer_ready', help: '1 when /readyz answers ready', registers: r }),
+  };
+}

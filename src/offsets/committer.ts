@@ -1,0 +1,132 @@
+/**
+ * Kafka offset commits, after durability only.
+ *
+ * Invariant enforced here: an offset is committed only when the flush that covers every message below
+ * it has committed its database transaction (the pipeline calls `durable()` after that), only for a
+ * partition this member still owns in the same ownership generation, and only forwards.
+ *
+ * Ownership generations: every partition that appears in an assignment without having been in the
+ * previous one gets a new generation. A flush carries the generation it started under; a flush that
+ * finishes after its partition was revoked (even if assigned back since) cannot commit. Kept partitions
+ * keep their generation across rebalances, so their in-flight flushes still commit.
+ *
+ * Failed commits (rebalance in progress, coordinator moved, broker away) are not rethrown: the
+ * offset stays pending and `commitPending()` (called on a timer and after every flush) retries it. The
+ * database fence makes any replay caused by a lost commit harmless.
+ */
+import type { ConsumerPort, TopicPartition } from '../consumer/port';
+import type { Logger } from '../observe/logger';
+import type { Metrics } from '../observe/metrics';
+
+interface Owned {
+  generation: number;
+  durable: bigint | null;
+  committed: bigint | null;
+  inFlight: Promise<void> | null;
+}
+
+export const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+
+/** kafkajs puts the broker's error code of a failed commit in `cause.type` (or `type`). */
+export function commitErrorType(err: unknown): string | null {
+  const pick = (e: unknown): unknown =>
+    typeof e === 'object' && e !== null ? (e as Record<string, unknown>).type : undefined;
+  const cause = typeof err === 'object' && err !== null ? (err as Record<string, unknown>).cause : undefined;
+  const t = pick(cause) ?? pick(err);
+  return typeof t === 'string' ? t : null;
+}
+
+export class OffsetCommitter {
+  private readonly owned = new Map<string, Owned>();
+  private nextGeneration = 1;
+
+  constructor(
+    private readonly consumer: Pick<ConsumerPort, 'commit'>,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** New assignment: forget revoked partitions, open a generation for new ones. Returns generations. */
+  assign(partitions: TopicPartition[]): Map<string, number> {
+    const next = new Map<string, Owned>();
+    for (const tp of partitions) {
+      const key = tpKey(tp.topic, tp.partition);
+      next.set(
+        key,
+        this.owned.get(key) ?? {
+          generation: this.nextGeneration++,
+          durable: null,
+          committed: null,
+          inFlight: null,
+        },
+      );
+    }
+    this.owned.clear();
+    for (const [k, v] of next) this.owned.set(k, v);
+    return new Map([...next].map(([k, v]) => [k, v.generation]));
+  }
+
+  generation(topic: string, partition: number): number | null {
+    return this.owned.get(tpKey(topic, partition))?.generation ?? null;
+  }
+
+  /**
+   * Everything below `offset` in this partition is durable in the database. Commits it (awaits the
+   * attempt; never throws). Ignored when the partition is no longer owned in `generation`.
+   */
+  async durable(topic: string, partition: number, offset: bigint, generation: number): Promise<void> {
+    const o = this.owned.get(tpKey(topic, partition));
+    if (!o || o.generation !== generation) {
+      this.logger.debug(
+        { topic, partition, offset: offset.toString() },
+        'partition no longer owned; offset not committed',
+      );
+      return;
+    }
+    if (o.durable === null || offset > o.durable) o.durable = offset;
+    await this.commitOne(topic, partition, o);
+  }
+
+  /** Retries every commit still pending. */
+  async commitPending(): Promise<void> {
+    const jobs: Promise<void>[] = [];
+    for (const [key, o] of this.owned) {
+      const [topic, p] = key.split('\u0000') as [string, string];
+      if (o.durable !== null && (o.committed === null || o.durable > o.committed))
+        jobs.push(this.commitOne(topic, Number(p), o));
+    }
+    await Promise.all(jobs);
+  }
+
+  /** Partitions with a durable offset not yet committed. */
+  pendingCount(): number {
+    let n = 0;
+    for (const o of this.owned.values())
+      if (o.durable !== null && (o.committed === null || o.durable > o.committed)) n++;
+    return n;
+  }
+
+  private async commitOne(topic: string, partition: number, o: Owned): Promise<void> {
+    // One commit per partition at a time; a newer durable offset is picked up by the loop.
+    while (o.inFlight) await o.inFlight;
+    const target = o.durable;
+    if (target === null || (o.committed !== null && target <= o.committed)) return;
+    if (this.owned.get(tpKey(topic, partition)) !== o) return;
+    o.inFlight = (async () => {
+      try {
+        await this.consumer.commit([{ topic, partition, offset: target.toString() }]);
+        if (o.committed === null || target > o.committed) o.committed = target;
+        this.metrics.offsetCommits.inc({ result: 'ok' });
+      } catch (err) {
+        this.metrics.offsetCommits.inc({ result: 'failed' });
+        this.logger.warn(
+          { err, topic, partition, offset: target.toString(), kafkaError: commitErrorType(err) },
+          'offset commit failed; will retry (rows are durable, a replay is harmless)',
+        );
+      } finally {
+        o.inFlight = null;
+      }
+    })();
+    await o.inFlight;
+  }
+}

@@ -1,6 +1,8 @@
 /** @type {import('jest').Config} */
 const tsJest = ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: false }];
 module.exports = {
+  // Integration tests wait on real services; unit tests finish in milliseconds either way.
+  testTimeout: 180000,
   projects: [
     {
       displayName: 'unit',
@@ -14,7 +16,6 @@ module.exports = {
       roots: ['<rootDir>/test/integration'],
       transform: { '^.+\\.ts$': tsJest },
       globalSetup: '<rootDir>/test/support/preflight.ts',
-      testTimeout: 180000,
     },
   ],
 };

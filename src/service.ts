@@ -195,7 +195,7 @@ export class Service {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    let drained = false;
+    let drained: boolean;
     try {
       drained = await this.pipeline.drain(deadlineMs);
       if (!drained)

@@ -1,0 +1,112 @@
+/**
+ * Faults the foundation must survive: the database refusing writes (offsets must not advance, readiness
+ * turns false, everything lands after the fault is removed), and SIGTERM with bars still buffered (all
+ * written and committed before a clean exit).
+ */
+import {
+  diffTables,
+  expectedTable,
+  Harness,
+  httpGet,
+  makeBars,
+  metricValue,
+  sleep,
+  waitFor,
+} from '../support/harness';
+
+describe('database refuses writes', () => {
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(4);
+  });
+  afterAll(() => h.cleanup());
+
+  test('no offset advances while writes fail; readiness reports it; everything lands after recovery', async () => {
+    const s = `"${h.schema}"`;
+    // The injected fault: every INSERT into bars_1m fails (a statement trigger raising an error).
+    await h.pool.query(`CREATE FUNCTION ${s}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'injected fault: writes refused' USING ERRCODE = '57P03'; END $$`);
+    await h.pool.query(
+      `CREATE TRIGGER refuse BEFORE INSERT ON ${s}.bars_1m FOR EACH STATEMENT EXECUTE FUNCTION ${s}.refuse()`,
+    );
+
+    const bars = makeBars(200, 10, Date.UTC(2026, 10, 25, 14, 30), 3); // 2,000 bars
+    await h.produceBars(bars);
+    const service = await h.startService({
+      BARS_DB_MAX_RETRIES: '2',
+      BARS_DB_RETRY_DELAY: '50ms',
+      BARS_DB_RETRY_MAX_DELAY: '300ms',
+    });
+
+    await waitFor('readiness to report failing writes', async () => {
+      const r = await httpGet(service.port, '/readyz');
+      return r.status === 503 && JSON.parse(r.body).checks.writes.ok === false ? r : null;
+    });
+    const metrics = (await httpGet(service.port, '/metrics')).body;
+    expect(
+      metricValue(metrics, 'timescale_write_errors_total', { class: 'transient' }),
+    ).toBeGreaterThanOrEqual(3);
+    expect(metricValue(metrics, 'timescale_write_total')).toBe(0);
+    // Nothing committed, nothing written, nothing recorded in the fence.
+    const committed = await h.committedOffsets();
+    expect([...committed.values()].every((o) => o === null)).toBe(true);
+    expect(await h.rowCount()).toBe(0);
+    expect(
+      (await h.pool.query(`SELECT count(*)::int AS n FROM ${s}.bar_writer_offsets WHERE next_offset > 0`))
+        .rows[0].n,
+    ).toBe(0);
+    await sleep(1000);
+    expect([...(await h.committedOffsets()).values()].every((o) => o === null)).toBe(true);
+
+    await h.pool.query(`DROP TRIGGER refuse ON ${s}.bars_1m`);
+    await waitFor(
+      'everything to land',
+      async () => (await h.rowCount()) === bars.length && (await h.caughtUp()),
+    );
+    expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    await waitFor('readiness back', async () => (await httpGet(service.port, '/readyz')).status === 200);
+    expect(await service.stop()).toBe(true);
+  });
+});
+
+describe('SIGTERM with bars buffered', () => {
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(4);
+  });
+  afterAll(() => h.cleanup());
+
+  test('the process writes every buffered bar, commits, and exits 0', async () => {
+    const bars = makeBars(300, 10, Date.UTC(2026, 10, 26, 14, 30), 5); // 3,000 bars
+    await h.produceBars(bars);
+    const port = 18000 + Math.floor(Math.random() * 2000);
+    const child = h.spawnService({
+      HTTP_PORT: String(port),
+      BARS_DB_WRITE_INTERVAL: '5m',
+      KAFKA_SESSION_TIMEOUT: '10m',
+      BARS_DB_WRITE_BATCH_SIZE: '100000',
+      BARS_DB_WRITE_QUEUE_SIZE: '200000',
+      BARS_DB_FLUSH_ON_CAUGHT_UP: 'false',
+      SHUTDOWN_TIMEOUT: '20s',
+    });
+    await waitFor(
+      'all bars buffered',
+      async () => metricValue((await httpGet(port, '/metrics')).body, 'bars_consumed_total') === bars.length,
+      60_000,
+      200,
+    );
+    expect(await h.rowCount()).toBe(0);
+    expect([...(await h.committedOffsets()).values()].every((o) => o === null)).toBe(true);
+
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    const code = await exited;
+    expect({ code, output: code === 0 ? '' : child.output() }).toEqual({ code: 0, output: '' });
+    expect(await h.rowCount()).toBe(bars.length);
+    expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    expect(await h.caughtUp()).toBe(true);
+    expect(child.output()).toMatch(/"drained":true/);
+  });
+});

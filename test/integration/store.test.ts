@@ -1,0 +1,161 @@
+/**
+ * The store against real PostgreSQL, batch by batch: the latest message per key wins inside one batch,
+ * the fence skips what was written and only moves forward, every value the contract allows survives
+ * COPY escaping, the read operations, and the migrations (twice, and concurrently).
+ */
+import type { Bar } from '../../src/contract/bar';
+import { getBars, getLatestBars } from '../../src/store/readBars';
+import { migrate, loadMigrations } from '../../src/store/migrate';
+import { withTransaction } from '../../src/store/pool';
+import { prepareStaging, writeBatch, type BarAtOffset } from '../../src/store/writeBatch';
+import { Harness, uniqueName } from '../support/harness';
+
+const T0 = Date.UTC(2026, 10, 24, 14, 31);
+const bar = (symbol: string, minute: number, close: number, extra: Partial<Bar> = {}): Bar => ({
+  symbol,
+  timestampMs: T0 + minute * 60_000,
+  open: close,
+  high: close + 1,
+  low: close - 1,
+  close,
+  volume: 100,
+  vwap: close,
+  ...extra,
+});
+
+describe('store', () => {
+  const h = new Harness();
+  const ref = { group: 'g', topic: 't', partition: 0 };
+  beforeAll(() => h.setupSchema());
+  afterAll(() => h.cleanup());
+
+  const write = (entries: BarAtOffset[], next: bigint) =>
+    withTransaction(h.pool, (c) => writeBatch(c, h.schema, ref, entries, next), prepareStaging);
+
+  test('the latest message per key wins inside one batch; identical rows are not rewritten', async () => {
+    const r = await write(
+      [
+        { offset: 0n, bar: bar('AAA', 0, 10) },
+        { offset: 1n, bar: bar('AAA', 0, 11) },
+        { offset: 2n, bar: bar('BBB', 0, 20) },
+        { offset: 3n, bar: bar('AAA', 0, 12) },
+      ],
+      4n,
+    );
+    expect(r).toEqual({ written: 4, skippedFenced: 0, rowsChanged: 2, fenceBefore: 0n });
+    const latest = await getLatestBars(h.pool, h.schema, 'AAA', 10);
+    expect(latest).toEqual([bar('AAA', 0, 12)]);
+    // The same values again (new offsets): nothing changes.
+    const again = await write([{ offset: 4n, bar: bar('AAA', 0, 12) }], 5n);
+    expect(again.rowsChanged).toBe(0);
+  });
+
+  test('the fence skips offsets already written and never moves back', async () => {
+    // A late writer replays offsets 0..3 with an older close: all skipped.
+    const r = await write([{ offset: 2n, bar: bar('BBB', 0, 99) }], 3n);
+    expect(r).toEqual({ written: 0, skippedFenced: 1, rowsChanged: 0, fenceBefore: 5n });
+    expect((await getLatestBars(h.pool, h.schema, 'BBB', 1))[0]!.close).toBe(20);
+    // A batch straddling the fence writes only its part above.
+    const s = await write(
+      [
+        { offset: 4n, bar: bar('CCC', 0, 1) },
+        { offset: 5n, bar: bar('CCC', 1, 2) },
+      ],
+      6n,
+    );
+    expect(s).toMatchObject({ written: 1, skippedFenced: 1, fenceBefore: 5n });
+    const fence = await h.pool.query(`SELECT next_offset::text AS n FROM "${h.schema}".bar_writer_offsets`);
+    expect(fence.rows).toEqual([{ n: '6' }]);
+  });
+
+  test('every value the contract allows round-trips exactly through COPY', async () => {
+    const odd = [
+      bar('A\\B', 0, 1), // backslash: the COPY escape character
+      bar('!"#$%&\'()*+,-./:;<=>?@[]^_`{|}~', 0, 2),
+      bar('X'.repeat(32), 0, 3),
+      bar('TINY', 0, 1e-7, { open: 1e-7, high: 2e-7, low: 5e-8, vwap: null }),
+      bar('HUGE', 0, 1.5e300, { open: 1.5e300, high: 1.7976931348623157e308, low: -1.5e300, vwap: 0.1 }),
+      bar('FRAC', 0, 0.1 + 0.2, { volume: Number.MAX_SAFE_INTEGER }),
+      bar('NEG', 0, -3.25, { volume: 0 }),
+      bar('OLD', -60 * 24 * 365 * 120, 5), // 1906
+    ];
+    await write(
+      odd.map((b, i) => ({ offset: 10n + BigInt(i), bar: b })),
+      100n,
+    );
+    for (const b of odd) {
+      const got = await getBars(h.pool, h.schema, b.symbol, b.timestampMs, b.timestampMs + 60_000);
+      expect(got).toEqual([b]);
+    }
+  });
+
+  test('reads: range is [start, end) ascending; latest N is newest first', async () => {
+    await write(
+      [0, 1, 2, 3, 4].map((m) => ({ offset: 200n + BigInt(m), bar: bar('RNG', m, 10 + m) })),
+      205n,
+    );
+    const range = await getBars(h.pool, h.schema, 'RNG', T0 + 60_000, T0 + 4 * 60_000);
+    expect(range.map((b) => b.close)).toEqual([11, 12, 13]);
+    expect((await getLatestBars(h.pool, h.schema, 'RNG', 2)).map((b) => b.close)).toEqual([14, 13]);
+    expect(await getLatestBars(h.pool, h.schema, 'NONE', 2)).toEqual([]);
+  });
+
+  test('migrations: the table shape, no redundant index, idempotent, safe when run concurrently', async () => {
+    const cols = await h.pool.query(
+      `SELECT column_name, data_type, is_nullable FROM information_schema.columns
+       WHERE table_schema = $1 AND table_name = 'bars_1m' ORDER BY ordinal_position`,
+      [h.schema],
+    );
+    expect(cols.rows).toEqual([
+      { column_name: 'symbol', data_type: 'text', is_nullable: 'NO' },
+      { column_name: 'timestamp', data_type: 'timestamp with time zone', is_nullable: 'NO' },
+      { column_name: 'open', data_type: 'double precision', is_nullable: 'NO' },
+      { column_name: 'high', data_type: 'double precision', is_nullable: 'NO' },
+      { column_name: 'low', data_type: 'double precision', is_nullable: 'NO' },
+      { column_name: 'close', data_type: 'double precision', is_nullable: 'NO' },
+      { column_name: 'volume', data_type: 'bigint', is_nullable: 'NO' },
+      { column_name: 'vwap', data_type: 'double precision', is_nullable: 'YES' },
+    ]);
+    const idx = await h.pool.query(
+      `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'bars_1m'`,
+      [h.schema],
+    );
+    expect(idx.rows).toHaveLength(1);
+    expect(idx.rows[0].indexdef).toMatch(/UNIQUE INDEX bars_1m_pkey .* \(symbol, "timestamp"\)/);
+
+    // Twice on the same schema: nothing applied the second time.
+    const c1 = await h.pool.connect();
+    try {
+      expect(await migrate(c1, h.schema)).toEqual({
+        applied: [],
+        skipped: loadMigrations().map((m) => m.name),
+      });
+    } finally {
+      c1.release();
+    }
+    // Three runners at once on a fresh schema: each migration applied exactly once.
+    const fresh = uniqueName('bw_mig');
+    h.onCleanup(async () => {
+      await h.pool.query(`DROP SCHEMA IF EXISTS "${fresh}" CASCADE`);
+    });
+    const results = await Promise.all(
+      [1, 2, 3].map(async () => {
+        const c = await h.pool.connect();
+        try {
+          return await migrate(c, fresh);
+        } finally {
+          c.release();
+        }
+      }),
+    );
+    expect(results.flatMap((r) => r.applied).sort()).toEqual(
+      loadMigrations()
+        .map((m) => m.name)
+        .sort(),
+    );
+    const recorded = await h.pool.query(
+      `SELECT version FROM "${fresh}".bar_writer_migrations ORDER BY version`,
+    );
+    expect(recorded.rows.map((r) => r.version)).toEqual(loadMigrations().map((m) => m.version));
+  });
+});

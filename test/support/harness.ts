@@ -1,0 +1,369 @@
+/**
+ * Shared pieces of the integration tests: a unique schema, topic and group per test file, a producer,
+ * in-process and child-process services, and exact reads of the database and the group's offsets.
+ * Every resource registers its cleanup where it is created; `cleanup()` runs them in reverse order.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { Kafka, logLevel, type Admin, type Producer, type IHeaders } from 'kafkajs';
+import pg from 'pg';
+import { Registry } from 'prom-client';
+import { loadConfig, type Config } from '../../src/config';
+import { registerCodecs } from '../../src/consumer/codecs';
+import { createLogger } from '../../src/observe/logger';
+import { Service } from '../../src/service';
+import { migrate } from '../../src/store/migrate';
+import { KAFKA_BROKERS, PG } from './env';
+
+export const REPO = path.resolve(__dirname, '..', '..');
+
+export interface TestBar {
+  symbol: string;
+  timestamp: string;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number;
+  vwap: number | null;
+}
+
+export interface StoredBar {
+  symbol: string;
+  timestamp: string;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number;
+  vwap: number | null;
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${crypto.randomBytes(3).toString('hex')}`;
+}
+
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | null | undefined | false>,
+  timeoutMs = 60_000,
+  intervalMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== null && v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
+    await sleep(intervalMs);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Deterministic bars: `symbols` × `minutes`, random-walk-ish but reproducible from `seed`. */
+export function makeBars(
+  symbols: number,
+  minutes: number,
+  startMs = Date.UTC(2026, 10, 24, 14, 30),
+  seed = 1,
+): TestBar[] {
+  const out: TestBar[] = [];
+  let x = seed;
+  const rand = () => {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    return x / 2147483648;
+  };
+  for (let m = 0; m < minutes; m++) {
+    for (let s = 0; s < symbols; s++) {
+      const open = Math.round((10 + rand() * 490) * 10_000) / 10_000;
+      const close = Math.round(open * (1 + (rand() - 0.5) * 0.01) * 10_000) / 10_000;
+      const high = Math.max(open, close) + Math.round(rand() * 100) / 10_000;
+      const low = Math.min(open, close) - Math.round(rand() * 100) / 10_000;
+      const vwap = rand() < 0.1 ? null : Math.round(((low + high) / 2) * 10_000) / 10_000;
+      out.push({
+        symbol: `S${String(s).padStart(4, '0')}`,
+        timestamp: new Date(startMs + m * 60_000).toISOString(),
+        open,
+        high,
+        low,
+        close,
+        volume: Math.floor(rand() * 1_000_000),
+        vwap,
+      });
+    }
+  }
+  return out;
+}
+
+export class Harness {
+  readonly schema = uniqueName('bw_test');
+  readonly topic = uniqueName('bars').replace(/_/g, '.');
+  readonly group = uniqueName('group');
+  readonly dlqTopic = `${this.topic}.dlq`;
+  readonly kafka = new Kafka({
+    clientId: uniqueName('test'),
+    brokers: KAFKA_BROKERS.split(','),
+    logLevel: logLevel.NOTHING,
+  });
+  readonly pool = new pg.Pool({ ...PG, max: 4 });
+  private admin: Admin | null = null;
+  private producer: Producer | null = null;
+  private readonly cleanups: (() => Promise<void>)[] = [];
+
+  constructor() {
+    registerCodecs();
+    this.cleanups.push(() => this.pool.end());
+  }
+
+  onCleanup(fn: () => Promise<void>): void {
+    this.cleanups.push(fn);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const fn of this.cleanups.reverse()) {
+      await fn().catch((err: unknown) => console.error('cleanup failed:', err));
+    }
+    this.cleanups.length = 0;
+  }
+
+  /** Creates the schema and runs the migrations in it. */
+  async setupSchema(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await migrate(client, this.schema);
+    } finally {
+      client.release();
+    }
+    this.cleanups.push(async () => {
+      await this.pool.query(`DROP SCHEMA IF EXISTS "${this.schema}" CASCADE`);
+    });
+  }
+
+  async getAdmin(): Promise<Admin> {
+    if (!this.admin) {
+      const admin = this.kafka.admin();
+      await admin.connect();
+      this.admin = admin;
+      this.cleanups.push(() => admin.disconnect());
+    }
+    return this.admin;
+  }
+
+  async createTopics(partitions: number): Promise<void> {
+    const admin = await this.getAdmin();
+    await admin.createTopics({
+      topics: [
+        { topic: this.topic, numPartitions: partitions },
+        { topic: this.dlqTopic, numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
+    this.cleanups.push(async () => {
+      await admin.deleteTopics({ topics: [this.topic, this.dlqTopic] }).catch(() => undefined);
+      await admin.deleteGroups([this.group]).catch(() => undefined);
+    });
+  }
+
+  async getProducer(): Promise<Producer> {
+    if (!this.producer) {
+      const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+      await producer.connect();
+      this.producer = producer;
+      this.cleanups.push(() => producer.disconnect());
+    }
+    return this.producer;
+  }
+
+  /** Produces bars keyed by symbol (so a symbol stays on one partition), in chunks. */
+  async produceBars(bars: readonly TestBar[], chunk = 5000): Promise<void> {
+    await this.produceRaw(
+      bars.map((b) => ({ key: b.symbol, value: JSON.stringify(b) })),
+      chunk,
+    );
+  }
+
+  async produceRaw(
+    messages: readonly {
+      key: string | Buffer | null;
+      value: string | Buffer | null;
+      partition?: number;
+      headers?: IHeaders;
+    }[],
+    chunk = 5000,
+  ): Promise<void> {
+    const producer = await this.getProducer();
+    for (let i = 0; i < messages.length; i += chunk) {
+      await producer.send({ topic: this.topic, acks: -1, messages: messages.slice(i, i + chunk) as never });
+    }
+  }
+
+  /** The service's configuration for this test, through the same env names operators use. */
+  config(env: Record<string, string> = {}): Config {
+    return loadConfig(this.env(env));
+  }
+
+  env(env: Record<string, string> = {}): Record<string, string> {
+    return {
+      DB_HOST: PG.host,
+      DB_PORT: String(PG.port),
+      DB_USER: PG.user,
+      DB_NAME: PG.database,
+      DB_SCHEMA: this.schema,
+      KAFKA_BROKERS,
+      KAFKA_TOPIC: this.topic,
+      KAFKA_DLQ_TOPIC: this.dlqTopic,
+      KAFKA_GROUP_ID: this.group,
+      KAFKA_CLIENT_ID: uniqueName('bw'),
+      KAFKA_SESSION_TIMEOUT: '10s',
+      KAFKA_MAX_WAIT: '100ms',
+      HTTP_PORT: '0',
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      BARS_DB_WRITE_INTERVAL: '200ms',
+      ...env,
+    };
+  }
+
+  /** An in-process service instance; stopped at cleanup if the test did not stop it. */
+  async startService(env: Record<string, string> = {}): Promise<Service> {
+    const config = this.config(env);
+    const service = new Service(config, { logger: createLogger(config.logLevel), registry: new Registry() });
+    this.cleanups.push(async () => {
+      await service.stop(Date.now() + 5000);
+    });
+    await service.start();
+    return service;
+  }
+
+  /** `node dist/main.js` as operators run it; killed at cleanup if still running. */
+  spawnService(env: Record<string, string> = {}): ChildProcess & { output: () => string } {
+    const child = spawn(process.execPath, [path.join(REPO, 'dist', 'main.js')], {
+      cwd: REPO,
+      env: { PATH: process.env.PATH ?? '', ...this.env({ LOG_LEVEL: 'info', ...env }) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    this.cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+      }
+    });
+    return Object.assign(child, { output: () => out });
+  }
+
+  /** The group's committed offsets (null: none), per partition. */
+  async committedOffsets(group = this.group): Promise<Map<number, bigint | null>> {
+    const admin = await this.getAdmin();
+    const res = await admin.fetchOffsets({ groupId: group, topics: [this.topic] });
+    return new Map(res[0]!.partitions.map((p) => [p.partition, p.offset === '-1' ? null : BigInt(p.offset)]));
+  }
+
+  async endOffsets(): Promise<Map<number, bigint>> {
+    const admin = await this.getAdmin();
+    const res = await admin.fetchTopicOffsets(this.topic);
+    return new Map(res.map((p) => [p.partition, BigInt(p.high)]));
+  }
+
+  /** True when the group's committed offset equals the log end on every partition. */
+  async caughtUp(group = this.group): Promise<boolean> {
+    const [committed, ends] = await Promise.all([this.committedOffsets(group), this.endOffsets()]);
+    for (const [p, end] of ends)
+      if (committed.get(p) !== end && !(end === 0n && committed.get(p) === null)) return false;
+    return true;
+  }
+
+  async rowCount(): Promise<number> {
+    const r = await this.pool.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM "${this.schema}".bars_1m`,
+    );
+    return Number(r.rows[0]!.n);
+  }
+
+  /** Every stored row, keyed "symbol|ISO timestamp". */
+  async storedBars(): Promise<Map<string, StoredBar>> {
+    const r = await this.pool.query<StoredBar & { ts: Date; volume: string }>(
+      `SELECT symbol, "timestamp" AS ts, open, high, low, close, volume::text AS volume, vwap FROM "${this.schema}".bars_1m`,
+    );
+    const out = new Map<string, StoredBar>();
+    for (const row of r.rows) {
+      const timestamp = row.ts.toISOString();
+      out.set(`${row.symbol}|${timestamp}`, {
+        symbol: row.symbol,
+        timestamp,
+        open: row.open,
+        high: row.high,
+        low: row.low,
+        close: row.close,
+        volume: Number(row.volume),
+        vwap: row.vwap,
+      });
+    }
+    return out;
+  }
+}
+
+/** The expected table: the last version of every (symbol, timestamp), normalised like storedBars(). */
+export function expectedTable(bars: readonly TestBar[]): Map<string, StoredBar> {
+  const out = new Map<string, StoredBar>();
+  for (const b of bars) {
+    const timestamp = new Date(b.timestamp).toISOString();
+    out.set(`${b.symbol}|${timestamp}`, { ...b, timestamp, vwap: b.vwap ?? null });
+  }
+  return out;
+}
+
+function canonical(b: StoredBar): string {
+  return JSON.stringify([b.symbol, b.timestamp, b.open, b.high, b.low, b.close, b.volume, b.vwap]);
+}
+
+/** Compares stored rows with expected ones; returns a short list of differences (empty when equal). */
+export function diffTables(
+  expected: Map<string, StoredBar>,
+  stored: Map<string, StoredBar>,
+  max = 5,
+): string[] {
+  const diffs: string[] = [];
+  for (const [k, e] of expected) {
+    const s = stored.get(k);
+    if (!s) diffs.push(`missing ${k}`);
+    else if (canonical(s) !== canonical(e))
+      diffs.push(`differs ${k}: stored ${canonical(s)} expected ${canonical(e)}`);
+    if (diffs.length >= max) return diffs;
+  }
+  for (const k of stored.keys()) {
+    if (!expected.has(k)) diffs.push(`unexpected ${k}`);
+    if (diffs.length >= max) break;
+  }
+  return diffs;
+}
+
+export async function httpGet(port: number, p: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${p}`);
+  return { status: res.status, body: await res.text() };
+}
+
+/** A counter's value from /metrics text (sum over label sets matching `labels`). */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-z_]+)(\{[^}]*\})? (.+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const labelText = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += Number(m[3]);
+  }
+  return total;
+}

@@ -21,6 +21,7 @@ import { createMetrics, type Metrics } from './observe/metrics';
 import { classifyDbError } from './store/errors';
 import { createPool, type Pool } from './store/pool';
 import { getBars, getLatestBars } from './store/readBars';
+import { readFences } from './store/writeBatch';
 
 export interface ServiceOptions {
   logger: Logger;
@@ -87,6 +88,10 @@ export class Service {
         }),
         classify: classifyDbError,
         consumer: this.consumer,
+        fences: async (topic, partitions) => {
+          const all = await readFences(this.pool, config.db.schema, config.kafka.groupId, topic);
+          return new Map([...all].filter(([p]) => partitions.includes(p)));
+        },
         committer: this.committer,
         metrics: this.metrics,
         logger: logger.child({ component: 'pipeline' }),

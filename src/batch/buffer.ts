@@ -96,6 +96,7 @@ export class PartitionBuffer {
       bytes += entryBytes(e);
       end++;
     }
+    if (end === start) return null;
     const taken = this.entries.slice(start, end);
     this.head = end;
     this.bars -= bars;

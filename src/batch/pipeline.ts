@@ -22,7 +22,7 @@
  * order; different partitions flush concurrently (bounded by the pool).
  */
 import { decodeBar, type Rejection } from '../contract/bar';
-import type { InboundBatch, InboundMessage, TopicPartition } from '../consumer/port';
+import type { ConsumerPort, InboundBatch, InboundMessage, TopicPartition } from '../consumer/port';
 import { OffsetCommitter, tpKey } from '../offsets/committer';
 import { RateLimiter, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
@@ -79,7 +79,14 @@ class PartitionState {
   /** Next offset expected from Kafka; lower offsets are duplicates of what we hold (after a rejoin). */
   nextExpected: bigint | null = null;
   caughtUp = false;
-  paused = false;
+  /** Paused for backpressure (the buffers were full when it brought more). */
+  backpressure = false;
+  /** False until the database fence of a newly assigned partition is known (fetching paused meanwhile). */
+  fenceLoaded = false;
+  /** What we last told the consumer. */
+  consumerPaused = false;
+  /** Failed attempts at reading the fence (readiness). */
+  fenceAttempts = 0;
   /** The batch being written (kept across retries). */
   current: Batch | null = null;
   attempts = 0;
@@ -117,7 +124,9 @@ export class Pipeline {
     private readonly deps: {
       flush: FlushFn;
       classify: (err: unknown) => ErrorInfo;
-      consumer: { pause(tps: TopicPartition[]): void; resume(tps: TopicPartition[]): void };
+      consumer: Pick<ConsumerPort, 'pause' | 'resume' | 'seek' | 'committedOffsets'>;
+      /** The database fences (next offset to write) of some partitions of a topic. */
+      fences: (topic: string, partitions: number[]) => Promise<Map<number, bigint>>;
       committer: OffsetCommitter;
       metrics: Metrics;
       logger: Logger;
@@ -138,7 +147,7 @@ export class Pipeline {
    */
   handleBatch(batch: InboundBatch): string | null {
     const st = this.partitions.get(tpKey(batch.topic, batch.partition));
-    if (!st || !this.accepting || st.paused) return null;
+    if (!st || !this.accepting || st.backpressure || !st.fenceLoaded) return null;
     const { metrics } = this.deps;
     const arrival = this.now();
     let last: string | null = null;
@@ -225,26 +234,74 @@ export class Pipeline {
       this.revoke(st);
       this.partitions.delete(key);
     }
+    const added: PartitionState[] = [];
     for (const tp of assigned) {
       const key = tpKey(tp.topic, tp.partition);
-      if (!this.partitions.has(key))
-        this.partitions.set(key, new PartitionState(tp.topic, tp.partition, generations.get(key)!));
+      if (!this.partitions.has(key)) {
+        const st = new PartitionState(tp.topic, tp.partition, generations.get(key)!);
+        this.partitions.set(key, st);
+        added.push(st);
+      }
     }
     const { metrics } = this.deps;
     metrics.rebalances.inc();
     metrics.assignedPartitions.set(this.partitions.size);
     metrics.queueDepth.set(this.totalEntries);
-    // Recompute pauses: keep paused only what backpressure needs, resume the rest.
-    const toResume: TopicPartition[] = [];
-    const toPause: TopicPartition[] = [];
-    const full = this.isFull() || !this.accepting;
-    for (const st of this.partitions.values()) {
-      st.paused = full && st.paused;
-      (st.paused || !this.accepting ? toPause : toResume).push({ topic: st.topic, partition: st.partition });
+    // kafkajs carries pause state across rebalances: tell it the whole truth again.
+    if (!this.isFull()) for (const st of this.partitions.values()) st.backpressure = false;
+    this.syncPause([...this.partitions.values()], true);
+    if (added.length > 0) void this.loadFences(added, 1);
+  }
+
+  /**
+   * Newly assigned partitions resume from the later of the group's Kafka-committed offset and the
+   * database fence (the fence is ahead when a commit was lost after a durable write, or another
+   * instance wrote further). Messages below the fence are then not even buffered, and the fence is
+   * committed to Kafka so lag tooling agrees. Until this is known the partitions stay paused.
+   */
+  private async loadFences(states: PartitionState[], attempt: number): Promise<void> {
+    const live = states.filter((st) => st.state !== 'revoked');
+    if (live.length === 0) return;
+    const topic = live[0]!.topic;
+    try {
+      const partitions = live.map((st) => st.partition);
+      const [fences, committed] = await Promise.all([
+        this.deps.fences(topic, partitions),
+        this.deps.consumer.committedOffsets(topic, partitions),
+      ]);
+      for (const st of live) {
+        if (st.state === 'revoked') continue;
+        const fence = fences.get(st.partition) ?? 0n;
+        const kafka = committed.get(st.partition) ?? null;
+        if (fence > 0n && (kafka === null || fence > kafka)) {
+          this.deps.consumer.seek({ topic, partition: st.partition }, fence.toString());
+          st.nextExpected = fence;
+          void this.deps.committer.durable(topic, st.partition, fence, st.generation);
+          this.deps.logger.info(
+            { topic, partition: st.partition, fence: fence.toString(), committed: kafka?.toString() ?? null },
+            'resuming from the database fence (ahead of the committed offset)',
+          );
+        }
+        st.fenceLoaded = true;
+      }
+      this.syncPause(live);
+    } catch (err) {
+      const delay = retryDelayMs(
+        attempt,
+        this.settings.retryDelayMs,
+        this.settings.retryMaxDelayMs,
+        this.deps.random,
+      );
+      if (attempt === 1 || attempt === this.settings.maxRetries + 1) {
+        this.deps.logger.warn(
+          { err: (err as Error).message, topic, attempt, retryInMs: delay },
+          'cannot read the offset fence; partitions stay paused, retrying',
+        );
+      }
+      for (const st of live) st.fenceAttempts = attempt;
+      await sleep(delay);
+      if (this.accepting) await this.loadFences(live, attempt + 1);
     }
-    this.deps.consumer.resume(toResume);
-    this.deps.consumer.pause(toPause);
-    metrics.pausedPartitions.set(toPause.length);
   }
 
   private revoke(st: PartitionState): void {
@@ -423,10 +480,9 @@ export class Pipeline {
   }
 
   private pause(st: PartitionState): void {
-    if (st.paused) return;
-    st.paused = true;
-    this.deps.consumer.pause([{ topic: st.topic, partition: st.partition }]);
-    this.deps.metrics.pausedPartitions.inc();
+    if (st.backpressure) return;
+    st.backpressure = true;
+    this.syncPause([st]);
     this.deps.logger.debug(
       { topic: st.topic, partition: st.partition, depth: this.totalEntries },
       'buffers full; partition paused',
@@ -437,17 +493,32 @@ export class Pipeline {
     if (!this.accepting) return;
     if (this.totalEntries > this.settings.queueSize / 2 || this.totalBytes > this.settings.queueBytes / 2)
       return;
-    const resume: TopicPartition[] = [];
+    const released: PartitionState[] = [];
     for (const st of this.partitions.values()) {
-      if (st.paused) {
-        st.paused = false;
-        resume.push({ topic: st.topic, partition: st.partition });
+      if (st.backpressure) {
+        st.backpressure = false;
+        released.push(st);
       }
     }
-    if (resume.length > 0) {
-      this.deps.consumer.resume(resume);
-      this.deps.metrics.pausedPartitions.set(0);
+    this.syncPause(released);
+  }
+
+  /** Tells the consumer to pause or resume each partition whose wanted state changed (or all, forced). */
+  private syncPause(states: PartitionState[], force = false): void {
+    const pause: TopicPartition[] = [];
+    const resume: TopicPartition[] = [];
+    for (const st of states) {
+      if (st.state === 'revoked') continue;
+      const want = st.backpressure || !st.fenceLoaded || !this.accepting;
+      if (!force && want === st.consumerPaused) continue;
+      st.consumerPaused = want;
+      (want ? pause : resume).push({ topic: st.topic, partition: st.partition });
     }
+    this.deps.consumer.pause(pause);
+    this.deps.consumer.resume(resume);
+    let paused = 0;
+    for (const st of this.partitions.values()) if (st.consumerPaused) paused++;
+    this.deps.metrics.pausedPartitions.set(paused);
   }
 
   // ---- lifecycle ----------------------------------------------------------------------------
@@ -460,8 +531,7 @@ export class Pipeline {
   async drain(deadlineMs: number): Promise<boolean> {
     this.accepting = false;
     this.draining = true;
-    const all = [...this.partitions.values()].map((st) => ({ topic: st.topic, partition: st.partition }));
-    this.deps.consumer.pause(all);
+    this.syncPause([...this.partitions.values()]);
     while (this.now() < deadlineMs) {
       let busy = false;
       for (const st of this.partitions.values()) {
@@ -494,9 +564,16 @@ export class Pipeline {
     const stuck: PipelineStatus['stuck'] = [];
     let paused = 0;
     for (const st of this.partitions.values()) {
-      if (st.paused) paused++;
+      if (st.consumerPaused) paused++;
       if (st.attempts > this.settings.maxRetries) {
         stuck.push({ topic: st.topic, partition: st.partition, attempts: st.attempts, error: st.lastError });
+      } else if (!st.fenceLoaded && st.fenceAttempts > this.settings.maxRetries) {
+        stuck.push({
+          topic: st.topic,
+          partition: st.partition,
+          attempts: st.fenceAttempts,
+          error: { class: 'fence', code: null, message: 'cannot read the offset fence' },
+        });
       }
     }
     return {

@@ -386,7 +386,13 @@ export function loadConfig(env: Env = process.env): Config {
       // convict re-applies env after load(), so env still wins over the file.
       c.load(JSON.parse(fs.readFileSync(file, 'utf8')));
     } catch (err) {
-      problems.push(`CONFIG_FILE: cannot read ${file} as JSON: ${(err as Error).message}`);
+      // Never echo the parser's message: it quotes the text around the error, which may be a secret.
+      const code = (err as NodeJS.ErrnoException).code;
+      const position = /position (\d+)/.exec((err as Error).message)?.[1];
+      const why = code
+        ? `cannot read the file (${code})`
+        : `not valid JSON${position ? ` (at character ${position})` : ''}`;
+      problems.push(`CONFIG_FILE: ${file}: ${why}`);
     }
   }
 

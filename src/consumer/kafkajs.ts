@@ -164,11 +164,32 @@ export class KafkajsConsumer implements ConsumerPort {
     await this.consumer.commitOffsets(offsets);
   }
 
-  async lag(): Promise<PartitionLag[]> {
+  seek(tp: TopicPartition, offset: string): void {
+    this.consumer.seek({ topic: tp.topic, partition: tp.partition, offset });
+  }
+
+  private async connectedAdmin(): Promise<Admin> {
     if (!this.adminConnected) {
       await this.admin.connect();
       this.adminConnected = true;
     }
+    return this.admin;
+  }
+
+  async committedOffsets(topic: string, partitions: number[]): Promise<Map<number, bigint | null>> {
+    const admin = await this.connectedAdmin();
+    const res = await admin.fetchOffsets({ groupId: this.settings.groupId, topics: [topic] });
+    const wanted = new Set(partitions);
+    const out = new Map<number, bigint | null>();
+    for (const t of res) {
+      for (const p of t.partitions)
+        if (wanted.has(p.partition)) out.set(p.partition, p.offset === '-1' ? null : BigInt(p.offset));
+    }
+    return out;
+  }
+
+  async lag(): Promise<PartitionLag[]> {
+    await this.connectedAdmin();
     const { topic, groupId } = this.settings;
     const [ends, groupOffsets] = await Promise.all([
       this.admin.fetchTopicOffsets(topic),

@@ -56,6 +56,10 @@ export interface ConsumerPort {
   pause(partitions: TopicPartition[]): void;
   resume(partitions: TopicPartition[]): void;
   commit(offsets: OffsetToCommit[]): Promise<void>;
+  /** Fetch this partition from `offset` next (takes effect before its next batch). */
+  seek(partition: TopicPartition, offset: string): void;
+  /** The group's committed offsets (null: none) of some partitions. */
+  committedOffsets(topic: string, partitions: number[]): Promise<Map<number, bigint | null>>;
   /** High watermark and committed offset per partition of the topic. */
   lag(): Promise<PartitionLag[]>;
   /** True between a group join and the next rebalance or stop. */

@@ -56,6 +56,8 @@ export const MINUTE_MS = 60_000;
 export const MAX_FUTURE_MS = 24 * 60 * 60 * 1000;
 /** Earliest accepted bar start (1900-01-01T00:00:00Z): anything earlier is a unit mistake, not history. */
 export const MIN_TIMESTAMP_MS = Date.UTC(1900, 0, 1);
+/** Latest representable bar start (9999-12-31T23:59Z); beyond it neither ISO-8601 nor Date can express it. */
+export const MAX_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59);
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -165,7 +167,7 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
     if (o.vwap < low || o.vwap > high) {
       return reject('vwap_out_of_range', `vwap (${o.vwap}) must be within [low, high] = [${low}, ${high}]`);
     }
-    vwap = o.vwap;
+    vwap = o.vwap + 0;
   }
 
   // Normalise -0 to 0: PostgreSQL and JSON consumers treat them alike, and it keeps replays byte-identical.
@@ -242,7 +244,11 @@ export function parseTimestamp(v: unknown): TimestampResult {
         return badTimestamp(`timestamp ${JSON.stringify(v)} has sub-millisecond digits`);
       fracMs = Number(padded.slice(0, 3));
     }
-    ms = Date.UTC(year, month - 1, day, hour, minute, second, fracMs) - offsetMin * 60_000;
+    // setUTCFullYear, not Date.UTC: the latter reads years 0-99 as 1900-1999.
+    const date = new Date(0);
+    date.setUTCFullYear(year, month - 1, day);
+    date.setUTCHours(hour, minute, second, fracMs);
+    ms = date.getTime() - offsetMin * 60_000;
   } else {
     return {
       ok: false,
@@ -250,6 +256,7 @@ export function parseTimestamp(v: unknown): TimestampResult {
     };
   }
   if (ms < MIN_TIMESTAMP_MS) return badTimestamp(`timestamp ${isoSafe(ms)} is before 1900-01-01`);
+  if (ms > MAX_TIMESTAMP_MS) return badTimestamp(`timestamp ${isoSafe(ms)} is after 9999-12-31T23:59:00Z`);
   return { ok: true, ms };
 }
 

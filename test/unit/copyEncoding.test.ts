@@ -1,0 +1,159 @@
+import type { Bar } from '../../src/contract/bar';
+import { encodeCopyRow, encodeCopyRows, escapeCopyText } from '../../src/store/copyEncoding';
+
+const BAR: Bar = {
+  symbol: 'AAPL',
+  timestampMs: Date.UTC(2026, 10, 24, 14, 31),
+  open: 1,
+  high: 2,
+  low: 0.5,
+  close: 1.5,
+  volume: 10,
+  vwap: null,
+};
+
+describe('escapeCopyText', () => {
+  test('plain printable ASCII is returned unchanged (fast path)', () => {
+    expect(escapeCopyText('AAPL')).toBe('AAPL');
+    expect(escapeCopyText('BRK.B')).toBe('BRK.B');
+    expect(escapeCopyText('')).toBe('');
+    expect(escapeCopyText('!"#$%&\'()*+,-./:;<=>?@[]^_`{|}~')).toBe('!"#$%&\'()*+,-./:;<=>?@[]^_`{|}~');
+  });
+
+  test.each([
+    ['backslash', '\\', '\\\\'],
+    ['tab', '\t', '\\t'],
+    ['newline', '\n', '\\n'],
+    ['carriage return', '\r', '\\r'],
+    ['vertical tab', '\v', '\\v'],
+    ['form feed', '\f', '\\f'],
+    ['backspace', '\b', '\\b'],
+  ])('%s is escaped', (_name, input, expected) => {
+    expect(escapeCopyText(input)).toBe(expected);
+    expect(escapeCopyText(`A${input}B`)).toBe(`A${expected}B`);
+  });
+
+  test('a mix of special characters, each escaped in place', () => {
+    expect(escapeCopyText('a\tb\nc\rd\ve\ff\bg\\h')).toBe('a\\tb\\nc\\rd\\ve\\ff\\bg\\\\h');
+  });
+
+  test('two backslashes become four', () => {
+    expect(escapeCopyText('A\\\\B')).toBe('A\\\\\\\\B');
+  });
+
+  test('non-ASCII and other characters pass through the slow path unchanged', () => {
+    expect(escapeCopyText('É\t😀\u0001')).toBe('É\\t😀\u0001');
+  });
+
+  test('a string with no special characters is not altered even if non-ASCII', () => {
+    expect(escapeCopyText('Ünïcødé 😀')).toBe('Ünïcødé 😀');
+  });
+});
+
+describe('encodeCopyRow', () => {
+  test('exact row: seq, symbol, ISO UTC timestamp with Z, prices, volume, \\N for null vwap', () => {
+    expect(encodeCopyRow(0, BAR)).toBe('0\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\n');
+  });
+
+  test('a numeric vwap is written as a number', () => {
+    expect(encodeCopyRow(7, { ...BAR, vwap: 1.25 })).toBe(
+      '7\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t1.25\n',
+    );
+  });
+
+  test('vwap 0 is written as 0, not NULL', () => {
+    expect(encodeCopyRow(0, { ...BAR, open: 0, high: 0, low: 0, close: 0, vwap: 0 })).toBe(
+      '0\tAAPL\t2026-11-24T14:31:00.000Z\t0\t0\t0\t0\t10\t0\n',
+    );
+  });
+
+  test('the symbol is escaped', () => {
+    expect(encodeCopyRow(1, { ...BAR, symbol: 'A\\B' })).toBe(
+      '1\tA\\\\B\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\n',
+    );
+  });
+
+  test('timestamps before 1970 and at 1900 are ISO UTC', () => {
+    expect(encodeCopyRow(0, { ...BAR, timestampMs: Date.UTC(1900, 0, 1) }).split('\t')[2]).toBe(
+      '1900-01-01T00:00:00.000Z',
+    );
+    expect(encodeCopyRow(0, { ...BAR, timestampMs: 0 }).split('\t')[2]).toBe('1970-01-01T00:00:00.000Z');
+  });
+
+  test.each([
+    [0.1, '0.1'],
+    [0.1 + 0.2, '0.30000000000000004'],
+    [1e-7, '1e-7'],
+    [1.5e300, '1.5e+300'],
+    [123456789.123, '123456789.123'],
+    [1e21, '1e+21'],
+    [1e20, '100000000000000000000'],
+    [5e-324, '5e-324'],
+    [Number.MAX_VALUE, '1.7976931348623157e+308'],
+    [-2.5, '-2.5'],
+    [-0, '0'],
+  ])('price %p is written as %s (shortest round-trip form)', (value, text) => {
+    const row = encodeCopyRow(0, { ...BAR, open: value, high: value, low: value, close: value, vwap: value });
+    expect(row.split('\t').slice(3, 7)).toEqual([text, text, text, text]);
+    expect(row.endsWith(`\t${text}\n`)).toBe(true);
+    expect(Number(text)).toBe(value + 0);
+  });
+
+  test('volume is written as an integer, up to MAX_SAFE_INTEGER', () => {
+    expect(encodeCopyRow(0, { ...BAR, volume: Number.MAX_SAFE_INTEGER }).split('\t')[7]).toBe(
+      '9007199254740991',
+    );
+    expect(encodeCopyRow(0, { ...BAR, volume: 0 }).split('\t')[7]).toBe('0');
+  });
+
+  test('every row has exactly 9 fields and one trailing newline', () => {
+    const row = encodeCopyRow(12, { ...BAR, vwap: 1 });
+    expect(row.endsWith('\n')).toBe(true);
+    expect(row.indexOf('\n')).toBe(row.length - 1);
+    expect(row.slice(0, -1).split('\t')).toHaveLength(9);
+  });
+
+  test.each(['open', 'high', 'low', 'close', 'vwap'] as const)('non-finite %s → RangeError', (field) => {
+    for (const bad of [Infinity, -Infinity, Number.NaN]) {
+      expect(() => encodeCopyRow(0, { ...BAR, [field]: bad })).toThrow(RangeError);
+      expect(() => encodeCopyRow(0, { ...BAR, [field]: bad })).toThrow(
+        `non-finite number ${bad} cannot be written`,
+      );
+    }
+  });
+});
+
+describe('encodeCopyRows', () => {
+  test('empty batch → empty payload', () => {
+    expect(encodeCopyRows([])).toBe('');
+  });
+
+  test('rows are numbered 0.. in order and concatenated', () => {
+    const bars: Bar[] = [
+      BAR,
+      { ...BAR, symbol: 'MSFT', timestampMs: BAR.timestampMs + 60_000, vwap: 1.5 },
+      { ...BAR, symbol: 'BRK.B', open: 0.1, high: 0.1, low: 0.1, close: 0.1, volume: 0 },
+    ];
+    expect(encodeCopyRows(bars)).toBe(
+      '0\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\n' +
+        '1\tMSFT\t2026-11-24T14:32:00.000Z\t1\t2\t0.5\t1.5\t10\t1.5\n' +
+        '2\tBRK.B\t2026-11-24T14:31:00.000Z\t0.1\t0.1\t0.1\t0.1\t0\t\\N\n',
+    );
+  });
+
+  test('seq keeps counting over many rows', () => {
+    const bars = Array.from({ length: 1000 }, (_, i) => ({ ...BAR, volume: i }));
+    const rows = encodeCopyRows(bars).split('\n');
+    expect(rows).toHaveLength(1001);
+    expect(rows[1000]).toBe('');
+    rows.slice(0, 1000).forEach((row, i) => {
+      const fields = row.split('\t');
+      expect(fields[0]).toBe(String(i));
+      expect(fields[7]).toBe(String(i));
+    });
+  });
+
+  test('a non-finite number anywhere in the batch throws RangeError', () => {
+    expect(() => encodeCopyRows([BAR, { ...BAR, close: Number.NaN }])).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,195 @@
+import type { Bar } from '../../src/contract/bar';
+import { barJson, parseLimit, parseSymbol, parseTime } from '../../src/http/server';
+
+/** Runs fn expecting it to throw; returns the error with its `parameter`. */
+function thrown(fn: () => unknown): { message: string; parameter: unknown } {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(Error);
+    return { message: (err as Error).message, parameter: (err as { parameter?: unknown }).parameter };
+  }
+  throw new Error('expected a throw');
+}
+
+const SYMBOL_RULE = 'symbol must be 1-32 printable ASCII characters without whitespace';
+const TS_MS = Date.UTC(2026, 10, 24, 14, 31);
+
+describe('parseSymbol', () => {
+  test.each([
+    ['AAPL', 'AAPL'],
+    ['BRK.B', 'BRK.B'],
+    ['BF-B', 'BF-B'],
+    ['BRK%2EB', 'BRK.B'],
+    ['%5C', '\\'],
+    ['A%2FB', 'A/B'],
+    ['S'.repeat(32), 'S'.repeat(32)],
+    ['%41'.repeat(32), 'A'.repeat(32)],
+  ])('%p → %p', (raw, symbol) => {
+    expect(parseSymbol(raw)).toBe(symbol);
+  });
+
+  test.each([
+    ['empty', ''],
+    ['33 characters', 'S'.repeat(33)],
+    ['an encoded space', 'A%20B'],
+    ['an encoded tab', 'A%09B'],
+    ['an encoded non-ASCII É', '%C3%89'],
+    ['a raw non-ASCII É', 'É'],
+    ['an encoded control character', '%01'],
+    ['an encoded DEL', '%7F'],
+  ])('%s → 400 on symbol', (_name, raw) => {
+    expect(thrown(() => parseSymbol(raw))).toEqual({ message: SYMBOL_RULE, parameter: 'symbol' });
+  });
+
+  test.each([['%'], ['%E9'], ['%ZZ'], ['A%2']])('bad percent-encoding %p → 400 on symbol', (raw) => {
+    expect(thrown(() => parseSymbol(raw))).toEqual({
+      message: 'symbol is not valid percent-encoding',
+      parameter: 'symbol',
+    });
+  });
+});
+
+describe('parseTime', () => {
+  test('ISO-8601 with a zone', () => {
+    expect(parseTime('from', '2026-11-24T14:31:00Z')).toBe(TS_MS);
+    expect(parseTime('from', '2026-11-24T09:31:00-05:00')).toBe(TS_MS);
+  });
+
+  test('epoch milliseconds as digits', () => {
+    expect(parseTime('to', String(TS_MS))).toBe(TS_MS);
+    expect(parseTime('to', '-60000')).toBe(-60_000);
+  });
+
+  test('no minute alignment is required for query bounds', () => {
+    expect(parseTime('from', '2026-11-24T14:31:30Z')).toBe(TS_MS + 30_000);
+    expect(parseTime('from', String(TS_MS + 1))).toBe(TS_MS + 1);
+  });
+
+  test.each([[null], ['']])('missing (%p) → 400 naming the parameter', (raw) => {
+    expect(thrown(() => parseTime('from', raw))).toEqual({
+      message: 'from is required (ISO-8601 with zone, or epoch milliseconds)',
+      parameter: 'from',
+    });
+    expect(thrown(() => parseTime('to', raw)).parameter).toBe('to');
+  });
+
+  test('no zone → 400 with the contract rule, worded for a parameter', () => {
+    expect(thrown(() => parseTime('to', '2026-11-24T14:31:00'))).toEqual({
+      message:
+        'to: value must be ISO-8601 with a zone (e.g. 2026-11-24T14:31:00Z) or epoch milliseconds, got "2026-11-24T14:31:00"',
+      parameter: 'to',
+    });
+  });
+
+  test('decimal epoch is treated as a string and rejected', () => {
+    expect(thrown(() => parseTime('from', '1795530660000.5'))).toEqual({
+      message:
+        'from: value must be ISO-8601 with a zone (e.g. 2026-11-24T14:31:00Z) or epoch milliseconds, got "1795530660000.5"',
+      parameter: 'from',
+    });
+  });
+
+  test('invalid date → 400', () => {
+    expect(thrown(() => parseTime('from', '2026-02-30T00:00:00Z'))).toEqual({
+      message: 'from: value "2026-02-30T00:00:00Z" is not a valid date-time',
+      parameter: 'from',
+    });
+  });
+
+  test('before 1900 → 400', () => {
+    expect(thrown(() => parseTime('from', '1899-12-31T23:59:00Z'))).toEqual({
+      message: 'from: value 1899-12-31T23:59:00.000Z is before 1900-01-01',
+      parameter: 'from',
+    });
+  });
+
+  test('epoch digits beyond the safe integer range → 400', () => {
+    expect(thrown(() => parseTime('to', '99999999999999999999'))).toEqual({
+      message: 'to: value in epoch milliseconds must be an integer, got 100000000000000000000',
+      parameter: 'to',
+    });
+  });
+
+  test('epoch ms beyond the Date range is a 400, not a 500', () => {
+    expect(thrown(() => parseTime('from', '8640000000060000')).parameter).toBe('from');
+  });
+});
+
+describe('parseLimit', () => {
+  test('absent or empty → the default, capped at max', () => {
+    expect(parseLimit(null, 1000, 100)).toBe(100);
+    expect(parseLimit('', 1000, 100)).toBe(100);
+    expect(parseLimit(null, 50, 100)).toBe(50);
+  });
+
+  test.each([
+    ['1', 1],
+    ['42', 42],
+    ['1000', 1000],
+    ['007', 7],
+  ])('%p → %p', (raw, n) => {
+    expect(parseLimit(raw, 1000, 100)).toBe(n);
+  });
+
+  test.each([['0'], ['1001'], ['99999999999999999999']])('%p out of range → 400 on limit', (raw) => {
+    expect(thrown(() => parseLimit(raw, 1000, 100))).toEqual({
+      message: 'limit must be from 1 to 1000',
+      parameter: 'limit',
+    });
+  });
+
+  test.each([['-1'], ['1.5'], ['abc'], [' 5'], ['1e3'], ['+5'], ['0x10']])(
+    '%p not digits → 400 on limit',
+    (raw) => {
+      expect(thrown(() => parseLimit(raw, 1000, 100))).toEqual({
+        message: 'limit must be a positive integer',
+        parameter: 'limit',
+      });
+    },
+  );
+});
+
+describe('barJson', () => {
+  test('exact JSON shape with an ISO UTC timestamp', () => {
+    const bar: Bar = {
+      symbol: 'BRK.B',
+      timestampMs: TS_MS,
+      open: 1,
+      high: 2,
+      low: 0.5,
+      close: 1.5,
+      volume: 10,
+      vwap: 1.25,
+    };
+    expect(barJson(bar)).toEqual({
+      symbol: 'BRK.B',
+      timestamp: '2026-11-24T14:31:00.000Z',
+      open: 1,
+      high: 2,
+      low: 0.5,
+      close: 1.5,
+      volume: 10,
+      vwap: 1.25,
+    });
+    expect(JSON.stringify(barJson(bar))).toBe(
+      '{"symbol":"BRK.B","timestamp":"2026-11-24T14:31:00.000Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10,"vwap":1.25}',
+    );
+  });
+
+  test('null vwap stays null', () => {
+    const json = barJson({
+      symbol: 'A',
+      timestampMs: 0,
+      open: 1,
+      high: 1,
+      low: 1,
+      close: 1,
+      volume: 0,
+      vwap: null,
+    });
+    expect(json.vwap).toBeNull();
+    expect(json.timestamp).toBe('1970-01-01T00:00:00.000Z');
+    expect(JSON.stringify(json)).toContain('"vwap":null');
+  });
+});

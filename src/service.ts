@@ -126,6 +126,8 @@ export class Service {
     this.every(COMMIT_RETRY_MS, () => this.committer.commitPending());
     this.every(LAG_REFRESH_MS, () => this.refreshLag());
     this.every(5000, async () => this.refreshPoolGauges());
+    // Keeps bar_writer_ready current without a probe calling /readyz.
+    this.every(5000, async () => void (await this.readiness()));
     let attempt = 0;
     while (!this.stopped) {
       try {
@@ -230,10 +232,16 @@ export class Service {
     this.timers.push(t);
   }
 
+  /** Lag of the partitions this instance owns (so a sum over replicas counts each partition once). */
   private async refreshLag(): Promise<void> {
     if (!this.consumerRunning) return;
-    for (const p of await this.consumer.lag()) {
-      const lag = p.committed === null ? p.highWatermark : p.highWatermark - p.committed;
+    const owned = new Set(this.pipeline.assignedPartitions());
+    const lags = await this.consumer.lag();
+    this.metrics.consumerLag.reset();
+    for (const p of lags) {
+      if (!owned.has(p.partition)) continue;
+      // No committed offset yet: count from the log start would overstate it after retention; use the end.
+      const lag = p.committed === null ? p.highWatermark - p.lowWatermark : p.highWatermark - p.committed;
       this.metrics.consumerLag.set({ partition: String(p.partition) }, Number(lag < 0n ? 0n : lag));
     }
   }

@@ -585,6 +585,11 @@ export class Pipeline {
     };
   }
 
+  /** Partition numbers currently assigned. */
+  assignedPartitions(): number[] {
+    return [...this.partitions.values()].map((st) => st.partition);
+  }
+
   /** For tests: a partition's state. */
   stateOf(topic: string, partition: number): PartitionStateName | null {
     return this.partitions.get(tpKey(topic, partition))?.state ?? null;

@@ -36,7 +36,7 @@ convict.addFormat({
   },
 });
 
-/** Registers (once) and returns the name of an integer format with bounds; env strings are coerced. */
+/** true/false (or 1/0) only: anything else is an error, never a silent default. */
 convict.addFormat({
   name: 'strict-boolean',
   validate(value: unknown) {
@@ -49,6 +49,7 @@ convict.addFormat({
   },
 });
 
+/** Registers (once) and returns the name of an integer format with bounds; env strings are coerced. */
 function intRange(min: number, max: number): string {
   const name = `int ${min}..${max}`;
   if (!registeredFormats.has(name)) {

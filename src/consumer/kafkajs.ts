@@ -201,6 +201,7 @@ export class KafkajsConsumer implements ConsumerPort {
     }
     return ends.map((e) => ({
       partition: e.partition,
+      lowWatermark: BigInt(e.low),
       highWatermark: BigInt(e.high),
       committed: committed.get(e.partition) ?? null,
     }));

@@ -46,6 +46,7 @@ export interface OffsetToCommit extends TopicPartition {
 
 export interface PartitionLag {
   partition: number;
+  lowWatermark: bigint;
   highWatermark: bigint;
   committed: bigint | null;
 }

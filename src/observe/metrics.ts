@@ -94,7 +94,7 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
     }),
     consumerLag: new Gauge({
       name: 'kafka_consumer_lag',
-      help: 'High watermark minus committed offset, per assigned partition',
+      help: 'High watermark minus committed offset, per partition owned by this instance',
       labelNames: ['partition'],
       registers: r,
     }),

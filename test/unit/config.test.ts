@@ -571,7 +571,9 @@ describe('loadConfig: CONFIG_FILE', () => {
     const err = configError({ CONFIG_FILE: file });
     expect(err.problems).toHaveLength(1);
     expect(err.problems[0]).toMatch(
-      new RegExp(`^CONFIG_FILE: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot read the file \\(ENOENT\\)`),
+      new RegExp(
+        `^CONFIG_FILE: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot read the file \\(ENOENT\\)`,
+      ),
     );
   });
 

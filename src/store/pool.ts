@@ -70,6 +70,13 @@ export async function withTransaction<T>(
 ): Promise<T> {
   const client = await pool.connect();
   let failure: Error | undefined;
+  // A connection terminated between two statements (admin shutdown, failover) emits 'error' on the
+  // checked-out client; unheard, that event would crash the process. Record it: the next statement fails
+  // and the flush is retried; the broken client is then closed, not reused.
+  const onError = (err: Error) => {
+    failure ??= err;
+  };
+  client.on('error', onError);
   try {
     if (prepare) await prepare(client);
     await client.query('BEGIN');
@@ -81,6 +88,7 @@ export async function withTransaction<T>(
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
+    client.off('error', onError);
     releaseClient(pool, client, failure);
   }
 }

@@ -106,23 +106,48 @@ export function makeBars(
   return out;
 }
 
+export interface HarnessOptions {
+  /** Another broker than the suite's (a test that restarts its own). */
+  brokers?: string;
+  /** A dedicated database, created by setupSchema() and dropped at cleanup (a test that takes it away). */
+  database?: string;
+}
+
 export class Harness {
-  readonly schema = uniqueName('bw_test');
+  readonly schema: string;
   readonly topic = uniqueName('bars').replace(/_/g, '.');
   readonly group = uniqueName('group');
   readonly dlqTopic = `${this.topic}.dlq`;
-  readonly kafka = new Kafka({
-    clientId: uniqueName('test'),
-    brokers: KAFKA_BROKERS.split(','),
-    logLevel: logLevel.NOTHING,
-  });
-  readonly pool = new pg.Pool({ ...PG, max: 4 });
+  readonly brokers: string;
+  readonly database: string;
+  readonly kafka: Kafka;
+  readonly pool: pg.Pool;
+  /** Connected to the suite's database, for creating and dropping a dedicated one. */
+  private readonly adminPool: pg.Pool | null;
   private admin: Admin | null = null;
   private producer: Producer | null = null;
   private readonly cleanups: (() => Promise<void>)[] = [];
 
-  constructor() {
+  constructor(options: HarnessOptions = {}) {
     registerCodecs();
+    this.brokers = options.brokers ?? KAFKA_BROKERS;
+    this.database = options.database ?? PG.database;
+    this.schema = options.database ? 'public' : uniqueName('bw_test');
+    this.kafka = new Kafka({
+      clientId: uniqueName('test'),
+      brokers: this.brokers.split(','),
+      logLevel: logLevel.NOTHING,
+    });
+    this.pool = new pg.Pool({ ...PG, database: this.database, max: 4 });
+    this.pool.on('error', () => undefined); // a test may terminate its backends on purpose
+    this.adminPool = options.database ? new pg.Pool({ ...PG, max: 1 }) : null;
+    const adminPool = this.adminPool;
+    if (adminPool) {
+      this.cleanups.push(async () => {
+        await adminPool.query(`DROP DATABASE IF EXISTS "${this.database}" WITH (FORCE)`);
+        await adminPool.end();
+      });
+    }
     this.cleanups.push(() => this.pool.end());
   }
 
@@ -139,15 +164,18 @@ export class Harness {
 
   /** Creates the schema and runs the migrations in it. */
   async setupSchema(): Promise<void> {
+    if (this.adminPool) await this.adminPool.query(`CREATE DATABASE "${this.database}"`);
     const client = await this.pool.connect();
     try {
       await migrate(client, this.schema);
     } finally {
       client.release();
     }
-    this.cleanups.push(async () => {
-      await this.pool.query(`DROP SCHEMA IF EXISTS "${this.schema}" CASCADE`);
-    });
+    if (!this.adminPool) {
+      this.cleanups.push(async () => {
+        await this.pool.query(`DROP SCHEMA IF EXISTS "${this.schema}" CASCADE`);
+      });
+    }
   }
 
   async getAdmin(): Promise<Admin> {
@@ -218,9 +246,9 @@ export class Harness {
       DB_HOST: PG.host,
       DB_PORT: String(PG.port),
       DB_USER: PG.user,
-      DB_NAME: PG.database,
+      DB_NAME: this.database,
       DB_SCHEMA: this.schema,
-      KAFKA_BROKERS,
+      KAFKA_BROKERS: this.brokers,
       KAFKA_TOPIC: this.topic,
       KAFKA_DLQ_TOPIC: this.dlqTopic,
       KAFKA_GROUP_ID: this.group,

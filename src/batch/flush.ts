@@ -66,7 +66,7 @@ async function writeRange(
         );
         const toSend = rejected.filter((e) => e.offset >= res.fenceBefore);
         await deps.deadLetters.send(job.topic, job.partition, toSend);
-        return { ...res, deadLettered: toSend.length };
+        return { ...res, deadLettered: deps.deadLetters.enabled ? toSend.length : 0 };
       },
       prepareStaging,
     );

@@ -16,9 +16,30 @@ export const DLQ_HEADERS = {
   partition: 'bar-writer.source.partition',
   offset: 'bar-writer.source.offset',
   timestamp: 'bar-writer.source.timestamp',
+  /** Set (to the original size in bytes) when the value was too large for the dead-letter topic. */
+  valueDropped: 'bar-writer.value-dropped-bytes',
 } as const;
 
+const CHUNK_BYTES = 512 * 1024;
+
+function recordBytes(r: {
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, Buffer | string>;
+}): number {
+  let n = 64 + (r.key?.length ?? 0) + (r.value?.length ?? 0);
+  for (const [k, v] of Object.entries(r.headers)) n += k.length + v.length + 8;
+  return n;
+}
+
+function errorType(err: unknown): string | null {
+  const t = typeof err === 'object' && err !== null ? (err as { type?: unknown }).type : undefined;
+  return typeof t === 'string' ? t : null;
+}
+
 export interface DeadLetterSink {
+  /** False when dead letters are only counted and logged (no topic configured). */
+  readonly enabled: boolean;
   send(sourceTopic: string, sourcePartition: number, entries: readonly RejectedEntry[]): Promise<void>;
 }
 
@@ -37,6 +58,7 @@ export function deadLetterRecord(sourceTopic: string, sourcePartition: number, e
 }
 
 export class KafkaDeadLetterSink implements DeadLetterSink {
+  readonly enabled = true;
   private readonly producer: Producer;
   private connected: Promise<void> | null = null;
 
@@ -55,21 +77,50 @@ export class KafkaDeadLetterSink implements DeadLetterSink {
 
   async send(sourceTopic: string, sourcePartition: number, entries: readonly RejectedEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    if (!this.connected)
+    if (!this.connected) {
       this.connected = this.producer.connect().catch((err: unknown) => {
         this.connected = null;
         throw err;
       });
+    }
     await withTimeout(this.connected, this.timeoutMs, 'dead-letter producer connect');
-    await withTimeout(
-      this.producer.send({
-        topic: this.topic,
-        acks: -1,
-        messages: entries.map((e) => deadLetterRecord(sourceTopic, sourcePartition, e)),
-      }),
-      this.timeoutMs,
-      `dead-letter send to ${this.topic}`,
-    );
+    // One request per ~512 KiB: the broker limits a record batch (message.max.bytes, 1 MiB by default),
+    // and a rejected message may itself be large.
+    let chunk: ReturnType<typeof deadLetterRecord>[] = [];
+    let bytes = 0;
+    for (const e of entries) {
+      const record = deadLetterRecord(sourceTopic, sourcePartition, e);
+      const size = recordBytes(record);
+      if (chunk.length > 0 && bytes + size > CHUNK_BYTES) {
+        await this.sendChunk(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(record);
+      bytes += size;
+    }
+    await this.sendChunk(chunk);
+  }
+
+  private async sendChunk(records: ReturnType<typeof deadLetterRecord>[]): Promise<void> {
+    const send = (messages: typeof records) =>
+      withTimeout(
+        this.producer.send({ topic: this.topic, acks: -1, messages }),
+        this.timeoutMs,
+        `dead-letter send to ${this.topic}`,
+      );
+    try {
+      await send(records);
+    } catch (err) {
+      if (records.length !== 1 || errorType(err) !== 'MESSAGE_TOO_LARGE') throw err;
+      // Too large for the dead-letter topic even alone: keep the record (reason, origin, headers) and say
+      // how big the value was, rather than block the partition forever.
+      const r = records[0]!;
+      const size = r.value?.length ?? 0;
+      await send([
+        { ...r, value: null, headers: { ...r.headers, [DLQ_HEADERS.valueDropped]: String(size) } },
+      ]);
+    }
   }
 
   async stop(): Promise<void> {
@@ -80,6 +131,7 @@ export class KafkaDeadLetterSink implements DeadLetterSink {
 
 /** Counts and logs only: used when KAFKA_DLQ_TOPIC is empty. */
 export class NoDeadLetterSink implements DeadLetterSink {
+  readonly enabled = false;
   async send(): Promise<void> {}
 }
 

@@ -130,9 +130,18 @@ export class HttpServer {
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      // e.g. "GET http://[/ HTTP/1.1": the client's mistake, not a 500 with an error log line.
+      send(res, 400, { error: 'the request target is not a valid URL' });
+      return;
+    }
     const path = url.pathname;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
+      // RFC 9110 §15.5.6: a 405 must list the methods the resource supports.
+      res.setHeader('allow', 'GET, HEAD');
       send(res, 405, { error: 'only GET is supported' });
       return;
     }
@@ -181,8 +190,13 @@ export class HttpServer {
           });
         }
       } catch (err) {
-        if (err instanceof BadRequest) send(res, 400, { error: err.message, parameter: err.parameter });
-        else throw err;
+        if (err instanceof BadRequest) {
+          send(res, 400, { error: err.message, parameter: err.parameter });
+        } else {
+          // The query itself is parameterised and bounded: a failure here is the database being away.
+          this.deps.logger.warn({ err: (err as Error).message, path }, 'read failed');
+          send(res, 503, { error: 'the database is not available; retry later' });
+        }
       }
       return;
     }

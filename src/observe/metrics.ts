@@ -39,7 +39,7 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
     }),
     writeErrors: new Counter({
       name: 'timescale_write_errors_total',
-      help: 'Failed write attempts by error class (transient, permanent, unknown)',
+      help: 'Failed write attempts by error class (transient, data, fatal)',
       labelNames: ['class'],
       registers: r,
     }),
@@ -78,7 +78,7 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
     }),
     barsDeadLettered: new Counter({
       name: 'bars_dead_lettered_total',
-      help: 'Messages written to the dead-letter topic',
+      help: 'Messages written to the dead-letter topic (0 when KAFKA_DLQ_TOPIC is empty)',
       registers: r,
     }),
     barsSkippedFenced: new Counter({

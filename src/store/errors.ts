@@ -49,6 +49,7 @@ const TRANSIENT_MESSAGES = [
   /cannot use a pool after calling end/i,
   /terminating connection/i,
   /the database system is (starting up|shutting down|in recovery mode)/i,
+  /is not currently accepting connections/i, // 55000 while a database is closed to connections
 ];
 
 function field(err: unknown, name: string): unknown {

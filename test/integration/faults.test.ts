@@ -110,3 +110,52 @@ describe('SIGTERM with bars buffered', () => {
     expect(child.output()).toMatch(/"drained":true/);
   });
 });
+
+describe('backpressure while the database is slow', () => {
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(4);
+  });
+  afterAll(() => h.cleanup());
+
+  test('buffers stay within BARS_DB_WRITE_QUEUE_SIZE, the consumer pauses, nothing is dropped', async () => {
+    const QUEUE = 2000;
+    // The test holds a lock that blocks every write into bars_1m.
+    const locker = await h.pool.connect();
+    await locker.query('BEGIN');
+    await locker.query(`LOCK TABLE "${h.schema}".bars_1m IN EXCLUSIVE MODE`);
+    let locked = true;
+    h.onCleanup(async () => {
+      if (locked) await locker.query('ROLLBACK');
+      locker.release();
+    });
+
+    const bars = makeBars(400, 50, Date.UTC(2026, 10, 19, 14, 30), 9); // 20,000 bars
+    await h.produceBars(bars);
+    const service = await h.startService({ BARS_DB_WRITE_QUEUE_SIZE: String(QUEUE), BARS_DB_WRITE_BATCH_SIZE: '500' });
+
+    let maxDepth = 0;
+    let maxConsumed = 0;
+    let sawPaused = false;
+    const until = Date.now() + 5000;
+    while (Date.now() < until) {
+      const m = (await httpGet(service.port, '/metrics')).body;
+      maxDepth = Math.max(maxDepth, metricValue(m, 'timescale_write_queue_depth'));
+      maxConsumed = Math.max(maxConsumed, metricValue(m, 'bars_consumed_total'));
+      sawPaused ||= metricValue(m, 'kafka_paused_partitions') > 0;
+      await sleep(50);
+    }
+    expect(maxDepth).toBe(QUEUE); // filled up to the cap, never beyond
+    expect(maxConsumed).toBe(QUEUE); // nothing more was taken from Kafka
+    expect(sawPaused).toBe(true);
+    expect(service.status().depth).toBeLessThanOrEqual(QUEUE);
+    expect([...(await h.committedOffsets()).values()].every((o) => o === null)).toBe(true);
+
+    await locker.query('ROLLBACK');
+    locked = false;
+    await waitFor('everything to land', async () => (await h.rowCount()) === bars.length && (await h.caughtUp()));
+    expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    expect(await service.stop()).toBe(true);
+  });
+});

@@ -1,10 +1,13 @@
 /**
  * `npm run migrate`: applies pending migrations to DB_NAME / DB_SCHEMA, as the configured DB user
- * (run it as the owner; the service itself can run as a writer role). Exit 0 when up to date.
+ * (run it as the owner; the service itself can run as a writer role, see migrations/005_writer_role.sql).
+ * Then, on every run, makes the TimescaleDB retention policy of bars_1m match BARS_DB_RETENTION (added,
+ * replaced, removed or left alone; skipped with a warning when bars_1m is not a hypertable).
+ * Exit 0 when up to date, 1 on a database error, 2 on invalid configuration.
  */
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../config';
-import { migrate } from '../store/migrate';
+import { applyRetention, migrate } from '../store/migrate';
 import { createPool } from '../store/pool';
 
 async function run(): Promise<void> {
@@ -31,6 +34,18 @@ async function run(): Promise<void> {
     process.stdout.write(
       `migrate: ${result.applied.length} applied, ${result.skipped.length} already applied (database ${config.db.name}, schema ${config.db.schema})\n`,
     );
+    const retention = await applyRetention(client, config.db.schema, config.db.retentionMs);
+    if (retention.action === 'unavailable') {
+      if (config.db.retentionMs > 0) {
+        process.stderr.write(
+          `migrate: warning: BARS_DB_RETENTION is set but not applied: ${retention.reason ?? 'no TimescaleDB'}\n`,
+        );
+      }
+    } else {
+      process.stdout.write(
+        `migrate: retention of bars_1m: ${retention.dropAfter ?? 'none'} (${retention.action})\n`,
+      );
+    }
   } catch (err) {
     process.stderr.write(`migrate: ${(err as Error).message}\n`);
     process.exitCode = 1;

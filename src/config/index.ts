@@ -8,9 +8,9 @@
 import convict from 'convict';
 import fs from 'node:fs';
 
-/** Duration strings: `250ms`, `1s`, `5m`, `1h`, or a bare integer of milliseconds. */
-const DURATION_RE = /^(\d+)(ms|s|m|h)?$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** Duration strings: `250ms`, `1s`, `5m`, `1h`, `400d` (days of 24 h), or a bare integer of milliseconds. */
+const DURATION_RE = /^(\d+)(ms|s|m|h|d)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 export function parseDuration(value: unknown): number {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
@@ -155,6 +155,12 @@ const schema = {
       format: 'duration-ms',
       default: 30_000,
       env: 'DB_STATEMENT_TIMEOUT',
+    },
+    retentionMs: {
+      doc: 'TimescaleDB only: bars_1m chunks older than this are dropped by a retention policy that `npm run migrate` sets (0 = keep everything; otherwise at least 1d)',
+      format: 'duration-ms',
+      default: 0,
+      env: 'BARS_DB_RETENTION',
     },
   },
   write: {
@@ -328,6 +334,8 @@ export interface Config {
     maxIdleConnections: number;
     connMaxLifetimeMs: number;
     statementTimeoutMs: number;
+    /** TimescaleDB retention of bars_1m, applied by the migrate CLI (0 = none). */
+    retentionMs: number;
   };
   write: {
     batchSize: number;
@@ -443,6 +451,9 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (config.db.maxIdleConnections > config.db.maxConnections) {
     problems.push('DB_MAX_IDLE_CONNS (db.maxIdleConnections): must not exceed DB_MAX_CONNECTIONS');
+  }
+  if (config.db.retentionMs !== 0 && config.db.retentionMs < UNIT_MS.d!) {
+    problems.push('BARS_DB_RETENTION (db.retentionMs): must be 0 (keep everything) or at least 1d');
   }
   if (config.db.sslMode === 'verify-full' && config.db.sslRootCert && !fs.existsSync(config.db.sslRootCert)) {
     problems.push('DB_SSL_ROOT_CERT (db.sslRootCert): file does not exist');

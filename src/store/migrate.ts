@@ -1,12 +1,25 @@
 /**
- * Migration runner: applies migrations/NNN_name.sql in order, each in its own transaction, recording
- * version, name and checksum in bar_writer_migrations.
+ * Migration runner: applies migrations/NNN_name.sql in order, recording version, name and checksum in
+ * bar_writer_migrations.
  *
+ * - Each migration runs in its own transaction (BEGIN, the file, the record, COMMIT), except one whose
+ *   first line is exactly `-- bar-writer:no-transaction`: its statements are sent one at a time outside
+ *   any transaction block (each autocommits), then it is recorded. That is for statements PostgreSQL or
+ *   TimescaleDB refuse inside a transaction block (CALL refresh_continuous_aggregate, CREATE
+ *   MATERIALIZED VIEW … WITH DATA, CREATE INDEX CONCURRENTLY). Such a file must be safe to run again
+ *   from the start (IF NOT EXISTS, if_not_exists => true): when a statement fails, the ones before it
+ *   stay applied and the migration is not recorded, so the next run repeats it all. Its statements are
+ *   split on semicolons outside quotes, dollar quotes and comments (SQL-standard `BEGIN ATOMIC` bodies
+ *   are not supported there; use `AS $$ … $$`).
  * - Safe to run twice: applied versions are skipped (a changed checksum of an applied file is an error).
- * - Safe when several instances start at once: a transaction-level advisory lock serialises runners,
- *   and the list of applied versions is read after taking it.
+ * - Safe when several instances start at once: a session-level advisory lock serialises runners (it
+ *   also covers no-transaction migrations and applyRetention), and the list of applied versions is read
+ *   after taking it.
  * - Runs in the configured schema (created if missing) through search_path, so the SQL files name
  *   tables unqualified.
+ *
+ * applyRetention() sets or removes the TimescaleDB retention policy of bars_1m; the migrate CLI calls it
+ * after the migrations on every run, since retention is configuration (BARS_DB_RETENTION), not schema.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,11 +29,27 @@ import { ident } from './pool';
 
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
 
+/** First line of a migration file that must run outside a transaction block. */
+export const NO_TRANSACTION_MARKER = '-- bar-writer:no-transaction';
+
+/**
+ * The part of pg.ClientBase the runner uses: `query(text, params)` resolving to `{ rows }`. A pg client
+ * is one; tests adapt other engines (PGlite) to it. Without params the text may hold several statements.
+ */
+export interface MigrationClient {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    params?: unknown[],
+  ): Promise<{ rows: R[] }>;
+}
+
 export interface Migration {
   version: number;
   name: string;
   sql: string;
   checksum: string;
+  /** false: the file starts with NO_TRANSACTION_MARKER and runs statement by statement, autocommitted. */
+  transaction: boolean;
 }
 
 export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
@@ -32,6 +61,7 @@ export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
       name: file.replace(/\.sql$/, ''),
       sql,
       checksum: crypto.createHash('sha256').update(sql).digest('hex'),
+      transaction: sql.split(/\r?\n/, 1)[0]!.trimEnd() !== NO_TRANSACTION_MARKER,
     };
   });
   migrations.sort((a, b) => a.version - b.version);
@@ -43,6 +73,88 @@ export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
   return migrations;
 }
 
+/**
+ * Splits SQL text into statements at semicolons that are outside single-quoted strings (including
+ * E'…' escapes), double-quoted identifiers, dollar-quoted bodies, `--` and nested `/* *\/` comments.
+ * Statements holding nothing but comments and whitespace are dropped; the rest are returned trimmed,
+ * without their semicolon.
+ */
+export function splitSqlStatements(sql: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  let meaningful = false; // the current statement has something besides comments and whitespace
+  const n = sql.length;
+  let i = 0;
+  const isIdent = (c: string | undefined) => c !== undefined && /[A-Za-z0-9_$\u0080-\uffff]/.test(c);
+  const unterminated = (what: string) => new Error(`unterminated ${what} in SQL at character ${i + 1}`);
+  while (i < n) {
+    const c = sql[i]!;
+    const next = sql[i + 1];
+    if (c === '-' && next === '-') {
+      const eol = sql.indexOf('\n', i);
+      i = eol === -1 ? n : eol + 1;
+    } else if (c === '/' && next === '*') {
+      let depth = 1;
+      let j = i + 2;
+      while (depth > 0) {
+        if (j >= n) throw unterminated('block comment');
+        const pair = sql.slice(j, j + 2);
+        if (pair === '/*' || pair === '*/') {
+          depth += pair === '/*' ? 1 : -1;
+          j += 2;
+        } else {
+          j++;
+        }
+      }
+      i = j;
+    } else if (c === "'") {
+      const escapes = (sql[i - 1] === 'E' || sql[i - 1] === 'e') && !isIdent(sql[i - 2]);
+      let j = i + 1;
+      for (;;) {
+        if (j >= n) throw unterminated('string');
+        if (escapes && sql[j] === '\\') j += 2;
+        else if (sql[j] === "'" && sql[j + 1] === "'") j += 2;
+        else if (sql[j] === "'") break;
+        else j++;
+      }
+      meaningful = true;
+      i = j + 1;
+    } else if (c === '"') {
+      let j = i + 1;
+      for (;;) {
+        if (j >= n) throw unterminated('quoted identifier');
+        if (sql[j] === '"' && sql[j + 1] === '"') j += 2;
+        else if (sql[j] === '"') break;
+        else j++;
+      }
+      meaningful = true;
+      i = j + 1;
+    } else if (c === '$' && !isIdent(sql[i - 1])) {
+      const tag = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/.exec(
+        sql.slice(i, i + 64),
+      )?.[0];
+      meaningful = true;
+      if (tag === undefined) {
+        i++; // $1, a parameter
+      } else {
+        const end = sql.indexOf(tag, i + tag.length);
+        if (end === -1) throw unterminated(`dollar-quoted string ${tag}`);
+        i = end + tag.length;
+      }
+    } else if (c === ';') {
+      if (meaningful) out.push(sql.slice(start, i).trim());
+      start = i + 1;
+      meaningful = false;
+      i++;
+    } else {
+      if (!/\s/.test(c)) meaningful = true;
+      i++;
+    }
+  }
+  if (meaningful) out.push(sql.slice(start).trim());
+  return out;
+}
+
 // Any constant works as long as every runner uses the same one.
 const LOCK_KEY = 0x62617277; // 'barw'
 
@@ -52,7 +164,7 @@ export interface MigrateResult {
 }
 
 export async function migrate(
-  client: pg.ClientBase,
+  client: MigrationClient,
   schema: string,
   migrations: Migration[] = loadMigrations(),
   log: (msg: string) => void = () => undefined,
@@ -74,6 +186,7 @@ export async function migrate(
         )
       ).rows.map((r) => [r.version, r.checksum]),
     );
+    const record = `INSERT INTO ${s}.bar_writer_migrations (version, name, checksum) VALUES ($1, $2, $3)`;
     for (const m of migrations) {
       const done = applied.get(m.version);
       if (done !== undefined) {
@@ -85,19 +198,32 @@ export async function migrate(
         result.skipped.push(m.name);
         continue;
       }
-      await client.query('BEGIN');
-      try {
-        await client.query(m.sql);
-        await client.query(
-          `INSERT INTO ${s}.bar_writer_migrations (version, name, checksum) VALUES ($1, $2, $3)`,
-          [m.version, m.name, m.checksum],
-        );
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
+      if (m.transaction) {
+        await client.query('BEGIN');
+        try {
+          await client.query(m.sql);
+          await client.query(record, [m.version, m.name, m.checksum]);
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
+        }
+      } else {
+        const statements = splitSqlStatements(m.sql);
+        for (const [i, statement] of statements.entries()) {
+          try {
+            await client.query(statement);
+          } catch (err) {
+            throw new Error(
+              `migration ${m.name} failed at statement ${i + 1} of ${statements.length}: ${(err as Error).message} ` +
+                '(it runs without a transaction: the statements before stay applied, and it is not recorded, so the next run repeats it)',
+              { cause: err },
+            );
+          }
+        }
+        await client.query(record, [m.version, m.name, m.checksum]);
       }
-      log(`applied ${m.name}`);
+      log(`applied ${m.name}${m.transaction ? '' : ' (without a transaction)'}`);
       result.applied.push(m.name);
     }
   } finally {
@@ -105,4 +231,111 @@ export async function migrate(
     await client.query('RESET search_path').catch(() => undefined);
   }
   return result;
+}
+
+const DAY_MS = 86_400_000;
+
+/** What applyRetention found or did. `dropAfter` is the interval in force afterwards (null: none). */
+export interface RetentionResult {
+  action: 'unavailable' | 'none' | 'unchanged' | 'added' | 'replaced' | 'removed';
+  dropAfter: string | null;
+  /** Why retention is unavailable (no timescaledb, or bars_1m not a hypertable). */
+  reason?: string;
+}
+
+/** `400 days` for whole days, else milliseconds: a literal PostgreSQL reads as an interval. */
+export function retentionInterval(retentionMs: number): string {
+  return retentionMs % DAY_MS === 0 ? `${retentionMs / DAY_MS} days` : `${retentionMs} milliseconds`;
+}
+
+/**
+ * Makes the retention policy of `schema`.bars_1m match `retentionMs` (0 = no policy): adds it, replaces
+ * one with another drop_after, removes it, or leaves it alone when it already matches, so it is safe on
+ * every run. Does nothing (action `unavailable`) unless bars_1m is a TimescaleDB hypertable. Refuses a
+ * retention not longer than every continuous-aggregate refresh window on bars_1m: a refresh over
+ * dropped chunks would recompute those buckets from nothing and erase them.
+ */
+export async function applyRetention(
+  client: MigrationClient,
+  schema: string,
+  retentionMs: number,
+): Promise<RetentionResult> {
+  await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
+  try {
+    const ext = await client.query<{ schema: string }>(
+      `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+       WHERE e.extname = 'timescaledb'`,
+    );
+    if (ext.rows.length === 0) {
+      return { action: 'unavailable', dropAfter: null, reason: 'the timescaledb extension is not installed' };
+    }
+    // Qualified: the caller's search_path may not include the extension's schema.
+    const ts = ident(ext.rows[0]!.schema);
+    const ht = await client.query(
+      `SELECT 1 FROM timescaledb_information.hypertables
+       WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
+      [schema],
+    );
+    if (ht.rows.length === 0) {
+      return { action: 'unavailable', dropAfter: null, reason: `${schema}.bars_1m is not a hypertable` };
+    }
+    const table = `${ident(schema)}.bars_1m`;
+    const current = (
+      await client.query<{ drop_after: string }>(
+        `SELECT config->>'drop_after' AS drop_after FROM timescaledb_information.jobs
+         WHERE proc_name = 'policy_retention' AND hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
+        [schema],
+      )
+    ).rows[0]?.drop_after;
+    if (retentionMs === 0) {
+      if (current === undefined) return { action: 'none', dropAfter: null };
+      await client.query(`SELECT ${ts}.remove_retention_policy($1::regclass, if_exists => true)`, [table]);
+      return { action: 'removed', dropAfter: null };
+    }
+    const wanted = retentionInterval(retentionMs);
+    const windows = (
+      await client.query<{ unbounded: boolean | null; longest: string | null; longer: boolean | null }>(
+        `SELECT bool_or(j.config->>'start_offset' IS NULL) AS unbounded,
+                max((j.config->>'start_offset')::interval)::text AS longest,
+                $3::interval > max((j.config->>'start_offset')::interval) AS longer
+         FROM timescaledb_information.jobs j
+         JOIN timescaledb_information.continuous_aggregates ca
+           ON ca.view_schema = j.hypertable_schema AND ca.view_name = j.hypertable_name
+         WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
+           AND ca.hypertable_schema = $1 AND ca.hypertable_name = $2`,
+        [schema, 'bars_1m', wanted],
+      )
+    ).rows[0];
+    if (windows?.unbounded || (windows?.longest != null && !windows.longer)) {
+      throw new Error(
+        `BARS_DB_RETENTION (${wanted}) must be longer than the refresh window of every continuous aggregate on ` +
+          `bars_1m (longest start_offset: ${windows.unbounded ? 'unbounded' : windows.longest}): a refresh over ` +
+          'dropped chunks would erase their aggregates',
+      );
+    }
+    if (current !== undefined) {
+      const same = await client.query<{ same: boolean }>(`SELECT $1::interval = $2::interval AS same`, [
+        current,
+        wanted,
+      ]);
+      if (same.rows[0]?.same) return { action: 'unchanged', dropAfter: current };
+    }
+    await client.query('BEGIN');
+    try {
+      if (current !== undefined) {
+        await client.query(`SELECT ${ts}.remove_retention_policy($1::regclass, if_exists => true)`, [table]);
+      }
+      await client.query(`SELECT ${ts}.add_retention_policy($1::regclass, drop_after => $2::interval)`, [
+        table,
+        wanted,
+      ]);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    return { action: current === undefined ? 'added' : 'replaced', dropAfter: wanted };
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
+  }
 }

@@ -46,6 +46,7 @@ const DEFAULTS: Config = {
     maxIdleConnections: 5,
     connMaxLifetimeMs: 1_800_000,
     statementTimeoutMs: 30_000,
+    retentionMs: 0,
   },
   write: {
     batchSize: 1000,
@@ -81,6 +82,7 @@ describe('parseDuration', () => {
     ['1s', 1000],
     ['5m', 300_000],
     ['1h', 3_600_000],
+    ['1d', 86_400_000],
     ['0', 0],
     ['0s', 0],
     ['250', 250],
@@ -95,7 +97,7 @@ describe('parseDuration', () => {
     expect(parseDuration(1500)).toBe(1500);
   });
 
-  test.each(['1.5s', '-1s', '1d', '', 'abc', '1 s', 's', '1S', '1ms5', '0x10'])('%p is rejected', (input) => {
+  test.each(['1.5s', '-1s', '1w', '', 'abc', '1 s', 's', '1S', '1ms5', '0x10'])('%p is rejected', (input) => {
     expect(() => parseDuration(input)).toThrow(`must be a duration like 100ms, 1s, 5m or 1h, got "${input}"`);
   });
 
@@ -141,6 +143,7 @@ describe('loadConfig: values from env', () => {
       DB_MAX_IDLE_CONNS: '0',
       DB_CONN_MAX_LIFETIME: '1h',
       DB_STATEMENT_TIMEOUT: '0',
+      BARS_DB_RETENTION: '400d',
       BARS_DB_WRITE_BATCH_SIZE: '500',
       BARS_DB_WRITE_INTERVAL: '250ms',
       BARS_DB_WRITE_QUEUE_SIZE: '5000',
@@ -180,6 +183,7 @@ describe('loadConfig: values from env', () => {
         maxIdleConnections: 0,
         connMaxLifetimeMs: 3_600_000,
         statementTimeoutMs: 0,
+        retentionMs: 34_560_000_000,
       },
       write: {
         batchSize: 500,

@@ -279,6 +279,51 @@ const schema = {
       default: 500,
       env: 'KAFKA_MAX_WAIT',
     },
+    ssl: { doc: 'TLS to the brokers', format: 'strict-boolean', default: false, env: 'KAFKA_SSL' },
+    sslCaFile: {
+      doc: 'CA bundle (PEM) for the brokers; empty: the system CAs',
+      format: String,
+      default: '',
+      env: 'KAFKA_SSL_CA_FILE',
+    },
+    sslCertFile: {
+      doc: 'Client certificate (PEM) for mutual TLS',
+      format: String,
+      default: '',
+      env: 'KAFKA_SSL_CERT_FILE',
+    },
+    sslKeyFile: {
+      doc: 'Client key (PEM) for mutual TLS',
+      format: String,
+      default: '',
+      env: 'KAFKA_SSL_KEY_FILE',
+    },
+    sslRejectUnauthorized: {
+      doc: 'Verify the brokers certificates (turn off only for tests)',
+      format: 'strict-boolean',
+      default: true,
+      env: 'KAFKA_SSL_REJECT_UNAUTHORIZED',
+    },
+    saslMechanism: {
+      doc: 'SASL mechanism',
+      format: ['none', 'plain', 'scram-sha-256', 'scram-sha-512'],
+      default: 'none',
+      env: 'KAFKA_SASL_MECHANISM',
+    },
+    saslUsername: { doc: 'SASL user name', format: String, default: '', env: 'KAFKA_SASL_USERNAME' },
+    saslPassword: {
+      doc: 'SASL password',
+      format: String,
+      default: '',
+      env: 'KAFKA_SASL_PASSWORD',
+      sensitive: true,
+    },
+    saslPasswordFile: {
+      doc: 'File holding the SASL password (mounted secret); used when KAFKA_SASL_PASSWORD is empty',
+      format: String,
+      default: '',
+      env: 'KAFKA_SASL_PASSWORD_FILE',
+    },
   },
   http: {
     port: {
@@ -358,6 +403,14 @@ export interface Config {
     maxBytesPerPartition: number;
     maxBytes: number;
     maxWaitMs: number;
+    ssl: boolean;
+    sslCaFile: string;
+    sslCertFile: string;
+    sslKeyFile: string;
+    sslRejectUnauthorized: boolean;
+    saslMechanism: 'none' | 'plain' | 'scram-sha-256' | 'scram-sha-512';
+    saslUsername: string;
+    saslPassword: string;
   };
   http: { port: number; readApi: boolean; maxRangeMs: number; maxLimit: number };
   logLevel: string;
@@ -430,11 +483,23 @@ export function loadConfig(env: Env = process.env): Config {
     }
   }
   delete db.passwordFile;
-  const config: Config = {
-    ...raw,
-    db,
-    kafka: { ...raw.kafka, brokers: raw.kafka.brokers.split(',').map((b) => b.trim()) },
+  const kafka = {
+    ...raw.kafka,
+    brokers: raw.kafka.brokers.split(',').map((b) => b.trim()),
+  } as Config['kafka'] & {
+    saslPasswordFile?: string;
   };
+  if (!kafka.saslPassword && kafka.saslPasswordFile) {
+    try {
+      kafka.saslPassword = fs.readFileSync(kafka.saslPasswordFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      problems.push(
+        `KAFKA_SASL_PASSWORD_FILE (kafka.saslPasswordFile): cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
+    }
+  }
+  delete kafka.saslPasswordFile;
+  const config: Config = { ...raw, db, kafka };
 
   // Cross-field rules.
   const w = config.write;
@@ -458,6 +523,25 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.db.sslMode === 'verify-full' && config.db.sslRootCert && !fs.existsSync(config.db.sslRootCert)) {
     problems.push('DB_SSL_ROOT_CERT (db.sslRootCert): file does not exist');
   }
+  const k = config.kafka;
+  if (k.saslMechanism !== 'none' && (!k.saslUsername || !k.saslPassword)) {
+    problems.push(
+      'KAFKA_SASL_MECHANISM (kafka.saslMechanism): needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)',
+    );
+  }
+  for (const [name, file] of [
+    ['KAFKA_SSL_CA_FILE (kafka.sslCaFile)', k.sslCaFile],
+    ['KAFKA_SSL_CERT_FILE (kafka.sslCertFile)', k.sslCertFile],
+    ['KAFKA_SSL_KEY_FILE (kafka.sslKeyFile)', k.sslKeyFile],
+  ] as const) {
+    if (file && !k.ssl) problems.push(`${name}: is set but KAFKA_SSL is false`);
+    else if (file && !fs.existsSync(file)) problems.push(`${name}: file does not exist`);
+  }
+  if (Boolean(k.sslCertFile) !== Boolean(k.sslKeyFile)) {
+    problems.push(
+      'KAFKA_SSL_CERT_FILE (kafka.sslCertFile): mutual TLS needs both KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE',
+    );
+  }
   if (config.kafka.dlqTopic === config.kafka.topic) {
     problems.push('KAFKA_DLQ_TOPIC (kafka.dlqTopic): must differ from KAFKA_TOPIC');
   }
@@ -469,5 +553,9 @@ export function loadConfig(env: Env = process.env): Config {
 
 /** A copy safe to log: secrets replaced. */
 export function redactedConfig(config: Config): Config {
-  return { ...config, db: { ...config.db, password: config.db.password ? '[redacted]' : '' } };
+  return {
+    ...config,
+    db: { ...config.db, password: config.db.password ? '[redacted]' : '' },
+    kafka: { ...config.kafka, saslPassword: config.kafka.saslPassword ? '[redacted]' : '' },
+  };
 }

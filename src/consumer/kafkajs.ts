@@ -3,7 +3,16 @@
  * this relies on): eachBatch with autoCommit and auto-resolve off; the handler only buffers and
  * returns; commits are explicit, for durable offsets only; the assignment comes from GROUP_JOIN.
  */
-import { Kafka, logLevel, type Admin, type Consumer, type KafkaConfig, type LogEntry } from 'kafkajs';
+import fs from 'node:fs';
+import {
+  Kafka,
+  logLevel,
+  type Admin,
+  type Consumer,
+  type KafkaConfig,
+  type LogEntry,
+  type SASLOptions,
+} from 'kafkajs';
 import type { Logger } from '../observe/logger';
 import type {
   ConsumerHandlers,
@@ -42,11 +51,44 @@ export function kafkaLogCreator(logger: Logger): KafkaConfig['logCreator'] {
     };
 }
 
-export function createKafka(settings: Pick<KafkaSettings, 'brokers' | 'clientId'>, logger: Logger): Kafka {
+export interface KafkaSecurity {
+  ssl: boolean;
+  sslCaFile: string;
+  sslCertFile: string;
+  sslKeyFile: string;
+  sslRejectUnauthorized: boolean;
+  saslMechanism: 'none' | 'plain' | 'scram-sha-256' | 'scram-sha-512';
+  saslUsername: string;
+  saslPassword: string;
+}
+
+/** The TLS and SASL part of the kafkajs client options (files read once, at start-up). */
+export function kafkaSecurityOptions(s: KafkaSecurity): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  const read = (f: string) => fs.readFileSync(f, 'utf8');
+  const ssl: KafkaConfig['ssl'] = s.ssl
+    ? {
+        rejectUnauthorized: s.sslRejectUnauthorized,
+        ...(s.sslCaFile ? { ca: [read(s.sslCaFile)] } : {}),
+        ...(s.sslCertFile ? { cert: read(s.sslCertFile) } : {}),
+        ...(s.sslKeyFile ? { key: read(s.sslKeyFile) } : {}),
+      }
+    : false;
+  if (s.saslMechanism === 'none') return { ssl };
+  return {
+    ssl,
+    sasl: { mechanism: s.saslMechanism, username: s.saslUsername, password: s.saslPassword } as SASLOptions,
+  };
+}
+
+export function createKafka(
+  settings: Pick<KafkaSettings, 'brokers' | 'clientId'> & Partial<KafkaSecurity>,
+  logger: Logger,
+): Kafka {
   registerCodecs();
   return new Kafka({
     clientId: settings.clientId,
     brokers: settings.brokers,
+    ...(settings.saslMechanism !== undefined ? kafkaSecurityOptions(settings as KafkaSecurity) : {}),
     logLevel: logLevel.INFO,
     logCreator: kafkaLogCreator(logger),
     connectionTimeout: 3000,

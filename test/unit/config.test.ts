@@ -69,6 +69,14 @@ const DEFAULTS: Config = {
     maxBytesPerPartition: 1_048_576,
     maxBytes: 10_485_760,
     maxWaitMs: 500,
+    ssl: false,
+    sslCaFile: '',
+    sslCertFile: '',
+    sslKeyFile: '',
+    sslRejectUnauthorized: true,
+    saslMechanism: 'none',
+    saslUsername: '',
+    saslPassword: '',
   },
   http: { port: 8080, readApi: true, maxRangeMs: 2_678_400_000, maxLimit: 10_000 },
   logLevel: 'info',
@@ -206,6 +214,14 @@ describe('loadConfig: values from env', () => {
         maxBytesPerPartition: 2048,
         maxBytes: 4096,
         maxWaitMs: 100,
+        ssl: false,
+        sslCaFile: '',
+        sslCertFile: '',
+        sslKeyFile: '',
+        sslRejectUnauthorized: true,
+        saslMechanism: 'none',
+        saslUsername: '',
+        saslPassword: '',
       },
       http: { port: 0, readApi: false, maxRangeMs: 3_600_000, maxLimit: 50 },
       logLevel: 'debug',
@@ -591,5 +607,47 @@ describe('loadConfig: CONFIG_FILE', () => {
 
   test('an empty CONFIG_FILE variable means no file', () => {
     expect(loadConfig({ CONFIG_FILE: '' })).toEqual(DEFAULTS);
+  });
+});
+
+describe('loadConfig: Kafka TLS and SASL', () => {
+  test('SASL needs a user name and a password; the error never shows a password', () => {
+    const err = configError({ KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_PASSWORD: 'hunter2-secret' });
+    expect(err.problems).toEqual([
+      'KAFKA_SASL_MECHANISM (kafka.saslMechanism): needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)',
+    ]);
+    expect(err.message).not.toContain('hunter2-secret');
+  });
+
+  test('an unknown mechanism is refused', () => {
+    expect(configError({ KAFKA_SASL_MECHANISM: 'gssapi' }).problems[0]).toMatch(
+      /^KAFKA_SASL_MECHANISM \(kafka.saslMechanism\): must be one of/,
+    );
+  });
+
+  test('the SASL password comes from env or a mounted file, and redactedConfig hides it', () => {
+    const file = tempFile('sasl-password', 's3cr3t\n');
+    const c = loadConfig({
+      KAFKA_SASL_MECHANISM: 'plain',
+      KAFKA_SASL_USERNAME: 'writer',
+      KAFKA_SASL_PASSWORD_FILE: file,
+    });
+    expect(c.kafka.saslPassword).toBe('s3cr3t');
+    expect(JSON.stringify(redactedConfig(c))).not.toContain('s3cr3t');
+    expect(redactedConfig(c).kafka.saslPassword).toBe('[redacted]');
+  });
+
+  test('TLS files: must exist, need KAFKA_SSL, and cert and key go together', () => {
+    const ca = tempFile('ca.pem', 'not really a CA');
+    expect(configError({ KAFKA_SSL_CA_FILE: ca }).problems).toEqual([
+      'KAFKA_SSL_CA_FILE (kafka.sslCaFile): is set but KAFKA_SSL is false',
+    ]);
+    expect(configError({ KAFKA_SSL: 'true', KAFKA_SSL_CA_FILE: '/nonexistent/ca.pem' }).problems).toEqual([
+      'KAFKA_SSL_CA_FILE (kafka.sslCaFile): file does not exist',
+    ]);
+    expect(configError({ KAFKA_SSL: 'true', KAFKA_SSL_CERT_FILE: ca }).problems).toEqual([
+      'KAFKA_SSL_CERT_FILE (kafka.sslCertFile): mutual TLS needs both KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE',
+    ]);
+    expect(loadConfig({ KAFKA_SSL: 'true', KAFKA_SSL_CA_FILE: ca }).kafka.ssl).toBe(true);
   });
 });

@@ -8,6 +8,8 @@
 #
 # Environment: KAFKA_VERSION (default 4.1.1; 3.9.x is the compatibility line), KAFKA_PORT (default 9092;
 # the controller listens on KAFKA_PORT+1), KAFKA_WORK_DIR (default <repo>/.kafka).
+# KAFKA_SASL_USER and KAFKA_SASL_PASSWORD (both set): the client listener on KAFKA_PORT is SASL_PLAINTEXT
+# with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for that user (brokers talk to each other on KAFKA_PORT+2).
 # kafkajs 2.2.4 (the client bar-writer uses) works against both 4.1.x and 3.9.x with the classic group protocol.
 set -euo pipefail
 
@@ -41,15 +43,29 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 write_config() {
   mkdir -p "$run/data"
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+  local advertised="PLAINTEXT://127.0.0.1:$port" inter=PLAINTEXT
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" sasl=""
+  if [ -n "${KAFKA_SASL_USER:-}" ]; then
+    listeners="SASL_PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,INTERNAL://127.0.0.1:$((port + 2))"
+    advertised="SASL_PLAINTEXT://127.0.0.1:$port,INTERNAL://127.0.0.1:$((port + 2))"
+    inter=INTERNAL
+    protocols="SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT"
+    sasl="sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${KAFKA_SASL_USER}=\"${KAFKA_SASL_PASSWORD}\";
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  fi
   cat >"$run/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=$inter
+listener.security.protocol.map=$protocols
+$sasl
 log.dirs=$run/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -105,7 +121,12 @@ start() {
   if [ ! -f "$run/data/meta.properties" ]; then
     local id
     id=$(java "${opts[@]}" -cp "$libs/*" kafka.tools.StorageTool random-uuid | tail -n 1)
-    java "${opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format -t "$id" -c "$run/server.properties" >"$run/format.log" 2>&1 \
+    local -a scram=()
+    if [ -n "${KAFKA_SASL_USER:-}" ]; then
+      scram=(--add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]"
+             --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]")
+    fi
+    java "${opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format -t "$id" -c "$run/server.properties" "${scram[@]}" >"$run/format.log" 2>&1 \
       || { cat "$run/format.log" >&2; exit 1; }
   fi
   # setsid: the broker must not share the caller's process group (a Ctrl-C in a test run is ours to handle).

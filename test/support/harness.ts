@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
-import { Kafka, logLevel, type Admin, type Producer, type IHeaders } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type Producer, type IHeaders, type SASLOptions } from 'kafkajs';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { loadConfig, type Config } from '../../src/config';
@@ -111,6 +111,8 @@ export interface HarnessOptions {
   brokers?: string;
   /** A dedicated database, created by setupSchema() and dropped at cleanup (a test that takes it away). */
   database?: string;
+  /** SASL credentials of the test's own Kafka clients (admin, producer). */
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
 }
 
 export class Harness {
@@ -137,6 +139,7 @@ export class Harness {
       clientId: uniqueName('test'),
       brokers: this.brokers.split(','),
       logLevel: logLevel.NOTHING,
+      ...(options.sasl ? { sasl: options.sasl as SASLOptions } : {}),
     });
     this.pool = new pg.Pool({ ...PG, database: this.database, max: 4 });
     this.pool.on('error', () => undefined); // a test may terminate its backends on purpose

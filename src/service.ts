@@ -49,6 +49,9 @@ export class Service {
   private stopped = false;
   private consumerRunning = false;
   private startupState = 'starting';
+  /** The start-up state without its latest reason: a log line is written when this changes. */
+  private startupPhase = 'starting';
+  private deadLetterTopicReady = false;
   private timers: NodeJS.Timeout[] = [];
   private dbCheck: { at: number; result: CheckResult } | null = null;
   private dbCheckInFlight: Promise<CheckResult> | null = null;
@@ -140,23 +143,37 @@ export class Service {
           },
           onFatal: (err) => this.options.onFatal?.(err),
         });
+        if (this.stopped) {
+          // stop() ran while this attempt was connecting: leave no consumer running behind it.
+          await this.consumer.stop().catch(() => undefined);
+          return;
+        }
         this.consumerRunning = true;
         this.setStartupState('consuming', {});
         return;
       } catch (err) {
+        if (this.stopped) return;
         attempt++;
-        this.setStartupState('waiting for kafka', { err: (err as Error).message });
+        const missingTopic = (err as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION';
+        this.setStartupState(
+          missingTopic ? `waiting for topic ${this.config.kafka.topic} to exist` : 'waiting for kafka',
+          { err: (err as Error).message },
+        );
         await this.consumer.stop().catch(() => undefined);
         const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
-        await sleep(delay * (0.5 + Math.random() / 2));
+        // In slices, so that stop() does not leave this loop asleep for up to 30 s.
+        const until = Date.now() + delay * (0.5 + Math.random() / 2);
+        while (!this.stopped && Date.now() < until) await sleep(Math.min(250, until - Date.now()));
       }
     }
   }
 
   /** One log line per change of start-up state, not one per attempt. */
   private setStartupState(state: string, fields: Record<string, unknown>): void {
-    if (state === this.startupState) return;
-    this.startupState = state;
+    // Readiness shows the latest reason; the log only the change of state.
+    this.startupState = typeof fields.err === 'string' ? `${state}: ${fields.err}` : state;
+    if (state === this.startupPhase) return;
+    this.startupPhase = state;
     if (state === 'consuming')
       this.logger.info(
         { topic: this.config.kafka.topic, group: this.config.kafka.groupId },
@@ -167,21 +184,25 @@ export class Service {
 
   private async ensureDeadLetterTopic(): Promise<void> {
     const topic = this.config.kafka.dlqTopic;
-    if (!topic) return;
+    if (!topic || this.deadLetterTopicReady) return;
     const admin = this.kafka.admin();
     try {
+      // Brokers unreachable: this start-up attempt fails here (one round of connection retries, not two).
       await admin.connect();
-      const existing = await admin.listTopics();
-      if (!existing.includes(topic)) {
-        await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-        this.logger.info({ topic }, 'dead-letter topic created');
+      try {
+        const existing = await admin.listTopics();
+        if (!existing.includes(topic)) {
+          await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+          this.logger.info({ topic }, 'dead-letter topic created');
+        }
+        this.deadLetterTopicReady = true;
+      } catch (err) {
+        // Not fatal here: a dead letter that cannot be sent fails its flush, which is retried.
+        this.logger.warn(
+          { err: (err as Error).message, topic },
+          'could not check or create the dead-letter topic',
+        );
       }
-    } catch (err) {
-      // Not fatal here: a dead letter that cannot be sent fails its flush, which is retried.
-      this.logger.warn(
-        { err: (err as Error).message, topic },
-        'could not check or create the dead-letter topic',
-      );
     } finally {
       await admin.disconnect().catch(() => undefined);
     }

@@ -1,0 +1,175 @@
+/**
+ * Many partitions and big messages. 64 partitions on one instance with small buffers: every bar lands
+ * exactly and the buffered depth never exceeds BARS_DB_WRITE_QUEUE_SIZE while the backlog drains.
+ * Messages far bigger than the fetch limits (KAFKA_MAX_BYTES_PER_PARTITION / KAFKA_MAX_BYTES): valid
+ * padded bars land, values over the contract's 64 KiB are dead-lettered as too_large, nothing stalls.
+ */
+import { DLQ_HEADERS } from '../../src/deadletter/producer';
+import {
+  diffTables,
+  expectedTable,
+  Harness,
+  httpGet,
+  makeBars,
+  metricValue,
+  sleep,
+  type TestBar,
+} from '../support/harness';
+
+/** A partition number derived from the symbol (S0000…), so each symbol stays in one partition. */
+function partitionOf(bar: TestBar, partitions: number): number {
+  return Number(bar.symbol.slice(1)) % partitions;
+}
+
+async function readDlq(h: Harness, count: number) {
+  const out: { key: string | null; value: Buffer | null; headers: Record<string, string> }[] = [];
+  const groupId = `${h.group}-dlq-reader`;
+  const consumer = h.kafka.consumer({ groupId, maxBytes: 16 * 1024 * 1024 });
+  h.onCleanup(async () => {
+    await consumer.disconnect();
+    await (await h.getAdmin()).deleteGroups([groupId]).catch(() => undefined);
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic: h.dlqTopic, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+      out.push({ key: message.key?.toString() ?? null, value: message.value, headers });
+    },
+  });
+  const deadline = Date.now() + 60_000;
+  while (out.length < count && Date.now() < deadline) await sleep(100);
+  await sleep(500); // anything beyond `count` would show up too
+  await consumer.stop();
+  return out;
+}
+
+describe('64 partitions on one instance, small buffers', () => {
+  const PARTITIONS = 64;
+  const QUEUE_SIZE = 2000;
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(PARTITIONS);
+  });
+  afterAll(() => h.cleanup());
+
+  test(`bars over all ${PARTITIONS} partitions land exactly; the queue depth never exceeds ${QUEUE_SIZE}`, async () => {
+    const bars = makeBars(512, 30, Date.UTC(2026, 10, 24, 9, 0), 41); // 15,360 bars, 240 per partition
+    await h.produceRaw(
+      bars.map((b) => ({ key: b.symbol, value: JSON.stringify(b), partition: partitionOf(b, PARTITIONS) })),
+      2000,
+    );
+    const ends = await h.endOffsets();
+    expect(ends.size).toBe(PARTITIONS);
+    expect([...ends.values()].every((end) => end === BigInt(bars.length / PARTITIONS))).toBe(true);
+
+    const service = await h.startService({
+      BARS_DB_WRITE_QUEUE_SIZE: String(QUEUE_SIZE),
+      BARS_DB_WRITE_BATCH_SIZE: '500',
+    });
+    // Sample the metrics every 50 ms while the backlog drains.
+    const depths: number[] = [];
+    let maxPaused = 0;
+    let assigned = 0;
+    let done = false;
+    let nextCheck = 0;
+    const deadline = Date.now() + 120_000;
+    while (!done) {
+      if (Date.now() > deadline) throw new Error(`not drained in time: ${await h.rowCount()} rows`);
+      const metrics = (await httpGet(service.port, '/metrics')).body;
+      depths.push(metricValue(metrics, 'timescale_write_queue_depth'));
+      maxPaused = Math.max(maxPaused, metricValue(metrics, 'kafka_paused_partitions'));
+      assigned = Math.max(assigned, metricValue(metrics, 'kafka_assigned_partitions'));
+      if (Date.now() >= nextCheck) {
+        done = (await h.rowCount()) === bars.length && (await h.caughtUp());
+        nextCheck = Date.now() + 500;
+      }
+      await sleep(50);
+    }
+    expect(assigned).toBe(PARTITIONS);
+    expect(depths.length).toBeGreaterThan(10);
+    expect(Math.max(...depths)).toBeLessThanOrEqual(QUEUE_SIZE);
+    expect(Math.max(...depths)).toBeGreaterThan(0);
+    expect(maxPaused).toBeGreaterThan(0); // the buffers did fill: backpressure, not luck
+    expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    const metrics = (await httpGet(service.port, '/metrics')).body;
+    expect(metricValue(metrics, 'bars_written_total')).toBe(bars.length);
+    expect(await service.stop()).toBe(true);
+  });
+});
+
+describe('messages bigger than the fetch limits', () => {
+  const PARTITIONS = 4;
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(PARTITIONS);
+  });
+  afterAll(() => h.cleanup());
+
+  test('~20 KB bars land, values over 64 KiB are dead-lettered as too_large, nothing stalls', async () => {
+    const bars = makeBars(40, 5, Date.UTC(2026, 10, 24, 11, 0), 43); // 200 bars
+    // An ignored extra field pads each valid bar to ~20 KB (the contract allows up to 64 KiB).
+    const valid = bars.map((b, i) => ({
+      key: b.symbol,
+      value: JSON.stringify({ ...b, padding: 'p'.repeat(19_800 + (i % 7) * 50) }),
+      partition: partitionOf(b, PARTITIONS),
+    }));
+    // Too large, 70-125 KB each: a run of 12 on partition 0 (~1.2 MB together, more than the broker takes
+    // in one record batch, so their dead letters cannot go out in one request), and 4 more elsewhere.
+    const big = Array.from({ length: 16 }, (_, i) => ({
+      key: `big-${i}`,
+      value: JSON.stringify({
+        ...bars[i]!,
+        symbol: `BIG${i}`,
+        padding: 'q'.repeat(70_000 + (i % 12) * 5_000),
+      }),
+      partition: i < 12 ? 0 : i - 12,
+      headers: { 'trace-id': `big-${i}` },
+    }));
+    const messages = [...valid.slice(0, 100), ...big, ...valid.slice(100)];
+    expect(valid.every((m) => m.value.length > 19_000 && m.value.length < 64 * 1024)).toBe(true);
+    expect(big.every((m) => m.value.length > 64 * 1024)).toBe(true);
+    // Small sends: a record batch must stay under the broker's message.max.bytes (1 MiB).
+    await h.produceRaw(messages, 4);
+
+    const service = await h.startService({
+      KAFKA_MAX_BYTES_PER_PARTITION: '1024',
+      KAFKA_MAX_BYTES: '4096',
+      // Each fetch brings about one record batch; a partition's messages then gather into one flush.
+      BARS_DB_WRITE_INTERVAL: '2s',
+      BARS_DB_FLUSH_ON_CAUGHT_UP: 'false',
+    });
+    const deadline = Date.now() + 90_000;
+    while (!((await h.rowCount()) === bars.length && (await h.caughtUp()))) {
+      if (Date.now() > deadline) {
+        const m = (await httpGet(service.port, '/metrics')).body;
+        throw new Error(
+          `stalled: ${await h.rowCount()}/${bars.length} rows, consumed ${metricValue(m, 'bars_consumed_total')}, ` +
+            `status ${JSON.stringify(service.status())}`,
+        );
+      }
+      await sleep(250);
+    }
+    expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    const metrics = (await httpGet(service.port, '/metrics')).body;
+    expect(metricValue(metrics, 'bars_rejected_total', { reason: 'too_large' })).toBe(big.length);
+    expect(metricValue(metrics, 'bars_rejected_total')).toBe(big.length);
+    expect(metricValue(metrics, 'bars_dead_lettered_total')).toBe(big.length);
+
+    const dlq = await readDlq(h, big.length);
+    expect(dlq.map((d) => d.key).sort()).toEqual(big.map((b) => b.key).sort());
+    for (const b of big) {
+      const d = dlq.find((x) => x.key === b.key)!;
+      expect(d.value?.equals(Buffer.from(b.value))).toBe(true);
+      expect(d.headers).toMatchObject({
+        'trace-id': b.headers['trace-id'],
+        [DLQ_HEADERS.reason]: 'too_large',
+        [DLQ_HEADERS.partition]: String(b.partition),
+      });
+    }
+    expect(await service.stop()).toBe(true);
+  });
+});

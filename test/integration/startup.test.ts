@@ -1,0 +1,215 @@
+/**
+ * Start-up without its dependencies, as operators run it (`node dist/main.js`): the process stays up,
+ * says why it is not ready (once, not once per attempt), does not spin, starts consuming when the missing
+ * piece appears, and SIGTERM still ends it within SHUTDOWN_TIMEOUT.
+ *
+ *   (a) the input topic does not exist yet   (b) no broker answers   (c) the database does not answer
+ */
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import {
+  diffTables,
+  expectedTable,
+  Harness,
+  httpGet,
+  makeBars,
+  metricValue,
+  sleep,
+  waitFor,
+} from '../support/harness';
+
+type Spawned = ChildProcess & { output: () => string };
+
+const SHUTDOWN_TIMEOUT_MS = 5000;
+const STARTUP_LINE = /"msg":"start-up: /;
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+function lines(child: Spawned, re: RegExp = /./): string[] {
+  return child
+    .output()
+    .split('\n')
+    .filter((l) => l.length > 0 && re.test(l));
+}
+
+async function httpPort(child: Spawned): Promise<number> {
+  return waitFor('the HTTP port in the log', async () => {
+    if (child.exitCode !== null) throw new Error(`exited ${child.exitCode}:\n${child.output()}`);
+    const m = /"port":(\d+),"msg":"http listening"/.exec(child.output());
+    return m ? Number(m[1]) : null;
+  });
+}
+
+async function readyz(
+  port: number,
+): Promise<{ status: number; checks: Record<string, { ok: boolean; detail: string }> }> {
+  const r = await httpGet(port, '/readyz');
+  return { status: r.status, checks: (JSON.parse(r.body) as { checks: never }).checks };
+}
+
+/** User + system CPU time of a process, in seconds (Linux /proc). */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime (14), stime (15)
+}
+
+/** SIGTERM; resolves with the exit code and how long the process took to exit. */
+async function terminate(child: Spawned): Promise<{ code: number | null; ms: number }> {
+  const started = Date.now();
+  const limitMs = SHUTDOWN_TIMEOUT_MS + 5000;
+  let timer: NodeJS.Timeout | undefined;
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('exit', (c) => resolve(c));
+    timer = setTimeout(() => reject(new Error(`still running ${limitMs} ms after SIGTERM`)), limitMs);
+    child.kill('SIGTERM');
+  }).finally(() => clearTimeout(timer));
+  return { code, ms: Date.now() - started };
+}
+
+function expectExitWithinDeadline(child: Spawned, r: { code: number | null; ms: number }): void {
+  expect({ codeIs0or1: r.code === 0 || r.code === 1, withinDeadline: r.ms <= SHUTDOWN_TIMEOUT_MS }).toEqual({
+    codeIs0or1: true,
+    withinDeadline: true,
+  });
+  expect(child.output()).toMatch(/"msg":"stopped"/);
+}
+
+describe('(a) the input topic does not exist yet', () => {
+  const h = new Harness();
+  beforeAll(() => h.setupSchema());
+  afterAll(() => h.cleanup());
+
+  test('waits with one log line and a reason in /readyz, then consumes once the topic exists', async () => {
+    const admin = await h.getAdmin();
+    // The service creates the dead-letter topic itself; the test creates the input topic later.
+    h.onCleanup(async () => {
+      await admin.deleteTopics({ topics: [h.topic, h.dlqTopic] }).catch(() => undefined);
+      await admin.deleteGroups([h.group]).catch(() => undefined);
+    });
+    const child = h.spawnService({ SHUTDOWN_TIMEOUT: '5s' });
+    const port = await httpPort(child);
+
+    const waiting = `waiting for topic ${h.topic} to exist`;
+    await waitFor('the start-up state in the log', async () => lines(child, STARTUP_LINE).length > 0, 30_000);
+    await sleep(10_000); // several attempts, with backoff
+    expect(child.exitCode).toBeNull();
+    const startup = lines(child, STARTUP_LINE);
+    expect(startup).toHaveLength(1);
+    expect(startup[0]).toContain(`"level":"warn"`);
+    expect(startup[0]).toContain(waiting);
+    expect(startup[0]).toContain('does not host this topic-partition');
+    expect((await httpGet(port, '/healthz')).status).toBe(200);
+    const notReady = await readyz(port);
+    expect(notReady.status).toBe(503);
+    expect(notReady.checks.kafka!.ok).toBe(false);
+    expect(notReady.checks.kafka!.detail).toContain(waiting);
+    expect(notReady.checks.database!.ok).toBe(true);
+
+    await admin.createTopics({ topics: [{ topic: h.topic, numPartitions: 2 }], waitForLeaders: true });
+    const bars = makeBars(50, 4, Date.UTC(2026, 10, 22, 14, 30), 31); // 200 bars
+    await h.produceBars(bars);
+    await waitFor(
+      'the bars to land once the topic exists',
+      async () => (await h.rowCount()) === bars.length && (await h.caughtUp()),
+      120_000,
+      250,
+    );
+    expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    await waitFor('readiness', async () => (await readyz(port)).status === 200, 30_000);
+    expect(lines(child, STARTUP_LINE)).toHaveLength(1);
+    expect(lines(child, /"msg":"consumer running"/)).toHaveLength(1);
+
+    const r = await terminate(child);
+    expectExitWithinDeadline(child, r);
+    expect(r.code).toBe(0);
+  });
+});
+
+describe('(b) no broker answers', () => {
+  const h = new Harness();
+  afterAll(() => h.cleanup());
+
+  test('stays up, live but not ready, without spinning or flooding the log; SIGTERM ends it', async () => {
+    const child = h.spawnService({ KAFKA_BROKERS: '127.0.0.1:1', SHUTDOWN_TIMEOUT: '5s' });
+    const port = await httpPort(child);
+    await sleep(2000); // past module loading and start-up work
+    const cpuBefore = cpuSeconds(child.pid!);
+    const linesBefore = lines(child).length;
+    await sleep(10_000);
+    const cpu = cpuSeconds(child.pid!) - cpuBefore;
+    const logged = lines(child).slice(linesBefore);
+    expect(child.exitCode).toBeNull();
+    expect(cpu).toBeLessThan(1);
+    // kafkajs logs each failed connection attempt of its retrier (two lines each, with backoff): a few
+    // dozen at most, and bar-writer's own start-up line at most once.
+    expect(logged.length).toBeLessThanOrEqual(30);
+    expect(lines(child, STARTUP_LINE).length).toBeLessThanOrEqual(1);
+    expect((await httpGet(port, '/healthz')).status).toBe(200);
+    const notReady = await readyz(port);
+    expect(notReady.status).toBe(503);
+    expect(notReady.checks.kafka!.ok).toBe(false);
+
+    // Once the first attempt has given up: one warn line, and /readyz says why.
+    await waitFor('the start-up state', async () => lines(child, STARTUP_LINE).length > 0, 60_000, 250);
+    const startup = lines(child, STARTUP_LINE);
+    expect(startup).toHaveLength(1);
+    expect(startup[0]).toContain('start-up: waiting for kafka');
+    expect(startup[0]).toContain('ECONNREFUSED');
+    expect((await readyz(port)).checks.kafka!.detail).toContain('ECONNREFUSED');
+    expect(lines(child, /could not check or create the dead-letter topic/)).toHaveLength(0);
+
+    expectExitWithinDeadline(child, await terminate(child));
+  });
+});
+
+describe('(c) the database does not answer', () => {
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(2);
+  });
+  afterAll(() => h.cleanup());
+
+  test('nothing is written or committed, readiness names the database; everything lands later', async () => {
+    const bars = makeBars(50, 4, Date.UTC(2026, 10, 23, 14, 30), 37); // 200 bars
+    await h.produceBars(bars);
+    const child = h.spawnService({ DB_PORT: '1', SHUTDOWN_TIMEOUT: '5s' });
+    const port = await httpPort(child);
+
+    const notReady = await waitFor(
+      'the consumer to join while the database is down',
+      async () => {
+        const r = await readyz(port);
+        return r.checks.kafka!.ok ? r : null;
+      },
+      60_000,
+      250,
+    );
+    expect(notReady.status).toBe(503);
+    expect(notReady.checks.database!.ok).toBe(false);
+    expect(notReady.checks.database!.detail).toMatch(/unreachable: .*ECONNREFUSED/);
+    await sleep(3000);
+    const metrics = (await httpGet(port, '/metrics')).body;
+    expect(metricValue(metrics, 'bars_written_total')).toBe(0);
+    expect(metricValue(metrics, 'timescale_write_total')).toBe(0);
+    expect(metricValue(metrics, 'bar_writer_ready')).toBe(0);
+    expect(await h.rowCount()).toBe(0);
+    expect([...(await h.committedOffsets()).values()]).toEqual([null, null]);
+    expect((await readyz(port)).status).toBe(503);
+
+    const r = await terminate(child);
+    expectExitWithinDeadline(child, r);
+    expect([...(await h.committedOffsets()).values()]).toEqual([null, null]);
+
+    // Nothing was lost: an instance with the database back writes every bar.
+    const service = await h.startService();
+    await waitFor(
+      'every bar',
+      async () => (await h.rowCount()) === bars.length && (await h.caughtUp()),
+      60_000,
+      250,
+    );
+    expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    expect(await service.stop()).toBe(true);
+  });
+});

@@ -13,6 +13,7 @@ import {
   type LogEntry,
   type SASLOptions,
 } from 'kafkajs';
+import type { Config } from '../config';
 import type { Logger } from '../observe/logger';
 import type {
   ConsumerHandlers,
@@ -51,16 +52,17 @@ export function kafkaLogCreator(logger: Logger): KafkaConfig['logCreator'] {
     };
 }
 
-export interface KafkaSecurity {
-  ssl: boolean;
-  sslCaFile: string;
-  sslCertFile: string;
-  sslKeyFile: string;
-  sslRejectUnauthorized: boolean;
-  saslMechanism: 'none' | 'plain' | 'scram-sha-256' | 'scram-sha-512';
-  saslUsername: string;
-  saslPassword: string;
-}
+export type KafkaSecurity = Pick<
+  Config['kafka'],
+  | 'ssl'
+  | 'sslCaFile'
+  | 'sslCertFile'
+  | 'sslKeyFile'
+  | 'sslRejectUnauthorized'
+  | 'saslMechanism'
+  | 'saslUsername'
+  | 'saslPassword'
+>;
 
 /** The TLS and SASL part of the kafkajs client options (files read once, at start-up). */
 export function kafkaSecurityOptions(s: KafkaSecurity): Pick<KafkaConfig, 'ssl' | 'sasl'> {

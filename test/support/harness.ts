@@ -29,16 +29,8 @@ export interface TestBar {
   vwap: number | null;
 }
 
-export interface StoredBar {
-  symbol: string;
-  timestamp: string;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: number;
-  vwap: number | null;
-}
+/** A row of bars_1m as storedBars() reads it (timestamp as ISO-8601 UTC). */
+export type StoredBar = TestBar;
 
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${crypto.randomBytes(3).toString('hex')}`;

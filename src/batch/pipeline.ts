@@ -403,9 +403,11 @@ export class Pipeline {
     st.current = null;
     st.attempts = 0;
     st.lastError = null;
-    // The rows are durable: now, and only now, the offsets (skipped if revoked meanwhile).
+    // The rows are durable: now, and only now, the offsets (skipped if revoked meanwhile). Not awaited:
+    // the committer sends one commit per partition at a time, always forward, and drain() waits for
+    // pending commits; the next flush need not wait for the broker's answer.
     if (st.state !== 'revoked') {
-      await this.deps.committer.durable(st.topic, st.partition, result.commitOffset, st.generation);
+      void this.deps.committer.durable(st.topic, st.partition, result.commitOffset, st.generation);
     }
     this.afterFlush(st);
   }

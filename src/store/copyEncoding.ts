@@ -42,6 +42,21 @@ export function escapeCopyText(s: string): string {
   return out;
 }
 
+// Bars of one flush share a handful of minutes (a live burst: one), so formatting each timestamp once
+// per minute instead of once per bar saves a Date allocation and toISOString() per row.
+const isoCache = new Map<number, string>();
+const ISO_CACHE_MAX = 4096;
+
+function isoMinute(ms: number): string {
+  let s = isoCache.get(ms);
+  if (s === undefined) {
+    if (isoCache.size >= ISO_CACHE_MAX) isoCache.clear();
+    s = new Date(ms).toISOString();
+    isoCache.set(ms, s);
+  }
+  return s;
+}
+
 function num(n: number): string {
   if (!Number.isFinite(n)) throw new RangeError(`non-finite number ${n} cannot be written`);
   return String(n);
@@ -54,7 +69,7 @@ export function encodeCopyRow(seq: number, bar: Bar): string {
     '\t' +
     escapeCopyText(bar.symbol) +
     '\t' +
-    new Date(bar.timestampMs).toISOString() +
+    isoMinute(bar.timestampMs) +
     '\t' +
     num(bar.open) +
     '\t' +

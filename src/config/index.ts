@@ -520,8 +520,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.db.retentionMs !== 0 && config.db.retentionMs < UNIT_MS.d!) {
     problems.push('BARS_DB_RETENTION (db.retentionMs): must be 0 (keep everything) or at least 1d');
   }
-  if (config.db.sslMode === 'verify-full' && config.db.sslRootCert && !fs.existsSync(config.db.sslRootCert)) {
-    problems.push('DB_SSL_ROOT_CERT (db.sslRootCert): file does not exist');
+  if (config.db.sslMode === 'verify-full' && config.db.sslRootCert) {
+    const why = unreadable(config.db.sslRootCert);
+    if (why) problems.push(`DB_SSL_ROOT_CERT (db.sslRootCert): ${why}`);
   }
   const k = config.kafka;
   if (k.saslMechanism !== 'none' && (!k.saslUsername || !k.saslPassword)) {
@@ -535,7 +536,7 @@ export function loadConfig(env: Env = process.env): Config {
     ['KAFKA_SSL_KEY_FILE (kafka.sslKeyFile)', k.sslKeyFile],
   ] as const) {
     if (file && !k.ssl) problems.push(`${name}: is set but KAFKA_SSL is false`);
-    else if (file && !fs.existsSync(file)) problems.push(`${name}: file does not exist`);
+    else if (file && unreadable(file)) problems.push(`${name}: ${unreadable(file)}`);
   }
   if (Boolean(k.sslCertFile) !== Boolean(k.sslKeyFile)) {
     problems.push(
@@ -549,6 +550,17 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('SHUTDOWN_TIMEOUT (shutdownTimeoutMs): must be at least 1s');
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** Why a file the service will read at start-up cannot be read, or null. */
+function unreadable(file: string): string | null {
+  try {
+    fs.readFileSync(file);
+    return null;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'file does not exist' : `cannot read the file (${code ?? 'error'})`;
+  }
 }
 
 /** A copy safe to log: secrets replaced. */

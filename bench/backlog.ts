@@ -1,0 +1,121 @@
+/**
+ * bench:backlog — memory and time while the service drains a large backlog: BENCH_BACKLOG_BARS
+ * (default 5,000,000; 12,000 symbols, minute by minute) pre-produced into a fresh 6-partition topic,
+ * then the service (child process, default config) started on a fresh schema and group. Reports the
+ * time to drain (spawn → the group's committed offsets at the log end of every partition), bars/s, and
+ * the child's peak RSS: VmRSS polled every 100 ms from /proc/<pid>/status, and VmHWM at the end; also
+ * the peak V8 heap used and buffered messages, from /metrics every second.
+ */
+import { ident } from '../src/store/pool';
+import { drainOnce } from './drain';
+import {
+  configText,
+  buildService,
+  connectAdmin,
+  connectProducer,
+  createBenchSchema,
+  createTopics,
+  endOffsets,
+  envInt,
+  fmtInt,
+  log,
+  machineInfo,
+  newKafka,
+  newPool,
+  printTable,
+  produceFeed,
+  round,
+  runMain,
+  saveResult,
+  serviceEnv,
+  uniqueName,
+  type Cleanup,
+} from './lib';
+
+runMain('bench:backlog', async (cleanup: Cleanup) => {
+  const total = envInt('BENCH_BACKLOG_BARS', 5_000_000);
+  const symbols = envInt('BENCH_BACKLOG_SYMBOLS', 12_000);
+  const partitions = 6;
+  buildService();
+
+  const pool = newPool(2);
+  cleanup.add('pool end', () => pool.end());
+  const machine = await machineInfo(pool);
+  const schema = uniqueName('bench_backlog');
+  await createBenchSchema(pool, cleanup, schema);
+
+  const kafka = newKafka();
+  const admin = await connectAdmin(kafka, cleanup);
+  const topic = schema.replace(/_/g, '.');
+  const group = uniqueName('bench_backlog');
+  await createTopics(admin, cleanup, topic, partitions, () => [group]);
+
+  log(`producing ${fmtInt(total)} bars (${fmtInt(symbols)} symbols) to ${topic}`);
+  const producer = await connectProducer(kafka, cleanup);
+  const produced = await produceFeed(producer, topic, total, symbols, { chunk: 10_000, progress: true });
+  await producer.disconnect();
+  log(`  produced in ${round(produced.seconds, 1)} s (${fmtInt(produced.barsPerSecond)} bars/s)`);
+  const ends = await endOffsets(admin, topic);
+
+  log('draining with the service');
+  const r = await drainOnce({
+    cleanup,
+    admin,
+    env: serviceEnv({ schema, topic, group }),
+    pool,
+    topic,
+    group,
+    ends,
+  });
+  const rows = Number(
+    (await pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${ident(schema)}.bars_1m`)).rows[0]!.n,
+  );
+  if (rows !== total) throw new Error(`bars_1m holds ${rows} rows, expected ${total}`);
+
+  console.log('');
+  console.log(
+    `bench:backlog — ${fmtInt(total)} bars pre-produced, ${fmtInt(symbols)} symbols, ${partitions} partitions, ` +
+      `${configText()}, ${machine.nproc} cores, load ${JSON.stringify(machine.loadAvgAtStart)}`,
+  );
+  printTable([
+    ['drain', 'value'],
+    ['time to drain (spawn → committed = log end), s', round(r.seconds, 1)],
+    ['bars/s from spawn', fmtInt(r.barsPerSecond)],
+    [
+      'start-up (spawn → partitions assigned), s',
+      r.startupSeconds === null ? '?' : round(r.startupSeconds, 2),
+    ],
+    ['peak VmRSS (polled every 100 ms), MiB', r.peakRssMiB],
+    ['VmHWM at the end, MiB', r.vmHwmMiB ?? '?'],
+    ['peak V8 heap used (/metrics, 1 s), MiB', r.peakHeapUsedMiB ?? '?'],
+    ['peak buffered messages (/metrics, 1 s)', r.peakQueueDepth ?? '?'],
+    ['graceful stop after the drain, s', round(r.stopSeconds, 2)],
+    ['service CPU, ms per 1,000 bars', r.serviceCpuMsPer1kBars ?? '?'],
+    ['service cores busy on average', r.serviceCores ?? '?'],
+    [
+      'CPU s: service / its PG backends / Kafka broker / rest of machine',
+      `${r.cpuSeconds.service} / ${r.cpuSeconds.postgresBackends} / ${r.cpuSeconds.kafkaBroker ?? '?'} / ${r.cpuSeconds.restOfMachine ?? '?'}`,
+    ],
+    ['machine cores busy on average (everything)', r.machineBusyCores],
+  ]);
+  saveResult('backlog', {
+    machine,
+    bars: total,
+    symbols,
+    partitions,
+    produce: { seconds: round(produced.seconds, 1), barsPerSecond: round(produced.barsPerSecond) },
+    drainSeconds: round(r.seconds, 2),
+    barsPerSecond: round(r.barsPerSecond),
+    startupSeconds: r.startupSeconds === null ? null : round(r.startupSeconds, 2),
+    peakRssMiB: r.peakRssMiB,
+    vmHwmMiB: r.vmHwmMiB,
+    rssSamples: r.rssSamples,
+    peakHeapUsedMiB: r.peakHeapUsedMiB,
+    peakQueueDepth: r.peakQueueDepth,
+    exitCode: r.exitCode,
+    serviceCpuMsPer1kBars: r.serviceCpuMsPer1kBars,
+    serviceCores: r.serviceCores,
+    machineBusyCores: r.machineBusyCores,
+    cpuSeconds: r.cpuSeconds,
+  });
+});

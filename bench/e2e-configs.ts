@@ -1,0 +1,156 @@
+/**
+ * bench:e2e-configs — the e2e drain ("new" rows) under several service configurations, side by side on
+ * the same pre-produced topic in one run: for each configuration, bars_1m is emptied (TRUNCATE) and a
+ * new consumer group drains the topic; bars/s and the ratio to the first configuration are printed.
+ * With BENCH_ROUNDS > 1 the order alternates (A B C, C B A, …) and the median is reported.
+ *
+ *   BENCH_CONFIGS="default|KAFKA_MAX_WAIT=100ms|BARS_DB_WRITE_QUEUE_SIZE=30000"   (the default list)
+ *   BENCH_E2E_BARS (200000), BENCH_E2E_SYMBOLS (12000)
+ *
+ * For experiments only: the reference figures are bench:e2e's, with the default configuration.
+ */
+import { ident } from '../src/store/pool';
+import { drainOnce, type DrainResult } from './drain';
+import {
+  buildService,
+  connectAdmin,
+  connectProducer,
+  createBenchSchema,
+  createTopics,
+  endOffsets,
+  envInt,
+  fmtInt,
+  log,
+  machineInfo,
+  newKafka,
+  newPool,
+  printTable,
+  produceFeed,
+  ratio,
+  round,
+  runMain,
+  saveResult,
+  serviceEnv,
+  uniqueName,
+  type Cleanup,
+} from './lib';
+
+const DEFAULT_CONFIGS = 'default|KAFKA_MAX_WAIT=100ms|BARS_DB_WRITE_QUEUE_SIZE=30000';
+
+function parseConfig(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (text.trim() === 'default') return out;
+  for (const pair of text.split(',')) {
+    const i = pair.indexOf('=');
+    if (i <= 0) throw new Error(`BENCH_CONFIGS: "${pair}" is not NAME=value`);
+    out[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
+  }
+  return out;
+}
+
+runMain('bench:e2e-configs', async (cleanup: Cleanup) => {
+  const total = envInt('BENCH_E2E_BARS', 200_000);
+  const symbols = envInt('BENCH_E2E_SYMBOLS', 12_000);
+  const rounds = envInt('BENCH_ROUNDS', 1);
+  const configs = (process.env.BENCH_CONFIGS ?? DEFAULT_CONFIGS).split('|').map((c) => c.trim());
+  buildService();
+
+  const pool = newPool(3);
+  cleanup.add('pool end', () => pool.end());
+  const machine = await machineInfo(pool);
+  const schema = uniqueName('bench_cfg');
+  await createBenchSchema(pool, cleanup, schema);
+  const kafka = newKafka();
+  const admin = await connectAdmin(kafka, cleanup);
+  const topic = schema.replace(/_/g, '.');
+  const groups: string[] = [];
+  await createTopics(admin, cleanup, topic, 6, () => groups);
+  log(`producing ${fmtInt(total)} bars to ${topic}`);
+  const producer = await connectProducer(kafka, cleanup);
+  await produceFeed(producer, topic, total, symbols, { chunk: 10_000, progress: true });
+  await producer.disconnect();
+  const ends = await endOffsets(admin, topic);
+
+  const runs = new Map<string, DrainResult[]>(configs.map((c) => [c, []]));
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? configs : [...configs].reverse();
+    for (const config of order) {
+      await pool.query(`TRUNCATE ${ident(schema)}.bars_1m`);
+      const group = uniqueName('bench_cfg');
+      groups.push(group);
+      log(`round ${r + 1}: ${config}`);
+      const res = await drainOnce({
+        cleanup,
+        admin,
+        env: serviceEnv({ schema, topic, group, extra: parseConfig(config) }),
+        topic,
+        group,
+        ends,
+        pool,
+      });
+      log(
+        `  ${fmtInt(res.barsPerSecond)} bars/s, service ${res.serviceCores} cores, machine ${res.machineBusyCores}`,
+      );
+      runs.get(config)!.push(res);
+    }
+  }
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  const rate = (c: string) => median(runs.get(c)!.map((x) => x.barsPerSecond));
+  const base = rate(configs[0]!);
+  console.log('');
+  console.log(
+    `bench:e2e-configs — ${fmtInt(total)} new bars per pass, ${rounds} round(s), ${machine.nproc} cores, ` +
+      `load ${JSON.stringify(machine.loadAvgAtStart)}`,
+  );
+  printTable(
+    [
+      [
+        'configuration',
+        'bars/s (median)',
+        `÷ ${configs[0]}`,
+        'every pass, bars/s',
+        'service cores',
+        'machine cores',
+        'peak RSS MiB',
+        'read B/bar',
+      ],
+      ...configs.map((c) => {
+        const rs = runs.get(c)!;
+        return [
+          c,
+          fmtInt(rate(c)),
+          ratio(rate(c), base).toFixed(3),
+          rs.map((x) => fmtInt(x.barsPerSecond)).join(' '),
+          rs.map((x) => x.serviceCores ?? '?').join(' '),
+          rs.map((x) => x.machineBusyCores).join(' '),
+          rs.map((x) => x.peakRssMiB).join(' '),
+          rs.map((x) => x.serviceReadBytesPerBar ?? '?').join(' '),
+        ];
+      }),
+    ],
+    [0],
+  );
+  saveResult('e2eConfigs', {
+    machine,
+    bars: total,
+    rounds,
+    configs: Object.fromEntries(
+      configs.map((c) => [
+        c,
+        {
+          barsPerSecondMedian: round(rate(c)),
+          ratioToFirst: ratio(rate(c), base),
+          passes: runs.get(c)!.map((x) => ({
+            barsPerSecond: round(x.barsPerSecond),
+            serviceCores: x.serviceCores,
+            machineBusyCores: x.machineBusyCores,
+            cpuSeconds: x.cpuSeconds,
+            peakRssMiB: x.peakRssMiB,
+            serviceReadBytesPerBar: x.serviceReadBytesPerBar,
+          })),
+        },
+      ]),
+    ),
+  });
+});

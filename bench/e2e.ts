@@ -1,0 +1,243 @@
+/**
+ * bench:e2e — Kafka to bars_1m through the real service (`node dist/main.js`, default write config):
+ *
+ *   1. pre-produce BENCH_E2E_BARS bars (default 1,000,000; BENCH_E2E_SYMBOLS = 12,000 symbols, minute by
+ *      minute) into a fresh 6-partition topic: keyed by symbol, no compression, 10,000 per send;
+ *   2. "new": spawn the service with a fresh group on a fresh schema; time from spawn until the group's
+ *      committed offsets reach the end of every partition; bars/s; peak RSS (VmRSS polled, VmHWM);
+ *   3. "replay": the same topic, the same schema, a new group: every bar is written again, identical;
+ *      bars/s, and the pg_stat_user_tables deltas of bars_1m across it (expected: 0 updates, 0 dead);
+ *   4. the replay/new ratio, and e2e ÷ the psql reference (d) of bench:write when it is in
+ *      bench/results/latest.json (the target: e2e ≥ 0.7 × (d)).
+ *
+ * BENCH_CPU_PROF=1 runs the "new" pass under `node --cpu-prof` (written to bench/results/) and prints
+ * its top self-time functions; profiling slows the service, so that pass's figures are flagged.
+ */
+import path from 'node:path';
+import { ident } from '../src/store/pool';
+import { drainOnce, type DrainResult } from './drain';
+import {
+  configText,
+  RESULTS_DIR,
+  buildService,
+  connectAdmin,
+  connectProducer,
+  createTopics,
+  createBenchSchema,
+  endOffsets,
+  envFlag,
+  envInt,
+  fmtInt,
+  loadResults,
+  log,
+  machineInfo,
+  newKafka,
+  newPool,
+  printTable,
+  produceFeed,
+  ratio,
+  round,
+  RUN_ID,
+  runMain,
+  saveResult,
+  serviceEnv,
+  settledStats,
+  statsDelta,
+  uniqueName,
+  type Cleanup,
+} from './lib';
+import { printProfile, summarizeProfile } from './profile-top';
+
+runMain('bench:e2e', async (cleanup: Cleanup) => {
+  const total = envInt('BENCH_E2E_BARS', 1_000_000);
+  const symbols = envInt('BENCH_E2E_SYMBOLS', 12_000);
+  const partitions = envInt('BENCH_E2E_PARTITIONS', 6);
+  const cpuProf = envFlag('BENCH_CPU_PROF');
+  buildService();
+
+  const pool = newPool(3);
+  cleanup.add('pool end', () => pool.end());
+  const machine = await machineInfo(pool);
+  const schema = uniqueName('bench_e2e');
+  await createBenchSchema(pool, cleanup, schema);
+
+  const kafka = newKafka();
+  const admin = await connectAdmin(kafka, cleanup);
+  const topic = schema.replace(/_/g, '.');
+  const groups: string[] = [];
+  await createTopics(admin, cleanup, topic, partitions, () => groups);
+
+  log(`producing ${fmtInt(total)} bars (${fmtInt(symbols)} symbols) to ${topic} (${partitions} partitions)`);
+  const producer = await connectProducer(kafka, cleanup);
+  const produced = await produceFeed(producer, topic, total, symbols, { chunk: 10_000, progress: true });
+  await producer.disconnect();
+  log(`  produced in ${round(produced.seconds, 1)} s (${fmtInt(produced.barsPerSecond)} bars/s)`);
+  const ends = await endOffsets(admin, topic);
+  const inTopic = Number([...ends.values()].reduce((a, b) => a + b, 0n));
+  if (inTopic !== total) throw new Error(`topic holds ${inTopic} messages, expected ${total}`);
+
+  const rowCount = async () =>
+    Number(
+      (await pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${ident(schema)}.bars_1m`)).rows[0]!
+        .n,
+    );
+
+  const pass = async (name: string, extraNodeArgs: string[]): Promise<DrainResult> => {
+    const group = uniqueName(`bench_e2e_${name}`);
+    groups.push(group);
+    log(`${name}: spawning the service (group ${group})`);
+    const r = await drainOnce({
+      cleanup,
+      admin,
+      env: serviceEnv({ schema, topic, group }),
+      pool,
+      topic,
+      group,
+      ends,
+      nodeArgs: extraNodeArgs,
+    });
+    log(
+      `  ${name}: ${fmtInt(r.barsPerSecond)} bars/s from spawn (${round(r.seconds, 2)} s; start-up ` +
+        `${r.startupSeconds === null ? '?' : round(r.startupSeconds, 2)} s), peak RSS ${r.peakRssMiB} MiB, VmHWM ${r.vmHwmMiB} MiB`,
+    );
+    return r;
+  };
+
+  const profName = `e2e-service-${RUN_ID}.cpuprofile`;
+  const profArgs = cpuProf
+    ? ['--cpu-prof', `--cpu-prof-dir=${RESULTS_DIR}`, `--cpu-prof-name=${profName}`]
+    : [];
+  const fresh = await pass('new', profArgs);
+  const rowsAfterNew = await rowCount();
+  if (rowsAfterNew !== total)
+    throw new Error(`bars_1m holds ${rowsAfterNew} rows after the first pass, expected ${total}`);
+  const before = await settledStats(pool, schema, 'bars_1m');
+  const replay = await pass('replay', []);
+  const after = await settledStats(pool, schema, 'bars_1m');
+  const delta = statsDelta(before, after);
+  if ((await rowCount()) !== total) throw new Error('the replay changed the row count');
+
+  // The psql reference of bench:write, when there is one.
+  const wp = loadResults().writePath as
+    | {
+        runId?: string;
+        at?: string;
+        variants?: Record<string, { barsPerSecond: number }>;
+        dSql?: { barsPerSecond: number };
+      }
+    | undefined;
+  const d = wp?.variants?.d?.barsPerSecond ?? null;
+  const c = wp?.variants?.c?.barsPerSecond ?? null;
+  const dSql = wp?.dSql?.barsPerSecond ?? null;
+  const sameRun = wp?.runId === RUN_ID;
+
+  console.log('');
+  console.log(
+    `bench:e2e — ${fmtInt(total)} bars, ${fmtInt(symbols)} symbols, ${partitions} partitions, ${configText()}, ` +
+      `${machine.nproc} cores, load ${JSON.stringify(machine.loadAvgAtStart)}`,
+  );
+  const row = (name: string, r: DrainResult) => [
+    name,
+    round(r.seconds, 2),
+    fmtInt(r.barsPerSecond),
+    r.startupSeconds === null ? '?' : round(r.startupSeconds, 2),
+    r.drainBarsPerSecond === null ? '?' : fmtInt(r.drainBarsPerSecond),
+    r.peakRssMiB,
+    r.vmHwmMiB ?? '?',
+    r.peakHeapUsedMiB ?? '?',
+    r.peakQueueDepth ?? '?',
+  ];
+  printTable([
+    [
+      'pass',
+      'seconds',
+      'bars/s',
+      'start-up s',
+      'bars/s after join',
+      'peak RSS MiB',
+      'VmHWM MiB',
+      'heap MiB',
+      'queue',
+    ],
+    row(cpuProf ? 'new (under --cpu-prof)' : 'new', fresh),
+    row('replay (new group)', replay),
+  ]);
+  console.log(`replay ÷ new: ${ratio(replay.barsPerSecond, fresh.barsPerSecond).toFixed(3)}`);
+  console.log(
+    `CPU seconds from spawn to done (µs per bar); the machine has ${machine.nproc} cores, shared with other work:`,
+  );
+  const us = (x: number | null, r: DrainResult) => (x === null ? '?' : `${x} (${round((x * 1e6) / r.bars)})`);
+  printTable([
+    ['pass', 'wall s', 'service', 'its PG backends', 'Kafka broker', 'rest of machine', 'machine busy cores'],
+    ...(
+      [
+        ['new', fresh],
+        ['replay', replay],
+      ] as const
+    ).map(([name, r]) => [
+      name,
+      round(r.seconds, 1),
+      us(r.cpuSeconds.service, r),
+      us(r.cpuSeconds.postgresBackends, r),
+      us(r.cpuSeconds.kafkaBroker, r),
+      us(r.cpuSeconds.restOfMachine, r),
+      r.machineBusyCores,
+    ]),
+  ]);
+  console.log(
+    `bars_1m during the replay (pg_stat_user_tables delta): n_tup_ins ${delta.n_tup_ins}, n_tup_upd ${delta.n_tup_upd}, ` +
+      `n_tup_hot_upd ${delta.n_tup_hot_upd}, n_dead_tup ${delta.n_dead_tup} (autovacuum runs meanwhile: ${delta.autovacuum_count})`,
+  );
+  if (d !== null) {
+    const note = sameRun ? 'same bench run' : `from an earlier bench:write (${wp?.at ?? '?'}), not this run`;
+    console.log(
+      `vs bench:write (${note}): new ÷ (d) psql = ${ratio(fresh.barsPerSecond, d).toFixed(3)} (target ≥ 0.7)` +
+        (dSql !== null ? `, new ÷ (d-sql) = ${ratio(fresh.barsPerSecond, dSql).toFixed(3)}` : '') +
+        (c !== null ? `, new ÷ (c) = ${ratio(fresh.barsPerSecond, c).toFixed(3)}` : ''),
+    );
+  } else {
+    console.log('no bench:write result in bench/results/latest.json: run npm run bench for e2e ÷ (d)');
+  }
+
+  let profile: unknown = null;
+  if (cpuProf) {
+    const file = path.join(RESULTS_DIR, profName);
+    const s = summarizeProfile(file, 30);
+    console.log('');
+    printProfile(s);
+    profile = s;
+  }
+
+  const summarize = (r: DrainResult) => ({
+    ...r,
+    seconds: round(r.seconds, 3),
+    barsPerSecond: round(r.barsPerSecond),
+    startupSeconds: r.startupSeconds === null ? null : round(r.startupSeconds, 3),
+    drainSeconds: r.drainSeconds === null ? null : round(r.drainSeconds, 3),
+    drainBarsPerSecond: r.drainBarsPerSecond === null ? null : round(r.drainBarsPerSecond),
+    stopSeconds: round(r.stopSeconds, 2),
+  });
+  // A profiled pass is slower: keep it apart from the reference figures.
+  saveResult(cpuProf ? 'e2e@cpu-prof' : 'e2e', {
+    machine,
+    bars: total,
+    symbols,
+    partitions,
+    produce: { seconds: round(produced.seconds, 2), barsPerSecond: round(produced.barsPerSecond) },
+    new: { ...summarize(fresh), underCpuProfiler: cpuProf },
+    replay: summarize(replay),
+    replayOverNew: ratio(replay.barsPerSecond, fresh.barsPerSecond),
+    replayStatsDelta: delta,
+    vsWritePath:
+      d === null
+        ? null
+        : {
+            writePathRunId: wp?.runId,
+            sameRun,
+            newOverD: ratio(fresh.barsPerSecond, d),
+            newOverDSql: dSql === null ? null : ratio(fresh.barsPerSecond, dSql),
+            newOverC: c === null ? null : ratio(fresh.barsPerSecond, c),
+          },
+    profile,
+  });
+});

@@ -1,0 +1,609 @@
+/**
+ * bench:write — the database write path alone, every variant on the same bars, in the same database,
+ * in the same run, each on a fresh empty bars_1m (its own schema, created by src/store/migrate.ts):
+ *
+ *   (a)  one INSERT … ON CONFLICT DO UPDATE per bar, autocommit (a subset: BENCH_SINGLE_BARS)
+ *   (b)  multi-row INSERT … VALUES (…),(…) … ON CONFLICT DO UPDATE, 1,000 rows per statement, autocommit
+ *   (c)  ours: writeBatch() in withTransaction(pool, fn, prepareStaging), 1,000 bars per batch
+ *   (c') the same with 5,000 and 10,000 bars per batch
+ *   (c6) extra: (c) with the bars split over 6 partitions written concurrently, as the service does
+ *   (d)  the physical reference: one psql process: BEGIN; \copy staging FROM file; our upsert; COMMIT
+ *   (cbin) what-if: (c) with binary COPY (bench/binaryCopy.ts) instead of text: same transaction, same SQL
+ *   (dbin) what-if: (d) with the same rows as a binary COPY file
+ *   (e)  an identical replay of (c) (new group, so the fence lets every bar through): bars/s and the
+ *        pg_stat_user_tables deltas (expected: no insert, no update, no dead tuple)
+ *
+ * Env: BENCH_BARS (100000), BENCH_SYMBOLS (2000), BENCH_SINGLE_BARS (10000), BENCH_ROUNDS (1; the
+ * median of the rounds is reported).
+ */
+import { spawn } from 'node:child_process';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../src/config';
+import type { Bar } from '../src/contract/bar';
+import { encodeCopyRows } from '../src/store/copyEncoding';
+import { createPool, ident, withTransaction } from '../src/store/pool';
+import { prepareStaging, writeBatch, writeSql, type BarAtOffset } from '../src/store/writeBatch';
+import { encodeCopyRowsBinary } from './binaryCopy';
+import {
+  Cleanup,
+  PG,
+  createBenchSchema,
+  dropSchema,
+  envInt,
+  feedBar,
+  fmtInt,
+  log,
+  machineInfo,
+  newPool,
+  nowMs,
+  printTable,
+  ratio,
+  round,
+  runMain,
+  saveResult,
+  settledStats,
+  statsDelta,
+  uniqueName,
+  walBytesSince,
+  walLsn,
+  type TableStats,
+} from './lib';
+
+interface VariantResult {
+  key: string;
+  label: string;
+  bars: number;
+  seconds: number;
+  barsPerSecond: number;
+  /** WAL written by the whole instance meanwhile (other sessions included). */
+  walBytes: number;
+  rowsChanged?: number;
+  detail?: Record<string, unknown>;
+}
+
+const COLUMNS = '(symbol, "timestamp", open, high, low, close, volume, vwap)';
+// The staging DDL of src/store/writeBatch.ts (not exported there): (d) must use the same table.
+const STAGING_DDL = `CREATE TEMP TABLE IF NOT EXISTS bar_writer_staging (
+  seq integer NOT NULL, symbol text NOT NULL, "timestamp" timestamptz NOT NULL,
+  open double precision NOT NULL, high double precision NOT NULL,
+  low double precision NOT NULL, close double precision NOT NULL,
+  volume bigint NOT NULL, vwap double precision
+) ON COMMIT DELETE ROWS`;
+
+function barParams(b: Bar): unknown[] {
+  return [b.symbol, new Date(b.timestampMs).toISOString(), b.open, b.high, b.low, b.close, b.volume, b.vwap];
+}
+
+/** Our upsert's ON CONFLICT clause, taken from writeSql() so every variant resolves conflicts alike. */
+function onConflictClause(schema: string): string {
+  const upsert = writeSql(schema).upsert;
+  return upsert.slice(upsert.indexOf('ON CONFLICT'));
+}
+
+runMain('bench:write', async (cleanup: Cleanup) => {
+  const total = envInt('BENCH_BARS', 100_000);
+  const symbols = envInt('BENCH_SYMBOLS', 2000);
+  const singleBars = Math.min(total, envInt('BENCH_SINGLE_BARS', 10_000));
+  const rounds = envInt('BENCH_ROUNDS', 1);
+  const base = uniqueName('bench');
+  const appName = uniqueName('bwbench_w');
+
+  const admin = newPool(3);
+  cleanup.add('admin pool end', () => admin.end());
+  const machine = await machineInfo(admin);
+
+  const db = loadConfig({
+    DB_HOST: PG.host,
+    DB_PORT: String(PG.port),
+    DB_USER: PG.user,
+    DB_NAME: PG.database,
+  }).db;
+  let pool = createPool(db, appName);
+  cleanup.add('write pool end', () => pool.end().catch(() => undefined));
+  /** Closes every write connection (so their table statistics are flushed) and opens a new pool. */
+  const recyclePool = async (): Promise<void> => {
+    await pool.end();
+    pool = createPool(db, appName);
+  };
+
+  log(`generating ${fmtInt(total)} bars (${symbols} symbols × ${Math.ceil(total / symbols)} minutes)`);
+  const bars: Bar[] = Array.from({ length: total }, (_, i) => feedBar(i, symbols));
+
+  const schemas: string[] = [];
+  const freshSchema = async (tag: string): Promise<string> => {
+    const schema = `${base}_${tag}`;
+    schemas.push(schema);
+    await createBenchSchema(admin, cleanup, schema);
+    return schema;
+  };
+
+  const timed = async (
+    key: string,
+    label: string,
+    n: number,
+    fn: () => Promise<Partial<VariantResult> | void>,
+  ): Promise<VariantResult> => {
+    const lsn = await walLsn(admin);
+    const t0 = nowMs();
+    const extra = (await fn()) ?? {};
+    const seconds = (nowMs() - t0) / 1000;
+    const walBytes = await walBytesSince(admin, lsn);
+    const r: VariantResult = { key, label, bars: n, seconds, barsPerSecond: n / seconds, walBytes, ...extra };
+    log(`  ${key.padEnd(6)} ${fmtInt(r.barsPerSecond).padStart(9)} bars/s  (${round(seconds, 3)} s)`);
+    return r;
+  };
+
+  const checkRows = async (schema: string, expected: number): Promise<string> => {
+    const r = await admin.query<{ n: string; fp: string }>(
+      `SELECT count(*)::text AS n,
+              md5(string_agg(symbol || extract(epoch FROM "timestamp") || open || high || low || close || volume
+                             || coalesce(vwap::text, '-'), ',' ORDER BY symbol, "timestamp")) AS fp
+       FROM ${ident(schema)}.bars_1m`,
+    );
+    const n = Number(r.rows[0]!.n);
+    if (n !== expected) throw new Error(`${schema}.bars_1m holds ${n} rows, expected ${expected}`);
+    return r.rows[0]!.fp;
+  };
+
+  // ---- the variants ----
+
+  const single = async (schema: string, n: number): Promise<void> => {
+    const text = `INSERT INTO ${ident(schema)}.bars_1m AS t ${COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+      ${onConflictClause(schema)}`;
+    const client = await pool.connect();
+    try {
+      for (let i = 0; i < n; i++) {
+        await client.query({ name: `a_${schema}`, text, values: barParams(bars[i]!) });
+      }
+    } finally {
+      client.release();
+    }
+  };
+
+  const multiRow = async (schema: string, n: number, rowsPer: number): Promise<void> => {
+    const texts = new Map<number, string>();
+    const textFor = (rows: number): string => {
+      let t = texts.get(rows);
+      if (!t) {
+        const tuples: string[] = [];
+        for (let r = 0; r < rows; r++) {
+          const p = r * 8;
+          tuples.push(`($${p + 1},$${p + 2},$${p + 3},$${p + 4},$${p + 5},$${p + 6},$${p + 7},$${p + 8})`);
+        }
+        t = `INSERT INTO ${ident(schema)}.bars_1m AS t ${COLUMNS} VALUES ${tuples.join(',')} ${onConflictClause(schema)}`;
+        texts.set(rows, t);
+      }
+      return t;
+    };
+    const client = await pool.connect();
+    try {
+      for (let i = 0; i < n; i += rowsPer) {
+        const chunk = bars.slice(i, Math.min(n, i + rowsPer));
+        const values: unknown[] = [];
+        for (const b of chunk) values.push(...barParams(b));
+        await client.query({ name: `b_${chunk.length}_${schema}`, text: textFor(chunk.length), values });
+      }
+    } finally {
+      client.release();
+    }
+  };
+
+  /** Our write path, one partition: sequential transactions of `batchSize` bars. */
+  const ours = async (
+    schema: string,
+    entries: readonly BarAtOffset[],
+    batchSize: number,
+    group: string,
+    partition = 0,
+  ): Promise<number> => {
+    let changed = 0;
+    for (let i = 0; i < entries.length; i += batchSize) {
+      const batch = entries.slice(i, i + batchSize);
+      const next = batch[batch.length - 1]!.offset + 1n;
+      const r = await withTransaction(
+        pool,
+        (client) => writeBatch(client, schema, { group, topic: 'bench', partition }, batch, next),
+        prepareStaging,
+      );
+      changed += r.rowsChanged;
+    }
+    return changed;
+  };
+  /**
+   * A replica of writeBatch()'s steps (same SQL from writeSql(), same order, same transaction helper)
+   * for the what-ifs and the phase breakdown: optionally binary COPY, another upsert statement, and
+   * the time of each phase added to `phases` (ms). Every bar is above the fence here (no skips).
+   */
+  const replica = async (
+    schema: string,
+    entries: readonly BarAtOffset[],
+    batchSize: number,
+    group: string,
+    opts: { binary?: boolean; upsert?: string; phases?: Record<string, number> } = {},
+  ): Promise<number> => {
+    const sql = writeSql(schema);
+    const copySql = opts.binary ? `${sql.copy} (FORMAT binary)` : sql.copy;
+    const upsert = opts.upsert ?? sql.upsert;
+    const ph = opts.phases;
+    let mark = nowMs();
+    const lap = (name: string) => {
+      const t = nowMs();
+      if (ph) ph[name] = (ph[name] ?? 0) + (t - mark);
+      mark = t;
+    };
+    let changed = 0;
+    for (let i = 0; i < entries.length; i += batchSize) {
+      const batch = entries.slice(i, i + batchSize);
+      const next = (batch[batch.length - 1]!.offset + 1n).toString();
+      mark = nowMs();
+      changed += await withTransaction(
+        pool,
+        async (client) => {
+          lap('connect + BEGIN');
+          const key = [group, 'bench', 0];
+          await client.query(sql.insertFence, key);
+          await client.query(sql.lockFence, key);
+          lap('fence: insert + lock');
+          const bs = batch.map((e) => e.bar);
+          const payload = opts.binary ? encodeCopyRowsBinary(bs) : encodeCopyRows(bs);
+          lap('encode COPY rows (Node)');
+          const stream = client.query(copyFrom(copySql));
+          await pipeline(Readable.from([payload]), stream);
+          lap('COPY into staging');
+          const res = await client.query(upsert);
+          lap('upsert');
+          await client.query(sql.advanceFence, [...key, next]);
+          lap('fence: advance');
+          return res.rowCount ?? 0;
+        },
+        prepareStaging,
+      );
+      lap('COMMIT + release');
+    }
+    return changed;
+  };
+  /** What-if: our upsert with the rows identical to the stored ones filtered out before ON CONFLICT. */
+  const filteredUpsert = (schema: string): string => {
+    const bars1m = `${ident(schema)}.bars_1m`;
+    return `INSERT INTO ${bars1m} AS t ${COLUMNS}
+      SELECT l.symbol, l."timestamp", l.open, l.high, l.low, l.close, l.volume, l.vwap FROM (
+        SELECT DISTINCT ON (symbol, "timestamp") * FROM pg_temp.bar_writer_staging
+        ORDER BY symbol, "timestamp", seq DESC
+      ) l
+      LEFT JOIN ${bars1m} s ON s.symbol = l.symbol AND s."timestamp" = l."timestamp"
+      WHERE s.symbol IS NULL
+         OR (s.open, s.high, s.low, s.close, s.volume, s.vwap)
+            IS DISTINCT FROM (l.open, l.high, l.low, l.close, l.volume, l.vwap)
+      ORDER BY l.symbol, l."timestamp"
+      ${onConflictClause(schema)}`;
+  };
+  const allEntries: BarAtOffset[] = bars.map((bar, i) => ({ offset: BigInt(i), bar }));
+  const partitionEntries: BarAtOffset[][] = Array.from({ length: 6 }, () => []);
+  for (const bar of bars) {
+    const p = Number(bar.symbol.slice(1)) % 6;
+    partitionEntries[p]!.push({ offset: BigInt(partitionEntries[p]!.length), bar });
+  }
+
+  const copyFile = path.join(os.tmpdir(), `${base}.copy`);
+  const binaryFile = path.join(os.tmpdir(), `${base}.bin`);
+  const scriptFile = path.join(os.tmpdir(), `${base}.sql`);
+  cleanup.add('remove psql files', async () => {
+    for (const f of [copyFile, binaryFile, scriptFile]) fs.rmSync(f, { force: true });
+  });
+  fs.writeFileSync(copyFile, encodeCopyRows(bars));
+  fs.writeFileSync(binaryFile, encodeCopyRowsBinary(bars));
+
+  const psqlRun = async (schema: string, binary = false): Promise<Partial<VariantResult>> => {
+    const sql = writeSql(schema);
+    const copyCols = sql.copy.slice(sql.copy.indexOf('('), sql.copy.indexOf(')') + 1);
+    fs.writeFileSync(
+      scriptFile,
+      [
+        '\\timing on',
+        `${STAGING_DDL};`,
+        'BEGIN;',
+        binary
+          ? `\\copy pg_temp.bar_writer_staging ${copyCols} FROM '${binaryFile}' WITH (FORMAT binary)`
+          : `\\copy pg_temp.bar_writer_staging ${copyCols} FROM '${copyFile}'`,
+        `${sql.upsert};`,
+        'COMMIT;',
+        '',
+      ].join('\n'),
+    );
+    const text = await new Promise<string>((resolve, reject) => {
+      const p = spawn(
+        'psql',
+        [
+          '-X',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-h',
+          PG.host,
+          '-p',
+          String(PG.port),
+          '-U',
+          PG.user,
+          '-d',
+          PG.database,
+          '-f',
+          scriptFile,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PGAPPNAME: appName } },
+      );
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      p.on('error', reject);
+      p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`psql exited ${code}: ${out}`))));
+    });
+    const times = [...text.matchAll(/^Time: ([\d.]+) ms/gm)].map((m) => Number(m[1]));
+    const inserted = /^INSERT 0 (\d+)/m.exec(text);
+    // Statement order: CREATE TEMP TABLE, BEGIN, \copy, INSERT, COMMIT.
+    return {
+      rowsChanged: inserted ? Number(inserted[1]) : undefined,
+      detail: {
+        serverMs: { create: times[0], begin: times[1], copy: times[2], upsert: times[3], commit: times[4] },
+      },
+    };
+  };
+
+  // ---- warm-up (JIT of the Node side; not reported) ----
+  {
+    const warm = await freshSchema('warm');
+    const n = Math.min(total, 5000);
+    await ours(warm, allEntries.slice(0, n), 1000, 'warm');
+    await ours(warm, allEntries.slice(0, n), 1000, 'warm-replay');
+    await multiRow(warm, n, 1000);
+    await replica(warm, allEntries.slice(0, n), 1000, 'warm-binary', { binary: true });
+    await dropSchema(admin, warm);
+  }
+
+  const roundsOut: VariantResult[][] = [];
+  let replayStats: { before: TableStats; after: TableStats; delta: TableStats } | null = null;
+  for (let round_ = 1; round_ <= rounds; round_++) {
+    log(`round ${round_}/${rounds}: ${fmtInt(total)} bars per variant`);
+    const results: VariantResult[] = [];
+    const fingerprints: Record<string, string> = {};
+
+    const sC = await freshSchema(`r${round_}_c`);
+    results.push(
+      await timed('c', 'ours: writeBatch, 1,000 per transaction', total, async () => ({
+        rowsChanged: await ours(sC, allEntries, 1000, 'bench'),
+      })),
+    );
+    fingerprints.c = await checkRows(sC, total);
+
+    // (e) the identical replay of (c), with the statistics of bars_1m around it.
+    await recyclePool();
+    const before = await settledStats(admin, sC, 'bars_1m', appName);
+    const e = await timed('e', 'replay of (c): same rows again, 1,000 per transaction', total, async () => ({
+      rowsChanged: await ours(sC, allEntries, 1000, 'bench-replay'),
+    }));
+    await recyclePool();
+    const after = await settledStats(admin, sC, 'bars_1m', appName);
+    replayStats = { before, after, delta: statsDelta(before, after) };
+    e.detail = { statsDelta: replayStats.delta };
+    results.push(e);
+    if ((await checkRows(sC, total)) !== fingerprints.c) throw new Error('the replay changed bars_1m');
+
+    for (const size of [5000, 10_000]) {
+      const s = await freshSchema(`r${round_}_c${size}`);
+      results.push(
+        await timed(`c${size / 1000}k`, `ours, ${fmtInt(size)} per transaction`, total, async () => ({
+          rowsChanged: await ours(s, allEntries, size, 'bench'),
+        })),
+      );
+      fingerprints[`c${size / 1000}k`] = await checkRows(s, total);
+    }
+
+    const s6 = await freshSchema(`r${round_}_c6`);
+    results.push(
+      await timed('c6', 'extra: ours, 6 partitions concurrently, 1,000 per transaction', total, async () => {
+        const changed = await Promise.all(partitionEntries.map((es, p) => ours(s6, es, 1000, 'bench', p)));
+        return { rowsChanged: changed.reduce((a, b) => a + b, 0) };
+      }),
+    );
+    fingerprints.c6 = await checkRows(s6, total);
+
+    const sB = await freshSchema(`r${round_}_b`);
+    results.push(
+      await timed('b', 'multi-row INSERT … VALUES, 1,000 rows per statement, autocommit', total, () =>
+        multiRow(sB, total, 1000),
+      ),
+    );
+    fingerprints.b = await checkRows(sB, total);
+
+    const sA = await freshSchema(`r${round_}_a`);
+    results.push(
+      await timed(
+        'a',
+        `one INSERT per bar, autocommit (first ${fmtInt(singleBars)} bars only)`,
+        singleBars,
+        () => single(sA, singleBars),
+      ),
+    );
+    await checkRows(sA, singleBars);
+
+    const sD = await freshSchema(`r${round_}_d`);
+    results.push(
+      await timed('d', 'psql: \\copy into staging + our upsert, one transaction', total, () => psqlRun(sD)),
+    );
+    fingerprints.d = await checkRows(sD, total);
+
+    const sCb = await freshSchema(`r${round_}_cbin`);
+    results.push(
+      await timed('cbin', 'what-if: (c) with binary COPY (bench/binaryCopy.ts)', total, async () => ({
+        rowsChanged: await replica(sCb, allEntries, 1000, 'bench', { binary: true }),
+      })),
+    );
+    fingerprints.cbin = await checkRows(sCb, total);
+
+    const sDb = await freshSchema(`r${round_}_dbin`);
+    results.push(
+      await timed('dbin', 'what-if: (d) with a binary COPY file', total, () => psqlRun(sDb, true)),
+    );
+    fingerprints.dbin = await checkRows(sDb, total);
+
+    const sF = await freshSchema(`r${round_}_cf`);
+    const upsertF = filteredUpsert(sF);
+    results.push(
+      await timed(
+        'cf',
+        'what-if: (c) with identical rows filtered out before ON CONFLICT',
+        total,
+        async () => ({
+          rowsChanged: await replica(sF, allEntries, 1000, 'bench', { upsert: upsertF }),
+        }),
+      ),
+    );
+    fingerprints.cf = await checkRows(sF, total);
+    results.push(
+      await timed('ef', 'what-if: replay of (cf), same filtered upsert', total, async () => ({
+        rowsChanged: await replica(sF, allEntries, 1000, 'bench-replay', { upsert: upsertF }),
+      })),
+    );
+    if ((await checkRows(sF, total)) !== fingerprints.cf)
+      throw new Error('the filtered replay changed bars_1m');
+
+    const distinct = new Set(Object.values(fingerprints));
+    if (distinct.size !== 1)
+      throw new Error(`variants stored different tables: ${JSON.stringify(fingerprints)}`);
+    roundsOut.push(results);
+    for (const s of schemas.splice(0)) await dropSchema(admin, s);
+  }
+
+  // ---- report: the median of the rounds per variant ----
+  const keys = roundsOut[0]!.map((r) => r.key);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  const final: VariantResult[] = keys.map((k) => {
+    const all = roundsOut.map((rs) => rs.find((r) => r.key === k)!);
+    const rate = median(all.map((r) => r.barsPerSecond));
+    const pick = all.find((r) => r.barsPerSecond === rate)!;
+    return { ...pick, ...(rounds > 1 ? { rounds: all.map((r) => round(r.barsPerSecond)) } : {}) };
+  });
+  const byKey = Object.fromEntries(final.map((r) => [r.key, r]));
+  const c = byKey.c!.barsPerSecond;
+  const d = byKey.d!.barsPerSecond;
+  const order = ['a', 'b', 'c', 'c5k', 'c10k', 'c6', 'd', 'e', 'cbin', 'dbin', 'cf', 'ef'];
+
+  // ---- where (c)'s time goes: the replica with a clock around each phase, new rows then a replay ----
+  const phaseRuns: Record<string, Record<string, number>> = {};
+  {
+    const s = await freshSchema('phases');
+    for (const [name, group] of [
+      ['new rows', 'bench'],
+      ['replay', 'bench-replay'],
+    ] as const) {
+      const ph: Record<string, number> = {};
+      const t0 = nowMs();
+      await replica(s, allEntries, 1000, group, { phases: ph });
+      ph.total = nowMs() - t0;
+      phaseRuns[name] = Object.fromEntries(Object.entries(ph).map(([k, v]) => [k, round(v, 1)]));
+    }
+    await dropSchema(admin, s);
+  }
+
+  console.log('');
+  console.log(
+    `bench:write — ${fmtInt(total)} bars (${symbols} symbols × ${Math.ceil(total / symbols)} min), ` +
+      `PostgreSQL ${String(machine.postgres).split(' ')[1]}, ${machine.nproc} cores, load ${JSON.stringify(machine.loadAvgAtStart)}` +
+      (rounds > 1 ? `, median of ${rounds} rounds` : ''),
+  );
+  printTable(
+    [
+      ['variant', 'bars', 'seconds', 'bars/s', '÷ (c)', '÷ (d)', 'WAL MB*', 'what'],
+      ...order.map((k) => {
+        const r = byKey[k]!;
+        return [
+          `(${k})`,
+          fmtInt(r.bars),
+          round(r.seconds, 3),
+          fmtInt(r.barsPerSecond),
+          ratio(r.barsPerSecond, c).toFixed(3),
+          ratio(r.barsPerSecond, d).toFixed(3),
+          round(r.walBytes / 2 ** 20, 1),
+          r.label,
+        ];
+      }),
+    ],
+    [0, 7],
+  );
+  console.log(
+    `(a) ran on the first ${fmtInt(singleBars)} bars only (its rate, not its time, compares); ` +
+      `*WAL is instance-wide (other sessions' writes included).`,
+  );
+  const psqlDetail = byKey.d!.detail as { serverMs: Record<string, number> } | undefined;
+  const dSql = psqlDetail
+    ? (psqlDetail.serverMs.copy ?? 0) + (psqlDetail.serverMs.upsert ?? 0) + (psqlDetail.serverMs.commit ?? 0)
+    : NaN;
+  const dSqlRate = total / (dSql / 1000);
+  if (psqlDetail) {
+    console.log(
+      `(d) psql \\timing (ms): ${JSON.stringify(psqlDetail.serverMs)}; the rest of (d)'s time is psql start-up and connecting.`,
+    );
+    console.log(
+      `(d-sql) \\copy + upsert + COMMIT alone: ${round(dSql)} ms = ${fmtInt(dSqlRate)} bars/s; ` +
+        `(c) ÷ (d-sql) = ${ratio(c, dSqlRate).toFixed(3)}`,
+    );
+  }
+  if (replayStats) {
+    const dlt = replayStats.delta;
+    console.log(
+      `(e) replay, pg_stat_user_tables delta on bars_1m: n_tup_ins ${dlt.n_tup_ins}, n_tup_upd ${dlt.n_tup_upd}, ` +
+        `n_tup_hot_upd ${dlt.n_tup_hot_upd}, n_dead_tup ${dlt.n_dead_tup} (autovacuum runs meanwhile: ${dlt.autovacuum_count}); ` +
+        `rows changed reported by the upsert: ${byKey.e!.rowsChanged}`,
+    );
+  }
+  console.log('all variants stored identical tables (md5 over every row)');
+  console.log('');
+  console.log(
+    `where (c)'s time goes: a replica of writeBatch (same SQL, same order), ${fmtInt(total)} bars, 1,000 per transaction`,
+  );
+  const phaseNames = Object.keys(phaseRuns['new rows']!).filter((k) => k !== 'total');
+  printTable(
+    [
+      ['phase', ...Object.keys(phaseRuns).flatMap((n) => [`${n} ms`, '%'])],
+      ...[...phaseNames, 'total'].map((k) => [
+        k,
+        ...Object.values(phaseRuns).flatMap((ph) => [ph[k] ?? 0, round((100 * (ph[k] ?? 0)) / ph.total!, 1)]),
+      ]),
+    ],
+    [0],
+  );
+
+  saveResult('writePath', {
+    machine,
+    bars: total,
+    symbols,
+    singleBars,
+    rounds,
+    variants: Object.fromEntries(
+      order.map((k) => {
+        const r = byKey[k]!;
+        return [
+          k,
+          {
+            label: r.label,
+            bars: r.bars,
+            seconds: round(r.seconds, 3),
+            barsPerSecond: round(r.barsPerSecond),
+            ratioToC: ratio(r.barsPerSecond, c),
+            ratioToD: ratio(r.barsPerSecond, d),
+            walBytesInstanceWide: r.walBytes,
+            ...(r.rowsChanged !== undefined ? { rowsChanged: r.rowsChanged } : {}),
+            ...(r.detail ? { detail: r.detail } : {}),
+            ...((r as { rounds?: number[] }).rounds ? { rounds: (r as { rounds?: number[] }).rounds } : {}),
+          },
+        ];
+      }),
+    ),
+    dSql: { ms: round(dSql, 1), barsPerSecond: round(dSqlRate), ratioCToDSql: ratio(c, dSqlRate) },
+    replayStats,
+    phasesMs: phaseRuns,
+  });
+});

@@ -299,7 +299,9 @@ export function findDuplicateTopLevelKey(text: string): string | null {
       let j = i + 1;
       while (j < n && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
       if (depth === 1 && expectKey) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        // Unescape only when needed: most keys have no backslash and are their own text.
+        const raw = text.slice(i + 1, j);
+        const key = raw.includes('\\') ? (JSON.parse(text.slice(i, j + 1)) as string) : raw;
         if (seen.has(key)) return key;
         seen.add(key);
         expectKey = false;

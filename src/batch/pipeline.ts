@@ -592,11 +592,6 @@ export class Pipeline {
     return [...this.partitions.values()].map((st) => st.partition);
   }
 
-  /** For tests: a partition's state. */
-  stateOf(topic: string, partition: number): PartitionStateName | null {
-    return this.partitions.get(tpKey(topic, partition))?.state ?? null;
-  }
-
   private setState(st: PartitionState, next: PartitionStateName): void {
     if (st.state === next) return;
     if (!TRANSITIONS[st.state].includes(next)) {

@@ -92,3 +92,75 @@ export function encodeCopyRows(bars: readonly Bar[]): string {
   for (let i = 0; i < bars.length; i++) parts[i] = encodeCopyRow(i, bars[i]!);
   return parts.join('');
 }
+
+// ---- binary COPY (what the service sends) -------------------------------------------------------
+//
+// PostgreSQL's binary COPY format: signature, flags, header extension; per row a field count (int16)
+// and per field its byte length (int32, -1 for NULL) and value in network byte order; trailer int16 -1.
+// Doubles travel as their 8 bytes (exact by construction: no printing in Node, no parsing in
+// PostgreSQL), timestamps as int8 microseconds since 2000-01-01. Measured 1.29x the text format on the
+// write path (bench/README.md). The text encoder above stays: psql's \copy reference in bench uses it.
+
+const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
+const TWO_32 = 2 ** 32;
+/** Fixed bytes per row: field count, 9 length words, seq, timestamp, 4 prices, volume, vwap. */
+const ROW_FIXED = 2 + 9 * 4 + 4 + 8 + 4 * 8 + 8 + 8;
+
+// Microseconds since 2000 exceed 2^53 after year 2285, so they are computed with BigInt, once per minute.
+const pgTimeCache = new Map<number, bigint>();
+
+function pgMicros(ms: number): bigint {
+  let us = pgTimeCache.get(ms);
+  if (us === undefined) {
+    if (pgTimeCache.size >= ISO_CACHE_MAX) pgTimeCache.clear();
+    us = BigInt(ms - PG_EPOCH_MS) * 1000n;
+    pgTimeCache.set(ms, us);
+  }
+  return us;
+}
+
+/** A safe integer as int8 (two 32-bit words; floor division keeps two's complement for negatives). */
+function writeSafeInt64(buf: Buffer, value: number, at: number): number {
+  const hi = Math.floor(value / TWO_32);
+  buf.writeInt32BE(hi, at);
+  buf.writeUInt32BE(value - hi * TWO_32, at + 4);
+  return at + 8;
+}
+
+function writeDouble(buf: Buffer, v: number, at: number): number {
+  if (!Number.isFinite(v)) throw new RangeError(`non-finite number ${v} cannot be written`);
+  buf.writeInt32BE(8, at);
+  return buf.writeDoubleBE(v, at + 4);
+}
+
+/** The batch in binary COPY format, columns as encodeCopyRow: seq, symbol, timestamp, o, h, l, c, volume, vwap. */
+export function encodeCopyBinary(bars: readonly Bar[]): Buffer {
+  let size = SIGNATURE.length + 8 + 2;
+  for (const b of bars) size += ROW_FIXED + Buffer.byteLength(b.symbol);
+  const buf = Buffer.allocUnsafe(size);
+  let at = SIGNATURE.copy(buf, 0);
+  at = buf.writeInt32BE(0, at); // flags
+  at = buf.writeInt32BE(0, at); // header extension length
+  for (let i = 0; i < bars.length; i++) {
+    const b = bars[i]!;
+    at = buf.writeInt16BE(9, at);
+    at = buf.writeInt32BE(4, at);
+    at = buf.writeInt32BE(i, at);
+    const symbolBytes = buf.write(b.symbol, at + 4, 'utf8');
+    buf.writeInt32BE(symbolBytes, at);
+    at += 4 + symbolBytes;
+    at = buf.writeInt32BE(8, at);
+    at = buf.writeBigInt64BE(pgMicros(b.timestampMs), at);
+    at = writeDouble(buf, b.open, at);
+    at = writeDouble(buf, b.high, at);
+    at = writeDouble(buf, b.low, at);
+    at = writeDouble(buf, b.close, at);
+    at = buf.writeInt32BE(8, at);
+    at = writeSafeInt64(buf, b.volume, at);
+    if (b.vwap === null) at = buf.writeInt32BE(-1, at);
+    else at = writeDouble(buf, b.vwap, at);
+  }
+  at = buf.writeInt16BE(-1, at);
+  return at === size ? buf : buf.subarray(0, at);
+}

@@ -47,9 +47,10 @@ export async function getBars(
 ): Promise<Bar[]> {
   const res = await db.query<BarRow>(
     `SELECT ${COLUMNS} FROM ${ident(schema)}.bars_1m
-     WHERE symbol = $1 AND "timestamp" >= $2 AND "timestamp" < $3
+     WHERE symbol = $1 AND "timestamp" >= to_timestamp($2::float8 / 1000) AND "timestamp" < to_timestamp($3::float8 / 1000)
      ORDER BY "timestamp" ASC LIMIT $4`,
-    [symbol, new Date(startMs).toISOString(), new Date(endMs).toISOString(), limit],
+    // Epoch milliseconds, not ISO strings: an end bound after 9999-12-31 has no ISO form PostgreSQL reads.
+    [symbol, startMs, endMs, limit],
   );
   return res.rows.map(toBar);
 }

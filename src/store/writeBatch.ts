@@ -5,7 +5,7 @@
  *      written by anyone in this group (the fence);
  *   2. drop the bars below it: they were written before (by us before a crash, or by the instance that
  *      owned the partition after us), and writing them again could overwrite a newer version;
- *   3. COPY the rest into a per-connection temporary staging table;
+ *   3. COPY the rest (binary format) into a per-connection temporary staging table;
  *   4. one INSERT … SELECT … ON CONFLICT (symbol, "timestamp") DO UPDATE into bars_1m, keeping the latest
  *      message (highest offset) per key and skipping rows whose stored values are already identical, so
  *      a replay creates no dead tuples;
@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Bar } from '../contract/bar';
-import { encodeCopyRows } from './copyEncoding';
+import { encodeCopyBinary } from './copyEncoding';
 import { ident, type PoolClient } from './pool';
 
 export interface PartitionRef {
@@ -56,7 +56,10 @@ export interface WriteSql {
   lockFence: string;
   insertFence: string;
   advanceFence: string;
+  /** COPY in text format (bench/ uses it for the psql reference). */
   copy: string;
+  /** COPY in binary format: what the service sends. */
+  copyBinary: string;
   upsert: string;
 }
 
@@ -75,6 +78,7 @@ export function writeSql(schema: string): WriteSql {
     advanceFence: `UPDATE ${offsets} SET next_offset = $4::bigint, updated_at = now()
                    WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset < $4::bigint`,
     copy: `COPY pg_temp.${STAGING} (seq, symbol, "timestamp", open, high, low, close, volume, vwap) FROM STDIN`,
+    copyBinary: `COPY pg_temp.${STAGING} (seq, symbol, "timestamp", open, high, low, close, volume, vwap) FROM STDIN (FORMAT binary)`,
     // DISTINCT ON … ORDER BY seq DESC keeps the latest message per key (seq follows offsets); ORDER BY
     // the key also makes concurrent flushes lock rows in one order, so they cannot deadlock.
     upsert: `INSERT INTO ${bars} AS t (symbol, "timestamp", open, high, low, close, volume, vwap)
@@ -102,8 +106,8 @@ export async function copyAndUpsert(
 ): Promise<number> {
   if (bars.length === 0) return 0;
   const sql = writeSql(schema);
-  const stream = client.query(copyFrom(sql.copy));
-  await pipeline(Readable.from([encodeCopyRows(bars)]), stream);
+  const stream = client.query(copyFrom(sql.copyBinary));
+  await pipeline(Readable.from([encodeCopyBinary(bars)]), stream);
   const res = await client.query(sql.upsert);
   return res.rowCount ?? 0;
 }

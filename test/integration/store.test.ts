@@ -77,7 +77,10 @@ describe('store', () => {
       bar('HUGE', 0, 1.5e300, { open: 1.5e300, high: 1.7976931348623157e308, low: -1.5e300, vwap: 0.1 }),
       bar('FRAC', 0, 0.1 + 0.2, { volume: Number.MAX_SAFE_INTEGER }),
       bar('NEG', 0, -3.25, { volume: 0 }),
-      bar('OLD', -60 * 24 * 365 * 120, 5), // 1906
+      bar('OLD', -60 * 24 * 365 * 120, 5), // 1906: before PostgreSQL's epoch (negative microseconds)
+      { ...bar('FIRST', 0, 5), timestampMs: Date.UTC(1900, 0, 1) }, // the earliest the contract accepts
+      { ...bar('LAST', 0, 5), timestampMs: Date.UTC(9999, 11, 31, 23, 59) }, // beyond 2^53 microseconds
+      { ...bar('EPOCH2K', 0, 5), timestampMs: Date.UTC(2000, 0, 1) }, // zero microseconds
     ];
     await write(
       odd.map((b, i) => ({ offset: 10n + BigInt(i), bar: b })),

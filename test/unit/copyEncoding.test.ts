@@ -1,5 +1,10 @@
 import type { Bar } from '../../src/contract/bar';
-import { encodeCopyRow, encodeCopyRows, escapeCopyText } from '../../src/store/copyEncoding';
+import {
+  encodeCopyBinary,
+  encodeCopyRow,
+  encodeCopyRows,
+  escapeCopyText,
+} from '../../src/store/copyEncoding';
 
 const BAR: Bar = {
   symbol: 'AAPL',
@@ -155,5 +160,104 @@ describe('encodeCopyRows', () => {
 
   test('a non-finite number anywhere in the batch throws RangeError', () => {
     expect(() => encodeCopyRows([BAR, { ...BAR, close: Number.NaN }])).toThrow(RangeError);
+  });
+});
+
+describe('encodeCopyBinary', () => {
+  const b = (over: Partial<Bar> = {}): Bar => ({
+    symbol: 'AAPL',
+    timestampMs: Date.UTC(2026, 10, 24, 14, 31),
+    open: 1,
+    high: 1.2,
+    low: 0.9,
+    close: 1.1,
+    volume: 1200,
+    vwap: 1.05,
+    ...over,
+  });
+
+  /** Decodes the format back (a reader independent of the encoder's code paths). */
+  function decode(buf: Buffer) {
+    expect(buf.subarray(0, 11).toString('latin1')).toBe('PGCOPY\n\xff\r\n\0');
+    expect(buf.readInt32BE(11)).toBe(0);
+    expect(buf.readInt32BE(15)).toBe(0);
+    let at = 19;
+    const rows: unknown[][] = [];
+    for (;;) {
+      const fields = buf.readInt16BE(at);
+      at += 2;
+      if (fields === -1) break;
+      expect(fields).toBe(9);
+      const row: unknown[] = [];
+      for (let f = 0; f < fields; f++) {
+        const len = buf.readInt32BE(at);
+        at += 4;
+        if (len === -1) {
+          row.push(null);
+          continue;
+        }
+        const v = buf.subarray(at, at + len);
+        at += len;
+        if (f === 0) row.push(v.readInt32BE(0));
+        else if (f === 1) row.push(v.toString('utf8'));
+        else if (f === 2 || f === 7) row.push(v.readBigInt64BE(0));
+        else row.push(v.readDoubleBE(0));
+      }
+      rows.push(row);
+    }
+    expect(at).toBe(buf.length);
+    return rows;
+  }
+
+  test('every column, in order, exact', () => {
+    expect(
+      decode(encodeCopyBinary([b(), b({ symbol: 'A\\B', vwap: null, volume: Number.MAX_SAFE_INTEGER })])),
+    ).toEqual([
+      [
+        0,
+        'AAPL',
+        BigInt(Date.UTC(2026, 10, 24, 14, 31) - Date.UTC(2000, 0, 1)) * 1000n,
+        1,
+        1.2,
+        0.9,
+        1.1,
+        1200n,
+        1.05,
+      ],
+      [
+        1,
+        'A\\B',
+        BigInt(Date.UTC(2026, 10, 24, 14, 31) - Date.UTC(2000, 0, 1)) * 1000n,
+        1,
+        1.2,
+        0.9,
+        1.1,
+        BigInt(Number.MAX_SAFE_INTEGER),
+        null,
+      ],
+    ]);
+  });
+
+  test('timestamps before 2000 are negative; year 9999 does not lose precision past 2^53', () => {
+    const rows = decode(
+      encodeCopyBinary([
+        b({ timestampMs: Date.UTC(1900, 0, 1) }),
+        b({ timestampMs: Date.UTC(9999, 11, 31, 23, 59) }),
+      ]),
+    );
+    expect(rows[0]![2]).toBe(BigInt(Date.UTC(1900, 0, 1) - Date.UTC(2000, 0, 1)) * 1000n);
+    expect(rows[1]![2]).toBe(BigInt(Date.UTC(9999, 11, 31, 23, 59) - Date.UTC(2000, 0, 1)) * 1000n);
+    expect(rows[1]![2] as bigint).toBeGreaterThan(BigInt(Number.MAX_SAFE_INTEGER));
+  });
+
+  test('doubles travel bit-exact; a non-finite one is refused', () => {
+    const odd = [0.1 + 0.2, 1e-7, 1.7976931348623157e308, -1.5e300, 5e-324];
+    const rows = decode(encodeCopyBinary(odd.map((x) => b({ open: x, high: x, low: x, close: x, vwap: x }))));
+    expect(rows.map((r) => r[3])).toEqual(odd);
+    expect(() => encodeCopyBinary([b({ close: Number.NaN })])).toThrow(RangeError);
+  });
+
+  test('an empty batch is header and trailer only', () => {
+    expect(decode(encodeCopyBinary([]))).toEqual([]);
   });
 });

@@ -2,13 +2,13 @@
  * bench:micro — CPU cost per bar of the service's per-message JavaScript, in isolation (no I/O), to put
  * numbers on what the e2e CPU profile points at: decoding (src/contract/bar.ts) and COPY encoding
  * (src/store/copyEncoding.ts), against baselines (the JSON.parse alone; binary COPY from
- * bench/binaryCopy.ts). The "alone:" rows time one step by itself (not additive: JIT and GC
+ * encodeCopyBinary in src/store/copyEncoding.ts). The "alone:" rows time one step by itself (not additive: JIT and GC
  * differ). Best of BENCH_MICRO_REPS (7) passes over BENCH_MICRO_BARS (100000) bars, so a
  * busy machine inflates the figures less than it does the end-to-end ones.
  */
 import { decodeBar, findDuplicateTopLevelKey, parseTimestamp, type Bar } from '../src/contract/bar';
 import { encodeCopyRows } from '../src/store/copyEncoding';
-import { encodeCopyRowsBinary } from './binaryCopy';
+import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import { barJson, envInt, feedBar, nowMs, printTable, round, saveResult } from './lib';
 
 const n = envInt('BENCH_MICRO_BARS', 100_000);
@@ -88,7 +88,7 @@ const rows: [string, number][] = [
     }),
   ],
   [
-    'encodeCopyRowsBinary (bench/binaryCopy.ts what-if)',
+    'encodeCopyRowsBinary (encodeCopyBinary in src/store/copyEncoding.ts what-if)',
     best(() => {
       for (const b of b1000) sink += encodeCopyRowsBinary(b).length;
     }),

@@ -8,7 +8,7 @@
  *   (c') the same with 5,000 and 10,000 bars per batch
  *   (c6) extra: (c) with the bars split over 6 partitions written concurrently, as the service does
  *   (d)  the physical reference: one psql process: BEGIN; \copy staging FROM file; our upsert; COMMIT
- *   (cbin) what-if: (c) with binary COPY (bench/binaryCopy.ts) instead of text: same transaction, same SQL
+ *   (cbin) what-if: (c) with binary COPY (encodeCopyBinary in src/store/copyEncoding.ts) instead of text: same transaction, same SQL
  *   (dbin) what-if: (d) with the same rows as a binary COPY file
  *   (e)  an identical replay of (c) (new group, so the fence lets every bar through): bars/s and the
  *        pg_stat_user_tables deltas (expected: no insert, no update, no dead tuple)
@@ -28,7 +28,7 @@ import type { Bar } from '../src/contract/bar';
 import { encodeCopyRows } from '../src/store/copyEncoding';
 import { createPool, ident, withTransaction } from '../src/store/pool';
 import { prepareStaging, writeBatch, writeSql, type BarAtOffset } from '../src/store/writeBatch';
-import { encodeCopyRowsBinary } from './binaryCopy';
+import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import {
   Cleanup,
   PG,
@@ -437,9 +437,14 @@ runMain('bench:write', async (cleanup: Cleanup) => {
 
     const sCb = await freshSchema(`r${round_}_cbin`);
     results.push(
-      await timed('cbin', 'what-if: (c) with binary COPY (bench/binaryCopy.ts)', total, async () => ({
-        rowsChanged: await replica(sCb, allEntries, 1000, 'bench', { binary: true }),
-      })),
+      await timed(
+        'cbin',
+        'what-if: (c) with binary COPY (encodeCopyBinary in src/store/copyEncoding.ts)',
+        total,
+        async () => ({
+          rowsChanged: await replica(sCb, allEntries, 1000, 'bench', { binary: true }),
+        }),
+      ),
     );
     fingerprints.cbin = await checkRows(sCb, total);
 

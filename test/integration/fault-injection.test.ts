@@ -9,9 +9,6 @@
  * to the LAST produced version, the row count exact, and the group's committed offsets at the end of
  * every partition. The suite owns its broker (it restarts it) and its database (it takes it away).
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import pg from 'pg';
 import { PG } from '../support/env';
 import {
@@ -21,19 +18,14 @@ import {
   httpGet,
   makeBars,
   metricValue,
-  REPO,
+  ownBroker,
   sleep,
   uniqueName,
   waitFor,
   type TestBar,
 } from '../support/harness';
 
-const KAFKA_VERSION = process.env.TEST_KAFKA_VERSION ?? '4.1.1';
-const KAFKA_PORT = Number(process.env.TEST_FAULT_KAFKA_PORT ?? 19292);
-const kafkaEnv = { ...process.env, KAFKA_VERSION, KAFKA_PORT: String(KAFKA_PORT) };
-const kafkaRunDir = path.join(REPO, '.kafka', `run-${KAFKA_VERSION}-${KAFKA_PORT}`);
-const kafkaSh = (cmd: 'start' | 'stop') =>
-  execFileSync(path.join(REPO, 'scripts', 'kafka.sh'), [cmd], { env: kafkaEnv, stdio: 'pipe' });
+const broker = ownBroker(Number(process.env.TEST_FAULT_KAFKA_PORT ?? 19292));
 
 const SYMBOLS = 1000;
 const MINUTES = 200;
@@ -49,19 +41,15 @@ interface Writer {
 }
 
 describe('fault injection', () => {
-  const h = new Harness({ brokers: `127.0.0.1:${KAFKA_PORT}`, database: uniqueName('bw_fault') });
+  const h = new Harness({ brokers: broker.brokers, database: uniqueName('bw_fault') });
   const writers: Writer[] = [];
   const faults: string[] = [];
   let supervising = true;
   let supervisorRestarts = 0;
 
   beforeAll(async () => {
-    fs.rmSync(kafkaRunDir, { recursive: true, force: true });
-    kafkaSh('start');
-    h.onCleanup(async () => {
-      kafkaSh('stop');
-      fs.rmSync(kafkaRunDir, { recursive: true, force: true });
-    });
+    broker.start();
+    h.onCleanup(async () => broker.remove());
     await h.setupSchema();
     await h.createTopics(PARTITIONS);
   });
@@ -221,10 +209,10 @@ describe('fault injection', () => {
 
     // 4. Kafka broker restart (same data directory: topics and committed offsets survive).
     await progress(0.55);
-    kafkaSh('stop');
+    broker.stop();
     faults.push('Kafka broker restart');
     await sleep(2000);
-    kafkaSh('start');
+    broker.restart();
 
     // 5. SIGKILL writer 3 mid-batch.
     await progress(0.7);

@@ -3,41 +3,34 @@
  * SCRAM-SHA-512 for one user): the service consumes and commits with each mechanism; with a wrong
  * password it stays up, not ready, and neither the password nor the wrong one appears in its output.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { diffTables, expectedTable, Harness, httpGet, makeBars, REPO, waitFor } from '../support/harness';
+import {
+  diffTables,
+  expectedTable,
+  Harness,
+  httpGet,
+  makeBars,
+  ownBroker,
+  waitFor,
+} from '../support/harness';
 
-const KAFKA_VERSION = process.env.TEST_KAFKA_VERSION ?? '4.1.1';
 const PORT = Number(process.env.TEST_SASL_KAFKA_PORT ?? 19392);
 const USER = 'bar-writer';
 const PASSWORD = `pw-${Math.random().toString(36).slice(2)}`;
-const kafkaEnv = {
-  ...process.env,
-  KAFKA_VERSION,
-  KAFKA_PORT: String(PORT),
-  KAFKA_SASL_USER: USER,
-  KAFKA_SASL_PASSWORD: PASSWORD,
-};
-const runDir = path.join(REPO, '.kafka', `run-${KAFKA_VERSION}-${PORT}`);
-const kafkaSh = (cmd: 'start' | 'stop') =>
-  execFileSync(path.join(REPO, 'scripts', 'kafka.sh'), [cmd], { env: kafkaEnv, stdio: 'pipe' });
+const broker = ownBroker(PORT, { KAFKA_SASL_USER: USER, KAFKA_SASL_PASSWORD: PASSWORD });
 
 describe('Kafka SASL', () => {
   beforeAll(() => {
-    fs.rmSync(runDir, { recursive: true, force: true });
-    kafkaSh('start');
+    broker.start();
   });
   afterAll(() => {
-    kafkaSh('stop');
-    fs.rmSync(runDir, { recursive: true, force: true });
+    broker.remove();
   });
 
   test.each(['plain', 'scram-sha-256', 'scram-sha-512'] as const)(
     '%s: bars land and offsets are committed',
     async (mechanism) => {
       const h = new Harness({
-        brokers: `127.0.0.1:${PORT}`,
+        brokers: broker.brokers,
         sasl: { mechanism, username: USER, password: PASSWORD },
       });
       try {
@@ -64,7 +57,7 @@ describe('Kafka SASL', () => {
 
   test('a wrong password: the process stays up, not ready, and no password is printed', async () => {
     const h = new Harness({
-      brokers: `127.0.0.1:${PORT}`,
+      brokers: broker.brokers,
       sasl: { mechanism: 'plain', username: USER, password: PASSWORD },
     });
     try {

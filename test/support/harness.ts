@@ -3,7 +3,8 @@
  * in-process and child-process services, and exact reads of the database and the group's offsets.
  * Every resource registers its cleanup where it is created; `cleanup()` runs them in reverse order.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { Kafka, logLevel, type Admin, type Producer, type IHeaders, type SASLOptions } from 'kafkajs';
@@ -389,4 +390,34 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += Number(m[3]);
   }
   return total;
+}
+
+/**
+ * A Kafka broker of the test's own (scripts/kafka.sh on its own port and data directory), for a test
+ * that restarts or reconfigures it. `start()` begins from an empty data directory; `remove()` stops it
+ * by its pid and deletes the directory; `stop()`/`restart()` keep the data (topics, offsets survive).
+ */
+export function ownBroker(port: number, extraEnv: Record<string, string> = {}) {
+  const version = process.env.TEST_KAFKA_VERSION ?? '4.1.1';
+  const env = { ...process.env, KAFKA_VERSION: version, KAFKA_PORT: String(port), ...extraEnv };
+  const runDir = path.join(REPO, '.kafka', `run-${version}-${port}`);
+  const sh = (cmd: 'start' | 'stop') =>
+    execFileSync(path.join(REPO, 'scripts', 'kafka.sh'), [cmd], { env, stdio: 'pipe' });
+  return {
+    brokers: `127.0.0.1:${port}`,
+    start(): void {
+      fs.rmSync(runDir, { recursive: true, force: true });
+      sh('start');
+    },
+    stop(): void {
+      sh('stop');
+    },
+    restart(): void {
+      sh('start');
+    },
+    remove(): void {
+      sh('stop');
+      fs.rmSync(runDir, { recursive: true, force: true });
+    },
+  };
 }

@@ -154,6 +154,9 @@ export interface DrainResult {
   /** From /metrics every second (null when not read). */
   peakHeapUsedMiB: number | null;
   peakQueueDepth: number | null;
+  /** Write transactions (flushes) and their mean size, from /metrics once caught up. */
+  writes: number | null;
+  barsPerWrite: number | null;
   exitCode: number | null;
   stopSeconds: number;
   /** CPU seconds the service used from spawn to done (user + system), and per 1,000 bars. */
@@ -230,6 +233,17 @@ export async function drainOnce(o: {
   } finally {
     clearInterval(metricsTimer);
   }
+  let writes: number | null = null;
+  let barsPerWrite: number | null = null;
+  const port = svc.httpPort();
+  if (port !== null) {
+    const text = await fetch(`http://127.0.0.1:${port}/metrics`)
+      .then((r) => r.text())
+      .catch(() => '');
+    writes = metricSum(text, 'timescale_write_batch_size_count');
+    const sum = metricSum(text, 'timescale_write_batch_size_sum');
+    if (writes && sum !== null) barsPerWrite = Math.round(sum / writes);
+  }
   const cpu = processCpuSeconds(svc.pid);
   const readBytes = processReadBytes(svc.pid);
   const machineAfter = machineCpuSeconds();
@@ -257,6 +271,8 @@ export async function drainOnce(o: {
     rssSamples: rss.samples,
     peakHeapUsedMiB: peakHeap === null ? null : Math.round((peakHeap / 2 ** 20) * 10) / 10,
     peakQueueDepth: peakDepth,
+    writes,
+    barsPerWrite,
     exitCode: exit.code,
     stopSeconds,
     serviceCpuSeconds: cpu,

@@ -146,6 +146,8 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
     r.vmHwmMiB ?? '?',
     r.peakHeapUsedMiB ?? '?',
     r.peakQueueDepth ?? '?',
+    r.writes ?? '?',
+    r.barsPerWrite ?? '?',
   ];
   printTable([
     [
@@ -158,6 +160,8 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
       'VmHWM MiB',
       'heap MiB',
       'queue',
+      'writes',
+      'bars/write',
     ],
     row(cpuProf ? 'new (under --cpu-prof)' : 'new', fresh),
     row('replay (new group)', replay),

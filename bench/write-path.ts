@@ -4,12 +4,14 @@
  *
  *   (a)  one INSERT … ON CONFLICT DO UPDATE per bar, autocommit (a subset: BENCH_SINGLE_BARS)
  *   (b)  multi-row INSERT … VALUES (…),(…) … ON CONFLICT DO UPDATE, 1,000 rows per statement, autocommit
- *   (c)  ours: writeBatch() in withTransaction(pool, fn, prepareStaging), 1,000 bars per batch
- *   (c') the same with 5,000 and 10,000 bars per batch
- *   (c6) extra: (c) with the bars split over 6 partitions written concurrently, as the service does
+ *   (c)  ours as the service writes a backlog: writeGroup() through withConnection(), the bars split
+ *        over 6 partitions by symbol, BARS_DB_WRITE_CONCURRENCY (2) transactions in flight, each
+ *        writing one 1,000-bar batch (BARS_DB_WRITE_BATCH_SIZE) of each of its 3 partitions
+ *   (c1) ours, one partition, one 1,000-bar transaction at a time
+ *   (c5k), (c10k) the same with 5,000 and 10,000 bars per transaction
+ *   (c6) ours before grouping: 6 partitions, a 1,000-bar transaction each, all 6 concurrently
  *   (d)  the physical reference: one psql process: BEGIN; \copy staging FROM file; our upsert; COMMIT
- *   (cbin) what-if: (c) with binary COPY (encodeCopyBinary in src/store/copyEncoding.ts) instead of text: same transaction, same SQL
- *   (dbin) what-if: (d) with the same rows as a binary COPY file
+ *   (dbin) what-if: (d) with the same rows as a binary COPY file (what the service sends)
  *   (e)  an identical replay of (c) (new group, so the fence lets every bar through): bars/s and the
  *        pg_stat_user_tables deltas (expected: no insert, no update, no dead tuple)
  *
@@ -17,17 +19,14 @@
  * median of the rounds is reported).
  */
 import { spawn } from 'node:child_process';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { from as copyFrom } from 'pg-copy-streams';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
 import type { Bar } from '../src/contract/bar';
 import { encodeCopyRows } from '../src/store/copyEncoding';
-import { createPool, ident, withTransaction } from '../src/store/pool';
-import { prepareStaging, writeBatch, writeSql, type BarAtOffset } from '../src/store/writeBatch';
+import { createPool, ident, withConnection, type PoolClient } from '../src/store/pool';
+import { prepareStaging, writeGroup, writeSql, type BarAtOffset } from '../src/store/writeBatch';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import {
   Cleanup,
@@ -193,94 +192,65 @@ runMain('bench:write', async (cleanup: Cleanup) => {
     }
   };
 
-  /** Our write path, one partition: sequential transactions of `batchSize` bars. */
+  /**
+   * Our write path: `lanes` run concurrently, each a sequence of transactions; a transaction writes
+   * the next `batchSize` bars of each partition of its lane (writeGroup, as a flush of the service
+   * does). A partition belongs to one lane, so its transactions stay in offset order, as in the service.
+   * `phases`, when given, gets the time of each round trip added (see timedClient).
+   */
   const ours = async (
     schema: string,
-    entries: readonly BarAtOffset[],
+    lanes: readonly (readonly BarAtOffset[])[][],
     batchSize: number,
     group: string,
-    partition = 0,
+    phases?: Record<string, number>,
   ): Promise<number> => {
     let changed = 0;
-    for (let i = 0; i < entries.length; i += batchSize) {
-      const batch = entries.slice(i, i + batchSize);
-      const next = batch[batch.length - 1]!.offset + 1n;
-      const r = await withTransaction(
-        pool,
-        (client) => writeBatch(client, schema, { group, topic: 'bench', partition }, batch, next),
-        prepareStaging,
-      );
-      changed += r.rowsChanged;
-    }
+    await Promise.all(
+      lanes.map(async (partitions, lane) => {
+        const longest = Math.max(...partitions.map((es) => es.length));
+        for (let i = 0; i < longest; i += batchSize) {
+          const parts = partitions
+            .map((es, k) => ({ partition: lane * 100 + k, entries: es.slice(i, i + batchSize) }))
+            .filter((p) => p.entries.length > 0)
+            .map((p) => ({ ...p, nextOffset: p.entries[p.entries.length - 1]!.offset + 1n }));
+          const r = await withConnection(
+            pool,
+            (client) =>
+              writeGroup(phases ? timedClient(client, phases) : client, schema, group, 'bench', parts),
+            prepareStaging,
+          );
+          changed += r.rowsChanged;
+        }
+      }),
+    );
     return changed;
   };
-  /**
-   * A replica of writeBatch()'s steps (same SQL from writeSql(), same order, same transaction helper)
-   * for the what-ifs and the phase breakdown: optionally binary COPY, another upsert statement, and
-   * the time of each phase added to `phases` (ms). Every bar is above the fence here (no skips).
-   */
-  const replica = async (
-    schema: string,
-    entries: readonly BarAtOffset[],
-    batchSize: number,
-    group: string,
-    opts: { binary?: boolean; upsert?: string; phases?: Record<string, number> } = {},
-  ): Promise<number> => {
-    const sql = writeSql(schema);
-    const copySql = opts.binary ? `${sql.copy} (FORMAT binary)` : sql.copy;
-    const upsert = opts.upsert ?? sql.upsert;
-    const ph = opts.phases;
-    let mark = nowMs();
-    const lap = (name: string) => {
-      const t = nowMs();
-      if (ph) ph[name] = (ph[name] ?? 0) + (t - mark);
-      mark = t;
+  /** A client whose query() adds the time of each round trip to `phases`, by kind of statement. */
+  const timedClient = (client: PoolClient, phases: Record<string, number>): PoolClient => {
+    const kind = (q: unknown): string => {
+      const text = typeof q === 'string' ? q : ((q as { text?: string }).text ?? '');
+      if (text.startsWith('BEGIN')) return 'BEGIN; fence lock';
+      if (/^\s*COPY/.test(text)) return 'COPY into staging';
+      if (text.includes('ON CONFLICT (symbol')) return 'upsert; fence advance; COMMIT';
+      return 'other';
     };
-    let changed = 0;
-    for (let i = 0; i < entries.length; i += batchSize) {
-      const batch = entries.slice(i, i + batchSize);
-      const next = (batch[batch.length - 1]!.offset + 1n).toString();
-      mark = nowMs();
-      changed += await withTransaction(
-        pool,
-        async (client) => {
-          lap('connect + BEGIN');
-          const key = [group, 'bench', 0];
-          await client.query(sql.insertFence, key);
-          await client.query(sql.lockFence, key);
-          lap('fence: insert + lock');
-          const bs = batch.map((e) => e.bar);
-          const payload = opts.binary ? encodeCopyRowsBinary(bs) : encodeCopyRows(bs);
-          lap('encode COPY rows (Node)');
-          const stream = client.query(copyFrom(copySql));
-          await pipeline(Readable.from([payload]), stream);
-          lap('COPY into staging');
-          const res = await client.query(upsert);
-          lap('upsert');
-          await client.query(sql.advanceFence, [...key, next]);
-          lap('fence: advance');
-          return res.rowCount ?? 0;
-        },
-        prepareStaging,
-      );
-      lap('COMMIT + release');
-    }
-    return changed;
-  };
-  /** What-if: our upsert with the rows identical to the stored ones filtered out before ON CONFLICT. */
-  const filteredUpsert = (schema: string): string => {
-    const bars1m = `${ident(schema)}.bars_1m`;
-    return `INSERT INTO ${bars1m} AS t ${COLUMNS}
-      SELECT l.symbol, l."timestamp", l.open, l.high, l.low, l.close, l.volume, l.vwap FROM (
-        SELECT DISTINCT ON (symbol, "timestamp") * FROM pg_temp.bar_writer_staging
-        ORDER BY symbol, "timestamp", seq DESC
-      ) l
-      LEFT JOIN ${bars1m} s ON s.symbol = l.symbol AND s."timestamp" = l."timestamp"
-      WHERE s.symbol IS NULL
-         OR (s.open, s.high, s.low, s.close, s.volume, s.vwap)
-            IS DISTINCT FROM (l.open, l.high, l.low, l.close, l.volume, l.vwap)
-      ORDER BY l.symbol, l."timestamp"
-      ${onConflictClause(schema)}`;
+    const add = (k: string, t0: number) => (phases[k] = (phases[k] ?? 0) + (nowMs() - t0));
+    return new Proxy(client, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver) as unknown;
+        return (q: unknown, ...rest: unknown[]) => {
+          const t0 = nowMs();
+          const k = kind(q);
+          const r = (target.query as (...a: unknown[]) => unknown)(q, ...rest);
+          if (r && typeof (r as Promise<unknown>).then === 'function') {
+            return (r as Promise<unknown>).finally(() => add(k, t0));
+          }
+          (r as NodeJS.EventEmitter).once('finish', () => add(k, t0)); // a COPY stream
+          return r;
+        };
+      },
+    });
   };
   const allEntries: BarAtOffset[] = bars.map((bar, i) => ({ offset: BigInt(i), bar }));
   const partitionEntries: BarAtOffset[][] = Array.from({ length: 6 }, () => []);
@@ -288,6 +258,14 @@ runMain('bench:write', async (cleanup: Cleanup) => {
     const p = Number(bar.symbol.slice(1)) % 6;
     partitionEntries[p]!.push({ offset: BigInt(partitionEntries[p]!.length), bar });
   }
+  const serviceConfig = loadConfig({});
+  const concurrency = serviceConfig.write.concurrency;
+  const batchSize = serviceConfig.write.batchSize;
+  /** (c): the 6 partitions dealt over the flush slots, as the service's groups end up in a backlog. */
+  const serviceLanes = Array.from({ length: concurrency }, (_, lane) =>
+    partitionEntries.filter((_, p) => p % concurrency === lane),
+  );
+  const one = (entries: readonly BarAtOffset[]) => [[entries]];
 
   const copyFile = path.join(os.tmpdir(), `${base}.copy`);
   const binaryFile = path.join(os.tmpdir(), `${base}.bin`);
@@ -356,10 +334,9 @@ runMain('bench:write', async (cleanup: Cleanup) => {
   {
     const warm = await freshSchema('warm');
     const n = Math.min(total, 5000);
-    await ours(warm, allEntries.slice(0, n), 1000, 'warm');
-    await ours(warm, allEntries.slice(0, n), 1000, 'warm-replay');
+    await ours(warm, one(allEntries.slice(0, n)), 1000, 'warm');
+    await ours(warm, one(allEntries.slice(0, n)), 1000, 'warm-replay');
     await multiRow(warm, n, 1000);
-    await replica(warm, allEntries.slice(0, n), 1000, 'warm-binary', { binary: true });
     await dropSchema(admin, warm);
   }
 
@@ -370,10 +347,11 @@ runMain('bench:write', async (cleanup: Cleanup) => {
     const results: VariantResult[] = [];
     const fingerprints: Record<string, string> = {};
 
+    const cLabel = `ours as the service writes a backlog: 6 partitions, ${concurrency} transactions in flight, each ${fmtInt(batchSize)} bars × ${6 / concurrency} partitions`;
     const sC = await freshSchema(`r${round_}_c`);
     results.push(
-      await timed('c', 'ours: writeBatch, 1,000 per transaction', total, async () => ({
-        rowsChanged: await ours(sC, allEntries, 1000, 'bench'),
+      await timed('c', cLabel, total, async () => ({
+        rowsChanged: await ours(sC, serviceLanes, batchSize, 'bench'),
       })),
     );
     fingerprints.c = await checkRows(sC, total);
@@ -381,8 +359,8 @@ runMain('bench:write', async (cleanup: Cleanup) => {
     // (e) the identical replay of (c), with the statistics of bars_1m around it.
     await recyclePool();
     const before = await settledStats(admin, sC, 'bars_1m', appName);
-    const e = await timed('e', 'replay of (c): same rows again, 1,000 per transaction', total, async () => ({
-      rowsChanged: await ours(sC, allEntries, 1000, 'bench-replay'),
+    const e = await timed('e', 'replay of (c): same rows again, same transactions', total, async () => ({
+      rowsChanged: await ours(sC, serviceLanes, batchSize, 'bench-replay'),
     }));
     await recyclePool();
     const after = await settledStats(admin, sC, 'bars_1m', appName);
@@ -391,22 +369,37 @@ runMain('bench:write', async (cleanup: Cleanup) => {
     results.push(e);
     if ((await checkRows(sC, total)) !== fingerprints.c) throw new Error('the replay changed bars_1m');
 
-    for (const size of [5000, 10_000]) {
-      const s = await freshSchema(`r${round_}_c${size}`);
+    for (const size of [1000, 5000, 10_000]) {
+      const key = size === 1000 ? 'c1' : `c${size / 1000}k`;
+      const s = await freshSchema(`r${round_}_${key}`);
       results.push(
-        await timed(`c${size / 1000}k`, `ours, ${fmtInt(size)} per transaction`, total, async () => ({
-          rowsChanged: await ours(s, allEntries, size, 'bench'),
-        })),
+        await timed(
+          key,
+          `ours, one partition, ${fmtInt(size)} per transaction, one at a time`,
+          total,
+          async () => ({
+            rowsChanged: await ours(s, one(allEntries), size, 'bench'),
+          }),
+        ),
       );
-      fingerprints[`c${size / 1000}k`] = await checkRows(s, total);
+      fingerprints[key] = await checkRows(s, total);
     }
 
     const s6 = await freshSchema(`r${round_}_c6`);
     results.push(
-      await timed('c6', 'extra: ours, 6 partitions concurrently, 1,000 per transaction', total, async () => {
-        const changed = await Promise.all(partitionEntries.map((es, p) => ours(s6, es, 1000, 'bench', p)));
-        return { rowsChanged: changed.reduce((a, b) => a + b, 0) };
-      }),
+      await timed(
+        'c6',
+        'ours before grouping: 6 partitions, a 1,000-bar transaction each, 6 concurrently',
+        total,
+        async () => ({
+          rowsChanged: await ours(
+            s6,
+            partitionEntries.map((es) => [es]),
+            1000,
+            'bench',
+          ),
+        }),
+      ),
     );
     fingerprints.c6 = await checkRows(s6, total);
 
@@ -435,45 +428,11 @@ runMain('bench:write', async (cleanup: Cleanup) => {
     );
     fingerprints.d = await checkRows(sD, total);
 
-    const sCb = await freshSchema(`r${round_}_cbin`);
-    results.push(
-      await timed(
-        'cbin',
-        'what-if: (c) with binary COPY (encodeCopyBinary in src/store/copyEncoding.ts)',
-        total,
-        async () => ({
-          rowsChanged: await replica(sCb, allEntries, 1000, 'bench', { binary: true }),
-        }),
-      ),
-    );
-    fingerprints.cbin = await checkRows(sCb, total);
-
     const sDb = await freshSchema(`r${round_}_dbin`);
     results.push(
       await timed('dbin', 'what-if: (d) with a binary COPY file', total, () => psqlRun(sDb, true)),
     );
     fingerprints.dbin = await checkRows(sDb, total);
-
-    const sF = await freshSchema(`r${round_}_cf`);
-    const upsertF = filteredUpsert(sF);
-    results.push(
-      await timed(
-        'cf',
-        'what-if: (c) with identical rows filtered out before ON CONFLICT',
-        total,
-        async () => ({
-          rowsChanged: await replica(sF, allEntries, 1000, 'bench', { upsert: upsertF }),
-        }),
-      ),
-    );
-    fingerprints.cf = await checkRows(sF, total);
-    results.push(
-      await timed('ef', 'what-if: replay of (cf), same filtered upsert', total, async () => ({
-        rowsChanged: await replica(sF, allEntries, 1000, 'bench-replay', { upsert: upsertF }),
-      })),
-    );
-    if ((await checkRows(sF, total)) !== fingerprints.cf)
-      throw new Error('the filtered replay changed bars_1m');
 
     const distinct = new Set(Object.values(fingerprints));
     if (distinct.size !== 1)
@@ -494,9 +453,9 @@ runMain('bench:write', async (cleanup: Cleanup) => {
   const byKey = Object.fromEntries(final.map((r) => [r.key, r]));
   const c = byKey.c!.barsPerSecond;
   const d = byKey.d!.barsPerSecond;
-  const order = ['a', 'b', 'c', 'c5k', 'c10k', 'c6', 'd', 'e', 'cbin', 'dbin', 'cf', 'ef'];
+  const order = ['a', 'b', 'c', 'c1', 'c5k', 'c10k', 'c6', 'd', 'dbin', 'e'];
 
-  // ---- where (c)'s time goes: the replica with a clock around each phase, new rows then a replay ----
+  // ---- where (c)'s time goes: (c) again with a clock around each round trip, new rows then a replay ----
   const phaseRuns: Record<string, Record<string, number>> = {};
   {
     const s = await freshSchema('phases');
@@ -506,8 +465,10 @@ runMain('bench:write', async (cleanup: Cleanup) => {
     ] as const) {
       const ph: Record<string, number> = {};
       const t0 = nowMs();
-      await replica(s, allEntries, 1000, group, { phases: ph });
-      ph.total = nowMs() - t0;
+      await ours(s, serviceLanes, batchSize, group, ph);
+      const roundTrips = Object.values(ph).reduce((a, b) => a + b, 0);
+      ph.total = (nowMs() - t0) * concurrency; // the lanes' time, added up like the phases
+      ph['Node: filtering, encoding, between round trips'] = ph.total - roundTrips;
       phaseRuns[name] = Object.fromEntries(Object.entries(ph).map(([k, v]) => [k, round(v, 1)]));
     }
     await dropSchema(admin, s);
@@ -567,7 +528,8 @@ runMain('bench:write', async (cleanup: Cleanup) => {
   console.log('all variants stored identical tables (md5 over every row)');
   console.log('');
   console.log(
-    `where (c)'s time goes: a replica of writeBatch (same SQL, same order), ${fmtInt(total)} bars, 1,000 per transaction`,
+    `where (c)'s time goes: (c) with a clock around each round trip of writeGroup(), ${fmtInt(total)} bars; ` +
+      `times of the ${concurrency} lanes added up`,
   );
   const phaseNames = Object.keys(phaseRuns['new rows']!).filter((k) => k !== 'total');
   printTable(

@@ -74,6 +74,7 @@ export class Service {
     this.pipeline = new Pipeline(
       {
         batchSize: config.write.batchSize,
+        concurrency: config.write.concurrency,
         intervalMs: config.write.intervalMs,
         flushOnCaughtUp: config.write.flushOnCaughtUp,
         queueSize: config.write.queueSize,

@@ -1,24 +1,28 @@
 /**
- * What one flush does to make a batch durable (the FlushFn the pipeline calls):
+ * What one flush does to make batches durable (the FlushFn the pipeline calls). A flush covers the
+ * batches of one or more partitions of a topic (the pipeline groups the partitions that are due at
+ * the same time), in one transaction:
  *
- *   one transaction: fence lock → COPY + upsert of the bars at or above the fence → dead letters for the
- *   rejected messages at or above the fence → fence advanced → COMMIT.
+ *   fence locks → COPY + upsert of the bars at or above each fence → dead letters for the rejected
+ *   messages at or above their fence → fences advanced → COMMIT.
  *
  * Dead letters are sent inside the transaction, before COMMIT: if the send fails the transaction rolls
- * back and the whole batch is retried; if the fence has passed a message, its dead letter was sent.
+ * back and the batches are retried; if the fence has passed a message, its dead letter was sent.
  *
  * A row the database refuses (SQLSTATE class 22/23, which the contract should have caught) must not
- * block the partition: the batch is split in halves, each written in its own transaction, recursively,
- * until the refused rows are alone; each is dead-lettered with its SQLSTATE. One poison row costs
- * about 2·log2(n) extra transactions. Transient and fatal errors are thrown for the pipeline to retry.
+ * block anything: a group is split into its partitions, and a partition's batch in halves, each
+ * written in its own transaction, recursively, until the refused rows are alone; each is
+ * dead-lettered with its SQLSTATE. One poison row costs about 2·log2(n) extra transactions, and the
+ * other partitions of its group are written on their own. Transient and fatal errors are returned for
+ * the pipeline to retry.
  */
 import type { Pool } from '../store/pool';
-import { withTransaction } from '../store/pool';
+import { withConnection } from '../store/pool';
 import { classifyDbError } from '../store/errors';
-import { prepareStaging, writeBatch, type BarAtOffset } from '../store/writeBatch';
+import { prepareStaging, writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
 import type { DeadLetterSink } from '../deadletter/producer';
 import type { Entry, RejectedEntry } from './buffer';
-import type { FlushFn, FlushJob, FlushResult } from './pipeline';
+import type { FlushFn, FlushJob, FlushOutcome, FlushResult } from './pipeline';
 
 export interface FlushDeps {
   pool: Pool;
@@ -27,58 +31,94 @@ export interface FlushDeps {
   deadLetters: DeadLetterSink;
 }
 
+/** A contiguous run of one partition's entries, written as one part of a transaction. */
+interface Range {
+  job: FlushJob;
+  entries: readonly Entry[];
+  nextOffset: bigint;
+  total: FlushResult;
+}
+
 export function createFlush(deps: FlushDeps): FlushFn {
-  return async (job: FlushJob): Promise<FlushResult> => {
-    const total: FlushResult = {
-      written: 0,
-      skippedFenced: 0,
-      deadLettered: 0,
-      commitOffset: job.batch.nextOffset,
-    };
-    await writeRange(deps, job, job.batch.entries, job.batch.nextOffset, total);
-    return total;
+  return async (jobs: readonly FlushJob[]): Promise<FlushOutcome[]> => {
+    const ranges: Range[] = jobs.map((job) => ({
+      job,
+      entries: job.batch.entries,
+      nextOffset: job.batch.nextOffset,
+      total: { written: 0, skippedFenced: 0, deadLettered: 0, commitOffset: job.batch.nextOffset },
+    }));
+    try {
+      await writeTogether(deps, ranges);
+      return ranges.map((r) => ({ ok: true, result: r.total }));
+    } catch (err) {
+      if (classifyDbError(err).class !== 'data') return ranges.map(() => ({ ok: false, error: err }));
+    }
+    // A refused row somewhere: each partition on its own, bisected down to the refused rows.
+    const outcomes: FlushOutcome[] = [];
+    for (const r of ranges) {
+      try {
+        await writeRange(deps, r);
+        outcomes.push({ ok: true, result: r.total });
+      } catch (err) {
+        outcomes.push({ ok: false, error: err });
+      }
+    }
+    return outcomes;
   };
 }
 
-async function writeRange(
-  deps: FlushDeps,
-  job: FlushJob,
-  entries: readonly Entry[],
-  nextOffset: bigint,
-  total: FlushResult,
-): Promise<void> {
-  const bars: BarAtOffset[] = [];
-  const rejected: RejectedEntry[] = [];
-  for (const e of entries) {
-    if (e.kind === 'bar') bars.push({ offset: e.offset, bar: e.bar });
-    else rejected.push(e);
+/** One transaction for every range (distinct partitions of one topic). */
+async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise<void> {
+  const parts: PartitionWrite[] = [];
+  const rejected = new Map<number, RejectedEntry[]>();
+  for (const r of ranges) {
+    const bars: BarAtOffset[] = [];
+    for (const e of r.entries) {
+      if (e.kind === 'bar') bars.push({ offset: e.offset, bar: e.bar });
+      else {
+        const list = rejected.get(r.job.partition) ?? [];
+        list.push(e);
+        rejected.set(r.job.partition, list);
+      }
+    }
+    parts.push({ partition: r.job.partition, entries: bars, nextOffset: r.nextOffset });
   }
+  const topic = ranges[0]!.job.topic;
+  const deadLettered = new Map<number, number>();
+  const sendDeadLetters =
+    rejected.size === 0
+      ? undefined
+      : async (results: readonly { partition: number; fenceBefore: bigint }[]) => {
+          for (const res of results) {
+            const toSend = (rejected.get(res.partition) ?? []).filter((e) => e.offset >= res.fenceBefore);
+            if (toSend.length === 0) continue;
+            await deps.deadLetters.send(topic, res.partition, toSend);
+            if (deps.deadLetters.enabled) deadLettered.set(res.partition, toSend.length);
+          }
+        };
+  const out = await withConnection(
+    deps.pool,
+    (client) => writeGroup(client, deps.schema, deps.group, topic, parts, sendDeadLetters),
+    prepareStaging,
+  );
+  for (const res of out.parts) {
+    const r = ranges.find((x) => x.job.partition === res.partition)!;
+    r.total.written += res.written;
+    r.total.skippedFenced += res.skippedFenced;
+    r.total.deadLettered += deadLettered.get(res.partition) ?? 0;
+    if (res.fenceBefore > r.total.commitOffset) r.total.commitOffset = res.fenceBefore;
+  }
+}
+
+/** One partition's range; on a refused row, halves in their own transactions, recursively. */
+async function writeRange(deps: FlushDeps, r: Range): Promise<void> {
   try {
-    const r = await withTransaction(
-      deps.pool,
-      async (client) => {
-        const res = await writeBatch(
-          client,
-          deps.schema,
-          { group: deps.group, topic: job.topic, partition: job.partition },
-          bars,
-          nextOffset,
-        );
-        const toSend = rejected.filter((e) => e.offset >= res.fenceBefore);
-        await deps.deadLetters.send(job.topic, job.partition, toSend);
-        return { ...res, deadLettered: deps.deadLetters.enabled ? toSend.length : 0 };
-      },
-      prepareStaging,
-    );
-    total.written += r.written;
-    total.skippedFenced += r.skippedFenced;
-    total.deadLettered += r.deadLettered;
-    if (r.fenceBefore > total.commitOffset) total.commitOffset = r.fenceBefore;
+    await writeTogether(deps, [r]);
   } catch (err) {
-    if (classifyDbError(err).class !== 'data' || bars.length === 0) throw err;
-    if (entries.length === 1) {
+    if (classifyDbError(err).class !== 'data' || !r.entries.some((e) => e.kind === 'bar')) throw err;
+    if (r.entries.length === 1) {
       // The refused row, alone: dead-letter it in place of writing it.
-      const only = entries[0]!;
+      const only = r.entries[0]!;
       if (only.kind !== 'bar') throw err;
       const info = classifyDbError(err);
       const poison: RejectedEntry = {
@@ -93,13 +133,13 @@ async function writeRange(
         messageTimeMs: only.messageTimeMs,
         ...(info.code ? { sqlstate: info.code } : {}),
       };
-      await writeRange(deps, job, [poison], nextOffset, total);
+      await writeRange(deps, { ...r, entries: [poison] });
       return;
     }
-    const mid = Math.ceil(entries.length / 2);
-    const left = entries.slice(0, mid);
-    const right = entries.slice(mid);
-    await writeRange(deps, job, left, right[0]!.offset, total);
-    await writeRange(deps, job, right, nextOffset, total);
+    const mid = Math.ceil(r.entries.length / 2);
+    const left = r.entries.slice(0, mid);
+    const right = r.entries.slice(mid);
+    await writeRange(deps, { ...r, entries: left, nextOffset: right[0]!.offset });
+    await writeRange(deps, { ...r, entries: right });
   }
 }

@@ -170,6 +170,12 @@ const schema = {
       default: 1000,
       env: 'BARS_DB_WRITE_BATCH_SIZE',
     },
+    concurrency: {
+      doc: 'Flush transactions in flight at once; each writes every partition that is due when it starts (at most DB_MAX_CONNECTIONS)',
+      format: positive(1000),
+      default: 2,
+      env: 'BARS_DB_WRITE_CONCURRENCY',
+    },
     intervalMs: {
       doc: 'Longest a buffered bar waits before its partition flushes',
       format: 'duration-ms',
@@ -388,6 +394,7 @@ export interface Config {
   };
   write: {
     batchSize: number;
+    concurrency: number;
     intervalMs: number;
     queueSize: number;
     queueBytes: number;
@@ -510,6 +517,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (w.intervalMs <= 0) problems.push('BARS_DB_WRITE_INTERVAL (write.intervalMs): must be greater than 0');
   if (w.intervalMs >= config.kafka.sessionTimeoutMs) {
     problems.push('BARS_DB_WRITE_INTERVAL (write.intervalMs): must be shorter than KAFKA_SESSION_TIMEOUT');
+  }
+  if (w.concurrency > config.db.maxConnections) {
+    problems.push('BARS_DB_WRITE_CONCURRENCY (write.concurrency): must not exceed DB_MAX_CONNECTIONS');
   }
   if (w.batchSize > w.queueSize) {
     problems.push('BARS_DB_WRITE_BATCH_SIZE (write.batchSize): must not exceed BARS_DB_WRITE_QUEUE_SIZE');

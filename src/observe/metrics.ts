@@ -56,7 +56,7 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
     }),
     batchSize: new Histogram({
       name: 'timescale_write_batch_size',
-      help: 'Bars per flush',
+      help: 'Bars per flush (one transaction: every partition it wrote)',
       buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
       registers: r,
     }),

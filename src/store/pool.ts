@@ -59,13 +59,14 @@ export function releaseClient(pool: pg.Pool, client: pg.PoolClient, err?: Error)
 }
 
 /**
- * Run `fn` in one transaction on one pooled connection: BEGIN, fn, COMMIT; ROLLBACK on any error.
- * A connection whose transaction failed is closed rather than reused (it may be broken).
+ * Run `fn` on one pooled connection; `fn` opens and commits its own transaction. On any error the
+ * transaction (if one is open) is rolled back and the connection is closed rather than reused (it
+ * may be broken).
  */
-export async function withTransaction<T>(
+export async function withConnection<T>(
   pool: pg.Pool,
   fn: (client: pg.PoolClient) => Promise<T>,
-  /** Runs on the connection before BEGIN (per-connection set-up such as temp tables). */
+  /** Runs on the connection first (per-connection set-up such as temp tables), outside any transaction. */
   prepare?: (client: pg.PoolClient) => Promise<void>,
 ): Promise<T> {
   const client = await pool.connect();
@@ -79,18 +80,34 @@ export async function withTransaction<T>(
   client.on('error', onError);
   try {
     if (prepare) await prepare(client);
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
+    return await fn(client);
   } catch (err) {
     failure = err instanceof Error ? err : new Error(String(err));
+    // Outside a transaction ROLLBACK only warns.
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
     client.off('error', onError);
     releaseClient(pool, client, failure);
   }
+}
+
+/** Run `fn` in one transaction on one pooled connection: BEGIN, fn, COMMIT; ROLLBACK on any error. */
+export async function withTransaction<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+  prepare?: (client: pg.PoolClient) => Promise<void>,
+): Promise<T> {
+  return withConnection(
+    pool,
+    async (client) => {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    },
+    prepare,
+  );
 }
 
 /** Double-quoted SQL identifier. */

@@ -6,8 +6,8 @@
 import type { Bar } from '../../src/contract/bar';
 import { getBars, getLatestBars } from '../../src/store/readBars';
 import { migrate, loadMigrations } from '../../src/store/migrate';
-import { withTransaction } from '../../src/store/pool';
-import { prepareStaging, writeBatch, type BarAtOffset } from '../../src/store/writeBatch';
+import { withConnection } from '../../src/store/pool';
+import { prepareStaging, writeGroup, type BarAtOffset } from '../../src/store/writeBatch';
 import { Harness, uniqueName } from '../support/harness';
 
 const T0 = Date.UTC(2026, 10, 24, 14, 31);
@@ -29,8 +29,18 @@ describe('store', () => {
   beforeAll(() => h.setupSchema());
   afterAll(() => h.cleanup());
 
-  const write = (entries: BarAtOffset[], next: bigint) =>
-    withTransaction(h.pool, (c) => writeBatch(c, h.schema, ref, entries, next), prepareStaging);
+  const write = async (entries: BarAtOffset[], next: bigint) => {
+    const r = await withConnection(
+      h.pool,
+      (c) =>
+        writeGroup(c, h.schema, ref.group, ref.topic, [
+          { partition: ref.partition, entries, nextOffset: next },
+        ]),
+      prepareStaging,
+    );
+    const { partition: _partition, ...part } = r.parts[0]!;
+    return { ...part, rowsChanged: r.rowsChanged };
+  };
 
   test('the latest message per key wins inside one batch; identical rows are not rewritten', async () => {
     const r = await write(
@@ -66,6 +76,90 @@ describe('store', () => {
     expect(s).toMatchObject({ written: 1, skippedFenced: 1, fenceBefore: 5n });
     const fence = await h.pool.query(`SELECT next_offset::text AS n FROM "${h.schema}".bar_writer_offsets`);
     expect(fence.rows).toEqual([{ n: '6' }]);
+  });
+
+  test('one transaction for several partitions: a fence each, dead letters before COMMIT, all or nothing', async () => {
+    // A group and topic that need escaping (they go into the statements as literals).
+    const group = `g'q\\"x`;
+    const topic = `t'${uniqueName('grp')}`;
+    const fences = async () =>
+      (
+        await h.pool.query<{ partition: number; n: string }>(
+          `SELECT partition, next_offset::text AS n FROM "${h.schema}".bar_writer_offsets
+           WHERE consumer_group = $1 AND topic = $2 ORDER BY partition`,
+          [group, topic],
+        )
+      ).rows;
+    const rowsOf = async (symbol: string) =>
+      (await getBars(h.pool, h.schema, symbol, T0, T0 + 10 * 60_000)).length;
+    const parts = (close: number) => [
+      { partition: 3, entries: [{ offset: 0n, bar: bar('GRP3', 0, close) }], nextOffset: 2n },
+      {
+        partition: 1,
+        entries: [
+          { offset: 10n, bar: bar('GRP1', 0, close) },
+          { offset: 11n, bar: bar('GRP1', 1, close) },
+        ],
+        nextOffset: 12n,
+      },
+    ];
+
+    // The dead-letter step fails: nothing is written, no fence row is left behind.
+    await expect(
+      withConnection(
+        h.pool,
+        (c) =>
+          writeGroup(c, h.schema, group, topic, parts(1), async () => {
+            throw new Error('dead-letter topic unavailable');
+          }),
+        prepareStaging,
+      ),
+    ).rejects.toThrow('dead-letter topic unavailable');
+    expect(await fences()).toEqual([]);
+    expect(await rowsOf('GRP1')).toBe(0);
+    expect(await rowsOf('GRP3')).toBe(0);
+
+    // The same again, succeeding: the callback sees each partition's fence, in partition order.
+    const seen: { partition: number; fenceBefore: bigint }[] = [];
+    const r = await withConnection(
+      h.pool,
+      (c) =>
+        writeGroup(c, h.schema, group, topic, parts(1), async (res) => {
+          seen.push(...res.map(({ partition, fenceBefore }) => ({ partition, fenceBefore })));
+        }),
+      prepareStaging,
+    );
+    expect(seen).toEqual([
+      { partition: 1, fenceBefore: 0n },
+      { partition: 3, fenceBefore: 0n },
+    ]);
+    expect(r.rowsChanged).toBe(3);
+    expect(await fences()).toEqual([
+      { partition: 1, n: '12' },
+      { partition: 3, n: '2' },
+    ]);
+
+    // A replay of partition 1 with a changed close is fenced; partition 3's new offset is not.
+    const again = await withConnection(
+      h.pool,
+      (c) =>
+        writeGroup(c, h.schema, group, topic, [
+          { ...parts(2)[1]!, entries: parts(2)[1]!.entries, nextOffset: 12n },
+          { partition: 3, entries: [{ offset: 2n, bar: bar('GRP3', 0, 2) }], nextOffset: 3n },
+        ]),
+      prepareStaging,
+    );
+    expect(again.parts).toEqual([
+      { partition: 1, written: 0, skippedFenced: 2, fenceBefore: 12n },
+      { partition: 3, written: 1, skippedFenced: 0, fenceBefore: 2n },
+    ]);
+    expect(again.rowsChanged).toBe(1);
+    expect((await getLatestBars(h.pool, h.schema, 'GRP1', 2)).map((b) => b.close)).toEqual([1, 1]);
+    expect((await getLatestBars(h.pool, h.schema, 'GRP3', 1))[0]!.close).toBe(2);
+    expect(await fences()).toEqual([
+      { partition: 1, n: '12' },
+      { partition: 3, n: '3' },
+    ]);
   });
 
   test('every value the contract allows round-trips exactly through COPY', async () => {

@@ -494,10 +494,9 @@ describe('migrations on TimescaleDB (PGlite with the timescaledb extension)', ()
       await prepareStaging(client as unknown as PoolClient);
       const changed = { ...BARS[1]!, close: 11.5 }; // AAA 09:31, in a compressed chunk
       const added = b('CCC', '2026-01-05T09:33', [5, 5.5, 4.5, 5.25], 7, 5);
-      const key = ['group', 'topic', 0];
       await q('BEGIN');
-      await q(sql.insertFence, key);
-      await q(sql.lockFence, key);
+      await q(sql.insertFences, ['group', 'topic', [0]]);
+      await q(sql.lockFences('group', 'topic', [0]));
       // An older version of the changed bar first: the latest message per key wins.
       const staged = insertSql(
         'pg_temp.bar_writer_staging',
@@ -506,7 +505,7 @@ describe('migrations on TimescaleDB (PGlite with the timescaledb extension)', ()
       );
       await q(staged.text, staged.params);
       await q(sql.upsert);
-      await q(sql.advanceFence, [...key, '3']);
+      await q(sql.advanceFences('group', 'topic', [[0, 3n]]));
       await q('COMMIT');
       current = [...current.map((x) => (x.symbol === 'AAA' && x.at === changed.at ? changed : x)), added];
       expect(await readBars('bars_1m')).toEqual(

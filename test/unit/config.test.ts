@@ -50,6 +50,7 @@ const DEFAULTS: Config = {
   },
   write: {
     batchSize: 1000,
+    concurrency: 2,
     intervalMs: 1000,
     queueSize: 10_000,
     queueBytes: 67_108_864,
@@ -153,6 +154,7 @@ describe('loadConfig: values from env', () => {
       DB_STATEMENT_TIMEOUT: '0',
       BARS_DB_RETENTION: '400d',
       BARS_DB_WRITE_BATCH_SIZE: '500',
+      BARS_DB_WRITE_CONCURRENCY: '4',
       BARS_DB_WRITE_INTERVAL: '250ms',
       BARS_DB_WRITE_QUEUE_SIZE: '5000',
       BARS_DB_WRITE_QUEUE_BYTES: '1048576',
@@ -195,6 +197,7 @@ describe('loadConfig: values from env', () => {
       },
       write: {
         batchSize: 500,
+        concurrency: 4,
         intervalMs: 250,
         queueSize: 5000,
         queueBytes: 1_048_576,
@@ -383,6 +386,14 @@ describe('loadConfig: cross-field rules', () => {
       'DB_MAX_IDLE_CONNS (db.maxIdleConnections): must not exceed DB_MAX_CONNECTIONS',
     ]);
     expect(loadConfig({ DB_MAX_IDLE_CONNS: '10' }).db.maxIdleConnections).toBe(10);
+  });
+
+  test('write concurrency must not exceed max connections (equal is fine)', () => {
+    expect(configError({ BARS_DB_WRITE_CONCURRENCY: '11' }).problems).toEqual([
+      'BARS_DB_WRITE_CONCURRENCY (write.concurrency): must not exceed DB_MAX_CONNECTIONS',
+    ]);
+    expect(configError({ BARS_DB_WRITE_CONCURRENCY: '0' }).problems[0]).toMatch(/^BARS_DB_WRITE_CONCURRENCY/);
+    expect(loadConfig({ BARS_DB_WRITE_CONCURRENCY: '10' }).write.concurrency).toBe(10);
   });
 
   test('the dead-letter topic must differ from the topic', () => {

@@ -1,0 +1,224 @@
+/**
+ * The batching stage's flush scheduling, without Kafka or a database: partitions that hold entries
+ * ride along in one flush (group commit), at most `concurrency` flushes run at once, a partition is
+ * never in two flushes, failed jobs are retried alone or with others, and offsets are committed only
+ * for the jobs that succeeded.
+ */
+import { Registry } from 'prom-client';
+import { Pipeline, type FlushJob, type FlushOutcome, type PipelineSettings } from '../../src/batch/pipeline';
+import type { InboundBatch, OffsetToCommit } from '../../src/consumer/port';
+import { createLogger } from '../../src/observe/logger';
+import { createMetrics } from '../../src/observe/metrics';
+import { OffsetCommitter } from '../../src/offsets/committer';
+
+const TOPIC = 'bars.1m';
+const T0 = Date.UTC(2026, 10, 24, 14, 31);
+
+const SETTINGS: PipelineSettings = {
+  batchSize: 3,
+  intervalMs: 60_000,
+  flushOnCaughtUp: false,
+  concurrency: 1,
+  queueSize: 1000,
+  queueBytes: 64 * 1024 * 1024,
+  maxRetries: 3,
+  retryDelayMs: 1,
+  retryMaxDelayMs: 1,
+};
+
+function message(offset: number, minute: number) {
+  const bar = {
+    symbol: 'AAA',
+    timestamp: new Date(T0 + minute * 60_000).toISOString(),
+    open: 1,
+    high: 2,
+    low: 0.5,
+    close: 1.5,
+    volume: 10,
+  };
+  return {
+    offset: String(offset),
+    key: null,
+    value: Buffer.from(JSON.stringify(bar)),
+    headers: {},
+    timestamp: String(T0),
+  };
+}
+
+/** `count` messages of a partition from offset `from`, the log end far ahead (not caught up). */
+function batch(partition: number, from: number, count: number): InboundBatch {
+  return {
+    topic: TOPIC,
+    partition,
+    highWatermark: '1000000',
+    messages: Array.from({ length: count }, (_, i) => message(from + i, from + i)),
+  };
+}
+
+interface Call {
+  jobs: { partition: number; offsets: string }[];
+  finish(outcomes?: (job: FlushJob) => FlushOutcome): void;
+}
+
+const ok = (job: FlushJob): FlushOutcome => ({
+  ok: true,
+  result: {
+    written: job.batch.barCount,
+    skippedFenced: 0,
+    deadLettered: 0,
+    commitOffset: job.batch.nextOffset,
+  },
+});
+
+/** Lets setImmediate callbacks (the pipeline's pump) and promise continuations run. */
+const settle = async () => {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+};
+
+async function setup(settings: Partial<PipelineSettings> = {}, partitions = [0, 1, 2]) {
+  const calls: Call[] = [];
+  const commits: string[] = [];
+  const consumer = {
+    pause: jest.fn(),
+    resume: jest.fn(),
+    seek: jest.fn(),
+    committedOffsets: jest.fn(async () => new Map<number, bigint>()),
+    commit: jest.fn(async (offsets: OffsetToCommit[]) => {
+      for (const o of offsets) commits.push(`${o.partition}:${o.offset}`);
+    }),
+  };
+  const logger = createLogger('silent');
+  const metrics = createMetrics(new Registry(), false);
+  const pipeline = new Pipeline(
+    { ...SETTINGS, ...settings },
+    {
+      flush: (jobs) =>
+        new Promise<FlushOutcome[]>((resolve) => {
+          calls.push({
+            jobs: jobs.map((j) => ({
+              partition: j.partition,
+              offsets: j.batch.entries.map((e) => e.offset).join(','),
+            })),
+            finish: (outcome = ok) => resolve(jobs.map(outcome)),
+          });
+        }),
+      classify: (err) => ({ class: 'transient', code: null, message: String(err) }),
+      consumer,
+      fences: async () => new Map(),
+      committer: new OffsetCommitter(consumer, logger, metrics),
+      metrics,
+      logger,
+    },
+  );
+  pipeline.handleAssignment(partitions.map((partition) => ({ topic: TOPIC, partition })));
+  await settle(); // fences loaded
+  return { pipeline, calls, commits, metrics };
+}
+
+describe('pipeline flush scheduling', () => {
+  test('a due partition takes the others that hold entries along, in one flush', async () => {
+    const { pipeline, calls, commits } = await setup();
+    pipeline.handleBatch(batch(1, 0, 2)); // below the batch size: not due
+    pipeline.handleBatch(batch(2, 0, 1));
+    await settle();
+    expect(calls).toHaveLength(0);
+    pipeline.handleBatch(batch(0, 10, 3)); // due (size)
+    await settle();
+    expect(calls.map((c) => c.jobs)).toEqual([
+      [
+        { partition: 0, offsets: '10,11,12' },
+        { partition: 1, offsets: '0,1' },
+        { partition: 2, offsets: '0' },
+      ],
+    ]);
+    calls[0]!.finish();
+    await settle();
+    expect(commits.sort()).toEqual(['0:13', '1:2', '2:1']);
+    expect(pipeline.status().depth).toBe(0);
+  });
+
+  test('while the only slot is busy, due partitions gather and go together; each takes one batch', async () => {
+    const { pipeline, calls } = await setup({ concurrency: 1 });
+    pipeline.handleBatch(batch(0, 0, 3));
+    await settle();
+    expect(calls).toHaveLength(1);
+    // Partition 0 is being written: its new entries wait; 1 and 2 become due meanwhile.
+    pipeline.handleBatch(batch(0, 3, 4));
+    pipeline.handleBatch(batch(1, 0, 3));
+    pipeline.handleBatch(batch(2, 0, 5));
+    await settle();
+    expect(calls).toHaveLength(1);
+    calls[0]!.finish();
+    await settle();
+    expect(calls.map((c) => c.jobs)).toHaveLength(2);
+    expect(calls[1]!.jobs).toEqual([
+      { partition: 0, offsets: '3,4,5' },
+      { partition: 1, offsets: '0,1,2' },
+      { partition: 2, offsets: '0,1,2' },
+    ]);
+    calls[1]!.finish();
+    await settle();
+    // What is left (0: offset 6; 2: offsets 3, 4) is below the batch size, not due: it waits.
+    expect(calls).toHaveLength(2);
+    expect(pipeline.status().depth).toBe(3);
+  });
+
+  test('two slots: the second flush takes only partitions not already being written', async () => {
+    const { pipeline, calls } = await setup({ concurrency: 2 });
+    pipeline.handleBatch(batch(0, 0, 3));
+    await settle();
+    pipeline.handleBatch(batch(1, 0, 3));
+    pipeline.handleBatch(batch(0, 3, 3));
+    await settle();
+    expect(calls.map((c) => c.jobs.map((j) => j.partition))).toEqual([[0], [1]]);
+    calls[1]!.finish();
+    calls[0]!.finish();
+    await settle();
+    expect(calls[2]!.jobs).toEqual([{ partition: 0, offsets: '3,4,5' }]);
+    expect(calls).toHaveLength(3);
+  });
+
+  test('a failed job is retried with its own batch; only the jobs that succeeded are committed', async () => {
+    const { pipeline, calls, commits, metrics } = await setup();
+    pipeline.handleBatch(batch(1, 0, 2));
+    pipeline.handleBatch(batch(0, 0, 3));
+    await settle();
+    calls[0]!.finish((job) => (job.partition === 1 ? { ok: false, error: new Error('boom') } : ok(job)));
+    await settle();
+    expect(commits).toEqual(['0:3']);
+    expect(pipeline.status().depth).toBe(2); // partition 1's batch, kept for the retry
+    // More for partition 0 arrives while 1 backs off; the retry goes with whatever is then due.
+    pipeline.handleBatch(batch(0, 3, 3));
+    await new Promise((r) => setTimeout(r, 20));
+    await settle();
+    const retry = calls.slice(1).flatMap((c) => c.jobs);
+    expect(retry).toContainEqual({ partition: 1, offsets: '0,1' });
+    for (const c of calls.slice(1)) c.finish();
+    await settle();
+    expect(commits.sort()).toEqual(['0:3', '0:6', '1:2']);
+    expect(pipeline.status().depth).toBe(0);
+    expect((await metrics.writeErrors.get()).values.map((v) => v.value)).toEqual([1]);
+  });
+
+  test('drain flushes everything through the slots and resolves once committed', async () => {
+    const { pipeline, calls, commits } = await setup({ concurrency: 1 });
+    pipeline.handleBatch(batch(0, 0, 2));
+    pipeline.handleBatch(batch(1, 0, 7));
+    await settle();
+    // Partition 1 is due (size): one flush with 0 along.
+    expect(calls).toHaveLength(1);
+    const drained = pipeline.drain(Date.now() + 5_000);
+    const finisher = setInterval(() => calls.forEach((c) => c.finish()), 5);
+    await expect(drained).resolves.toBe(true);
+    clearInterval(finisher);
+    expect(calls.map((c) => c.jobs)).toEqual([
+      [
+        { partition: 0, offsets: '0,1' },
+        { partition: 1, offsets: '0,1,2' },
+      ],
+      [{ partition: 1, offsets: '3,4,5' }],
+      [{ partition: 1, offsets: '6' }],
+    ]);
+    expect(commits.sort()).toEqual(['0:2', '1:3', '1:6', '1:7']);
+  });
+});

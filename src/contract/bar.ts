@@ -90,25 +90,38 @@ export function decodeBar(value: Buffer | Uint8Array | null, nowMs: number): Dec
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return reject('not_object', `value must be a JSON object, got ${describe(parsed)}`);
   }
-  const duplicate = findDuplicateTopLevelKey(text);
-  if (duplicate !== null) {
-    return reject(
-      'duplicate_key',
-      `field "${duplicate}" appears more than once; which one is meant is ambiguous`,
-    );
+  // JSON.parse keeps one property per distinct key, so the text has a duplicated top-level key exactly when
+  // it holds more top-level keys than the parsed object: only then look for which one (the slow scan).
+  if (countTopLevelKeys(text) !== Object.keys(parsed).length) {
+    const duplicate = findDuplicateTopLevelKey(text);
+    if (duplicate !== null) {
+      return reject(
+        'duplicate_key',
+        `field "${duplicate}" appears more than once; which one is meant is ambiguous`,
+      );
+    }
   }
   return validateFields(parsed as Record<string, unknown>, nowMs);
 }
 
 /** Validate an already-parsed object against the contract (exported for producers and tests). */
 export function validateFields(o: Record<string, unknown>, nowMs: number): DecodeResult {
-  for (const field of ['symbol', 'timestamp', 'open', 'high', 'low', 'close', 'volume'] as const) {
-    if (!(field in o) || o[field] === undefined || o[field] === null) {
-      return reject('missing_field', `field "${field}" is required`);
-    }
-  }
-
+  // Each field is read once; a field that is absent, undefined or null is missing. Checked in contract order.
   const symbol = o.symbol;
+  if (symbol === undefined || symbol === null) return missing('symbol');
+  const timestamp = o.timestamp;
+  if (timestamp === undefined || timestamp === null) return missing('timestamp');
+  const open = o.open;
+  if (open === undefined || open === null) return missing('open');
+  const high = o.high;
+  if (high === undefined || high === null) return missing('high');
+  const low = o.low;
+  if (low === undefined || low === null) return missing('low');
+  const close = o.close;
+  if (close === undefined || close === null) return missing('close');
+  const volume = o.volume;
+  if (volume === undefined || volume === null) return missing('volume');
+
   if (typeof symbol !== 'string')
     return reject('wrong_type', `symbol must be a string, got ${describe(symbol)}`);
   if (symbol.length < 1 || symbol.length > MAX_SYMBOL_LENGTH) {
@@ -124,9 +137,9 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
     }
   }
 
-  const ts = parseTimestamp(o.timestamp);
-  if (!ts.ok) return { ok: false, rejection: ts.rejection };
-  const timestampMs = ts.ms;
+  const ts = timestampToMs(timestamp);
+  if (typeof ts !== 'number') return { ok: false, rejection: ts };
+  const timestampMs = ts;
   if (timestampMs % MINUTE_MS !== 0) {
     return reject('unaligned_timestamp', `timestamp must fall on a minute boundary, got ${iso(timestampMs)}`);
   }
@@ -134,14 +147,10 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
     return reject('future_timestamp', `timestamp ${iso(timestampMs)} is more than 24 h in the future`);
   }
 
-  const prices: Record<'open' | 'high' | 'low' | 'close', number> = { open: 0, high: 0, low: 0, close: 0 };
-  for (const field of ['open', 'high', 'low', 'close'] as const) {
-    const v = o[field];
-    if (typeof v !== 'number') return reject('wrong_type', `${field} must be a number, got ${describe(v)}`);
-    if (!Number.isFinite(v)) return reject('non_finite', `${field} must be finite, got ${v}`);
-    prices[field] = v;
-  }
-  const { open, high, low, close } = prices;
+  if (typeof open !== 'number' || !Number.isFinite(open)) return badPrice('open', open);
+  if (typeof high !== 'number' || !Number.isFinite(high)) return badPrice('high', high);
+  if (typeof low !== 'number' || !Number.isFinite(low)) return badPrice('low', low);
+  if (typeof close !== 'number' || !Number.isFinite(close)) return badPrice('close', close);
   if (low > Math.min(open, close)) {
     return reject('ohlc_inconsistent', `low (${low}) must be <= min(open, close) (${Math.min(open, close)})`);
   }
@@ -152,7 +161,6 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
     );
   }
 
-  const volume = o.volume;
   if (typeof volume !== 'number')
     return reject('wrong_type', `volume must be a number, got ${describe(volume)}`);
   if (!Number.isSafeInteger(volume) || volume < 0) {
@@ -160,14 +168,15 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
   }
 
   let vwap: number | null = null;
-  if (o.vwap !== undefined && o.vwap !== null) {
-    if (typeof o.vwap !== 'number')
-      return reject('wrong_type', `vwap must be a number or null, got ${describe(o.vwap)}`);
-    if (!Number.isFinite(o.vwap)) return reject('non_finite', `vwap must be finite, got ${o.vwap}`);
-    if (o.vwap < low || o.vwap > high) {
-      return reject('vwap_out_of_range', `vwap (${o.vwap}) must be within [low, high] = [${low}, ${high}]`);
+  const v = o.vwap;
+  if (v !== undefined && v !== null) {
+    if (typeof v !== 'number')
+      return reject('wrong_type', `vwap must be a number or null, got ${describe(v)}`);
+    if (!Number.isFinite(v)) return reject('non_finite', `vwap must be finite, got ${v}`);
+    if (v < low || v > high) {
+      return reject('vwap_out_of_range', `vwap (${v}) must be within [low, high] = [${low}, ${high}]`);
     }
-    vwap = o.vwap + 0;
+    vwap = v + 0;
   }
 
   // Normalise -0 to 0: PostgreSQL and JSON consumers treat them alike, and it keeps replays byte-identical.
@@ -186,82 +195,192 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
   };
 }
 
-// ISO-8601 date-time with a zone: 2026-11-24T14:31:00Z, 2026-11-24T14:31Z, 2026-11-24T09:31:00.000-05:00, +0530.
-const ISO_RE =
-  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|z|([+-])(\d{2}):?(\d{2}))$/;
+function missing(field: string): DecodeResult {
+  return reject('missing_field', `field "${field}" is required`);
+}
+
+/** The rejection for a price that is not a finite number (callers check `typeof` and finiteness first). */
+function badPrice(field: string, v: unknown): DecodeResult {
+  if (typeof v !== 'number') return reject('wrong_type', `${field} must be a number, got ${describe(v)}`);
+  return reject('non_finite', `${field} must be finite, got ${v}`);
+}
 
 type TimestampResult = { ok: true; ms: number } | { ok: false; rejection: Rejection };
 
-function badTimestamp(detail: string): TimestampResult {
-  return { ok: false, rejection: { reason: 'invalid_timestamp', detail } };
-}
-
 /** Parse the `timestamp` field: an ISO-8601 string with a zone, or epoch milliseconds (a JSON number). */
 export function parseTimestamp(v: unknown): TimestampResult {
+  const r = timestampToMs(v);
+  return typeof r === 'number' ? { ok: true, ms: r } : { ok: false, rejection: r };
+}
+
+function badTimestamp(detail: string): Rejection {
+  return { reason: 'invalid_timestamp', detail };
+}
+
+/** parseTimestamp without the result wrapper (no allocation on success): epoch ms, or the rejection. */
+function timestampToMs(v: unknown): number | Rejection {
   let ms: number;
   if (typeof v === 'number') {
     if (!Number.isSafeInteger(v))
       return badTimestamp(`timestamp in epoch milliseconds must be an integer, got ${v}`);
     ms = v;
   } else if (typeof v === 'string') {
-    const m = ISO_RE.exec(v);
-    if (!m) {
-      return badTimestamp(
-        `timestamp must be ISO-8601 with a zone (e.g. 2026-11-24T14:31:00Z) or epoch milliseconds, got ${JSON.stringify(v.slice(0, 40))}`,
-      );
-    }
-    const [, y, mo, d, h, mi, s, frac, , sign, oh, om] = m;
-    const year = Number(y);
-    const month = Number(mo);
-    const day = Number(d);
-    const hour = Number(h);
-    const minute = Number(mi);
-    const second = s === undefined ? 0 : Number(s);
-    if (
-      month < 1 ||
-      month > 12 ||
-      day < 1 ||
-      day > daysInMonth(year, month) ||
-      hour > 23 ||
-      minute > 59 ||
-      second > 59
-    ) {
-      return badTimestamp(`timestamp ${JSON.stringify(v)} is not a valid date-time`);
-    }
-    let offsetMin = 0;
-    if (sign !== undefined) {
-      const offH = Number(oh);
-      const offM = Number(om);
-      if (offH > 23 || offM > 59)
-        return badTimestamp(`timestamp ${JSON.stringify(v)} has an invalid zone offset`);
-      offsetMin = (sign === '-' ? -1 : 1) * (offH * 60 + offM);
-    }
-    // Sub-millisecond digits must be zero: a bar start is never between milliseconds.
-    let fracMs = 0;
-    if (frac !== undefined) {
-      const padded = frac.padEnd(9, '0');
-      if (Number(padded.slice(3)) !== 0)
-        return badTimestamp(`timestamp ${JSON.stringify(v)} has sub-millisecond digits`);
-      fracMs = Number(padded.slice(0, 3));
-    }
-    // setUTCFullYear, not Date.UTC: the latter reads years 0-99 as 1900-1999.
-    const date = new Date(0);
-    date.setUTCFullYear(year, month - 1, day);
-    date.setUTCHours(hour, minute, second, fracMs);
-    ms = date.getTime() - offsetMin * 60_000;
+    const r = isoToMs(v);
+    if (typeof r !== 'number') return r;
+    ms = r;
   } else {
-    return {
-      ok: false,
-      rejection: { reason: 'wrong_type', detail: `timestamp must be a string or number, got ${describe(v)}` },
-    };
+    return { reason: 'wrong_type', detail: `timestamp must be a string or number, got ${describe(v)}` };
   }
   if (ms < MIN_TIMESTAMP_MS) return badTimestamp(`timestamp ${isoSafe(ms)} is before 1900-01-01`);
   if (ms > MAX_TIMESTAMP_MS) return badTimestamp(`timestamp ${isoSafe(ms)} is after 9999-12-31T23:59:00Z`);
-  return { ok: true, ms };
+  return ms;
 }
 
+/** The value of the ASCII digit at `i`, or -1 if there is none (NaN past the end compares false). */
+function digitAt(s: string, i: number): number {
+  const d = s.charCodeAt(i) - 0x30;
+  return d >= 0 && d <= 9 ? d : -1;
+}
+
+/** The two-digit number at `i`, or -1. */
+function twoDigitsAt(s: string, i: number): number {
+  const a = digitAt(s, i);
+  const b = digitAt(s, i + 1);
+  return a < 0 || b < 0 ? -1 : a * 10 + b;
+}
+
+function notIso(v: string): Rejection {
+  return badTimestamp(
+    `timestamp must be ISO-8601 with a zone (e.g. 2026-11-24T14:31:00Z) or epoch milliseconds, got ${JSON.stringify(v.slice(0, 40))}`,
+  );
+}
+
+/**
+ * An ISO-8601 date-time with a zone: 2026-11-24T14:31:00Z, 2026-11-24T14:31Z, 2026-11-24T09:31:00.000-05:00,
+ * +0530. Exactly the strings the regular expression
+ *   /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|z|([+-])(\d{2}):?(\d{2}))$/
+ * matches (digits are ASCII 0-9), read left to right without backtracking: no optional part can start
+ * with what follows it. Returns epoch ms before the range check, or the rejection.
+ */
+function isoToMs(v: string): number | Rejection {
+  const n = v.length;
+  // Shortest 2026-11-24T14:31Z (17), longest 2026-11-24T14:31:00.123456789+05:30 (35).
+  if (n < 17 || n > 35) return notIso(v);
+  const y0 = digitAt(v, 0);
+  const y1 = digitAt(v, 1);
+  const y2 = digitAt(v, 2);
+  const y3 = digitAt(v, 3);
+  const month = twoDigitsAt(v, 5);
+  const day = twoDigitsAt(v, 8);
+  const hour = twoDigitsAt(v, 11);
+  const minute = twoDigitsAt(v, 14);
+  if (
+    y0 < 0 ||
+    y1 < 0 ||
+    y2 < 0 ||
+    y3 < 0 ||
+    v.charCodeAt(4) !== 0x2d /* - */ ||
+    month < 0 ||
+    v.charCodeAt(7) !== 0x2d /* - */ ||
+    day < 0 ||
+    v.charCodeAt(10) !== 0x54 /* T */ ||
+    hour < 0 ||
+    v.charCodeAt(13) !== 0x3a /* : */ ||
+    minute < 0
+  ) {
+    return notIso(v);
+  }
+  let p = 16;
+  let second = 0;
+  let fracStart = -1;
+  let fracEnd = -1;
+  if (v.charCodeAt(p) === 0x3a /* : */) {
+    second = twoDigitsAt(v, p + 1);
+    if (second < 0) return notIso(v);
+    p += 3;
+    if (v.charCodeAt(p) === 0x2e /* . */) {
+      fracStart = ++p;
+      while (p < n && digitAt(v, p) >= 0) p++;
+      fracEnd = p;
+      if (fracEnd === fracStart || fracEnd - fracStart > 9) return notIso(v);
+    }
+  }
+  const z = v.charCodeAt(p);
+  let sign = 0;
+  let offH = 0;
+  let offM = 0;
+  if (z === 0x5a /* Z */ || z === 0x7a /* z */) {
+    if (p + 1 !== n) return notIso(v);
+  } else if (z === 0x2b /* + */ || z === 0x2d /* - */) {
+    sign = z === 0x2d ? -1 : 1;
+    offH = twoDigitsAt(v, p + 1);
+    let q = p + 3;
+    if (v.charCodeAt(q) === 0x3a /* : */) q++;
+    offM = twoDigitsAt(v, q);
+    if (offH < 0 || offM < 0 || q + 2 !== n) return notIso(v);
+  } else {
+    return notIso(v);
+  }
+
+  const year = y0 * 1000 + y1 * 100 + y2 * 10 + y3;
+  if (
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    day > daysInMonth(year, month) ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59
+  ) {
+    return badTimestamp(`timestamp ${JSON.stringify(v)} is not a valid date-time`);
+  }
+  let offsetMin = 0;
+  if (sign !== 0) {
+    if (offH > 23 || offM > 59)
+      return badTimestamp(`timestamp ${JSON.stringify(v)} has an invalid zone offset`);
+    offsetMin = sign * (offH * 60 + offM);
+  }
+  // Sub-millisecond digits must be zero: a bar start is never between milliseconds.
+  let fracMs = 0;
+  if (fracStart >= 0) {
+    for (let i = fracStart + 3; i < fracEnd; i++) {
+      if (v.charCodeAt(i) !== 0x30 /* 0 */)
+        return badTimestamp(`timestamp ${JSON.stringify(v)} has sub-millisecond digits`);
+    }
+    for (let i = fracStart, scale = 100; i < fracStart + 3; i++, scale /= 10) {
+      if (i < fracEnd) fracMs += digitAt(v, i) * scale;
+    }
+  }
+  // Exact integer arithmetic (ECMAScript's MakeDay/MakeTime, no Date object); years 0-99 are years 0-99.
+  const days =
+    dayFromYear(year) + DAYS_BEFORE_MONTH[month - 1]! + (month > 2 && isLeap(year) ? 1 : 0) + day - 1;
+  return days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + fracMs - offsetMin * 60_000;
+}
+
+const DAYS_BEFORE_MONTH = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function isLeap(year: number): boolean {
+  return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+}
+
+/** Days from 1970-01-01 to January 1st of `year` (proleptic Gregorian; ECMAScript's DayFromYear). */
+function dayFromYear(year: number): number {
+  return (
+    365 * (year - 1970) +
+    Math.floor((year - 1969) / 4) -
+    Math.floor((year - 1901) / 100) +
+    Math.floor((year - 1601) / 400)
+  );
+}
+
+/**
+ * Length of `month` (1-12) in `year`. Kept as the Date.UTC(year, month, 0) it replaced computed it,
+ * which reads years 0-99 as 1900-1999: February of year 0 has 28 days here (1900 is not a leap year).
+ */
 function daysInMonth(year: number, month: number): number {
-  return new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month !== 2) return DAYS_IN_MONTH[month - 1]!;
+  return isLeap(year < 100 ? year + 1900 : year) ? 29 : 28;
 }
 
 function iso(ms: number): string {
@@ -279,6 +398,48 @@ function describe(v: unknown): string {
   if (typeof v === 'string') return `a string ${JSON.stringify(v.length > 20 ? v.slice(0, 20) + '…' : v)}`;
   if (typeof v === 'object') return 'an object';
   return `${typeof v} ${String(v)}`;
+}
+
+/**
+ * How many keys the top-level object of `text` (valid JSON whose value is an object) spells out, duplicates
+ * included. Walks the text exactly as findDuplicateTopLevelKey does, without unescaping or remembering keys.
+ */
+function countTopLevelKeys(text: string): number {
+  let count = 0;
+  let depth = 0;
+  let i = 0;
+  const n = text.length;
+  let expectKey = false;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      // Skip a string literal: its end is the first quote not escaped by an odd run of backslashes.
+      let j = text.indexOf('"', i + 1);
+      for (;;) {
+        if (j < 0) return count; // unterminated: not valid JSON, cannot happen after JSON.parse
+        let k = j - 1;
+        while (text.charCodeAt(k) === 0x5c /* \ */) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+        j = text.indexOf('"', j + 1);
+      }
+      if (depth === 1 && expectKey) {
+        count++;
+        expectKey = false;
+      }
+      i = j + 1;
+      continue;
+    }
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      depth++;
+      if (depth === 1 && c === 0x7b) expectKey = true;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      depth--;
+    } else if (c === 0x2c /* , */ && depth === 1) {
+      expectKey = true;
+    }
+    i++;
+  }
+  return count;
 }
 
 /**

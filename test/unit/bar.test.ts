@@ -835,3 +835,453 @@ describe('every contract reject reason is reachable', () => {
     }
   });
 });
+
+/** A seeded pseudo-random integer in [0, k) (mulberry32): generated cases are the same on every run. */
+function prng(seed: number): (k: number) => number {
+  let a = seed;
+  return (k) => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * k);
+  };
+}
+
+describe('decodeBar: byte-order mark and non-ASCII text', () => {
+  const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+  test('one leading UTF-8 BOM is skipped (TextDecoder semantics)', () => {
+    expect(expectBar(decodeBar(Buffer.concat([BOM, bytes(BASE)]), NOW))).toEqual({
+      symbol: 'AAPL',
+      timestampMs: TS_MS,
+      open: 1,
+      high: 2,
+      low: 0.5,
+      close: 1.5,
+      volume: 10,
+      vwap: null,
+    });
+  });
+
+  test('a second BOM, a BOM after whitespace, or a BOM alone → invalid_json', () => {
+    expectReject(
+      decodeBar(Buffer.concat([BOM, BOM, bytes(BASE)]), NOW),
+      'invalid_json',
+      /^value is not JSON: /,
+    );
+    expectReject(decodeBar(Buffer.concat([Buffer.from(' '), BOM, bytes(BASE)]), NOW), 'invalid_json');
+    expectReject(decodeBar(BOM, NOW), 'invalid_json', 'value is not JSON: Unexpected end of JSON input');
+  });
+
+  test('a BOM does not hide a duplicate key', () => {
+    const text = JSON.stringify(BASE).replace(/}$/, ',"open":1}');
+    expectReject(
+      decodeBar(Buffer.concat([BOM, Buffer.from(text)]), NOW),
+      'duplicate_key',
+      /^field "open" appears/,
+    );
+  });
+
+  test('multi-byte characters (2, 3 and 4 bytes) in extra fields are fine', () => {
+    const bar = expectBar(decodeObj({ ...BASE, note: 'É€😀', clé: 'ü' }));
+    expect(bar.symbol).toBe('AAPL');
+  });
+
+  test('a non-ASCII symbol → invalid_symbol naming the character', () => {
+    expectReject(
+      decodeObj({ ...BASE, symbol: 'É' }),
+      'invalid_symbol',
+      'symbol must be printable ASCII without whitespace; character 0 is U+00C9',
+    );
+    expectReject(decodeObj({ ...BASE, symbol: 'AB€' }), 'invalid_symbol', /character 2 is U\+20AC$/);
+  });
+
+  test.each([
+    ['an overlong 3-byte sequence (E0 80 80)', [0x22, 0xe0, 0x80, 0x80, 0x22]],
+    ['a code point above U+10FFFF (F4 90 80 80)', [0x22, 0xf4, 0x90, 0x80, 0x80, 0x22]],
+    ['a truncated 4-byte sequence', [0x22, 0xf0, 0x9f, 0x98, 0x22]],
+    ['a lone 0xFE byte after a BOM', [0xef, 0xbb, 0xbf, 0xfe]],
+  ])('%s → invalid_utf8', (_name, raw) => {
+    expectReject(decodeBar(Buffer.from(raw), NOW), 'invalid_utf8', 'value is not valid UTF-8');
+  });
+
+  test('a Uint8Array view into a larger buffer decodes only its own bytes', () => {
+    const inner = bytes(BASE);
+    const outer = Buffer.concat([Buffer.from('xx'), inner, Buffer.from([0xff])]);
+    const view = new Uint8Array(outer.buffer, outer.byteOffset + 2, inner.length);
+    expect(expectBar(decodeBar(view, NOW)).symbol).toBe('AAPL');
+  });
+});
+
+describe('decodeBar: duplicate keys (the count check in front of findDuplicateTopLevelKey)', () => {
+  const withExtra = (extra: string): string => JSON.stringify(BASE).replace(/}$/, `,${extra}}`);
+
+  test.each([
+    ['a key with an escaped quote, spelled two ways', withExtra('"a\\"b":1,"a\\u0022b":2'), 'a"b'],
+    ['a key ending in an escaped backslash', withExtra('"x\\\\":1,"x\\\\":2'), 'x\\'],
+    ['a key holding structural characters', withExtra('"a,{b}:[c]":1,"a,{b}:[c]":2'), 'a,{b}:[c]'],
+    ['__proto__', withExtra('"__proto__":1,"__proto__":{}'), '__proto__'],
+    ['a non-ASCII key spelled two ways', withExtra('"clé":1,"cl\\u00e9":2'), 'clé'],
+    ['a numeric key', withExtra('"1":1,"1":2'), '1'],
+    [
+      'a required field after a nested object',
+      withExtra('"meta":{"v":"}\\"{","w":[1,{"x":"]"}]},"volume":10'),
+      'volume',
+    ],
+    ['the empty key', withExtra('"":1,"":2'), ''],
+  ])('%s → duplicate_key', (_name, text, key) => {
+    expectReject(
+      decodeText(text),
+      'duplicate_key',
+      `field "${key}" appears more than once; which one is meant is ambiguous`,
+    );
+  });
+
+  test.each([
+    ['__proto__ once', withExtra('"__proto__":{"symbol":"X"}')],
+    ['"1" and "01"', withExtra('"1":1,"01":2')],
+    ['keys differing only in case', withExtra('"Open":1,"OPEN":2')],
+    ['a value string ending in escaped backslashes', withExtra('"p":"\\\\\\\\","q":"\\\\\\"x"')],
+    ['many distinct extra keys', withExtra(Array.from({ length: 50 }, (_, i) => `"k${i}":${i}`).join(','))],
+    ['duplicates only inside nested values', withExtra('"m":{"open":1,"open":2},"l":[{"a":1,"a":1}]')],
+  ])('%s is not a duplicate', (_name, text) => {
+    expect(expectBar(decodeText(text)).symbol).toBe('AAPL');
+  });
+
+  test('agrees with findDuplicateTopLevelKey on generated objects', () => {
+    const keys = ['a', 'b', 'a\\"', '\\u0061', 'open', '__proto__', 'x\\\\', 'é', '\\u00e9'];
+    const values = ['1', '"s"', '"a\\\\"', '{"a":1,"a":2}', '[{"b":"\\""}]', 'null', '"{\\"a\\":1}"'];
+    const rand = prng(12345);
+    for (let t = 0; t < 2000; t++) {
+      const members = Array.from(
+        { length: rand(6) },
+        () => `"${keys[rand(keys.length)]}"${rand(2) ? ' : ' : ':'}${values[rand(values.length)]}`,
+      );
+      const text = `{${members.join(rand(2) ? ', ' : ',')}}`;
+      const expected = findDuplicateTopLevelKey(text);
+      const r = decodeText(text);
+      if (expected === null) {
+        expect(r.ok ? 'ok' : r.rejection.reason).not.toBe('duplicate_key');
+      } else {
+        expectReject(
+          r,
+          'duplicate_key',
+          `field "${expected}" appears more than once; which one is meant is ambiguous`,
+        );
+      }
+    }
+  });
+});
+
+describe('validateFields: field access', () => {
+  test('inherited fields count, as with the `in` operator', () => {
+    const o = Object.create({ ...BASE }) as Record<string, unknown>;
+    expect(expectBar(validateFields(o, NOW)).symbol).toBe('AAPL');
+  });
+
+  test('a field that is present but undefined is missing', () => {
+    expectReject(
+      validateFields({ ...BASE, high: undefined }, NOW),
+      'missing_field',
+      'field "high" is required',
+    );
+  });
+
+  test('the Bar has exactly these keys, in this order', () => {
+    expect(Object.keys(expectBar(decodeObj({ ...BASE, vwap: 1 })))).toEqual([
+      'symbol',
+      'timestampMs',
+      'open',
+      'high',
+      'low',
+      'close',
+      'volume',
+      'vwap',
+    ]);
+  });
+
+  test('a -0 vwap is normalised to +0', () => {
+    const text =
+      '{"symbol":"Z","timestamp":"2026-11-24T14:31:00Z","open":0,"high":0,"low":-0,"close":0,"volume":0,"vwap":-0}';
+    expect(Object.is(expectBar(decodeText(text)).vwap, 0)).toBe(true);
+  });
+
+  test('type and finiteness are checked per price, in order', () => {
+    expectReject(
+      decodeObj({ ...BASE, open: 1, high: '2', low: 'x' }),
+      'wrong_type',
+      'high must be a number, got a string "2"',
+    );
+    expectReject(
+      decodeText(JSON.stringify({ ...BASE, low: 'x' }).replace('"high":2', '"high":1e999')),
+      'non_finite',
+      'high must be finite, got Infinity',
+    );
+    expectReject(
+      decodeObj({ ...BASE, close: true }),
+      'wrong_type',
+      'close must be a number, got boolean true',
+    );
+  });
+});
+
+describe('parseTimestamp: calendar and edge cases', () => {
+  test.each([
+    ['2100-02-29T00:00:00Z', false],
+    ['2400-02-29T00:00:00Z', true],
+    ['1904-02-29T00:00:00Z', true],
+    ['9996-02-29T00:00:00Z', true],
+    ['9999-02-29T00:00:00Z', false],
+  ])('Feb 29 %s valid: %p', (ts, valid) => {
+    const [y] = ts.split('-');
+    if (valid) expect(parseTimestamp(ts)).toEqual({ ok: true, ms: Date.UTC(Number(y), 1, 29) });
+    else
+      expect(parseTimestamp(ts)).toEqual({
+        ok: false,
+        rejection: {
+          reason: 'invalid_timestamp',
+          detail: `timestamp ${JSON.stringify(ts)} is not a valid date-time`,
+        },
+      });
+  });
+
+  test('every month: its last day is valid, the day after is not (leap and common years)', () => {
+    for (const year of [1900, 1999, 2000, 2024, 2026, 2100, 9999]) {
+      for (let month = 1; month <= 12; month++) {
+        const last = new Date(Date.UTC(year, month, 0)).getUTCDate();
+        const mm = String(month).padStart(2, '0');
+        expect(parseTimestamp(`${year}-${mm}-${last}T23:59:00Z`)).toEqual({
+          ok: true,
+          ms: Date.UTC(year, month - 1, last, 23, 59),
+        });
+        expect(parseTimestamp(`${year}-${mm}-${last + 1}T00:00:00Z`).ok).toBe(false);
+      }
+    }
+  });
+
+  test('years 0000-0099 are real years (no two-digit mapping) and before 1900', () => {
+    expect(parseTimestamp('0004-02-29T00:00:00Z')).toEqual({
+      ok: false,
+      rejection: {
+        reason: 'invalid_timestamp',
+        detail: 'timestamp 0004-02-29T00:00:00.000Z is before 1900-01-01',
+      },
+    });
+    expect(parseTimestamp('0000-01-01T00:00:00+01:00')).toEqual({
+      ok: false,
+      rejection: {
+        reason: 'invalid_timestamp',
+        detail: 'timestamp -000001-12-31T23:00:00.000Z is before 1900-01-01',
+      },
+    });
+  });
+
+  test('0000-02-29 is "not a valid date-time" (month lengths of years 0-99 are those of 1900-1999)', () => {
+    expect(parseTimestamp('0000-02-29T00:00:00Z')).toEqual({
+      ok: false,
+      rejection: {
+        reason: 'invalid_timestamp',
+        detail: 'timestamp "0000-02-29T00:00:00Z" is not a valid date-time',
+      },
+    });
+  });
+
+  test('the last minute of 9999 is accepted; anything later is not', () => {
+    expect(parseTimestamp('9999-12-31T23:59:00Z')).toEqual({ ok: true, ms: Date.UTC(9999, 11, 31, 23, 59) });
+    expect(parseTimestamp('9999-12-31T23:59:00.001Z')).toEqual({
+      ok: false,
+      rejection: {
+        reason: 'invalid_timestamp',
+        detail: 'timestamp 9999-12-31T23:59:00.001Z is after 9999-12-31T23:59:00Z',
+      },
+    });
+    expect(parseTimestamp('9999-12-31T23:59:00-00:01')).toEqual({
+      ok: false,
+      rejection: {
+        reason: 'invalid_timestamp',
+        detail: 'timestamp +010000-01-01T00:00:00.000Z is after 9999-12-31T23:59:00Z',
+      },
+    });
+  });
+
+  test('the epoch itself is +0, whatever the zone spelling', () => {
+    for (const ts of [
+      '1970-01-01T00:00:00Z',
+      '1970-01-01T00:00Z',
+      '1970-01-01T00:00:00-00:00',
+      '1970-01-01T00:01+00:01',
+    ]) {
+      const r = parseTimestamp(ts);
+      expect(r.ok && Object.is(r.ms, 0)).toBe(true);
+    }
+  });
+
+  test.each([
+    ['.1', 100],
+    ['.12', 120],
+    ['.123', 123],
+    ['.1230', 123],
+    ['.123000000', 123],
+    ['.000000000', 0],
+    ['.999', 999],
+  ])('fraction %s → %p ms', (frac, ms) => {
+    expect(parseTimestamp(`2026-11-24T14:31:00${frac}Z`)).toEqual({ ok: true, ms: TS_MS + ms });
+    expect(parseTimestamp(`2026-11-24T20:01:00${frac}+05:30`)).toEqual({ ok: true, ms: TS_MS + ms });
+  });
+
+  test('checks run in order: date-time, then zone offset, then sub-milliseconds, then range', () => {
+    expect(parseTimestamp('2026-02-30T00:00:00.0001+24:00')).toMatchObject({
+      rejection: { detail: expect.stringMatching(/is not a valid date-time$/) },
+    });
+    expect(parseTimestamp('2026-11-24T14:31:00.0001+24:00')).toMatchObject({
+      rejection: { detail: expect.stringMatching(/has an invalid zone offset$/) },
+    });
+    expect(parseTimestamp('1899-12-31T23:59:00.0001Z')).toMatchObject({
+      rejection: { detail: expect.stringMatching(/has sub-millisecond digits$/) },
+    });
+  });
+
+  test.each([
+    '2026-11-24T14:31:00Z ',
+    '2026-11-24T14:31:00Z\n',
+    ' 2026-11-24T14:31:00Z',
+    '2026-11-24T14:31:00ZZ',
+    '2026-11-24T14:31:00+05:3',
+    '2026-11-24T14:31:00+05:300',
+    '2026-11-24T14:31:00+05::30',
+    '2026-11-24T14:31:00+5:30',
+    '2026-11-24T14:31:00:00Z',
+    '2026-11-24T14:31:0Z',
+    '2026-11-24T14:31.000Z',
+    '2026-11-24T14:3Z',
+    '+2026-11-24T14:31:00Z',
+    '02026-11-24T14:31:00Z',
+    '2026-11-24T14:31:00.123456789012345678Z',
+    '\u0662\u0660\u0662\u0666-11-24T14:31:00Z',
+    '２０２６-11-24T14:31:00Z',
+    '2026/11/24T14:31:00Z',
+    '2026-11-24T14-31-00Z',
+    '2026-11-24T14:31:00\u221205:00',
+  ])('%p → not ISO-8601', (ts) => {
+    expect(parseTimestamp(ts)).toEqual({
+      ok: false,
+      rejection: {
+        reason: 'invalid_timestamp',
+        detail: `timestamp must be ISO-8601 with a zone (e.g. 2026-11-24T14:31:00Z) or epoch milliseconds, got ${JSON.stringify(ts.slice(0, 40))}`,
+      },
+    });
+  });
+
+  // The regular expression and Date arithmetic parseTimestamp used before its hand-written parser; the two
+  // must agree on every string (result, reason and detail).
+  const REFERENCE_RE =
+    /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|z|([+-])(\d{2}):?(\d{2}))$/;
+  function referenceParse(v: string): unknown {
+    const bad = (detail: string): unknown => ({
+      ok: false,
+      rejection: { reason: 'invalid_timestamp', detail },
+    });
+    const m = REFERENCE_RE.exec(v);
+    if (!m) {
+      return bad(
+        `timestamp must be ISO-8601 with a zone (e.g. 2026-11-24T14:31:00Z) or epoch milliseconds, got ${JSON.stringify(v.slice(0, 40))}`,
+      );
+    }
+    const [, y, mo, d, h, mi, s, frac, , sign, oh, om] = m;
+    const [year, month, day, hour, minute] = [y, mo, d, h, mi].map(Number) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const second = s === undefined ? 0 : Number(s);
+    const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+    if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) {
+      return bad(`timestamp ${JSON.stringify(v)} is not a valid date-time`);
+    }
+    let offsetMin = 0;
+    if (sign !== undefined) {
+      if (Number(oh) > 23 || Number(om) > 59)
+        return bad(`timestamp ${JSON.stringify(v)} has an invalid zone offset`);
+      offsetMin = (sign === '-' ? -1 : 1) * (Number(oh) * 60 + Number(om));
+    }
+    let fracMs = 0;
+    if (frac !== undefined) {
+      const padded = frac.padEnd(9, '0');
+      if (Number(padded.slice(3)) !== 0)
+        return bad(`timestamp ${JSON.stringify(v)} has sub-millisecond digits`);
+      fracMs = Number(padded.slice(0, 3));
+    }
+    const date = new Date(0);
+    date.setUTCFullYear(year, month - 1, day);
+    date.setUTCHours(hour, minute, second, fracMs);
+    const ms = date.getTime() - offsetMin * 60_000;
+    if (ms < MIN_TIMESTAMP_MS) return bad(`timestamp ${new Date(ms).toISOString()} is before 1900-01-01`);
+    if (ms > Date.UTC(9999, 11, 31, 23, 59))
+      return bad(`timestamp ${new Date(ms).toISOString()} is after 9999-12-31T23:59:00Z`);
+    return { ok: true, ms };
+  }
+
+  function agree(ts: string): void {
+    const actual = parseTimestamp(ts);
+    const expected = referenceParse(ts);
+    if (JSON.stringify(actual) !== JSON.stringify(expected) || (actual.ok && Object.is(actual.ms, -0))) {
+      throw new Error(
+        `${JSON.stringify(ts)}: got ${JSON.stringify(actual)}, reference ${JSON.stringify(expected)}`,
+      );
+    }
+  }
+
+  test('agrees with the reference on generated date-times (fields in and out of range)', () => {
+    const rand = prng(42);
+    const pad = (x: number, w: number): string => String(x).padStart(w, '0');
+    const pick = <T>(xs: T[]): T => xs[rand(xs.length)] as T;
+    for (let t = 0; t < 20_000; t++) {
+      const year = pick([
+        rand(10_000),
+        1900 + rand(300),
+        pick([0, 4, 99, 100, 1899, 1900, 2000, 2100, 9999]),
+      ]);
+      const date = `${pad(year, 4)}-${pad(rand(14), 2)}-${pad(pick([rand(33), 28, 29, 30, 31]), 2)}`;
+      const time = `${pad(rand(26), 2)}:${pad(rand(62), 2)}`;
+      const seconds = pick(['', `:${pad(rand(62), 2)}`, `:00.${String(rand(1e9)).slice(0, 1 + rand(10))}`]);
+      const secondsZeroPadded = pick([seconds, ':00.' + '0'.repeat(1 + rand(10)), `:00.${rand(1000)}000`]);
+      const zone = pick([
+        'Z',
+        'z',
+        `${pick(['+', '-'])}${pad(rand(26), 2)}${pick([':', ''])}${pad(rand(62), 2)}`,
+      ]);
+      agree(`${date}T${time}${rand(2) ? seconds : secondsZeroPadded}${zone}`);
+    }
+  });
+
+  test('agrees with the reference on mutated strings (characters replaced, inserted, deleted)', () => {
+    const seeds = [
+      '2026-11-24T14:31:00Z',
+      '2026-11-24T14:31Z',
+      '2026-11-24T09:31:00.000-05:00',
+      '2026-11-24T20:01:00+0530',
+      '2024-02-29T23:59:59.123456789+23:59',
+      '1900-01-01T00:00:00-00:01',
+      '9999-12-31T23:59z',
+    ];
+    const alphabet = '0123456789-:T.Zz+ t9\u0660/';
+    const rand = prng(7);
+    for (let t = 0; t < 20_000; t++) {
+      let s = seeds[rand(seeds.length)] as string;
+      for (let e = 1 + rand(3); e > 0; e--) {
+        const i = rand(s.length + 1);
+        const c = alphabet[rand(alphabet.length)] as string;
+        const op = rand(3);
+        s =
+          op === 0
+            ? s.slice(0, i) + c + s.slice(i + 1)
+            : op === 1
+              ? s.slice(0, i) + c + s.slice(i)
+              : s.slice(0, i) + s.slice(i + 1);
+      }
+      agree(s);
+    }
+  });
+});

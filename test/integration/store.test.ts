@@ -38,8 +38,8 @@ describe('store', () => {
         ]),
       prepareStaging,
     );
-    const { partition: _partition, ...part } = r.parts[0]!;
-    return { ...part, rowsChanged: r.rowsChanged };
+    const { written, skippedFenced, fenceBefore } = r.parts[0]!;
+    return { written, skippedFenced, fenceBefore, rowsChanged: r.rowsChanged };
   };
 
   test('the latest message per key wins inside one batch; identical rows are not rewritten', async () => {

@@ -157,6 +157,8 @@ export interface DrainResult {
   /** Write transactions (flushes) and their mean size, from /metrics once caught up. */
   writes: number | null;
   barsPerWrite: number | null;
+  /** Mean time of one write transaction, from the flush starting to its COMMIT (ms). */
+  msPerWrite: number | null;
   exitCode: number | null;
   stopSeconds: number;
   /** CPU seconds the service used from spawn to done (user + system), and per 1,000 bars. */
@@ -235,6 +237,7 @@ export async function drainOnce(o: {
   }
   let writes: number | null = null;
   let barsPerWrite: number | null = null;
+  let msPerWrite: number | null = null;
   const port = svc.httpPort();
   if (port !== null) {
     const text = await fetch(`http://127.0.0.1:${port}/metrics`)
@@ -243,6 +246,8 @@ export async function drainOnce(o: {
     writes = metricSum(text, 'timescale_write_batch_size_count');
     const sum = metricSum(text, 'timescale_write_batch_size_sum');
     if (writes && sum !== null) barsPerWrite = Math.round(sum / writes);
+    const latency = metricSum(text, 'timescale_write_latency_seconds_sum');
+    if (writes && latency !== null) msPerWrite = Math.round((latency / writes) * 1000 * 10) / 10;
   }
   const cpu = processCpuSeconds(svc.pid);
   const readBytes = processReadBytes(svc.pid);
@@ -273,6 +278,7 @@ export async function drainOnce(o: {
     peakQueueDepth: peakDepth,
     writes,
     barsPerWrite,
+    msPerWrite,
     exitCode: exit.code,
     stopSeconds,
     serviceCpuSeconds: cpu,

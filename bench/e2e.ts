@@ -148,6 +148,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
     r.peakQueueDepth ?? '?',
     r.writes ?? '?',
     r.barsPerWrite ?? '?',
+    r.msPerWrite ?? '?',
   ];
   printTable([
     [
@@ -162,6 +163,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
       'queue',
       'writes',
       'bars/write',
+      'ms/write',
     ],
     row(cpuProf ? 'new (under --cpu-prof)' : 'new', fresh),
     row('replay (new group)', replay),

@@ -559,7 +559,11 @@ export function spawnService(
   let assignedAt: number | null = null;
   let httpPort: number | null = null;
   let partial = '';
+  // BENCH_SERVICE_LOG=file: every line the service prints, appended (with LOG_LEVEL=trace in
+  // BENCH_SERVICE_ENV: each flush with its reason and size, each pause).
+  const logFile = process.env.BENCH_SERVICE_LOG;
   const onData = (d: Buffer) => {
+    if (logFile) fs.appendFileSync(logFile, d);
     partial += d.toString();
     let nl: number;
     while ((nl = partial.indexOf('\n')) >= 0) {

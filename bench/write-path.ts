@@ -26,7 +26,13 @@ import { loadConfig } from '../src/config';
 import type { Bar } from '../src/contract/bar';
 import { encodeCopyRows } from '../src/store/copyEncoding';
 import { createPool, ident, withConnection, type PoolClient } from '../src/store/pool';
-import { prepareStaging, writeGroup, writeSql, type BarAtOffset } from '../src/store/writeBatch';
+import {
+  CREATE_STAGING,
+  prepareStaging,
+  writeGroup,
+  writeSql,
+  type BarAtOffset,
+} from '../src/store/writeBatch';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import {
   Cleanup,
@@ -66,13 +72,6 @@ interface VariantResult {
 }
 
 const COLUMNS = '(symbol, "timestamp", open, high, low, close, volume, vwap)';
-// The staging DDL of src/store/writeBatch.ts (not exported there): (d) must use the same table.
-const STAGING_DDL = `CREATE TEMP TABLE IF NOT EXISTS bar_writer_staging (
-  seq integer NOT NULL, symbol text NOT NULL, "timestamp" timestamptz NOT NULL,
-  open double precision NOT NULL, high double precision NOT NULL,
-  low double precision NOT NULL, close double precision NOT NULL,
-  volume bigint NOT NULL, vwap double precision
-) ON COMMIT DELETE ROWS`;
 
 function barParams(b: Bar): unknown[] {
   return [b.symbol, new Date(b.timestampMs).toISOString(), b.open, b.high, b.low, b.close, b.volume, b.vwap];
@@ -80,7 +79,7 @@ function barParams(b: Bar): unknown[] {
 
 /** Our upsert's ON CONFLICT clause, taken from writeSql() so every variant resolves conflicts alike. */
 function onConflictClause(schema: string): string {
-  const upsert = writeSql(schema).upsert;
+  const upsert = writeSql(schema).upsert('-', '-');
   return upsert.slice(upsert.indexOf('ON CONFLICT'));
 }
 
@@ -230,10 +229,8 @@ runMain('bench:write', async (cleanup: Cleanup) => {
   const timedClient = (client: PoolClient, phases: Record<string, number>): PoolClient => {
     const kind = (q: unknown): string => {
       const text = typeof q === 'string' ? q : ((q as { text?: string }).text ?? '');
-      if (text.startsWith('BEGIN')) return 'BEGIN; fence lock';
-      if (/^\s*COPY/.test(text)) return 'COPY into staging';
-      if (text.includes('ON CONFLICT (symbol')) return 'upsert; fence advance; COMMIT';
-      return 'other';
+      if (text.startsWith('BEGIN')) return 'the round trip: BEGIN; COPY; fences; upsert; COMMIT';
+      return text.split(/\s/)[0] ?? 'other';
     };
     const add = (k: string, t0: number) => (phases[k] = (phases[k] ?? 0) + (nowMs() - t0));
     return new Proxy(client, {
@@ -273,8 +270,10 @@ runMain('bench:write', async (cleanup: Cleanup) => {
   cleanup.add('remove psql files', async () => {
     for (const f of [copyFile, binaryFile, scriptFile]) fs.rmSync(f, { force: true });
   });
-  fs.writeFileSync(copyFile, encodeCopyRows(bars));
-  fs.writeFileSync(binaryFile, encodeCopyRowsBinary(bars));
+  // (d) stages the rows as the service does: with their origin (one partition, offsets in order).
+  const origins = bars.map((_, i) => ({ partition: 0, offset: BigInt(i) }));
+  fs.writeFileSync(copyFile, encodeCopyRows(bars, origins));
+  fs.writeFileSync(binaryFile, encodeCopyRowsBinary(bars, origins));
 
   const psqlRun = async (schema: string, binary = false): Promise<Partial<VariantResult>> => {
     const sql = writeSql(schema);
@@ -283,12 +282,16 @@ runMain('bench:write', async (cleanup: Cleanup) => {
       scriptFile,
       [
         '\\timing on',
-        `${STAGING_DDL};`,
+        `${CREATE_STAGING};`,
         'BEGIN;',
         binary
           ? `\\copy pg_temp.bar_writer_staging ${copyCols} FROM '${binaryFile}' WITH (FORMAT binary)`
           : `\\copy pg_temp.bar_writer_staging ${copyCols} FROM '${copyFile}'`,
-        `${sql.upsert};`,
+        // The service's statements after its COPY, verbatim (writeSql()).
+        `${sql.insertFences('psql', 'bench', [0])};`,
+        `${sql.lockFences('psql', 'bench', [0])};`,
+        `${sql.upsert('psql', 'bench')};`,
+        `${sql.advanceFences('psql', 'bench', [[0, BigInt(bars.length)]])};`,
         'COMMIT;',
         '',
       ].join('\n'),
@@ -320,12 +323,20 @@ runMain('bench:write', async (cleanup: Cleanup) => {
       p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`psql exited ${code}: ${out}`))));
     });
     const times = [...text.matchAll(/^Time: ([\d.]+) ms/gm)].map((m) => Number(m[1]));
-    const inserted = /^INSERT 0 (\d+)/m.exec(text);
-    // Statement order: CREATE TEMP TABLE, BEGIN, \copy, INSERT, COMMIT.
+    const inserted = [...text.matchAll(/^INSERT 0 (\d+)/gm)][1];
+    // Statement order: CREATE TEMP TABLE, BEGIN, \copy, fence insert, fence lock, upsert, fence advance, COMMIT.
+    const fences = (times[3] ?? 0) + (times[4] ?? 0) + (times[6] ?? 0);
     return {
       rowsChanged: inserted ? Number(inserted[1]) : undefined,
       detail: {
-        serverMs: { create: times[0], begin: times[1], copy: times[2], upsert: times[3], commit: times[4] },
+        serverMs: {
+          create: times[0],
+          begin: times[1],
+          copy: times[2],
+          fences,
+          upsert: times[5],
+          commit: times[7],
+        },
       },
     };
   };
@@ -505,7 +516,10 @@ runMain('bench:write', async (cleanup: Cleanup) => {
   );
   const psqlDetail = byKey.d!.detail as { serverMs: Record<string, number> } | undefined;
   const dSql = psqlDetail
-    ? (psqlDetail.serverMs.copy ?? 0) + (psqlDetail.serverMs.upsert ?? 0) + (psqlDetail.serverMs.commit ?? 0)
+    ? (psqlDetail.serverMs.copy ?? 0) +
+      (psqlDetail.serverMs.fences ?? 0) +
+      (psqlDetail.serverMs.upsert ?? 0) +
+      (psqlDetail.serverMs.commit ?? 0)
     : NaN;
   const dSqlRate = total / (dSql / 1000);
   if (psqlDetail) {
@@ -513,7 +527,7 @@ runMain('bench:write', async (cleanup: Cleanup) => {
       `(d) psql \\timing (ms): ${JSON.stringify(psqlDetail.serverMs)}; the rest of (d)'s time is psql start-up and connecting.`,
     );
     console.log(
-      `(d-sql) \\copy + upsert + COMMIT alone: ${round(dSql)} ms = ${fmtInt(dSqlRate)} bars/s; ` +
+      `(d-sql) \\copy + fence statements + upsert + COMMIT alone: ${round(dSql)} ms = ${fmtInt(dSqlRate)} bars/s; ` +
         `(c) ÷ (d-sql) = ${ratio(c, dSqlRate).toFixed(3)}`,
     );
   }

@@ -467,6 +467,7 @@ export class Pipeline {
     if (!failed || bars > 0) {
       metrics.writeTotal.inc();
       metrics.writeLatency.observe(seconds);
+      this.deps.logger.trace({ partitions: jobs.length, bars, ms: Math.round(seconds * 1000) }, 'flushed');
       metrics.batchSize.observe(bars);
     }
     for (const st of members) this.afterFlush(st);
@@ -587,6 +588,12 @@ export class Pipeline {
         st.backpressure = false;
         released.push(st);
       }
+    }
+    if (released.length > 0) {
+      this.deps.logger.debug(
+        { partitions: released.length, depth: this.totalEntries },
+        'buffers drained; resumed',
+      );
     }
     this.syncPause(released);
   }

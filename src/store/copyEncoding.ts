@@ -7,6 +7,15 @@
  */
 import type { Bar } from '../contract/bar';
 
+/**
+ * Where a staged bar came from. With origins, each row gets two more columns, `part` and
+ * `kafka_offset`, after vwap: the write path filters rows below the partition's fence in SQL.
+ */
+export interface BarOrigin {
+  partition: number;
+  offset: bigint;
+}
+
 /** Escapes a text field for COPY text format: backslash, and the delimiter/row characters. */
 export function escapeCopyText(s: string): string {
   // Fast path: the contract allows printable ASCII symbols, of which only backslash needs escaping.
@@ -63,7 +72,8 @@ function num(n: number): string {
 }
 
 /** One COPY row: seq, symbol, timestamp, open, high, low, close, volume, vwap. */
-export function encodeCopyRow(seq: number, bar: Bar): string {
+export function encodeCopyRow(seq: number, bar: Bar, origin?: BarOrigin): string {
+  const tail = origin ? `\t${origin.partition}\t${origin.offset}\n` : '\n';
   return (
     seq +
     '\t' +
@@ -82,14 +92,14 @@ export function encodeCopyRow(seq: number, bar: Bar): string {
     String(bar.volume) +
     '\t' +
     (bar.vwap === null ? '\\N' : num(bar.vwap)) +
-    '\n'
+    tail
   );
 }
 
 /** The whole COPY payload for a batch; `seq` is the bar's position (offset order) within the batch. */
-export function encodeCopyRows(bars: readonly Bar[]): string {
+export function encodeCopyRows(bars: readonly Bar[], origins?: readonly BarOrigin[]): string {
   const parts = new Array<string>(bars.length);
-  for (let i = 0; i < bars.length; i++) parts[i] = encodeCopyRow(i, bars[i]!);
+  for (let i = 0; i < bars.length; i++) parts[i] = encodeCopyRow(i, bars[i]!, origins?.[i]);
   return parts.join('');
 }
 
@@ -106,6 +116,8 @@ const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
 const TWO_32 = 2 ** 32;
 /** Fixed bytes per row: field count, 9 length words, seq, timestamp, 4 prices, volume, vwap. */
 const ROW_FIXED = 2 + 9 * 4 + 4 + 8 + 4 * 8 + 8 + 8;
+/** With an origin: 2 more length words, the partition (int4) and the offset (int8). */
+const ORIGIN_FIXED = 2 * 4 + 4 + 8;
 
 // Microseconds since 2000 exceed 2^53 after year 2285, so they are computed with BigInt, once per minute.
 const pgTimeCache = new Map<number, bigint>();
@@ -134,17 +146,20 @@ function writeDouble(buf: Buffer, v: number, at: number): number {
   return buf.writeDoubleBE(v, at + 4);
 }
 
-/** The batch in binary COPY format, columns as encodeCopyRow: seq, symbol, timestamp, o, h, l, c, volume, vwap. */
-export function encodeCopyBinary(bars: readonly Bar[]): Buffer {
+/**
+ * The batch in binary COPY format, columns as encodeCopyRow: seq, symbol, timestamp, o, h, l, c,
+ * volume, vwap (and part, kafka_offset with origins).
+ */
+export function encodeCopyBinary(bars: readonly Bar[], origins?: readonly BarOrigin[]): Buffer {
   let size = SIGNATURE.length + 8 + 2;
-  for (const b of bars) size += ROW_FIXED + Buffer.byteLength(b.symbol);
+  for (const b of bars) size += ROW_FIXED + (origins ? ORIGIN_FIXED : 0) + Buffer.byteLength(b.symbol);
   const buf = Buffer.allocUnsafe(size);
   let at = SIGNATURE.copy(buf, 0);
   at = buf.writeInt32BE(0, at); // flags
   at = buf.writeInt32BE(0, at); // header extension length
   for (let i = 0; i < bars.length; i++) {
     const b = bars[i]!;
-    at = buf.writeInt16BE(9, at);
+    at = buf.writeInt16BE(origins ? 11 : 9, at);
     at = buf.writeInt32BE(4, at);
     at = buf.writeInt32BE(i, at);
     const symbolBytes = buf.write(b.symbol, at + 4, 'utf8');
@@ -160,6 +175,13 @@ export function encodeCopyBinary(bars: readonly Bar[]): Buffer {
     at = writeSafeInt64(buf, b.volume, at);
     if (b.vwap === null) at = buf.writeInt32BE(-1, at);
     else at = writeDouble(buf, b.vwap, at);
+    if (origins) {
+      const o = origins[i]!;
+      at = buf.writeInt32BE(4, at);
+      at = buf.writeInt32BE(o.partition, at);
+      at = buf.writeInt32BE(8, at);
+      at = buf.writeBigInt64BE(o.offset, at);
+    }
   }
   at = buf.writeInt16BE(-1, at);
   return at === size ? buf : buf.subarray(0, at);

@@ -23,7 +23,7 @@ import { Readable } from 'node:stream';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Bar } from '../contract/bar';
-import { encodeCopyBinary } from './copyEncoding';
+import { encodeCopyBinary, type BarOrigin } from './copyEncoding';
 import { ident, type PoolClient } from './pool';
 
 export interface BarAtOffset {
@@ -56,69 +56,85 @@ export interface WriteGroupResult {
 
 const STAGING = 'bar_writer_staging';
 // ON COMMIT DELETE ROWS: created once per connection, emptied by every commit, no catalog churn.
-const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
+// part and kafka_offset say where each row came from: the fence filter runs in SQL.
+export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
   seq integer NOT NULL, symbol text NOT NULL, "timestamp" timestamptz NOT NULL,
   open double precision NOT NULL, high double precision NOT NULL,
   low double precision NOT NULL, close double precision NOT NULL,
-  volume bigint NOT NULL, vwap double precision
+  volume bigint NOT NULL, vwap double precision,
+  part integer NOT NULL, kafka_offset bigint NOT NULL
 ) ON COMMIT DELETE ROWS`;
 const stagingReady = new WeakSet<object>();
 
+/**
+ * The statements of the write path. The fence statements take the group and topic as escaped
+ * literals: the whole flush goes out as one simple-query string.
+ */
 export interface WriteSql {
-  /** Creates missing fence rows: $1 group, $2 topic, $3 int[] partitions. */
-  insertFences: string;
+  /** Creates the partitions' fence rows if missing (no lock, no write when they exist). */
+  insertFences(group: string, topic: string, partitions: readonly number[]): string;
   /** Locks the partitions' fence rows in partition order; reads `partition`, `next_offset` (text). */
   lockFences(group: string, topic: string, partitions: readonly number[]): string;
   /** Moves the partitions' fences forward (never back): [partition, next offset] pairs. */
   advanceFences(group: string, topic: string, advances: readonly (readonly [number, bigint])[]): string;
-  /** COPY in text format (bench/ uses it for the psql reference). */
+  /** COPY in text format, with origins (bench/ uses it for the psql reference). */
   copy: string;
-  /** COPY in binary format: what the service sends. */
+  /** COPY in binary format, with origins: what the service sends. */
   copyBinary: string;
-  upsert: string;
+  /** The staged rows at or above their partition's fence (locked first), latest message per key. */
+  upsert(group: string, topic: string): string;
 }
 
 const sqlCache = new Map<string, WriteSql>();
 
-/** The fence rows of a group and topic, as escaped literals (the statements go out as simple queries). */
+/** The fence rows of a group and topic, as escaped literals. */
 function fenceKey(alias: string, group: string, topic: string): string {
   return `${alias}consumer_group = ${pg.escapeLiteral(group)} AND ${alias}topic = ${pg.escapeLiteral(topic)}`;
 }
+
+const partitionList = (partitions: readonly number[]) =>
+  partitions.map((p) => String(Math.trunc(p))).join(',');
 
 export function writeSql(schema: string): WriteSql {
   let sql = sqlCache.get(schema);
   if (sql) return sql;
   const bars = `${ident(schema)}.bars_1m`;
   const offsets = `${ident(schema)}.bar_writer_offsets`;
+  const columns = `(seq, symbol, "timestamp", open, high, low, close, volume, vwap, part, kafka_offset)`;
   sql = {
+    insertFences: (group, topic, partitions) =>
+      `INSERT INTO ${offsets} (consumer_group, topic, partition, next_offset)
+       SELECT ${pg.escapeLiteral(group)}, ${pg.escapeLiteral(topic)}, p, 0
+       FROM unnest(ARRAY[${partitionList(partitions)}]::int[]) AS p
+       ON CONFLICT (consumer_group, topic, partition) DO NOTHING`,
     lockFences: (group, topic, partitions) =>
       `SELECT partition, next_offset::text AS next_offset FROM ${offsets}
-       WHERE ${fenceKey('', group, topic)} AND partition IN (${partitions.map(Number).join(',')})
+       WHERE ${fenceKey('', group, topic)} AND partition IN (${partitionList(partitions)})
        ORDER BY partition FOR UPDATE`,
     advanceFences: (group, topic, advances) =>
       `UPDATE ${offsets} AS o SET next_offset = v.next_offset, updated_at = now()
-       FROM (VALUES ${advances.map(([p, n]) => `(${Number(p)}, ${BigInt(n)}::bigint)`).join(', ')})
+       FROM (VALUES ${advances.map(([p, n]) => `(${Math.trunc(p)}, ${BigInt(n)}::bigint)`).join(', ')})
          AS v (partition, next_offset)
        WHERE ${fenceKey('o.', group, topic)} AND o.partition = v.partition AND o.next_offset < v.next_offset`,
-    insertFences: `INSERT INTO ${offsets} (consumer_group, topic, partition, next_offset)
-                   SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p
-                   ON CONFLICT (consumer_group, topic, partition) DO NOTHING`,
-    copy: `COPY pg_temp.${STAGING} (seq, symbol, "timestamp", open, high, low, close, volume, vwap) FROM STDIN`,
-    copyBinary: `COPY pg_temp.${STAGING} (seq, symbol, "timestamp", open, high, low, close, volume, vwap) FROM STDIN (FORMAT binary)`,
+    copy: `COPY pg_temp.${STAGING} ${columns} FROM STDIN`,
+    copyBinary: `COPY pg_temp.${STAGING} ${columns} FROM STDIN (FORMAT binary)`,
     // DISTINCT ON … ORDER BY seq DESC keeps the latest message per key (seq follows offsets); ORDER BY
     // the key also makes concurrent flushes lock rows in one order, so they cannot deadlock.
-    upsert: `INSERT INTO ${bars} AS t (symbol, "timestamp", open, high, low, close, volume, vwap)
-             SELECT symbol, "timestamp", open, high, low, close, volume, vwap FROM (
-               SELECT DISTINCT ON (symbol, "timestamp") *
-               FROM pg_temp.${STAGING}
-               ORDER BY symbol, "timestamp", seq DESC
-             ) latest
-             ORDER BY symbol, "timestamp"
-             ON CONFLICT (symbol, "timestamp") DO UPDATE SET
-               open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-               volume = EXCLUDED.volume, vwap = EXCLUDED.vwap
-             WHERE (t.open, t.high, t.low, t.close, t.volume, t.vwap)
-                   IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)`,
+    upsert: (group, topic) =>
+      `INSERT INTO ${bars} AS t (symbol, "timestamp", open, high, low, close, volume, vwap)
+       SELECT symbol, "timestamp", open, high, low, close, volume, vwap FROM (
+         SELECT DISTINCT ON (s.symbol, s."timestamp") s.*
+         FROM pg_temp.${STAGING} s
+         JOIN ${offsets} f ON ${fenceKey('f.', group, topic)} AND f.partition = s.part
+         WHERE s.kafka_offset >= f.next_offset
+         ORDER BY s.symbol, s."timestamp", s.seq DESC
+       ) latest
+       ORDER BY symbol, "timestamp"
+       ON CONFLICT (symbol, "timestamp") DO UPDATE SET
+         open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+         volume = EXCLUDED.volume, vwap = EXCLUDED.vwap
+       WHERE (t.open, t.high, t.low, t.close, t.volume, t.vwap)
+             IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)`,
   };
   sqlCache.set(schema, sql);
   return sql;
@@ -128,6 +144,11 @@ export function writeSql(schema: string): WriteSql {
  * Steps 1-5 above as one transaction on `client`, which must not be in a transaction (see
  * withConnection). `beforeCommit` runs after the fences are advanced and before COMMIT (dead letters
  * are sent there: if sending fails, nothing is committed). On an error the caller rolls back.
+ *
+ * One round trip: the COPY data goes out right behind its statement (PipelinedCopy), and the
+ * statements after it in the same string: fence rows created if missing, locked, the upsert (which
+ * filters by the fences in SQL), the fences advanced, COMMIT. A second one only to COMMIT after
+ * `beforeCommit`.
  */
 export async function writeGroup(
   client: PoolClient,
@@ -140,42 +161,38 @@ export async function writeGroup(
   const sql = writeSql(schema);
   const ordered = [...parts].sort((x, y) => x.partition - y.partition);
   const partitions = ordered.map((p) => p.partition);
-  const lock = sql.lockFences(group, topic, partitions);
-  const fences = fenceMap(results(await client.query(`BEGIN; ${lock}`))[1]!);
-  if (fences.size < partitions.length) {
-    // First write of a partition by this group: create its row, then lock it.
-    const missing = partitions.filter((p) => !fences.has(p));
-    await client.query(sql.insertFences, [group, topic, missing]);
-    for (const [p, f] of fenceMap((await client.query(lock)) as pg.QueryResult)) fences.set(p, f);
-  }
-
   const bars: Bar[] = [];
-  const outcome: PartitionWriteResult[] = [];
-  const advances: [number, bigint][] = [];
+  const origins: BarOrigin[] = [];
   for (const part of ordered) {
-    const fenceBefore = fences.get(part.partition)!;
-    const before = bars.length;
-    for (const e of part.entries) if (e.offset >= fenceBefore) bars.push(e.bar);
-    const written = bars.length - before;
-    outcome.push({
-      partition: part.partition,
-      written,
-      skippedFenced: part.entries.length - written,
-      fenceBefore,
-    });
-    if (part.nextOffset > fenceBefore) advances.push([part.partition, part.nextOffset]);
+    for (const e of part.entries) {
+      bars.push(e.bar);
+      origins.push({ partition: part.partition, offset: e.offset });
+    }
   }
+  const advances = ordered.map((p) => [p.partition, p.nextOffset] as const);
+  const statements = [
+    'BEGIN',
+    sql.copyBinary,
+    sql.insertFences(group, topic, partitions),
+    sql.lockFences(group, topic, partitions),
+    sql.upsert(group, topic),
+    sql.advanceFences(group, topic, advances),
+    ...(beforeCommit ? [] : ['COMMIT']),
+  ];
+  const copy = new PipelinedCopy(statements.join(';\n'));
+  await pipeline(Readable.from([encodeCopyBinary(bars, origins)]), client.query(copy));
+  // One result per statement, in order: BEGIN, COPY, INSERT (fences), SELECT (fences), INSERT (bars), …
+  const fences = new Map<number, bigint>();
+  for (const row of copy.results[3]?.rows ?? []) fences.set(Number(row[0]), BigInt(row[1]!));
+  if (fences.size !== partitions.length) throw new Error('fence rows missing after they were created');
+  const rowsChanged = copy.results[4]?.rowCount ?? 0;
 
-  const statements: string[] = [];
-  if (bars.length > 0) {
-    const stream = client.query(copyFrom(sql.copyBinary));
-    await pipeline(Readable.from([encodeCopyBinary(bars)]), stream);
-    statements.push(sql.upsert);
-  }
-  if (advances.length > 0) statements.push(sql.advanceFences(group, topic, advances));
-  if (!beforeCommit) statements.push('COMMIT');
-  const res = results(await client.query(statements.join(';\n')));
-  const rowsChanged = bars.length > 0 ? (res[0]!.rowCount ?? 0) : 0;
+  const outcome: PartitionWriteResult[] = ordered.map((part) => {
+    const fenceBefore = fences.get(part.partition)!;
+    let written = 0;
+    for (const e of part.entries) if (e.offset >= fenceBefore) written++;
+    return { partition: part.partition, written, skippedFenced: part.entries.length - written, fenceBefore };
+  });
   if (beforeCommit) {
     await beforeCommit(outcome);
     await client.query('COMMIT');
@@ -183,14 +200,52 @@ export async function writeGroup(
   return { parts: outcome, rowsChanged };
 }
 
-/** A simple-query string of several statements answers with one result each. */
-function results(r: pg.QueryResult | pg.QueryResult[]): pg.QueryResult[] {
-  return Array.isArray(r) ? r : [r];
+/** One statement's outcome in a pipelined COPY string: its rows (text) and its command tag's count. */
+interface StatementResult {
+  rows: (string | null)[][];
+  rowCount: number | null;
 }
 
-function fenceMap(r: pg.QueryResult): Map<number, bigint> {
-  const rows = r.rows as { partition: number; next_offset: string }[];
-  return new Map(rows.map((row) => [row.partition, BigInt(row.next_offset)]));
+type CopyStream = ReturnType<typeof copyFrom>;
+interface CopyStreamInternals {
+  handleCopyInResponse(connection: unknown): void;
+  handleCommandComplete(msg: unknown): void;
+}
+// pg-copy-streams exports a factory; the class of what it makes is the one to extend.
+const CopyStreamQuery = Object.getPrototypeOf(copyFrom('')).constructor as new (text: string) => CopyStream;
+const base = CopyStreamQuery.prototype as unknown as CopyStreamInternals;
+
+/**
+ * pg-copy-streams' COPY FROM STDIN with two changes. The data goes out right behind the query, without
+ * waiting for CopyInResponse (the protocol allows it: when the statements before the copy fail,
+ * PostgreSQL drops the CopyData and CopyDone that follow). And the query string may hold statements
+ * around the COPY: their rows and command tags are kept in `results`, one per statement. So a whole
+ * flush is one round trip: one wait for PostgreSQL, one turn of the event loop.
+ */
+class PipelinedCopy extends CopyStreamQuery {
+  readonly results: StatementResult[] = [];
+  private current: StatementResult = { rows: [], rowCount: null };
+
+  override submit(connection: Parameters<CopyStream['submit']>[0]): void {
+    super.submit(connection);
+    base.handleCopyInResponse.call(this, connection);
+  }
+
+  handleRowDescription(): void {
+    this.current.rows = [];
+  }
+
+  handleDataRow(msg: { fields: (string | null)[] }): void {
+    this.current.rows.push(msg.fields);
+  }
+
+  handleCommandComplete(msg: { text?: string }): void {
+    base.handleCommandComplete.call(this, msg);
+    const count = /\s(\d+)$/.exec(msg.text ?? '');
+    this.current.rowCount = count ? Number(count[1]) : null;
+    this.results.push(this.current);
+    this.current = { rows: [], rowCount: null };
+  }
 }
 
 /**

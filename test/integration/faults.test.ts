@@ -1,8 +1,10 @@
 /**
  * Faults the foundation must survive: the database refusing writes (offsets must not advance, readiness
- * turns false, everything lands after the fault is removed), and SIGTERM with bars still buffered (all
+ * turns false, everything lands after the fault is removed), the database refusing single rows (they
+ * are isolated and dead-lettered, everything else lands), and SIGTERM with bars still buffered (all
  * written and committed before a clean exit).
  */
+import { DLQ_HEADERS } from '../../src/deadletter/producer';
 import {
   diffTables,
   expectedTable,
@@ -66,6 +68,63 @@ describe('database refuses writes', () => {
     );
     expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
     await waitFor('readiness back', async () => (await httpGet(service.port, '/readyz')).status === 200);
+    expect(await service.stop()).toBe(true);
+  });
+});
+
+describe('database refuses single rows', () => {
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(4);
+  });
+  afterAll(() => h.cleanup());
+
+  test('each refused row is isolated and dead-lettered with its SQLSTATE; every other row lands', async () => {
+    // A rule the contract does not know: PostgreSQL refuses these rows (23514, check_violation).
+    await h.pool.query(`ALTER TABLE "${h.schema}".bars_1m ADD CONSTRAINT no_poison CHECK (volume <> 424242)`);
+    const bars = makeBars(100, 6, Date.UTC(2026, 10, 25, 15, 0), 5); // 600 bars over 4 partitions
+    const poisoned = [7, 250, 251, 431, 599];
+    for (const i of poisoned) bars[i]!.volume = 424242;
+    await h.produceBars(bars);
+    const service = await h.startService();
+    const good = bars.filter((_, i) => !poisoned.includes(i));
+    await waitFor(
+      'every good row and the offsets',
+      async () => (await h.rowCount()) === good.length && (await h.caughtUp()),
+    );
+    expect(diffTables(expectedTable(good), await h.storedBars())).toEqual([]);
+    const metrics = (await httpGet(service.port, '/metrics')).body;
+    expect(metricValue(metrics, 'bars_dead_lettered_total')).toBe(poisoned.length);
+
+    const dlq: Record<string, string>[] = [];
+    const consumer = h.kafka.consumer({ groupId: `${h.group}-dlq-reader` });
+    h.onCleanup(() => consumer.disconnect());
+    await consumer.connect();
+    await consumer.subscribe({ topic: h.dlqTopic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+        headers.value = message.value?.toString() ?? '';
+        dlq.push(headers);
+      },
+    });
+    await waitFor('the dead letters', async () => dlq.length >= poisoned.length);
+    await consumer.stop();
+    expect(dlq).toHaveLength(poisoned.length);
+    for (const d of dlq) {
+      expect(d[DLQ_HEADERS.reason]).toBe('database_rejected');
+      expect(d[DLQ_HEADERS.sqlstate]).toBe('23514');
+      expect(JSON.parse(d.value!).volume).toBe(424242);
+    }
+    const symbolsMinutes = dlq.map((d) => {
+      const v = JSON.parse(d.value!) as { symbol: string; timestamp: string };
+      return `${v.symbol} ${v.timestamp}`;
+    });
+    expect(symbolsMinutes.sort()).toEqual(
+      poisoned.map((i) => `${bars[i]!.symbol} ${bars[i]!.timestamp}`).sort(),
+    );
     expect(await service.stop()).toBe(true);
   });
 });

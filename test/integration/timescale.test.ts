@@ -225,12 +225,18 @@ function insertSql(
   const params: unknown[] = [];
   const rows = bars.map((x, seq) => {
     const values = [x.symbol, `${x.at}:00Z`, x.open, x.high, x.low, x.close, x.volume, x.vwap];
-    if (staging) values.unshift(seq);
+    // Staging rows come from partition 0, offset = seq.
+    if (staging) {
+      values.unshift(seq);
+      values.push(0, seq);
+    }
     const at = params.length;
     params.push(...values);
     return `(${values.map((_, i) => `$${at + i + 1}`).join(', ')})`;
   });
-  const columns = `${staging ? 'seq, ' : ''}symbol, "timestamp", open, high, low, close, volume, vwap`;
+  const columns = staging
+    ? 'seq, symbol, "timestamp", open, high, low, close, volume, vwap, part, kafka_offset'
+    : 'symbol, "timestamp", open, high, low, close, volume, vwap';
   return { text: `INSERT INTO ${table} (${columns}) VALUES ${rows.join(', ')}`, params };
 }
 
@@ -495,7 +501,7 @@ describe('migrations on TimescaleDB (PGlite with the timescaledb extension)', ()
       const changed = { ...BARS[1]!, close: 11.5 }; // AAA 09:31, in a compressed chunk
       const added = b('CCC', '2026-01-05T09:33', [5, 5.5, 4.5, 5.25], 7, 5);
       await q('BEGIN');
-      await q(sql.insertFences, ['group', 'topic', [0]]);
+      await q(sql.insertFences('group', 'topic', [0]));
       await q(sql.lockFences('group', 'topic', [0]));
       // An older version of the changed bar first: the latest message per key wins.
       const staged = insertSql(
@@ -504,8 +510,8 @@ describe('migrations on TimescaleDB (PGlite with the timescaledb extension)', ()
         true,
       );
       await q(staged.text, staged.params);
-      await q(sql.upsert);
-      await q(sql.advanceFences('group', 'topic', [[0, 3n]]));
+      await q(sql.upsert('group', 'topic'));
+      await q(sql.advanceFences('group', 'topic', [[0, 4n]]));
       await q('COMMIT');
       current = [...current.map((x) => (x.symbol === 'AAA' && x.at === changed.at ? changed : x)), added];
       expect(await readBars('bars_1m')).toEqual(

@@ -78,9 +78,9 @@ export interface ErrorInfo {
 export type PartitionStateName = 'idle' | 'filling' | 'flushing' | 'retrying' | 'revoked';
 
 const TRANSITIONS: Record<PartitionStateName, PartitionStateName[]> = {
-  idle: ['filling', 'revoked', 'flushing'],
-  filling: ['flushing', 'revoked'],
-  flushing: ['idle', 'filling', 'retrying', 'revoked', 'flushing'],
+  idle: ['filling', 'revoked'],
+  filling: ['flushing', 'idle', 'revoked'],
+  flushing: ['idle', 'filling', 'retrying', 'revoked'],
   retrying: ['flushing', 'revoked'],
   revoked: [],
 };

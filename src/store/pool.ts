@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL connection pool and the one transaction helper every write goes through.
+ * The PostgreSQL connection pool and the connection helper every write goes through.
  */
 import fs from 'node:fs';
 import pg from 'pg';
@@ -90,24 +90,6 @@ export async function withConnection<T>(
     client.off('error', onError);
     releaseClient(pool, client, failure);
   }
-}
-
-/** Run `fn` in one transaction on one pooled connection: BEGIN, fn, COMMIT; ROLLBACK on any error. */
-export async function withTransaction<T>(
-  pool: pg.Pool,
-  fn: (client: pg.PoolClient) => Promise<T>,
-  prepare?: (client: pg.PoolClient) => Promise<void>,
-): Promise<T> {
-  return withConnection(
-    pool,
-    async (client) => {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    },
-    prepare,
-  );
 }
 
 /** Double-quoted SQL identifier. */

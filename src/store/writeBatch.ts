@@ -250,7 +250,7 @@ class PipelinedCopy extends CopyStreamQuery {
 
 /**
  * Creates the connection's staging table once, outside any transaction (so a rolled-back batch cannot
- * undo it). Pass as withTransaction's `prepare`.
+ * undo it). Pass as withConnection's `prepare`.
  */
 export async function prepareStaging(client: PoolClient): Promise<void> {
   if (stagingReady.has(client)) return;

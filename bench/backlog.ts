@@ -9,21 +9,13 @@
 import { ident } from '../src/store/pool';
 import { drainOnce } from './drain';
 import {
-  configText,
   buildService,
-  connectAdmin,
-  connectProducer,
-  createBenchSchema,
-  createTopics,
-  endOffsets,
+  configText,
   envInt,
   fmtInt,
   log,
-  machineInfo,
-  newKafka,
-  newPool,
+  prepareFeed,
   printTable,
-  produceFeed,
   round,
   runMain,
   saveResult,
@@ -38,24 +30,15 @@ runMain('bench:backlog', async (cleanup: Cleanup) => {
   const partitions = 6;
   buildService();
 
-  const pool = newPool(2);
-  cleanup.add('pool end', () => pool.end());
-  const machine = await machineInfo(pool);
-  const schema = uniqueName('bench_backlog');
-  await createBenchSchema(pool, cleanup, schema);
-
-  const kafka = newKafka();
-  const admin = await connectAdmin(kafka, cleanup);
-  const topic = schema.replace(/_/g, '.');
+  const { pool, machine, schema, admin, topic, groups, ends, produced } = await prepareFeed(cleanup, {
+    tag: 'backlog',
+    total,
+    symbols,
+    partitions,
+    poolSize: 2,
+  });
   const group = uniqueName('bench_backlog');
-  await createTopics(admin, cleanup, topic, partitions, () => [group]);
-
-  log(`producing ${fmtInt(total)} bars (${fmtInt(symbols)} symbols) to ${topic}`);
-  const producer = await connectProducer(kafka, cleanup);
-  const produced = await produceFeed(producer, topic, total, symbols, { chunk: 10_000, progress: true });
-  await producer.disconnect();
-  log(`  produced in ${round(produced.seconds, 1)} s (${fmtInt(produced.barsPerSecond)} bars/s)`);
-  const ends = await endOffsets(admin, topic);
+  groups.push(group);
 
   log('draining with the service');
   const r = await drainOnce({

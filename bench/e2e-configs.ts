@@ -13,19 +13,12 @@ import { ident } from '../src/store/pool';
 import { drainOnce, type DrainResult } from './drain';
 import {
   buildService,
-  connectAdmin,
-  connectProducer,
-  createBenchSchema,
-  createTopics,
-  endOffsets,
   envInt,
   fmtInt,
   log,
-  machineInfo,
-  newKafka,
-  newPool,
+  parsePairs,
+  prepareFeed,
   printTable,
-  produceFeed,
   ratio,
   round,
   runMain,
@@ -38,14 +31,7 @@ import {
 const DEFAULT_CONFIGS = 'default|KAFKA_MAX_WAIT=100ms|BARS_DB_WRITE_QUEUE_SIZE=30000';
 
 function parseConfig(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (text.trim() === 'default') return out;
-  for (const pair of text.split(',')) {
-    const i = pair.indexOf('=');
-    if (i <= 0) throw new Error(`BENCH_CONFIGS: "${pair}" is not NAME=value`);
-    out[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
-  }
-  return out;
+  return text.trim() === 'default' ? {} : parsePairs(text, 'BENCH_CONFIGS');
 }
 
 runMain('bench:e2e-configs', async (cleanup: Cleanup) => {
@@ -55,21 +41,13 @@ runMain('bench:e2e-configs', async (cleanup: Cleanup) => {
   const configs = (process.env.BENCH_CONFIGS ?? DEFAULT_CONFIGS).split('|').map((c) => c.trim());
   buildService();
 
-  const pool = newPool(3);
-  cleanup.add('pool end', () => pool.end());
-  const machine = await machineInfo(pool);
-  const schema = uniqueName('bench_cfg');
-  await createBenchSchema(pool, cleanup, schema);
-  const kafka = newKafka();
-  const admin = await connectAdmin(kafka, cleanup);
-  const topic = schema.replace(/_/g, '.');
-  const groups: string[] = [];
-  await createTopics(admin, cleanup, topic, 6, () => groups);
-  log(`producing ${fmtInt(total)} bars to ${topic}`);
-  const producer = await connectProducer(kafka, cleanup);
-  await produceFeed(producer, topic, total, symbols, { chunk: 10_000, progress: true });
-  await producer.disconnect();
-  const ends = await endOffsets(admin, topic);
+  const { pool, machine, schema, admin, topic, groups, ends } = await prepareFeed(cleanup, {
+    tag: 'cfg',
+    total,
+    symbols,
+    partitions: 6,
+    poolSize: 3,
+  });
 
   const runs = new Map<string, DrainResult[]>(configs.map((c) => [c, []]));
   for (let r = 0; r < rounds; r++) {

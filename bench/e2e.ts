@@ -17,25 +17,17 @@ import path from 'node:path';
 import { ident } from '../src/store/pool';
 import { drainOnce, type DrainResult } from './drain';
 import {
-  configText,
-  RESULTS_DIR,
   buildService,
-  connectAdmin,
-  connectProducer,
-  createTopics,
-  createBenchSchema,
-  endOffsets,
+  configText,
   envFlag,
   envInt,
   fmtInt,
   loadResults,
   log,
-  machineInfo,
-  newKafka,
-  newPool,
+  prepareFeed,
   printTable,
-  produceFeed,
   ratio,
+  RESULTS_DIR,
   round,
   RUN_ID,
   runMain,
@@ -55,24 +47,13 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
   const cpuProf = envFlag('BENCH_CPU_PROF');
   buildService();
 
-  const pool = newPool(3);
-  cleanup.add('pool end', () => pool.end());
-  const machine = await machineInfo(pool);
-  const schema = uniqueName('bench_e2e');
-  await createBenchSchema(pool, cleanup, schema);
-
-  const kafka = newKafka();
-  const admin = await connectAdmin(kafka, cleanup);
-  const topic = schema.replace(/_/g, '.');
-  const groups: string[] = [];
-  await createTopics(admin, cleanup, topic, partitions, () => groups);
-
-  log(`producing ${fmtInt(total)} bars (${fmtInt(symbols)} symbols) to ${topic} (${partitions} partitions)`);
-  const producer = await connectProducer(kafka, cleanup);
-  const produced = await produceFeed(producer, topic, total, symbols, { chunk: 10_000, progress: true });
-  await producer.disconnect();
-  log(`  produced in ${round(produced.seconds, 1)} s (${fmtInt(produced.barsPerSecond)} bars/s)`);
-  const ends = await endOffsets(admin, topic);
+  const { pool, machine, schema, admin, topic, groups, ends, produced } = await prepareFeed(cleanup, {
+    tag: 'e2e',
+    total,
+    symbols,
+    partitions,
+    poolSize: 3,
+  });
   const inTopic = Number([...ends.values()].reduce((a, b) => a + b, 0n));
   if (inTopic !== total) throw new Error(`topic holds ${inTopic} messages, expected ${total}`);
 

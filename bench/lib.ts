@@ -450,6 +450,49 @@ export async function produceFeed(
   return { seconds, barsPerSecond: total / seconds };
 }
 
+/** What the drain benchmarks start from: a fresh schema, and a fresh topic holding the feed. */
+export interface Feed {
+  pool: pg.Pool;
+  machine: Record<string, unknown>;
+  schema: string;
+  admin: Admin;
+  topic: string;
+  /** Consumer groups to delete at the end: push every group used. */
+  groups: string[];
+  /** Log end of every partition once produced. */
+  ends: Map<number, bigint>;
+  produced: { seconds: number; barsPerSecond: number };
+}
+
+/**
+ * Schema `bench_<tag>_…` (migrations 001–002) and topic of the same name (dots for underscores) with
+ * `total` feed bars of `symbols` symbols, 10,000 per send; all removed by `cleanup`.
+ */
+export async function prepareFeed(
+  cleanup: Cleanup,
+  o: { tag: string; total: number; symbols: number; partitions: number; poolSize: number },
+): Promise<Feed> {
+  const pool = newPool(o.poolSize);
+  cleanup.add('pool end', () => pool.end());
+  const machine = await machineInfo(pool);
+  const schema = uniqueName(`bench_${o.tag}`);
+  await createBenchSchema(pool, cleanup, schema);
+  const kafka = newKafka();
+  const admin = await connectAdmin(kafka, cleanup);
+  const topic = schema.replace(/_/g, '.');
+  const groups: string[] = [];
+  await createTopics(admin, cleanup, topic, o.partitions, () => groups);
+  log(
+    `producing ${fmtInt(o.total)} bars (${fmtInt(o.symbols)} symbols) to ${topic} (${o.partitions} partitions)`,
+  );
+  const producer = await connectProducer(kafka, cleanup);
+  const produced = await produceFeed(producer, topic, o.total, o.symbols, { chunk: 10_000, progress: true });
+  await producer.disconnect();
+  log(`  produced in ${round(produced.seconds, 1)} s (${fmtInt(produced.barsPerSecond)} bars/s)`);
+  const ends = await endOffsets(admin, topic);
+  return { pool, machine, schema, admin, topic, groups, ends, produced };
+}
+
 export async function endOffsets(admin: Admin, topic: string): Promise<Map<number, bigint>> {
   const res = await admin.fetchTopicOffsets(topic);
   return new Map(res.map((p) => [p.partition, BigInt(p.high)]));
@@ -487,11 +530,17 @@ export function buildService(): void {
  * Empty by default: the benchmarks measure the default configuration.
  */
 export function serviceOverrides(): Record<string, string> {
-  const raw = process.env.BENCH_SERVICE_ENV ?? '';
+  return parsePairs(process.env.BENCH_SERVICE_ENV ?? '', 'BENCH_SERVICE_ENV');
+}
+
+/** `NAME=value,NAME=value` (a value may hold `=`); `source` names the variable in errors. */
+export function parsePairs(raw: string, source: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const pair of raw.split(',')) {
+    if (pair.trim() === '') continue;
     const i = pair.indexOf('=');
-    if (i > 0) out[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
+    if (i <= 0) throw new Error(`${source}: "${pair}" is not NAME=value`);
+    out[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
   }
   return out;
 }

@@ -74,7 +74,8 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
   for (const r of ranges) {
     const bars: BarAtOffset[] = [];
     for (const e of r.entries) {
-      if (e.kind === 'bar') bars.push(e); // a BarEntry is a BarAtOffset: no copy
+      if (e.kind === 'bar')
+        bars.push(e); // a BarEntry is a BarAtOffset: no copy
       else {
         const list = rejected.get(r.job.partition) ?? [];
         list.push(e);

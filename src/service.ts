@@ -33,6 +33,12 @@ export interface ServiceOptions {
 const COMMIT_RETRY_MS = 1000;
 const LAG_REFRESH_MS = 10_000;
 const DB_CHECK_TTL_MS = 2000;
+/**
+ * How long a fetched batch waits for room in full buffers before its partition is paused: long
+ * enough for a couple of flushes on a healthy database (tens of ms each), short enough that a slow
+ * or unreachable one shows as paused partitions within a second.
+ */
+const ROOM_WAIT_MS = 1000;
 
 export class Service {
   readonly metrics: Metrics;
@@ -79,6 +85,7 @@ export class Service {
         flushOnCaughtUp: config.write.flushOnCaughtUp,
         queueSize: config.write.queueSize,
         queueBytes: config.write.queueBytes,
+        roomWaitMs: ROOM_WAIT_MS,
         maxRetries: config.write.maxRetries,
         retryDelayMs: config.write.retryDelayMs,
         retryMaxDelayMs: config.write.retryMaxDelayMs,
@@ -137,7 +144,7 @@ export class Service {
       try {
         await this.ensureDeadLetterTopic();
         await this.consumer.start({
-          onBatch: (b) => this.pipeline.handleBatch(b),
+          onBatch: (b, heartbeat) => this.pipeline.handleBatch(b, heartbeat),
           onAssignment: (tps) => {
             this.logger.info({ partitions: tps.map((t) => t.partition) }, 'partitions assigned');
             this.pipeline.handleAssignment(tps);

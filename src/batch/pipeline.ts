@@ -12,10 +12,13 @@
  *   any state ──revoked──▶ revoked (terminal: buffer dropped, timers cancelled; an in-flight write
  *   finishes but its offsets are not committed; the new owner replays from the committed offset)
  *
- * Pausing is orthogonal: when the buffers as a whole hold `queueSize` messages (or `queueBytes`), the
- * partition that brought more is paused and the rest of its batch is not taken (kafkajs fetches it
- * again after resume); every paused partition is resumed once the total drains below half. Nothing is
- * ever dropped to make room.
+ * Backpressure is orthogonal: when the buffers as a whole hold `queueSize` messages (or `queueBytes`),
+ * the handler first waits (at most `roomWaitMs`, heartbeating) for the flushes it has just made due to
+ * free half of them, then takes the rest of its batch: fetching stops meanwhile (the fetch loop waits
+ * for the handler) without dropping the fetched data or idling after the space is back. If the room
+ * does not come in time (the database is slow or down), the partition is paused and the rest of its
+ * batch is not taken (kafkajs fetches it again after resume); every paused partition is resumed once
+ * the total drains below half. Nothing is ever dropped to make room.
  *
  * The handler (`handleBatch`) only decodes and buffers: it never awaits the database, so fetching and
  * heartbeats go on while flushes run. Flushes of one partition are strictly sequential and in offset
@@ -39,6 +42,8 @@ export interface PipelineSettings extends FlushPolicy {
   concurrency: number;
   queueSize: number;
   queueBytes: number;
+  /** How long a fetched batch may wait for room in full buffers before its partition is paused. */
+  roomWaitMs: number;
   maxRetries: number;
   retryDelayMs: number;
   retryMaxDelayMs: number;
@@ -135,6 +140,10 @@ export class Pipeline {
   private draining = false;
   private inFlight = 0;
   private pumpRequested = false;
+  /** Handlers waiting for the buffers to drain below half (see waitForRoom). */
+  private roomWaiters: (() => void)[] = [];
+  /** A wait for room timed out and the buffers have not drained since: pause without waiting. */
+  private roomTimedOut = false;
   private readonly rejectLog = new RateLimiter(10, 10_000);
 
   constructor(
@@ -160,14 +169,14 @@ export class Pipeline {
   // ---- Kafka side ---------------------------------------------------------------------------
 
   /**
-   * Takes a fetched batch into the partition's buffer; returns the last offset taken (or null).
-   * Synchronous and non-throwing by design (see the port's contract).
+   * Takes a fetched batch into the partition's buffer; resolves to the last offset taken (or null).
+   * Never throws (see the port's contract). It only waits when the buffers are full: for room, at most
+   * `roomWaitMs`, calling `heartbeat` (the consumer's, so the group does not time the member out).
    */
-  handleBatch(batch: InboundBatch): string | null {
+  async handleBatch(batch: InboundBatch, heartbeat?: () => Promise<void>): Promise<string | null> {
     const st = this.partitions.get(tpKey(batch.topic, batch.partition));
     if (!st || !this.accepting || st.backpressure || !st.fenceLoaded) return null;
-    const { metrics } = this.deps;
-    const arrival = this.now();
+    let arrival = this.now();
     let last: string | null = null;
     let taken = 0;
     for (const m of batch.messages) {
@@ -177,8 +186,13 @@ export class Pipeline {
         continue;
       }
       if (this.isFull()) {
-        this.pause(st);
-        break;
+        this.took(st, taken, batch.highWatermark, last);
+        taken = 0;
+        if (!(await this.waitForRoom(st, heartbeat))) {
+          if (st.state !== 'revoked' && this.accepting) this.pause(st);
+          return last;
+        }
+        arrival = this.now();
       }
       const entry = this.toEntry(batch, m, offset, arrival);
       const before = st.buffer.bytes;
@@ -189,15 +203,81 @@ export class Pipeline {
       last = m.offset;
       taken++;
     }
+    this.took(st, taken, batch.highWatermark, last);
+    return last;
+  }
+
+  /** After taking `taken` entries of a batch: metrics, state, flush rule. */
+  private took(st: PartitionState, taken: number, highWatermark: string, last: string | null): void {
     if (taken > 0) {
-      metrics.barsConsumed.inc(taken);
-      metrics.queueDepth.set(this.totalEntries);
+      this.deps.metrics.barsConsumed.inc(taken);
+      this.deps.metrics.queueDepth.set(this.totalEntries);
       if (st.state === 'idle') this.setState(st, 'filling');
     }
-    if (last !== null) st.caughtUp = BigInt(last) + 1n >= BigInt(batch.highWatermark);
+    if (last !== null) st.caughtUp = BigInt(last) + 1n >= BigInt(highWatermark);
     this.schedule(st);
     if (this.isFull()) this.flushAllUnderPressure();
-    return last;
+  }
+
+  /**
+   * Waits until the buffers have drained below half (true), or gives up (false): after `roomWaitMs`,
+   * when the partition is revoked, when the service drains, or when the heartbeat fails (a rebalance:
+   * the consumer rejoins once the handler returns).
+   */
+  private async waitForRoom(st: PartitionState, heartbeat?: () => Promise<void>): Promise<boolean> {
+    // Once a wait has timed out, the others pause at once until room comes back (no 1 s each).
+    if (this.roomTimedOut) return false;
+    const started = this.now();
+    try {
+      const room = await this.roomWithin(st, started + this.settings.roomWaitMs, heartbeat);
+      if (!room && !this.hasRoom()) this.roomTimedOut = true;
+      return room;
+    } finally {
+      this.deps.metrics.backpressureSeconds.inc((this.now() - started) / 1000);
+    }
+  }
+
+  private async roomWithin(
+    st: PartitionState,
+    deadline: number,
+    heartbeat?: () => Promise<void>,
+  ): Promise<boolean> {
+    while (!this.hasRoom()) {
+      const left = deadline - this.now();
+      if (left <= 0 || !this.accepting || st.state === 'revoked') return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(left, ROOM_HEARTBEAT_MS)).unref();
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.roomWaiters.push(done);
+      });
+      if (heartbeat) {
+        try {
+          await heartbeat();
+        } catch (err) {
+          this.deps.logger.debug({ err: (err as Error).message }, 'heartbeat failed while waiting for room');
+          return false;
+        }
+      }
+    }
+    return this.accepting && st.state !== 'revoked';
+  }
+
+  /** At most half full: where paused partitions resume and waiting handlers go on. */
+  private hasRoom(): boolean {
+    return (
+      this.totalEntries <= this.settings.queueSize / 2 && this.totalBytes <= this.settings.queueBytes / 2
+    );
+  }
+
+  private wakeRoomWaiters(): void {
+    if (this.hasRoom()) this.roomTimedOut = false;
+    const waiters = this.roomWaiters;
+    if (waiters.length === 0) return;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
   }
 
   private toEntry(batch: InboundBatch, m: InboundMessage, offset: bigint, arrival: number): Entry {
@@ -334,6 +414,7 @@ export class Pipeline {
     }
     this.clearTimers(st);
     this.setState(st, 'revoked');
+    this.wakeRoomWaiters(); // a handler waiting for room on this partition gives up
     if (dropped.entries > 0) {
       this.deps.logger.info(
         { topic: st.topic, partition: st.partition, dropped: dropped.entries },
@@ -580,8 +661,8 @@ export class Pipeline {
 
   private maybeResume(): void {
     if (!this.accepting) return;
-    if (this.totalEntries > this.settings.queueSize / 2 || this.totalBytes > this.settings.queueBytes / 2)
-      return;
+    if (!this.hasRoom()) return;
+    this.wakeRoomWaiters();
     const released: PartitionState[] = [];
     for (const st of this.partitions.values()) {
       if (st.backpressure) {
@@ -626,6 +707,7 @@ export class Pipeline {
   async drain(deadlineMs: number): Promise<boolean> {
     this.accepting = false;
     this.draining = true;
+    this.wakeRoomWaiters();
     this.syncPause([...this.partitions.values()]);
     while (this.now() < deadlineMs) {
       let busy = false;
@@ -654,6 +736,7 @@ export class Pipeline {
   /** Cancels timers (hard stop, after drain or at the deadline). */
   close(): void {
     this.accepting = false;
+    this.wakeRoomWaiters();
     for (const st of this.partitions.values()) this.clearTimers(st);
   }
 
@@ -702,6 +785,9 @@ export class Pipeline {
     st.retryTimer = null;
   }
 }
+
+/** A handler waiting for room heartbeats at least this often. */
+const ROOM_HEARTBEAT_MS = 500;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

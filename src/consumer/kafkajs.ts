@@ -135,16 +135,19 @@ export class KafkajsConsumer implements ConsumerPort {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 1,
-      eachBatch: async ({ batch, resolveOffset, isRunning, isStale }) => {
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         if (!isRunning() || isStale()) return;
         let accepted: string | null = null;
         try {
-          accepted = handlers.onBatch({
-            topic: batch.topic,
-            partition: batch.partition,
-            highWatermark: batch.highWatermark,
-            messages: batch.messages as InboundMessage[],
-          });
+          accepted = await handlers.onBatch(
+            {
+              topic: batch.topic,
+              partition: batch.partition,
+              highWatermark: batch.highWatermark,
+              messages: batch.messages as InboundMessage[],
+            },
+            heartbeat,
+          );
         } catch (err) {
           // The handler is written not to throw; if it does, take nothing (the batch is fetched again).
           this.logger.error({ err, topic: batch.topic, partition: batch.partition }, 'batch handler failed');

@@ -28,11 +28,12 @@ export interface InboundBatch {
 
 export interface ConsumerHandlers {
   /**
-   * Takes a fetched batch into the buffers and returns the offset of the last message it took (the
-   * adapter marks everything up to it as processed), or null if it took none. Must return quickly and
-   * never throw: a slow handler stalls every partition's fetch and heartbeat.
+   * Takes a fetched batch into the buffers and resolves to the offset of the last message it took
+   * (the adapter marks everything up to it as processed), or null if it took none. Never rejects.
+   * It returns at once unless the buffers are full; then it may wait, for a bounded time, for room,
+   * calling `heartbeat` at least every few hundred ms. The fetch loop (every partition's) waits for it.
    */
-  onBatch(batch: InboundBatch): string | null;
+  onBatch(batch: InboundBatch, heartbeat: () => Promise<void>): Promise<string | null>;
   /** Called synchronously after every group join with this member's full new assignment. */
   onAssignment(assigned: TopicPartition[]): void;
   /** The client gave up (it will not restart by itself). */

@@ -21,6 +21,7 @@ export interface Metrics {
   consumerLag: Gauge<'partition'>;
   rebalances: Counter;
   pausedPartitions: Gauge;
+  backpressureSeconds: Counter;
   assignedPartitions: Gauge;
   offsetCommits: Counter<'result'>;
   poolConnections: Gauge<'state'>;
@@ -106,6 +107,11 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
     pausedPartitions: new Gauge({
       name: 'kafka_paused_partitions',
       help: 'Partitions paused for backpressure',
+      registers: r,
+    }),
+    backpressureSeconds: new Counter({
+      name: 'kafka_fetch_backpressure_seconds_total',
+      help: 'Seconds the fetch loop waited for room in full buffers (before pausing partitions)',
       registers: r,
     }),
     assignedPartitions: new Gauge({

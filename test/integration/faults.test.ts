@@ -211,6 +211,13 @@ describe('backpressure while the database is slow', () => {
     expect(maxDepth).toBe(QUEUE); // filled up to the cap, never beyond
     expect(maxConsumed).toBe(QUEUE); // nothing more was taken from Kafka
     expect(sawPaused).toBe(true);
+    // It waited for room first (at most ROOM_WAIT_MS, once: later batches pause at once), then paused.
+    const waited = metricValue(
+      (await httpGet(service.port, '/metrics')).body,
+      'kafka_fetch_backpressure_seconds_total',
+    );
+    expect(waited).toBeGreaterThan(0);
+    expect(waited).toBeLessThan(3);
     expect(service.status().depth).toBeLessThanOrEqual(QUEUE);
     expect([...(await h.committedOffsets()).values()].every((o) => o === null)).toBe(true);
 

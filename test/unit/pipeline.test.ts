@@ -24,6 +24,7 @@ const SETTINGS: PipelineSettings = {
   maxRetries: 3,
   retryDelayMs: 1,
   retryMaxDelayMs: 1,
+  roomWaitMs: 50,
 };
 
 function message(offset: number, minute: number) {
@@ -117,7 +118,7 @@ async function setup(settings: Partial<PipelineSettings> = {}, partitions = [0, 
   );
   pipeline.handleAssignment(partitions.map((partition) => ({ topic: TOPIC, partition })));
   await settle(); // fences loaded
-  return { pipeline, calls, commits, metrics };
+  return { pipeline, calls, commits, metrics, consumer };
 }
 
 describe('pipeline flush scheduling', () => {
@@ -229,5 +230,78 @@ describe('pipeline flush scheduling', () => {
       [{ partition: 1, offsets: '6' }],
     ]);
     expect(commits.sort()).toEqual(['0:2', '1:3', '1:6', '1:7']);
+  });
+});
+
+describe('pipeline backpressure: full buffers', () => {
+  const full = { queueSize: 6, batchSize: 3, concurrency: 1 };
+
+  test('the handler waits for room, then takes the rest of its batch: nothing paused or dropped', async () => {
+    const { pipeline, calls, consumer } = await setup({ ...full, roomWaitMs: 5_000 });
+    const heartbeat = jest.fn(async () => undefined);
+    let result: string | null | undefined;
+    void pipeline.handleBatch(batch(0, 0, 10), heartbeat).then((r) => (result = r));
+    await settle();
+    // 6 taken (the cap), the first 3 in flight; the handler waits with offsets 6..9 still to take.
+    expect(pipeline.status().depth).toBe(6);
+    expect(result).toBeUndefined();
+    expect(calls.map((c) => c.jobs)).toEqual([[{ partition: 0, offsets: '0,1,2' }]]);
+    // Each finished flush brings the depth to half: the handler goes on, fills up, waits again.
+    let finished = 0;
+    await until(() => {
+      for (const c of calls.slice(finished)) c.finish();
+      finished = calls.length;
+      return result !== undefined;
+    });
+    expect(result).toBe('9');
+    expect(consumer.pause).not.toHaveBeenCalledWith([{ topic: TOPIC, partition: 0 }]);
+    expect(calls.map((c) => c.jobs)).toEqual([
+      [{ partition: 0, offsets: '0,1,2' }],
+      [{ partition: 0, offsets: '3,4,5' }],
+      [{ partition: 0, offsets: '6,7,8' }],
+    ]);
+    expect(pipeline.status()).toMatchObject({ paused: 0 });
+    expect(heartbeat).toHaveBeenCalled();
+  });
+
+  test('without room within roomWaitMs the partition is paused and the rest is left for a refetch', async () => {
+    const { pipeline, calls, consumer, metrics } = await setup({ ...full, roomWaitMs: 30 });
+    const started = Date.now();
+    await expect(pipeline.handleBatch(batch(0, 0, 10), async () => undefined)).resolves.toBe('5');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(25);
+    expect(consumer.pause).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 0 }]);
+    expect(pipeline.status()).toMatchObject({ depth: 6, paused: 1 });
+    // A paused partition takes nothing more until the buffers drain below half; another partition
+    // finding the buffers full pauses at once (the wait already timed out): no second wait.
+    await expect(pipeline.handleBatch(batch(0, 6, 4))).resolves.toBeNull();
+    const waited = (await metrics.backpressureSeconds.get()).values[0]!.value;
+    await expect(pipeline.handleBatch(batch(1, 0, 3), async () => undefined)).resolves.toBeNull();
+    expect((await metrics.backpressureSeconds.get()).values[0]!.value).toBe(waited);
+    expect(consumer.pause).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 1 }]);
+    calls[0]!.finish();
+    await settle();
+    expect(consumer.resume).toHaveBeenLastCalledWith([
+      { topic: TOPIC, partition: 0 },
+      { topic: TOPIC, partition: 1 },
+    ]);
+    expect(pipeline.status()).toMatchObject({ depth: 3, paused: 0 });
+  });
+
+  test('a failing heartbeat (rebalance) ends the wait at once; drain ends it too', async () => {
+    const { pipeline, calls } = await setup({ ...full, roomWaitMs: 60_000 });
+    const rebalancing = jest.fn(async () => {
+      throw new Error('The group is rebalancing, so a rejoin is needed');
+    });
+    const first = pipeline.handleBatch(batch(0, 0, 10), rebalancing);
+    // The heartbeat runs after the first wake-up (a flush finishing, below half or not).
+    await settle();
+    calls[0]!.finish(() => ({ ok: false, error: new Error('still down') }));
+    await expect(first).resolves.toBe('5');
+    expect(rebalancing).toHaveBeenCalledTimes(1);
+
+    const second = pipeline.handleBatch(batch(1, 0, 3), async () => undefined);
+    const drained = pipeline.drain(Date.now() + 50);
+    await expect(second).resolves.toBeNull(); // full: nothing taken, and drain does not wait for room
+    await drained;
   });
 });

@@ -159,6 +159,8 @@ export interface DrainResult {
   barsPerWrite: number | null;
   /** Mean time of one write transaction, from the flush starting to its COMMIT (ms). */
   msPerWrite: number | null;
+  /** Seconds the fetch loop waited for room in full buffers (the database limiting), from /metrics. */
+  waitedForRoomSeconds: number | null;
   exitCode: number | null;
   stopSeconds: number;
   /** CPU seconds the service used from spawn to done (user + system), and per 1,000 bars. */
@@ -238,6 +240,7 @@ export async function drainOnce(o: {
   let writes: number | null = null;
   let barsPerWrite: number | null = null;
   let msPerWrite: number | null = null;
+  let waitedForRoomSeconds: number | null = null;
   const port = svc.httpPort();
   if (port !== null) {
     const text = await fetch(`http://127.0.0.1:${port}/metrics`)
@@ -248,6 +251,8 @@ export async function drainOnce(o: {
     if (writes && sum !== null) barsPerWrite = Math.round(sum / writes);
     const latency = metricSum(text, 'timescale_write_latency_seconds_sum');
     if (writes && latency !== null) msPerWrite = Math.round((latency / writes) * 1000 * 10) / 10;
+    const waited = metricSum(text, 'kafka_fetch_backpressure_seconds_total');
+    if (waited !== null) waitedForRoomSeconds = Math.round(waited * 100) / 100;
   }
   const cpu = processCpuSeconds(svc.pid);
   const readBytes = processReadBytes(svc.pid);
@@ -279,6 +284,7 @@ export async function drainOnce(o: {
     writes,
     barsPerWrite,
     msPerWrite,
+    waitedForRoomSeconds,
     exitCode: exit.code,
     stopSeconds,
     serviceCpuSeconds: cpu,

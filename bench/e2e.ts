@@ -130,6 +130,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
     r.writes ?? '?',
     r.barsPerWrite ?? '?',
     r.msPerWrite ?? '?',
+    r.waitedForRoomSeconds ?? '?',
   ];
   printTable([
     [
@@ -145,6 +146,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
       'writes',
       'bars/write',
       'ms/write',
+      'waited for room s',
     ],
     row(cpuProf ? 'new (under --cpu-prof)' : 'new', fresh),
     row('replay (new group)', replay),

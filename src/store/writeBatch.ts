@@ -12,9 +12,10 @@
  *      a replay creates no dead tuples;
  *   5. advance each next_offset (it only ever moves forward) and COMMIT.
  *
- * Three round trips when nothing is dead-lettered: `BEGIN; lock` → COPY → `upsert; advance; COMMIT`
- * (simple-query strings; the group and topic go in as escaped literals). Each round trip is a socket
- * write and a wake-up on both sides, which the profile showed to be a large part of a small flush.
+ * One round trip when nothing is dead-lettered (see writeGroup): `BEGIN; COPY …` with the COPY data
+ * right behind it, then fence rows, the upsert, the fence advance and COMMIT in the same simple-query
+ * string (the group and topic go in as escaped literals). Each round trip is a socket write and a
+ * wake-up on both sides, which the profile showed to be a large part of a small flush.
  *
  * The caller commits Kafka offsets only after this returns.
  */

@@ -246,7 +246,7 @@ describe('pipeline backpressure: full buffers', () => {
     expect(pipeline.status().depth).toBe(6);
     expect(result).toBeUndefined();
     expect(calls.map((c) => c.jobs)).toEqual([[{ partition: 0, offsets: '0,1,2' }]]);
-    // Each finished flush brings the depth to half: the handler goes on, fills up, waits again.
+    // Each finished flush makes room: the handler goes on, fills up again, waits again.
     let finished = 0;
     await until(() => {
       for (const c of calls.slice(finished)) c.finish();
@@ -262,6 +262,24 @@ describe('pipeline backpressure: full buffers', () => {
     ]);
     expect(pipeline.status()).toMatchObject({ paused: 0 });
     expect(heartbeat).toHaveBeenCalled();
+  });
+
+  test('the handler goes on as soon as a flush frees any room, not only below half', async () => {
+    const { pipeline, calls, consumer } = await setup({ queueSize: 6, batchSize: 2, roomWaitMs: 5_000 });
+    let result: string | null | undefined;
+    void pipeline.handleBatch(batch(0, 0, 10), async () => undefined).then((r) => (result = r));
+    await settle();
+    expect(pipeline.status().depth).toBe(6); // offsets 0..5 taken; 0,1 being written
+    calls[0]!.finish(); // 4 left of 6: room for 2
+    await settle();
+    expect(pipeline.status().depth).toBe(6); // 6 and 7 taken at once; full again
+    expect(result).toBeUndefined();
+    expect(consumer.pause).not.toHaveBeenCalledWith([{ topic: TOPIC, partition: 0 }]);
+    await until(() => {
+      for (const c of calls) c.finish();
+      return result !== undefined;
+    });
+    expect(result).toBe('9');
   });
 
   test('without room within roomWaitMs the partition is paused and the rest is left for a refetch', async () => {
@@ -293,7 +311,7 @@ describe('pipeline backpressure: full buffers', () => {
       throw new Error('The group is rebalancing, so a rejoin is needed');
     });
     const first = pipeline.handleBatch(batch(0, 0, 10), rebalancing);
-    // The heartbeat runs after the first wake-up (a flush finishing, below half or not).
+    // The heartbeat runs after the first wake-up (a flush finishing, with or without room).
     await settle();
     calls[0]!.finish(() => ({ ok: false, error: new Error('still down') }));
     await expect(first).resolves.toBe('5');

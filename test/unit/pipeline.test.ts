@@ -144,7 +144,7 @@ describe('pipeline flush scheduling', () => {
     expect(pipeline.status().depth).toBe(0);
   });
 
-  test('while the only slot is busy, due partitions gather and go together; each takes one batch', async () => {
+  test('while the only slot is busy, due partitions gather and go together; each takes up to 3 batches', async () => {
     const { pipeline, calls } = await setup({ concurrency: 1 });
     pipeline.handleBatch(batch(0, 0, 3));
     await settle();
@@ -152,22 +152,22 @@ describe('pipeline flush scheduling', () => {
     // Partition 0 is being written: its new entries wait; 1 and 2 become due meanwhile.
     pipeline.handleBatch(batch(0, 3, 4));
     pipeline.handleBatch(batch(1, 0, 3));
-    pipeline.handleBatch(batch(2, 0, 5));
+    pipeline.handleBatch(batch(2, 0, 11));
     await settle();
     expect(calls).toHaveLength(1);
     calls[0]!.finish();
     await settle();
     expect(calls.map((c) => c.jobs)).toHaveLength(2);
     expect(calls[1]!.jobs).toEqual([
-      { partition: 0, offsets: '3,4,5' },
+      { partition: 0, offsets: '3,4,5,6' },
       { partition: 1, offsets: '0,1,2' },
-      { partition: 2, offsets: '0,1,2' },
+      { partition: 2, offsets: '0,1,2,3,4,5,6,7,8' }, // 3 batches of 3
     ]);
     calls[1]!.finish();
     await settle();
-    // What is left (0: offset 6; 2: offsets 3, 4) is below the batch size, not due: it waits.
+    // What is left (2: offsets 9, 10) is below the batch size, not due: it waits.
     expect(calls).toHaveLength(2);
-    expect(pipeline.status().depth).toBe(3);
+    expect(pipeline.status().depth).toBe(2);
   });
 
   test('two slots: the second flush takes only partitions not already being written', async () => {
@@ -213,7 +213,7 @@ describe('pipeline flush scheduling', () => {
   test('drain flushes everything through the slots and resolves once committed', async () => {
     const { pipeline, calls, commits } = await setup({ concurrency: 1 });
     pipeline.handleBatch(batch(0, 0, 2));
-    pipeline.handleBatch(batch(1, 0, 7));
+    pipeline.handleBatch(batch(1, 0, 13));
     await settle();
     // Partition 1 is due (size): one flush with 0 along.
     expect(calls).toHaveLength(1);
@@ -224,17 +224,17 @@ describe('pipeline flush scheduling', () => {
     expect(calls.map((c) => c.jobs)).toEqual([
       [
         { partition: 0, offsets: '0,1' },
-        { partition: 1, offsets: '0,1,2' },
+        { partition: 1, offsets: '0,1,2,3,4,5,6,7,8' },
       ],
-      [{ partition: 1, offsets: '3,4,5' }],
-      [{ partition: 1, offsets: '6' }],
+      [{ partition: 1, offsets: '9,10,11,12' }],
     ]);
-    expect(commits.sort()).toEqual(['0:2', '1:3', '1:6', '1:7']);
+    expect(commits.sort()).toEqual(['0:2', '1:13', '1:9']);
   });
 });
 
 describe('pipeline backpressure: full buffers', () => {
-  const full = { queueSize: 6, batchSize: 3, concurrency: 1 };
+  // Batches of 1: a flush takes up to 3 of them (MAX_BATCHES_PER_FLUSH), half the cap.
+  const full = { queueSize: 6, batchSize: 1, concurrency: 1 };
 
   test('the handler waits for room, then takes the rest of its batch: nothing paused or dropped', async () => {
     const { pipeline, calls, consumer } = await setup({ ...full, roomWaitMs: 5_000 });
@@ -265,21 +265,17 @@ describe('pipeline backpressure: full buffers', () => {
   });
 
   test('the handler goes on as soon as a flush frees any room, not only below half', async () => {
-    const { pipeline, calls, consumer } = await setup({ queueSize: 6, batchSize: 2, roomWaitMs: 5_000 });
+    const { pipeline, calls, consumer } = await setup({ queueSize: 8, batchSize: 1, roomWaitMs: 5_000 });
     let result: string | null | undefined;
     void pipeline.handleBatch(batch(0, 0, 10), async () => undefined).then((r) => (result = r));
     await settle();
-    expect(pipeline.status().depth).toBe(6); // offsets 0..5 taken; 0,1 being written
-    calls[0]!.finish(); // 4 left of 6: room for 2
-    await settle();
-    expect(pipeline.status().depth).toBe(6); // 6 and 7 taken at once; full again
+    expect(pipeline.status().depth).toBe(8); // offsets 0..7 taken (full); 0,1,2 being written
     expect(result).toBeUndefined();
+    calls[0]!.finish(); // 5 left of 8, above half: room for 3
+    await until(() => result !== undefined);
+    expect(result).toBe('9'); // 8 and 9 taken at once
+    expect(pipeline.status().depth).toBe(7);
     expect(consumer.pause).not.toHaveBeenCalledWith([{ topic: TOPIC, partition: 0 }]);
-    await until(() => {
-      for (const c of calls) c.finish();
-      return result !== undefined;
-    });
-    expect(result).toBe('9');
   });
 
   test('without room within roomWaitMs the partition is paused and the rest is left for a refetch', async () => {

@@ -180,15 +180,17 @@ export class Pipeline {
     if (!st || !this.accepting || st.backpressure || !st.fenceLoaded) return null;
     let arrival = this.now();
     let last: string | null = null;
+    let lastTaken: bigint | null = null;
     let taken = 0;
+    const expected = st.nextExpected; // offsets only grow within a batch: one comparison base
     for (const m of batch.messages) {
       const offset = BigInt(m.offset);
-      if (st.nextExpected !== null && offset < st.nextExpected) {
+      if (expected !== null && offset < expected) {
         last = m.offset; // already held or written: a replay after a rejoin
         continue;
       }
       if (this.isFull()) {
-        this.took(st, taken, batch.highWatermark, last);
+        this.took(st, taken, lastTaken, batch.highWatermark, last);
         taken = 0;
         if (!(await this.waitForRoom(st, heartbeat))) {
           if (st.state !== 'revoked' && this.accepting) this.pause(st);
@@ -201,16 +203,23 @@ export class Pipeline {
       st.buffer.push(entry, arrival);
       this.totalEntries++;
       this.totalBytes += st.buffer.bytes - before;
-      st.nextExpected = offset + 1n;
+      lastTaken = offset;
       last = m.offset;
       taken++;
     }
-    this.took(st, taken, batch.highWatermark, last);
+    this.took(st, taken, lastTaken, batch.highWatermark, last);
     return last;
   }
 
-  /** After taking `taken` entries of a batch: metrics, state, flush rule. */
-  private took(st: PartitionState, taken: number, highWatermark: string, last: string | null): void {
+  /** After taking `taken` entries of a batch (the last at `lastTaken`): metrics, state, flush rule. */
+  private took(
+    st: PartitionState,
+    taken: number,
+    lastTaken: bigint | null,
+    highWatermark: string,
+    last: string | null,
+  ): void {
+    if (lastTaken !== null) st.nextExpected = lastTaken + 1n;
     if (taken > 0) {
       this.deps.metrics.barsConsumed.inc(taken);
       this.deps.metrics.queueDepth.set(this.totalEntries);

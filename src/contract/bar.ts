@@ -5,6 +5,7 @@
  * A message is either a Bar or a Rejection carrying a stable `reason` (bounded set, used as a
  * metric label and a dead-letter header) and a human `detail` naming the field and the rule.
  */
+import { isAscii } from 'node:buffer';
 
 /** A validated 1-minute bar. `timestampMs` is the bar start in epoch milliseconds (UTC). */
 export interface Bar {
@@ -76,10 +77,16 @@ export function decodeBar(value: Buffer | Uint8Array | null, nowMs: number): Dec
     return reject('too_large', `value is ${value.length} bytes; the limit is ${MAX_VALUE_BYTES}`);
   }
   let text: string;
-  try {
-    text = utf8.decode(value);
-  } catch {
-    return reject('invalid_utf8', 'value is not valid UTF-8');
+  if (isAscii(value)) {
+    // The usual case: ASCII is valid UTF-8 and reads as Latin-1 byte for byte, without validation.
+    const buf = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.length);
+    text = buf.toString('latin1');
+  } else {
+    try {
+      text = utf8.decode(value);
+    } catch {
+      return reject('invalid_utf8', 'value is not valid UTF-8');
+    }
   }
   let parsed: unknown;
   try {

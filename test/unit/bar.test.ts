@@ -202,6 +202,16 @@ describe('decodeBar: raw value', () => {
     expectReject(decodeBar(Buffer.from(raw), NOW), 'invalid_utf8', 'value is not valid UTF-8');
   });
 
+  test('a plain Uint8Array, and a view into a larger buffer (as Kafka fetches give), decode alike', () => {
+    const good = bytes(BASE);
+    const plain = new Uint8Array(good);
+    const framed = Buffer.concat([Buffer.from('xx{'), good, Buffer.from('}yy')]);
+    const view = new Uint8Array(framed.buffer, framed.byteOffset + 3, good.length);
+    expect(expectBar(decodeBar(plain, NOW))).toEqual(expectBar(decodeBar(good, NOW)));
+    expect(expectBar(decodeBar(view, NOW))).toEqual(expectBar(decodeBar(good, NOW)));
+    expect(expectBar(decodeBar(framed.subarray(3, 3 + good.length), NOW)).symbol).toBe('AAPL');
+  });
+
   test('invalid UTF-8 inside an otherwise valid bar is rejected', () => {
     const good = bytes({ ...BASE, note: 'AB' });
     const i = good.indexOf('AB');

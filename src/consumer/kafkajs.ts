@@ -218,6 +218,10 @@ export class KafkajsConsumer implements ConsumerPort {
   private async connectedAdmin(): Promise<Admin> {
     if (!this.adminConnected) {
       await this.admin.connect();
+      // Loads the broker list: without it a fresh admin client's first group request fails inside
+      // kafkajs ("no brokers in the pool") and is retried after the 300 ms backoff; that delayed
+      // every start-up, whose partitions stay paused until the committed offsets are read.
+      await this.admin.describeCluster();
       this.adminConnected = true;
     }
     return this.admin;

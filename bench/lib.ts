@@ -590,14 +590,26 @@ export interface ServiceChild {
   stop: (graceMs?: number) => Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Spawns `node [nodeArgs] dist/main.js`; it is stopped by pid at cleanup if still running. */
+/** The node flags of `npm start` (package.json `scripts.start`: `node [flags] dist/main.js`). */
+function startNodeFlags(): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {
+    scripts: { start: string };
+  };
+  return pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
+}
+
+/**
+ * Spawns `node [npm start's flags] [nodeArgs] dist/main.js` (node directly, not npm, so its pid is
+ * the service's); it is stopped by pid at cleanup if still running.
+ */
 export function spawnService(
   env: Record<string, string>,
   cleanup: Cleanup,
   nodeArgs: string[] = [],
 ): ServiceChild {
   const spawnedAt = nowMs();
-  const child = spawn(process.execPath, [...nodeArgs, path.join(REPO, 'dist', 'main.js')], {
+  const args = [...startNodeFlags(), ...nodeArgs, path.join(REPO, 'dist', 'main.js')];
+  const child = spawn(process.execPath, args, {
     cwd: REPO,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -36,7 +36,7 @@ mkdir -p .demo
 node dist/demo/producer.js &
 pids+=($!)
 sleep 2 # the producer creates the topic (6 partitions) before the service subscribes
-node dist/main.js > .demo/bar-writer.log 2>&1 &
+node --single-threaded-gc dist/main.js > .demo/bar-writer.log 2>&1 & # as npm start runs it
 pids+=($!)
 echo "demo: bar-writer running (logs: .demo/bar-writer.log); http://127.0.0.1:$HTTP_PORT/readyz /metrics /v1/bars/AA/latest"
 echo "demo: Ctrl-C to stop"

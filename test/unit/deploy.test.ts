@@ -191,7 +191,7 @@ function composeTopics(): Map<string, number> {
 /** A `node dist/x.js` command must name a file tsc builds from src/x.ts (tsconfig.build: src → dist). */
 function expectBuiltEntryPoint(command: unknown[], where: string): void {
   expect(command[0]).toBe('node');
-  const script = str(command[1], where);
+  const script = str(command.slice(1).find((a) => !String(a).startsWith('--')), where);
   const m = /^dist\/(.+)\.js$/.exec(script);
   if (!m) throw new Error(`${where}: ${script} is not a dist/*.js entry point`);
   if (!fs.existsSync(path.join(ROOT, 'src', `${m[1]}.ts`))) {
@@ -569,7 +569,10 @@ describe('Dockerfile', () => {
     expect(cmd.startsWith('[')).toBe(true);
     const argv = arr(JSON.parse(cmd), 'CMD');
     expectBuiltEntryPoint(argv, 'CMD');
-    expect(argv[1]).toBe(JSON.parse(read('package.json')).main);
+    // The image runs what `npm start` runs: the same node flags, then package.json's main.
+    const pkg = JSON.parse(read('package.json')) as { main: string; scripts: { start: string } };
+    expect(argv.join(' ')).toBe(pkg.scripts.start);
+    expect(argv[argv.length - 1]).toBe(pkg.main);
     expect(ops('ENTRYPOINT')).toHaveLength(0);
   });
 

@@ -191,7 +191,10 @@ function composeTopics(): Map<string, number> {
 /** A `node dist/x.js` command must name a file tsc builds from src/x.ts (tsconfig.build: src → dist). */
 function expectBuiltEntryPoint(command: unknown[], where: string): void {
   expect(command[0]).toBe('node');
-  const script = str(command.slice(1).find((a) => !String(a).startsWith('--')), where);
+  const script = str(
+    command.slice(1).find((a) => !String(a).startsWith('--')),
+    where,
+  );
   const m = /^dist\/(.+)\.js$/.exec(script);
   if (!m) throw new Error(`${where}: ${script} is not a dist/*.js entry point`);
   if (!fs.existsSync(path.join(ROOT, 'src', `${m[1]}.ts`))) {

@@ -97,29 +97,15 @@ describe('database refuses single rows', () => {
     const metrics = (await httpGet(service.port, '/metrics')).body;
     expect(metricValue(metrics, 'bars_dead_lettered_total')).toBe(poisoned.length);
 
-    const dlq: Record<string, string>[] = [];
-    const consumer = h.kafka.consumer({ groupId: `${h.group}-dlq-reader` });
-    h.onCleanup(() => consumer.disconnect());
-    await consumer.connect();
-    await consumer.subscribe({ topic: h.dlqTopic, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-        headers.value = message.value?.toString() ?? '';
-        dlq.push(headers);
-      },
-    });
-    await waitFor('the dead letters', async () => dlq.length >= poisoned.length);
-    await consumer.stop();
+    const dlq = await h.readDeadLetters(poisoned.length);
     expect(dlq).toHaveLength(poisoned.length);
     for (const d of dlq) {
-      expect(d[DLQ_HEADERS.reason]).toBe('database_rejected');
-      expect(d[DLQ_HEADERS.sqlstate]).toBe('23514');
-      expect(JSON.parse(d.value!).volume).toBe(424242);
+      expect(d.headers[DLQ_HEADERS.reason]).toBe('database_rejected');
+      expect(d.headers[DLQ_HEADERS.sqlstate]).toBe('23514');
+      expect(JSON.parse(d.value!.toString()).volume).toBe(424242);
     }
     const symbolsMinutes = dlq.map((d) => {
-      const v = JSON.parse(d.value!) as { symbol: string; timestamp: string };
+      const v = JSON.parse(d.value!.toString()) as { symbol: string; timestamp: string };
       return `${v.symbol} ${v.timestamp}`;
     });
     expect(symbolsMinutes.sort()).toEqual(

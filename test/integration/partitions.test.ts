@@ -21,30 +21,6 @@ function partitionOf(bar: TestBar, partitions: number): number {
   return Number(bar.symbol.slice(1)) % partitions;
 }
 
-async function readDlq(h: Harness, count: number) {
-  const out: { key: string | null; value: Buffer | null; headers: Record<string, string> }[] = [];
-  const groupId = `${h.group}-dlq-reader`;
-  const consumer = h.kafka.consumer({ groupId, maxBytes: 16 * 1024 * 1024 });
-  h.onCleanup(async () => {
-    await consumer.disconnect();
-    await (await h.getAdmin()).deleteGroups([groupId]).catch(() => undefined);
-  });
-  await consumer.connect();
-  await consumer.subscribe({ topic: h.dlqTopic, fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-      out.push({ key: message.key?.toString() ?? null, value: message.value, headers });
-    },
-  });
-  const deadline = Date.now() + 60_000;
-  while (out.length < count && Date.now() < deadline) await sleep(100);
-  await sleep(500); // anything beyond `count` would show up too
-  await consumer.stop();
-  return out;
-}
-
 describe('64 partitions on one instance, small buffers', () => {
   const PARTITIONS = 64;
   const QUEUE_SIZE = 2000;
@@ -160,7 +136,7 @@ describe('messages bigger than the fetch limits', () => {
     expect(metricValue(metrics, 'bars_rejected_total')).toBe(big.length);
     expect(metricValue(metrics, 'bars_dead_lettered_total')).toBe(big.length);
 
-    const dlq = await readDlq(h, big.length);
+    const dlq = await h.readDeadLetters(big.length);
     expect(dlq.map((d) => d.key).sort()).toEqual(big.map((b) => b.key).sort());
     for (const b of big) {
       const d = dlq.find((x) => x.key === b.key)!;

@@ -179,20 +179,7 @@ describe('rejected messages', () => {
     expect(metricValue(metrics, 'bars_dead_lettered_total')).toBe(bad.length);
 
     // The dead-letter topic holds each bad message once: original key, value and headers, plus why and where.
-    const dlq: { key: string | null; value: Buffer | null; headers: Record<string, string> }[] = [];
-    const consumer = h.kafka.consumer({ groupId: `${h.group}-dlq-reader` });
-    h.onCleanup(() => consumer.disconnect());
-    await consumer.connect();
-    await consumer.subscribe({ topic: h.dlqTopic, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-        dlq.push({ key: message.key?.toString() ?? null, value: message.value, headers });
-      },
-    });
-    await waitFor('every dead letter', async () => dlq.length >= bad.length);
-    await consumer.stop();
+    const dlq = await h.readDeadLetters(bad.length);
     expect(dlq).toHaveLength(bad.length);
     const badOffsets = messages
       .map((m, offset) => ({ m, offset }))

@@ -108,6 +108,13 @@ export interface HarnessOptions {
   sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
 }
 
+/** A message read back from the dead-letter topic (headers as strings). */
+export interface DeadLetter {
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+}
+
 export class Harness {
   readonly schema: string;
   readonly topic = uniqueName('bars').replace(/_/g, '.');
@@ -172,6 +179,34 @@ export class Harness {
         await this.pool.query(`DROP SCHEMA IF EXISTS "${this.schema}" CASCADE`);
       });
     }
+  }
+
+  /**
+   * Reads the dead-letter topic from the beginning until `count` messages are in (60 s at most), then
+   * 500 ms more, so a message beyond `count` would show too. The reader group is deleted at cleanup.
+   */
+  async readDeadLetters(count: number): Promise<DeadLetter[]> {
+    const out: DeadLetter[] = [];
+    const groupId = `${this.group}-dlq-reader`;
+    const consumer = this.kafka.consumer({ groupId, maxBytes: 16 * 1024 * 1024 });
+    this.onCleanup(async () => {
+      await consumer.disconnect();
+      await (await this.getAdmin()).deleteGroups([groupId]).catch(() => undefined);
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.dlqTopic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+        out.push({ key: message.key?.toString() ?? null, value: message.value, headers });
+      },
+    });
+    const deadline = Date.now() + 60_000;
+    while (out.length < count && Date.now() < deadline) await sleep(100);
+    await sleep(500);
+    await consumer.stop();
+    return out;
   }
 
   async getAdmin(): Promise<Admin> {

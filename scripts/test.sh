@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh clone: installs dependencies, type-checks and lints, builds, starts
-# the real Kafka broker (4.1.x, from Maven Central) and checks the machine's PostgreSQL, runs the unit
-# and integration tests, then the Kafka 3.9.x compatibility run. Stops every broker it started.
+# the real Kafka broker (4.1.x, from Maven Central), a real TimescaleDB (scripts/timescaledb.sh: built
+# once from ../shared/vendor into a cache, run as a throw-away cluster) and checks the machine's
+# PostgreSQL; runs the unit tests, the integration tests on TimescaleDB (bars_1m a hypertable), the
+# write-path suites again on plain PostgreSQL, then the Kafka 3.9.x compatibility run. Stops every
+# broker and cluster it started, by pid.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    unit tests, type-check and lint only
+#
+# TimescaleDB elsewhere: TEST_TSDB_HOST/PORT/USER (a TimescaleDB 2.x server with the extension preloaded,
+# database `test`) instead of building one. Without either, the TimescaleDB run is skipped with a warning,
+# except in CI (CI=true), where that fails the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,12 +48,44 @@ fi
 pg_isready -h 127.0.0.1 -p 5432
 
 started=()
+tsdb_started=""
 cleanup() {
   for spec in "${started[@]}"; do
     KAFKA_VERSION=${spec%@*} KAFKA_PORT=${spec#*@} scripts/kafka.sh stop || true
   done
+  if [ -n "$tsdb_started" ]; then TSDB_PORT=$tsdb_started scripts/timescaledb.sh stop || true; fi
 }
 trap cleanup EXIT
+
+step "TimescaleDB"
+tsdb_port=${TEST_TSDB_PORT:-55432}
+if [ -n "${TEST_TSDB_HOST:-}" ]; then
+  echo "using the TimescaleDB server at $TEST_TSDB_HOST:$tsdb_port (TEST_TSDB_HOST)"
+  tsdb_host=$TEST_TSDB_HOST
+else
+  tsdb_host=127.0.0.1
+  set +e
+  TSDB_PORT=$tsdb_port scripts/timescaledb.sh start
+  rc=$?
+  set -e
+  if [ $rc -eq 0 ]; then
+    tsdb_started=$tsdb_port
+  elif [ $rc -eq 3 ] && [ "${CI:-}" != "true" ]; then
+    echo "WARNING: no TimescaleDB (see above): the suites run on plain PostgreSQL only" >&2
+    tsdb_host=""
+  else
+    echo "TimescaleDB is required here (CI=${CI:-}); see above" >&2
+    exit 1
+  fi
+fi
+if [ -n "$tsdb_host" ]; then
+  export TEST_TSDB_HOST=$tsdb_host TEST_TSDB_PORT=$tsdb_port TEST_TSDB_BIN="$(scripts/timescaledb.sh bin)"
+  # The write-path suites run on the hypertable: the harness checks that bars_1m is one.
+  on_tsdb=(TEST_PG_HOST="$tsdb_host" TEST_PG_PORT="$tsdb_port" TEST_PG_USER="${TEST_TSDB_USER:-postgres}" TEST_PG_TIMESCALEDB=1)
+else
+  on_tsdb=()
+fi
+on_plain=(TEST_PG_HOST=127.0.0.1 TEST_PG_PORT=5432 TEST_PG_USER=postgres TEST_PG_TIMESCALEDB=0)
 
 start_kafka() { # version port
   if ! KAFKA_VERSION=$1 KAFKA_PORT=$2 scripts/kafka.sh status >/dev/null 2>&1; then
@@ -55,11 +94,23 @@ start_kafka() { # version port
   fi
 }
 
-step "integration tests on Kafka $main_version"
+step "integration tests on Kafka $main_version, TimescaleDB ${tsdb_host:+$tsdb_host:$tsdb_port}"
 start_kafka "$main_version" "$main_port"
-TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand
+if [ ${#on_tsdb[@]} -gt 0 ]; then
+  env "${on_tsdb[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand
+else
+  env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand \
+    --testPathIgnorePatterns 'test/integration/timescale\.test\.ts'
+fi
+
+if [ ${#on_tsdb[@]} -gt 0 ]; then
+  step "write path on plain PostgreSQL (127.0.0.1:5432)"
+  env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand \
+    --testPathPatterns 'test/integration/(pipeline|store|faults|privileges)\.test\.ts'
+fi
 
 step "compatibility run on Kafka $compat_version"
 start_kafka "$compat_version" "$compat_port"
-TEST_KAFKA_BROKERS=127.0.0.1:$compat_port npx jest --selectProjects integration --ci --runInBand \
+if [ ${#on_tsdb[@]} -gt 0 ]; then compat_db=("${on_tsdb[@]}"); else compat_db=("${on_plain[@]}"); fi
+env "${compat_db[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$compat_port npx jest --selectProjects integration --ci --runInBand \
   --testPathPatterns 'test/integration/(pipeline|rebalance|rejects)\.test\.ts'

@@ -8,15 +8,13 @@
  * an address the certificate does not name, to check that verify-full verifies the host and not only
  * the chain. The cluster and its directory are removed in afterAll, also when a test fails.
  */
-import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config';
 import { createPool } from '../../src/store/pool';
-import { REPO } from '../support/harness';
+import { run, TempCluster } from '../support/cluster';
+import { runCli } from '../support/harness';
 
 const PG_BIN = process.env.TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 const SECRET = `some-secret-${crypto.randomBytes(4).toString('hex')}`;
@@ -25,55 +23,9 @@ const SCHEMA = 'bw_tls';
 const UNNAMED_IP = '127.0.0.2';
 const testIfLinux = process.platform === 'linux' ? test : test.skip;
 
-interface Cluster {
-  dir: string;
-  data: string;
-  port: number;
-  pid: number | null;
-}
-
-let cluster: Cluster | null = null;
+let cluster: TempCluster | null = null;
 let caFile = '';
 let otherCaFile = '';
-
-function run(cmd: string, args: string[], cwd: string): string {
-  try {
-    return execFileSync(cmd, args, {
-      cwd,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 30_000,
-    });
-  } catch (err) {
-    const e = err as Error & { stdout?: string; stderr?: string };
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`, {
-      cause: err,
-    });
-  }
-}
-
-/** As the postgres OS user: initdb and postgres refuse to run as root. */
-function asPostgres(bin: string, args: string[], cwd: string): string {
-  return run('runuser', ['-u', 'postgres', '--', path.join(PG_BIN, bin), ...args], cwd);
-}
-
-function portFree(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, host, () => s.close(() => resolve(true)));
-  });
-}
-
-async function freePort(hosts: string[]): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = 25432 + crypto.randomInt(20_000);
-    let free = true;
-    for (const host of hosts) free = free && (await portFree(port, host));
-    if (free) return port;
-  }
-  throw new Error('no free port found');
-}
 
 function makeCerts(dir: string): void {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -142,84 +94,30 @@ function makeCerts(dir: string): void {
   fs.chmodSync(path.join(dir, 'server.key'), 0o600);
 }
 
-async function startCluster(): Promise<Cluster> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bw-pgtls-'));
-  const c: Cluster = { dir, data: path.join(dir, 'data'), port: 0, pid: null };
-  cluster = c; // from here on, afterAll removes whatever exists
-  makeCerts(dir);
-  caFile = path.join(dir, 'ca.crt');
-  otherCaFile = path.join(dir, 'other-ca.crt');
-  run('chown', ['-R', 'postgres:postgres', dir], dir);
-
-  asPostgres(
-    'initdb',
-    ['-D', c.data, '-U', 'postgres', '-A', 'trust', '--no-sync', '--no-instructions'],
-    dir,
-  );
+async function startCluster(): Promise<TempCluster> {
   const hosts = process.platform === 'linux' ? ['127.0.0.1', UNNAMED_IP] : ['127.0.0.1'];
-  c.port = await freePort(hosts);
-  fs.appendFileSync(
-    path.join(c.data, 'postgresql.conf'),
-    [
-      '',
-      '# dbtls.test.ts',
-      `port = ${c.port}`,
-      `listen_addresses = '${hosts.join(',')}'`,
-      `unix_socket_directories = '${dir}'`,
+  cluster = new TempCluster({
+    bin: PG_BIN,
+    hosts,
+    prepare: (dir) => {
+      makeCerts(dir);
+      caFile = path.join(dir, 'ca.crt');
+      otherCaFile = path.join(dir, 'other-ca.crt');
+    },
+    conf: (dir) => [
       'ssl = on',
       `ssl_cert_file = '${path.join(dir, 'server.crt')}'`,
       `ssl_key_file = '${path.join(dir, 'server.key')}'`,
-      'fsync = off',
-      'max_connections = 20',
-      'shared_buffers = 16MB',
-      '',
-    ].join('\n'),
-  );
-  fs.writeFileSync(
-    path.join(c.data, 'pg_hba.conf'),
-    [
+    ],
+    hba: [
       'local all all trust',
       'hostssl all all 127.0.0.1/32 trust',
       `hostssl all all ${UNNAMED_IP}/32 trust`,
       'hostnossl all all 127.0.0.1/32 reject',
-      '',
-    ].join('\n'),
-  );
-  run('chown', ['postgres:postgres', path.join(c.data, 'pg_hba.conf')], dir);
-  asPostgres('pg_ctl', ['-D', c.data, '-l', path.join(dir, 'postgres.log'), '-w', '-t', '30', 'start'], dir);
-  c.pid = Number(fs.readFileSync(path.join(c.data, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  return c;
+    ],
+  });
+  return cluster.start();
 }
-
-function stopCluster(): void {
-  const c = cluster;
-  if (!c) return;
-  cluster = null;
-  if (c.pid) {
-    try {
-      asPostgres('pg_ctl', ['-D', c.data, '-m', 'fast', '-w', '-t', '20', 'stop'], c.dir);
-    } catch (err) {
-      console.error('pg_ctl stop failed, killing the postmaster:', err);
-      try {
-        process.kill(c.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-  fs.rmSync(c.dir, { recursive: true, force: true });
-}
-
-/** A jest worker exiting without afterAll (killed, timed out) must not leave the postmaster behind. */
-const onExit = () => {
-  if (cluster?.pid) {
-    try {
-      process.kill(cluster.pid, 'SIGQUIT');
-    } catch {
-      // already gone
-    }
-  }
-};
 
 function env(extra: Record<string, string>): Record<string, string> {
   return {
@@ -257,34 +155,16 @@ async function connectError(extra: Record<string, string>): Promise<Error> {
 }
 
 /** `node dist/cli/migrate.js` as operators run it, with only the given environment. */
-function migrateCli(extra: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(REPO, 'dist', 'cli', 'migrate.js')], {
-      cwd: REPO,
-      env: { PATH: process.env.PATH ?? '', ...env(extra) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
+const migrateCli = (extra: Record<string, string>) => runCli('dist/cli/migrate.js', [], env(extra));
 
 describe('TLS to PostgreSQL (own ssl=on cluster)', () => {
   beforeAll(async () => {
-    process.once('exit', onExit);
     await startCluster();
   }, 60_000);
 
   afterAll(() => {
-    process.off('exit', onExit);
-    stopCluster();
+    cluster?.stop();
+    cluster = null;
   }, 30_000);
 
   test('require: the migrate CLI applies the migrations over TLS; the pool session is encrypted', async () => {

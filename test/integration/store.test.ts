@@ -233,7 +233,7 @@ describe('store', () => {
     // Three runners at once on a fresh schema: each migration applied exactly once.
     const fresh = uniqueName('bw_mig');
     h.onCleanup(async () => {
-      await h.pool.query(`DROP SCHEMA IF EXISTS "${fresh}" CASCADE`);
+      await h.dropSchema(fresh);
     });
     const results = await Promise.all(
       [1, 2, 3].map(async () => {

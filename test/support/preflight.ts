@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
-import { KAFKA_BROKERS, PG } from './env';
+import { KAFKA_BROKERS, PG, PG_IS_TIMESCALEDB } from './env';
 
 function reachable(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -35,6 +35,20 @@ export default async function preflight(): Promise<void> {
   try {
     await client.connect();
     await client.query('SELECT 1');
+    if (PG_IS_TIMESCALEDB) {
+      // The loader defines timescaledb.* settings only when it is preloaded.
+      const r = await client.query(
+        `SELECT (SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb')::int AS available,
+                (SELECT count(*) FROM pg_settings WHERE name = 'timescaledb.max_background_workers')::int AS preloaded`,
+      );
+      const { available, preloaded } = r.rows[0] as { available: number; preloaded: number };
+      if (!available || !preloaded) {
+        problems.push(
+          `TEST_PG_TIMESCALEDB=1 but ${PG.host}:${PG.port} has TimescaleDB ${available ? 'installed but not preloaded' : 'not installed'}: ` +
+            "start the suite's own with `scripts/timescaledb.sh start` (scripts/test.sh does)",
+        );
+      }
+    }
   } catch (err) {
     problems.push(
       `PostgreSQL is not reachable at ${PG.host}:${PG.port}/${PG.database} as ${PG.user} (${(err as Error).message}): ` +

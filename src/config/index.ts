@@ -71,6 +71,17 @@ function intRange(min: number, max: number): string {
 }
 const registeredFormats = new Set<string>();
 
+/** An IANA zone name Node's ICU knows (PostgreSQL's list is checked again when it is applied). */
+function isTimeZone(name: string): boolean {
+  if (name.trim() !== name || name === '') return false;
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function positive(max: number) {
   return intRange(1, max);
 }
@@ -161,6 +172,16 @@ const schema = {
       format: 'duration-ms',
       default: 0,
       env: 'BARS_DB_RETENTION',
+    },
+    aggregateTimezone: {
+      doc: 'TimescaleDB only: the time zone (IANA name) bars_1h and bars_1d bucket in, applied by `npm run migrate`',
+      format: (value: unknown) => {
+        if (typeof value !== 'string' || !isTimeZone(value)) {
+          throw new Error('must be an IANA time zone name such as UTC or America/New_York');
+        }
+      },
+      default: 'UTC',
+      env: 'BARS_DB_AGGREGATE_TIMEZONE',
     },
   },
   write: {
@@ -391,6 +412,8 @@ export interface Config {
     statementTimeoutMs: number;
     /** TimescaleDB retention of bars_1m, applied by the migrate CLI (0 = none). */
     retentionMs: number;
+    /** Time zone of bars_1h and bars_1d, applied by the migrate CLI. */
+    aggregateTimezone: string;
   };
   write: {
     batchSize: number;
@@ -531,8 +554,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.db.maxIdleConnections > config.db.maxConnections) {
     problems.push('DB_MAX_IDLE_CONNS (db.maxIdleConnections): must not exceed DB_MAX_CONNECTIONS');
   }
-  if (config.db.retentionMs !== 0 && config.db.retentionMs < UNIT_MS.d!) {
-    problems.push('BARS_DB_RETENTION (db.retentionMs): must be 0 (keep everything) or at least 1d');
+  if (config.db.retentionMs !== 0 && config.db.retentionMs < 3 * UNIT_MS.d!) {
+    problems.push(
+      "BARS_DB_RETENTION (db.retentionMs): must be 0 (keep everything) or at least 3d (the daily aggregate's refresh window must hold two days)",
+    );
   }
   if (config.db.sslMode === 'verify-full' && config.db.sslRootCert) {
     const why = unreadable(config.db.sslRootCert);

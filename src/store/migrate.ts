@@ -18,8 +18,8 @@
  * - Runs in the configured schema (created if missing) through search_path, so the SQL files name
  *   tables unqualified.
  *
- * applyRetention() sets or removes the TimescaleDB retention policy of bars_1m; the migrate CLI calls it
- * after the migrations on every run, since retention is configuration (BARS_DB_RETENTION), not schema.
+ * What is configuration rather than schema (retention, the aggregates' time zone) is applied after the
+ * migrations on every run by src/store/timescaleSettings.ts, under the same lock.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -34,7 +34,7 @@ export const NO_TRANSACTION_MARKER = '-- bar-writer:no-transaction';
 
 /**
  * The part of pg.ClientBase the runner uses: `query(text, params)` resolving to `{ rows }`. A pg client
- * is one; tests adapt other engines (PGlite) to it. Without params the text may hold several statements.
+ * is one. Without params the text may hold several statements.
  */
 export interface MigrationClient {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(
@@ -155,8 +155,42 @@ export function splitSqlStatements(sql: string): string[] {
   return out;
 }
 
+/**
+ * TimescaleDB installed on the server but not in `shared_preload_libraries` is a common
+ * misconfiguration, and a dangerous one here: `CREATE EXTENSION timescaledb` (migration 001) then ends
+ * the connection with a FATAL that no exception handler can catch. Checked first: the loader defines
+ * its `timescaledb.*` settings only when it was preloaded, which any role can see (shared_preload_libraries
+ * itself is readable by superusers only). Stopping is deliberate: carrying on would make bars_1m a plain
+ * table for good, and adding TimescaleDB later means migrating into a new schema.
+ */
+export async function checkTimescaleLoadable(client: MigrationClient): Promise<void> {
+  const r = await client.query<{ created: boolean; available: boolean; preloaded: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') AS created,
+            EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') AS available,
+            EXISTS (SELECT 1 FROM pg_settings WHERE name = 'timescaledb.max_background_workers') AS preloaded`,
+  );
+  const { created, available, preloaded } = r.rows[0]!;
+  if ((created || available) && !preloaded) {
+    throw new Error(
+      `TimescaleDB is ${created ? 'created in this database' : 'installed on this server'} but not preloaded: ` +
+        "add shared_preload_libraries = 'timescaledb' to postgresql.conf (managed services: the parameter group), " +
+        'restart PostgreSQL and run the migration again; nothing was changed',
+    );
+  }
+}
+
 // Any constant works as long as every runner uses the same one.
 const LOCK_KEY = 0x62617277; // 'barw'
+
+/** Runs `fn` holding the migration runners' advisory lock (migrations and applied settings alike). */
+export async function withMigrationLock<T>(client: MigrationClient, fn: () => Promise<T>): Promise<T> {
+  await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
+  try {
+    return await fn();
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
+  }
+}
 
 export interface MigrateResult {
   applied: string[];
@@ -171,171 +205,65 @@ export async function migrate(
 ): Promise<MigrateResult> {
   const s = ident(schema);
   const result: MigrateResult = { applied: [], skipped: [] };
+  await checkTimescaleLoadable(client);
   // Serialise concurrent runners first: CREATE SCHEMA/TABLE IF NOT EXISTS can still race on the catalog.
-  await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
-  try {
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-    await client.query(`SET search_path TO ${s}, public`);
-    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.bar_writer_migrations (
+  await withMigrationLock(client, async () => {
+    try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await client.query(`SET search_path TO ${s}, public`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.bar_writer_migrations (
       version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now())`);
-    const applied = new Map(
-      (
-        await client.query<{ version: number; checksum: string }>(
-          `SELECT version, checksum FROM ${s}.bar_writer_migrations`,
-        )
-      ).rows.map((r) => [r.version, r.checksum]),
-    );
-    const record = `INSERT INTO ${s}.bar_writer_migrations (version, name, checksum) VALUES ($1, $2, $3)`;
-    for (const m of migrations) {
-      const done = applied.get(m.version);
-      if (done !== undefined) {
-        if (done !== m.checksum) {
-          throw new Error(
-            `migration ${m.name} was applied with different contents (checksum ${done.slice(0, 12)}…); never edit an applied migration, add a new one`,
-          );
-        }
-        result.skipped.push(m.name);
-        continue;
-      }
-      if (m.transaction) {
-        await client.query('BEGIN');
-        try {
-          await client.query(m.sql);
-          await client.query(record, [m.version, m.name, m.checksum]);
-          await client.query('COMMIT');
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
-        }
-      } else {
-        const statements = splitSqlStatements(m.sql);
-        for (const [i, statement] of statements.entries()) {
-          try {
-            await client.query(statement);
-          } catch (err) {
+      const applied = new Map(
+        (
+          await client.query<{ version: number; checksum: string }>(
+            `SELECT version, checksum FROM ${s}.bar_writer_migrations`,
+          )
+        ).rows.map((r) => [r.version, r.checksum]),
+      );
+      const record = `INSERT INTO ${s}.bar_writer_migrations (version, name, checksum) VALUES ($1, $2, $3)`;
+      for (const m of migrations) {
+        const done = applied.get(m.version);
+        if (done !== undefined) {
+          if (done !== m.checksum) {
             throw new Error(
-              `migration ${m.name} failed at statement ${i + 1} of ${statements.length}: ${(err as Error).message} ` +
-                '(it runs without a transaction: the statements before stay applied, and it is not recorded, so the next run repeats it)',
-              { cause: err },
+              `migration ${m.name} was applied with different contents (checksum ${done.slice(0, 12)}…); never edit an applied migration, add a new one`,
             );
           }
+          result.skipped.push(m.name);
+          continue;
         }
-        await client.query(record, [m.version, m.name, m.checksum]);
+        if (m.transaction) {
+          await client.query('BEGIN');
+          try {
+            await client.query(m.sql);
+            await client.query(record, [m.version, m.name, m.checksum]);
+            await client.query('COMMIT');
+          } catch (err) {
+            await client.query('ROLLBACK').catch(() => undefined);
+            throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
+          }
+        } else {
+          const statements = splitSqlStatements(m.sql);
+          for (const [i, statement] of statements.entries()) {
+            try {
+              await client.query(statement);
+            } catch (err) {
+              throw new Error(
+                `migration ${m.name} failed at statement ${i + 1} of ${statements.length}: ${(err as Error).message} ` +
+                  '(it runs without a transaction: the statements before stay applied, and it is not recorded, so the next run repeats it)',
+                { cause: err },
+              );
+            }
+          }
+          await client.query(record, [m.version, m.name, m.checksum]);
+        }
+        log(`applied ${m.name}${m.transaction ? '' : ' (without a transaction)'}`);
+        result.applied.push(m.name);
       }
-      log(`applied ${m.name}${m.transaction ? '' : ' (without a transaction)'}`);
-      result.applied.push(m.name);
+    } finally {
+      await client.query('RESET search_path').catch(() => undefined);
     }
-  } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
-    await client.query('RESET search_path').catch(() => undefined);
-  }
+  });
   return result;
-}
-
-const DAY_MS = 86_400_000;
-
-/** What applyRetention found or did. `dropAfter` is the interval in force afterwards (null: none). */
-export interface RetentionResult {
-  action: 'unavailable' | 'none' | 'unchanged' | 'added' | 'replaced' | 'removed';
-  dropAfter: string | null;
-  /** Why retention is unavailable (no timescaledb, or bars_1m not a hypertable). */
-  reason?: string;
-}
-
-/** `400 days` for whole days, else milliseconds: a literal PostgreSQL reads as an interval. */
-export function retentionInterval(retentionMs: number): string {
-  return retentionMs % DAY_MS === 0 ? `${retentionMs / DAY_MS} days` : `${retentionMs} milliseconds`;
-}
-
-/**
- * Makes the retention policy of `schema`.bars_1m match `retentionMs` (0 = no policy): adds it, replaces
- * one with another drop_after, removes it, or leaves it alone when it already matches, so it is safe on
- * every run. Does nothing (action `unavailable`) unless bars_1m is a TimescaleDB hypertable. Refuses a
- * retention not longer than every continuous-aggregate refresh window on bars_1m: a refresh over
- * dropped chunks would recompute those buckets from nothing and erase them.
- */
-export async function applyRetention(
-  client: MigrationClient,
-  schema: string,
-  retentionMs: number,
-): Promise<RetentionResult> {
-  await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
-  try {
-    const ext = await client.query<{ schema: string }>(
-      `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-       WHERE e.extname = 'timescaledb'`,
-    );
-    if (ext.rows.length === 0) {
-      return { action: 'unavailable', dropAfter: null, reason: 'the timescaledb extension is not installed' };
-    }
-    // Qualified: the caller's search_path may not include the extension's schema.
-    const ts = ident(ext.rows[0]!.schema);
-    const ht = await client.query(
-      `SELECT 1 FROM timescaledb_information.hypertables
-       WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
-      [schema],
-    );
-    if (ht.rows.length === 0) {
-      return { action: 'unavailable', dropAfter: null, reason: `${schema}.bars_1m is not a hypertable` };
-    }
-    const table = `${ident(schema)}.bars_1m`;
-    const current = (
-      await client.query<{ drop_after: string }>(
-        `SELECT config->>'drop_after' AS drop_after FROM timescaledb_information.jobs
-         WHERE proc_name = 'policy_retention' AND hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
-        [schema],
-      )
-    ).rows[0]?.drop_after;
-    if (retentionMs === 0) {
-      if (current === undefined) return { action: 'none', dropAfter: null };
-      await client.query(`SELECT ${ts}.remove_retention_policy($1::regclass, if_exists => true)`, [table]);
-      return { action: 'removed', dropAfter: null };
-    }
-    const wanted = retentionInterval(retentionMs);
-    const windows = (
-      await client.query<{ unbounded: boolean | null; longest: string | null; longer: boolean | null }>(
-        `SELECT bool_or(j.config->>'start_offset' IS NULL) AS unbounded,
-                max((j.config->>'start_offset')::interval)::text AS longest,
-                $3::interval > max((j.config->>'start_offset')::interval) AS longer
-         FROM timescaledb_information.jobs j
-         JOIN timescaledb_information.continuous_aggregates ca
-           ON ca.view_schema = j.hypertable_schema AND ca.view_name = j.hypertable_name
-         WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
-           AND ca.hypertable_schema = $1 AND ca.hypertable_name = $2`,
-        [schema, 'bars_1m', wanted],
-      )
-    ).rows[0];
-    if (windows?.unbounded || (windows?.longest != null && !windows.longer)) {
-      throw new Error(
-        `BARS_DB_RETENTION (${wanted}) must be longer than the refresh window of every continuous aggregate on ` +
-          `bars_1m (longest start_offset: ${windows.unbounded ? 'unbounded' : windows.longest}): a refresh over ` +
-          'dropped chunks would erase their aggregates',
-      );
-    }
-    if (current !== undefined) {
-      const same = await client.query<{ same: boolean }>(`SELECT $1::interval = $2::interval AS same`, [
-        current,
-        wanted,
-      ]);
-      if (same.rows[0]?.same) return { action: 'unchanged', dropAfter: current };
-    }
-    await client.query('BEGIN');
-    try {
-      if (current !== undefined) {
-        await client.query(`SELECT ${ts}.remove_retention_policy($1::regclass, if_exists => true)`, [table]);
-      }
-      await client.query(`SELECT ${ts}.add_retention_policy($1::regclass, drop_after => $2::interval)`, [
-        table,
-        wanted,
-      ]);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
-    return { action: current === undefined ? 'added' : 'replaced', dropAfter: wanted };
-  } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
-  }
 }

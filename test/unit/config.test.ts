@@ -47,6 +47,7 @@ const DEFAULTS: Config = {
     connMaxLifetimeMs: 1_800_000,
     statementTimeoutMs: 30_000,
     retentionMs: 0,
+    aggregateTimezone: 'UTC',
   },
   write: {
     batchSize: 1000,
@@ -153,6 +154,7 @@ describe('loadConfig: values from env', () => {
       DB_CONN_MAX_LIFETIME: '1h',
       DB_STATEMENT_TIMEOUT: '0',
       BARS_DB_RETENTION: '400d',
+      BARS_DB_AGGREGATE_TIMEZONE: 'America/New_York',
       BARS_DB_WRITE_BATCH_SIZE: '500',
       BARS_DB_WRITE_CONCURRENCY: '4',
       BARS_DB_WRITE_INTERVAL: '250ms',
@@ -194,6 +196,7 @@ describe('loadConfig: values from env', () => {
         connMaxLifetimeMs: 3_600_000,
         statementTimeoutMs: 0,
         retentionMs: 34_560_000_000,
+        aggregateTimezone: 'America/New_York',
       },
       write: {
         batchSize: 500,
@@ -319,6 +322,16 @@ describe('loadConfig: invalid values', () => {
       'LOG_LEVEL (logLevel): must be one of the possible values: ["fatal","error","warn","info","debug","trace","silent"]: value was "loud"',
     ],
     ['KAFKA_TOPIC', '', 'KAFKA_TOPIC (kafka.topic): must be a non-empty topic name'],
+    [
+      'BARS_DB_AGGREGATE_TIMEZONE',
+      'New York',
+      'BARS_DB_AGGREGATE_TIMEZONE (db.aggregateTimezone): must be an IANA time zone name such as UTC or America/New_York: value was "New York"',
+    ],
+    [
+      'BARS_DB_AGGREGATE_TIMEZONE',
+      'EST5EDT ',
+      'BARS_DB_AGGREGATE_TIMEZONE (db.aggregateTimezone): must be an IANA time zone name such as UTC or America/New_York: value was "EST5EDT "',
+    ],
   ])('%s=%p is reported naming the env variable', (key, value, problem) => {
     const err = configError({ [key]: value });
     expect(err.problems).toEqual([problem]);
@@ -415,6 +428,14 @@ describe('loadConfig: cross-field rules', () => {
     expect(
       loadConfig({ BARS_DB_RETRY_DELAY: '2s', BARS_DB_RETRY_MAX_DELAY: '2000' }).write.retryMaxDelayMs,
     ).toBe(2000);
+  });
+
+  test('retention is 0 or at least 3 days (the daily aggregate refreshes a window of two days)', () => {
+    expect(configError({ BARS_DB_RETENTION: '71h' }).problems).toEqual([
+      "BARS_DB_RETENTION (db.retentionMs): must be 0 (keep everything) or at least 3d (the daily aggregate's refresh window must hold two days)",
+    ]);
+    expect(loadConfig({ BARS_DB_RETENTION: '3d' }).db.retentionMs).toBe(259_200_000);
+    expect(loadConfig({ BARS_DB_RETENTION: '0' }).db.retentionMs).toBe(0);
   });
 
   test('shutdown timeout must be at least 1s', () => {

@@ -1,0 +1,307 @@
+/**
+ * TimescaleDB settings that are configuration, not schema: applied by the migrate CLI after the
+ * migrations on every run, under the migration lock, so they follow the environment (a changed value
+ * is applied, an unchanged one leaves everything alone). Each does nothing (`unavailable`) unless
+ * bars_1m is a hypertable of the timescaledb extension.
+ *
+ * - Retention (BARS_DB_RETENTION): the retention policy of bars_1m, and with it the start of every
+ *   refresh policy's window (see migrations/006_aggregates_cover_history.sql): all history without
+ *   retention, the retention interval with it, so a refresh never reaches a dropped chunk and erases
+ *   its buckets, and a correction of any bar still kept reaches the aggregates at the next policy run.
+ * - Time zone of the aggregates (BARS_DB_AGGREGATE_TIMEZONE): bars_1h and bars_1d bucket in it (a US
+ *   equity's day starts at midnight New York time, not UTC). Every zone's offset is a multiple of 15
+ *   minutes, so bars_5m and bars_15m are the same in every zone and stay UTC. A change rebuilds the two
+ *   aggregates from bars_1m.
+ */
+import { withMigrationLock, type MigrationClient } from './migrate';
+import { ident } from './pool';
+
+const DAY_MS = 86_400_000;
+
+/** The continuous aggregates of migration 004, with their refresh policies' schedule. */
+export const AGGREGATES = [
+  { name: 'bars_5m', width: '5 minutes', schedule: '1 minute', zoned: false },
+  { name: 'bars_15m', width: '15 minutes', schedule: '5 minutes', zoned: false },
+  { name: 'bars_1h', width: '1 hour', schedule: '15 minutes', zoned: true },
+  { name: 'bars_1d', width: '1 day', schedule: '1 hour', zoned: true },
+] as const;
+
+/** `400 days` for whole days, else milliseconds: a literal PostgreSQL reads as an interval. */
+export function retentionInterval(retentionMs: number): string {
+  return retentionMs % DAY_MS === 0 ? `${retentionMs / DAY_MS} days` : `${retentionMs} milliseconds`;
+}
+
+interface Hypertable {
+  /** The extension's schema, quoted: the caller's search_path may not include it. */
+  ts: string;
+}
+
+/** The extension's schema when `schema`.bars_1m is a hypertable; else why not. */
+async function hypertable(client: MigrationClient, schema: string): Promise<Hypertable | string> {
+  const ext = await client.query<{ schema: string }>(
+    `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'timescaledb'`,
+  );
+  if (ext.rows.length === 0) return 'the timescaledb extension is not installed';
+  const ht = await client.query(
+    `SELECT 1 FROM timescaledb_information.hypertables
+     WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
+    [schema],
+  );
+  if (ht.rows.length === 0) return `${schema}.bars_1m is not a hypertable`;
+  return { ts: ident(ext.rows[0]!.schema) };
+}
+
+async function inTransaction<T>(client: MigrationClient, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const out = await fn();
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+// ---- retention ------------------------------------------------------------------------------------
+
+/** What applyRetention found or did. */
+export interface RetentionResult {
+  action: 'unavailable' | 'none' | 'unchanged' | 'added' | 'replaced' | 'removed';
+  /** The retention interval in force afterwards (null: none). */
+  dropAfter: string | null;
+  /** Refresh policies changed to start at `dropAfter` (or at the start of history). */
+  refreshPoliciesChanged: number;
+  /** Why retention is unavailable (no timescaledb, or bars_1m not a hypertable). */
+  reason?: string;
+}
+
+interface RefreshPolicy {
+  job_id: number;
+  view: string;
+  start_offset: string | null;
+}
+
+async function refreshPolicies(client: MigrationClient, schema: string): Promise<RefreshPolicy[]> {
+  return (
+    await client.query<RefreshPolicy>(
+      `SELECT j.job_id, j.hypertable_name AS view, j.config->>'start_offset' AS start_offset
+       FROM timescaledb_information.jobs j
+       JOIN timescaledb_information.continuous_aggregates ca
+         ON ca.view_schema = j.hypertable_schema AND ca.view_name = j.hypertable_name
+       WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
+         AND ca.hypertable_schema = $1 AND ca.hypertable_name = 'bars_1m'
+       ORDER BY j.job_id`,
+      [schema],
+    )
+  ).rows;
+}
+
+/**
+ * Makes the retention policy of `schema`.bars_1m match `retentionMs` (0 = none), and every refresh
+ * policy of its aggregates start where retention ends (or at the start of history), in one transaction.
+ */
+export async function applyRetention(
+  client: MigrationClient,
+  schema: string,
+  retentionMs: number,
+): Promise<RetentionResult> {
+  return withMigrationLock(client, async () => {
+    const found = await hypertable(client, schema);
+    if (typeof found === 'string') {
+      return { action: 'unavailable', dropAfter: null, refreshPoliciesChanged: 0, reason: found };
+    }
+    const { ts } = found;
+    const table = `${ident(schema)}.bars_1m`;
+    const current = (
+      await client.query<{ drop_after: string }>(
+        `SELECT config->>'drop_after' AS drop_after FROM timescaledb_information.jobs
+         WHERE proc_name = 'policy_retention' AND hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
+        [schema],
+      )
+    ).rows[0]?.drop_after;
+    const wanted = retentionMs === 0 ? null : retentionInterval(retentionMs);
+    const sameInterval = async (a: string | null | undefined, b: string | null): Promise<boolean> => {
+      if (a === undefined || a === null || b === null) return (a ?? null) === b;
+      const r = await client.query<{ same: boolean }>('SELECT $1::interval = $2::interval AS same', [a, b]);
+      return r.rows[0]!.same;
+    };
+    const stale: RefreshPolicy[] = [];
+    for (const p of await refreshPolicies(client, schema)) {
+      if (!(await sameInterval(p.start_offset, wanted))) stale.push(p);
+    }
+    const retentionSame = await sameInterval(current, wanted);
+    if (retentionSame && stale.length === 0) {
+      return { action: wanted === null ? 'none' : 'unchanged', dropAfter: wanted, refreshPoliciesChanged: 0 };
+    }
+    await inTransaction(client, async () => {
+      // Windows first: inside this transaction the scheduler sees both changes at once anyway.
+      for (const p of stale) {
+        await client.query(
+          `SELECT ${ts}.alter_job($1, config => config || jsonb_build_object('start_offset', $2::text))
+           FROM timescaledb_information.jobs WHERE job_id = $1`,
+          [p.job_id, wanted],
+        );
+      }
+      if (!retentionSame) {
+        if (current !== undefined) {
+          await client.query(`SELECT ${ts}.remove_retention_policy($1::regclass, if_exists => true)`, [
+            table,
+          ]);
+        }
+        if (wanted !== null) {
+          await client.query(`SELECT ${ts}.add_retention_policy($1::regclass, drop_after => $2::interval)`, [
+            table,
+            wanted,
+          ]);
+        }
+      }
+    });
+    const action: RetentionResult['action'] = retentionSame
+      ? wanted === null
+        ? 'none'
+        : 'unchanged'
+      : wanted === null
+        ? 'removed'
+        : current === undefined
+          ? 'added'
+          : 'replaced';
+    return { action, dropAfter: wanted, refreshPoliciesChanged: stale.length };
+  });
+}
+
+// ---- time zone of the aggregates ------------------------------------------------------------------
+
+export interface TimezoneResult {
+  action: 'unavailable' | 'unchanged' | 'rebuilt';
+  /** The zone bars_1h and bars_1d bucket in afterwards. */
+  timezone: string | null;
+  reason?: string;
+}
+
+/** Recorded on each zoned aggregate, so a later run knows the zone it was built with. */
+const ZONE_COMMENT = 'bar-writer: buckets in time zone ';
+
+/**
+ * The SELECT of an aggregate: the columns and rules of migration 004 (see its header), bucketed in
+ * `timezone` when given.
+ */
+function aggregateQuery(width: string, timezone: string | null, literal: (s: string) => string): string {
+  const bucket = timezone
+    ? `time_bucket(${literal(width)}::interval, "timestamp", ${literal(timezone)})`
+    : `time_bucket(${literal(width)}::interval, "timestamp")`;
+  return `SELECT symbol,
+                 ${bucket} AS "timestamp",
+                 first(open, "timestamp") AS open,
+                 max(high) AS high,
+                 min(low) AS low,
+                 last(close, "timestamp") AS close,
+                 sum(volume) AS volume,
+                 sum(vwap * volume) FILTER (WHERE vwap IS NOT NULL)
+                     / nullif(sum(volume) FILTER (WHERE vwap IS NOT NULL), 0) AS vwap
+          FROM bars_1m
+          GROUP BY symbol, ${bucket}`;
+}
+
+function quoteLiteral(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/**
+ * Makes bars_1h and bars_1d bucket in `timezone` (an IANA name such as America/New_York; UTC is the
+ * default of migration 004). A change drops and re-creates both aggregates (same columns, policy,
+ * grants) and re-materializes them from bars_1m. That recomputes every bucket from the minute bars, so
+ * it refuses when the aggregate holds buckets older than bars_1m's oldest bar (chunks dropped by
+ * retention: their buckets would be lost), unless `allowLoss`.
+ */
+export async function applyAggregateTimezone(
+  client: MigrationClient,
+  schema: string,
+  timezone: string,
+  options: { allowLoss?: boolean; log?: (msg: string) => void } = {},
+): Promise<TimezoneResult> {
+  return withMigrationLock(client, async () => {
+    const found = await hypertable(client, schema);
+    if (typeof found === 'string') return { action: 'unavailable', timezone: null, reason: found };
+    const { ts } = found;
+    const zone = await client.query<{ name: string }>(
+      `SELECT name FROM pg_timezone_names WHERE lower(name) = lower($1) ORDER BY name = $1 DESC LIMIT 1`,
+      [timezone],
+    );
+    if (zone.rows.length === 0) {
+      throw new Error(
+        `BARS_DB_AGGREGATE_TIMEZONE: "${timezone}" is not a time zone this PostgreSQL knows (pg_timezone_names)`,
+      );
+    }
+    const wanted = zone.rows[0]!.name;
+    const s = ident(schema);
+    const zoned = AGGREGATES.filter((a) => a.zoned);
+    const present = await client.query<{ view: string; comment: string | null }>(
+      `SELECT c.relname AS view, obj_description(c.oid, 'pg_class') AS comment
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname = ANY($2)`,
+      [schema, zoned.map((a) => a.name)],
+    );
+    if (present.rows.length === 0) {
+      return { action: 'unavailable', timezone: null, reason: 'the continuous aggregates do not exist' };
+    }
+    const zoneOf = (comment: string | null) =>
+      comment?.startsWith(ZONE_COMMENT) ? comment.slice(ZONE_COMMENT.length) : 'UTC';
+    const todo = zoned.filter((a) => {
+      const row = present.rows.find((r) => r.view === a.name);
+      return !row || zoneOf(row.comment) !== wanted;
+    });
+    if (todo.length === 0) return { action: 'unchanged', timezone: wanted };
+
+    if (!options.allowLoss) {
+      for (const a of todo) {
+        const was = zoneOf(present.rows.find((r) => r.view === a.name)?.comment ?? null);
+        // The aggregate's oldest bucket against the bucket of bars_1m's oldest bar, in the zone it was built with.
+        const r = await client.query<{ agg: Date | null; raw: Date | null }>(
+          `SELECT a.agg, time_bucket($1::interval, r.raw, $2) AS raw
+           FROM (SELECT min("timestamp") AS agg FROM ${s}.${ident(a.name)}) a,
+                (SELECT min("timestamp") AS raw FROM ${s}.bars_1m) r`,
+          [a.width, was],
+        );
+        const { agg, raw } = r.rows[0]!;
+        if (agg !== null && (raw === null || agg.getTime() < raw.getTime())) {
+          throw new Error(
+            `changing the aggregates' time zone to ${wanted} rebuilds ${a.name} from bars_1m, which no longer holds ` +
+              `the bars of its oldest buckets (from ${agg.toISOString()}; bars_1m starts ${raw?.toISOString() ?? 'empty'}): ` +
+              'they would be lost. Keep the zone, or accept the loss with --allow-aggregate-loss',
+          );
+        }
+      }
+    }
+
+    const policies = await refreshPolicies(client, schema);
+    const startOffset = policies.find((p) => !todo.some((a) => a.name === p.view))?.start_offset ?? null;
+    const writerRole = (await client.query(`SELECT 1 FROM pg_roles WHERE rolname = 'bar_writer_rw'`)).rows
+      .length;
+    for (const a of todo) {
+      const view = `${s}.${ident(a.name)}`;
+      await inTransaction(client, async () => {
+        await client.query(`SET LOCAL search_path TO ${s}, public`);
+        await client.query(`DROP MATERIALIZED VIEW IF EXISTS ${view}`);
+        await client.query(
+          `CREATE MATERIALIZED VIEW ${view}
+           WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+           ${aggregateQuery(a.width, wanted === 'UTC' ? null : wanted, quoteLiteral)}
+           WITH NO DATA`,
+        );
+        await client.query(
+          `SELECT ${ts}.add_continuous_aggregate_policy($1::regclass, start_offset => $2::interval,
+             end_offset => '1 minute'::interval, schedule_interval => $3::interval)`,
+          [view, startOffset, a.schedule],
+        );
+        await client.query(`COMMENT ON VIEW ${view} IS ${quoteLiteral(ZONE_COMMENT + wanted)}`);
+        if (writerRole) await client.query(`GRANT SELECT ON ${view} TO bar_writer_rw`);
+      });
+      options.log?.(`${a.name} re-created with buckets in ${wanted}; materializing it from bars_1m`);
+      // Outside a transaction block: refresh_continuous_aggregate refuses to run inside one.
+      await client.query(`CALL ${ts}.refresh_continuous_aggregate($1::regclass, NULL, NULL)`, [view]);
+    }
+    return { action: 'rebuilt', timezone: wanted };
+  });
+}

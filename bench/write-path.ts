@@ -26,13 +26,8 @@ import { loadConfig } from '../src/config';
 import type { Bar } from '../src/contract/bar';
 import { encodeCopyRows } from '../src/store/copyEncoding';
 import { createPool, ident, withConnection, type PoolClient } from '../src/store/pool';
-import {
-  CREATE_STAGING,
-  prepareStaging,
-  writeGroup,
-  writeSql,
-  type BarAtOffset,
-} from '../src/store/writeBatch';
+import { prepareStaging, writeGroup, type BarAtOffset } from '../src/store/writeBatch';
+import { CREATE_STAGING, writeSql } from '../src/store/writeSql';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import {
   Cleanup,

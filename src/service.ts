@@ -1,27 +1,37 @@
 /**
- * Wiring: builds every stage from the configuration and owns the lifecycle.
+ * Wiring and lifecycle: builds every stage from the configuration, starts and stops them in order.
  *
- *   Kafka (ConsumerPort) ─▶ Pipeline (decode, buffer, flush rule, backpressure)
+ *   Kafka (ConsumerPort) ─▶ Pipeline (intake, admission, partitions, scheduler)
  *        ─▶ flush (store: fence + COPY + upsert; dead letters) ─▶ OffsetCommitter ─▶ Kafka
  *
- * start() and stop() are idempotent: a second call returns the first call's promise.
+ * start() and stop() are idempotent (a second call returns the first call's promise) and wait for each
+ * other: stop() during start-up waits for start-up to notice (it checks between steps), so nothing it
+ * creates is left running; start() after stop() does nothing.
  */
 import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
 import type { Config } from './config';
 import { createFlush } from './batch/flush';
 import { Pipeline } from './batch/pipeline';
+import { retryDelayMs } from './batch/policy';
+import { kafkaErrorType } from './consumer/errors';
 import { createKafka, KafkajsConsumer } from './consumer/kafkajs';
 import type { ConsumerPort } from './consumer/port';
 import { KafkaDeadLetterSink, NoDeadLetterSink, type DeadLetterSink } from './deadletter/producer';
-import { HttpServer, type CheckResult } from './http/server';
-import { OffsetCommitter } from './offsets/committer';
-import type { Logger } from './observe/logger';
+import { ensureDeadLetterTopic } from './deadletter/topic';
+import { HttpServer } from './http/server';
+import { errorMessage, type Logger } from './observe/logger';
 import { createMetrics, type Metrics } from './observe/metrics';
+import type { Periodic } from './observe/periodic';
+import { Readiness, type CheckResult } from './observe/readiness';
+import { OffsetCommitter } from './offsets/committer';
+import { reportLag } from './offsets/lag';
+import { ResumePoints } from './offsets/resume';
 import { classifyDbError } from './store/errors';
+import { readFences } from './store/fences';
+import { databaseCheck, reportPool } from './store/health';
 import { createPool, type Pool } from './store/pool';
 import { getBars, getLatestBars } from './store/readBars';
-import { readFences } from './store/writeBatch';
 
 export interface ServiceOptions {
   logger: Logger;
@@ -30,37 +40,40 @@ export interface ServiceOptions {
   onFatal?: (err: Error) => void;
 }
 
-const COMMIT_RETRY_MS = 1000;
-const LAG_REFRESH_MS = 10_000;
-const DB_CHECK_TTL_MS = 2000;
 /**
  * How long a fetched batch waits for room in full buffers before its partition is paused: long
  * enough for a couple of flushes on a healthy database (tens of ms each), short enough that a slow
  * or unreachable one shows as paused partitions within a second.
  */
 const ROOM_WAIT_MS = 1000;
+/** Start-up retries: from this delay, doubling, up to the cap (jittered by the policy's backoff). */
+const STARTUP_RETRY_MS = 1000;
+const STARTUP_RETRY_MAX_MS = 30_000;
+
+/** Where start-up is: readiness shows it (with the latest reason); the log gets one line per change. */
+type StartupState =
+  | { phase: 'starting' }
+  | { phase: 'waiting for kafka'; reason: string }
+  | { phase: 'waiting for the topic'; reason: string }
+  | { phase: 'consuming' }
+  | { phase: 'stopped' };
 
 export class Service {
   readonly metrics: Metrics;
   private readonly pool: Pool;
   private readonly kafka: Kafka;
   private readonly consumer: ConsumerPort;
-  private readonly deadLetters: DeadLetterSink & { stop?(): Promise<void> };
+  private readonly deadLetters: DeadLetterSink;
   private readonly committer: OffsetCommitter;
   private readonly pipeline: Pipeline;
   private readonly http: HttpServer;
+  private readonly readinessChecks: Readiness;
   private readonly logger: Logger;
   private starting: Promise<void> | null = null;
   private stopping: Promise<boolean> | null = null;
   private stopped = false;
-  private consumerRunning = false;
-  private startupState = 'starting';
-  /** The start-up state without its latest reason: a log line is written when this changes. */
-  private startupPhase = 'starting';
-  private deadLetterTopicReady = false;
-  private timers: NodeJS.Timeout[] = [];
-  private dbCheck: { at: number; result: CheckResult } | null = null;
-  private dbCheckInFlight: Promise<CheckResult> | null = null;
+  private state: StartupState = { phase: 'starting' };
+  private periodic: Periodic[] = [];
   port = 0;
 
   constructor(
@@ -77,6 +90,8 @@ export class Service {
       ? new KafkaDeadLetterSink(this.kafka, config.kafka.dlqTopic)
       : new NoDeadLetterSink();
     this.committer = new OffsetCommitter(this.consumer, logger.child({ component: 'offsets' }), this.metrics);
+    const { schema } = config.db;
+    const group = config.kafka.groupId;
     this.pipeline = new Pipeline(
       {
         batchSize: config.write.batchSize,
@@ -91,24 +106,28 @@ export class Service {
         retryMaxDelayMs: config.write.retryMaxDelayMs,
       },
       {
-        flush: createFlush({
-          pool: this.pool,
-          schema: config.db.schema,
-          group: config.kafka.groupId,
-          deadLetters: this.deadLetters,
-        }),
+        flush: createFlush({ pool: this.pool, schema, group, deadLetters: this.deadLetters }),
         classify: classifyDbError,
         consumer: this.consumer,
-        fences: async (topic, partitions) => {
-          const all = await readFences(this.pool, config.db.schema, config.kafka.groupId, topic);
-          return new Map([...all].filter(([p]) => partitions.includes(p)));
-        },
+        resume: new ResumePoints({
+          fences: (topic, partitions) => readFences(this.pool, schema, group, topic, partitions),
+          consumer: this.consumer,
+          committer: this.committer,
+          logger: logger.child({ component: 'offsets' }),
+        }),
         committer: this.committer,
         metrics: this.metrics,
         logger: logger.child({ component: 'pipeline' }),
       },
     );
-    const schema = config.db.schema;
+    this.readinessChecks = new Readiness(
+      {
+        database: databaseCheck(this.pool),
+        kafka: () => this.kafkaCheck(),
+        writes: () => this.writesCheck(),
+      },
+      this.metrics,
+    );
     this.http = new HttpServer({
       logger,
       registry: this.metrics.registry,
@@ -132,95 +151,81 @@ export class Service {
   }
 
   private async doStart(): Promise<void> {
+    if (this.stopped) return;
     this.port = await this.http.listen(this.config.http.port);
     this.logger.info({ port: this.port }, 'http listening');
-    this.every(COMMIT_RETRY_MS, () => this.committer.commitPending());
-    this.every(LAG_REFRESH_MS, () => this.refreshLag());
-    this.every(5000, async () => this.refreshPoolGauges());
-    // Keeps bar_writer_ready current without a probe calling /readyz.
-    this.every(5000, async () => void (await this.readiness()));
-    let attempt = 0;
-    while (!this.stopped) {
+    if (this.stopped) return; // stop() closes the server once this returns
+    const logger = this.logger;
+    this.periodic = [
+      this.committer.retryEvery(1000),
+      reportLag(
+        this.consumer,
+        () => this.pipeline.assignedPartitions(),
+        () => this.state.phase === 'consuming',
+        this.metrics,
+        logger,
+      ),
+      reportPool(this.pool, this.metrics, logger),
+      this.readinessChecks.refreshEvery(5000, logger),
+    ];
+    for (let attempt = 1; !this.stopped; attempt++) {
       try {
-        await this.ensureDeadLetterTopic();
+        if (this.config.kafka.dlqTopic) {
+          // Brokers unreachable: this attempt fails here (one round of connection retries, not two).
+          await ensureDeadLetterTopic(this.kafka, this.config.kafka.dlqTopic, logger);
+        }
         await this.consumer.start({
           onBatch: (b, heartbeat) => this.pipeline.handleBatch(b, heartbeat),
           onAssignment: (tps) => {
-            this.logger.info({ partitions: tps.map((t) => t.partition) }, 'partitions assigned');
+            logger.info({ partitions: tps.map((t) => t.partition) }, 'partitions assigned');
             this.pipeline.handleAssignment(tps);
           },
           onFatal: (err) => this.options.onFatal?.(err),
         });
-        if (this.stopped) {
-          // stop() ran while this attempt was connecting: leave no consumer running behind it.
-          await this.consumer.stop().catch(() => undefined);
-          return;
-        }
-        this.consumerRunning = true;
-        this.setStartupState('consuming', {});
+        if (this.stopped) return; // stop() stops the consumer once this returns
+        this.setState({ phase: 'consuming' });
         return;
       } catch (err) {
         if (this.stopped) return;
-        attempt++;
-        const missingTopic = (err as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION';
-        this.setStartupState(
-          missingTopic ? `waiting for topic ${this.config.kafka.topic} to exist` : 'waiting for kafka',
-          { err: (err as Error).message },
+        const reason = errorMessage(err);
+        this.setState(
+          kafkaErrorType(err) === 'UNKNOWN_TOPIC_OR_PARTITION'
+            ? { phase: 'waiting for the topic', reason }
+            : { phase: 'waiting for kafka', reason },
         );
         await this.consumer.stop().catch(() => undefined);
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
         // In slices, so that stop() does not leave this loop asleep for up to 30 s.
-        const until = Date.now() + delay * (0.5 + Math.random() / 2);
+        const until = Date.now() + retryDelayMs(attempt, STARTUP_RETRY_MS, STARTUP_RETRY_MAX_MS);
         while (!this.stopped && Date.now() < until) await sleep(Math.min(250, until - Date.now()));
       }
     }
   }
 
-  /** One log line per change of start-up state, not one per attempt. */
-  private setStartupState(state: string, fields: Record<string, unknown>): void {
-    // Readiness shows the latest reason; the log only the change of state.
-    this.startupState = typeof fields.err === 'string' ? `${state}: ${fields.err}` : state;
-    if (state === this.startupPhase) return;
-    this.startupPhase = state;
-    if (state === 'consuming')
+  /** One log line per change of start-up phase, not one per attempt. */
+  private setState(next: StartupState): void {
+    const changed = next.phase !== this.state.phase;
+    this.state = next;
+    if (!changed) return;
+    if (next.phase === 'consuming') {
       this.logger.info(
         { topic: this.config.kafka.topic, group: this.config.kafka.groupId },
         'consumer running',
       );
-    else this.logger.warn(fields, `start-up: ${state}; retrying with backoff`);
-  }
-
-  private async ensureDeadLetterTopic(): Promise<void> {
-    const topic = this.config.kafka.dlqTopic;
-    if (!topic || this.deadLetterTopicReady) return;
-    const admin = this.kafka.admin();
-    try {
-      // Brokers unreachable: this start-up attempt fails here (one round of connection retries, not two).
-      await admin.connect();
-      try {
-        const existing = await admin.listTopics();
-        if (!existing.includes(topic)) {
-          await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-          this.logger.info({ topic }, 'dead-letter topic created');
-        }
-        this.deadLetterTopicReady = true;
-      } catch (err) {
-        // Not fatal here: a dead letter that cannot be sent fails its flush, which is retried.
-        this.logger.warn(
-          { err: (err as Error).message, topic },
-          'could not check or create the dead-letter topic',
-        );
-      }
-    } finally {
-      await admin.disconnect().catch(() => undefined);
+    } else if (next.phase === 'waiting for kafka' || next.phase === 'waiting for the topic') {
+      const what =
+        next.phase === 'waiting for the topic'
+          ? `waiting for topic ${this.config.kafka.topic} to exist`
+          : next.phase;
+      this.logger.warn({ err: next.reason }, `start-up: ${what}; retrying with backoff`);
     }
   }
 
   /**
-   * Graceful stop, in this order: stop taking messages and pause fetching → flush every buffer and
-   * commit its offsets (retrying until the deadline) → leave the group and disconnect Kafka → close the
-   * dead-letter producer → end the pool → close HTTP. Resolves true when everything taken was durable
-   * and committed before the deadline. Uncommitted messages are replayed by the next owner: late, never lost.
+   * Graceful stop, in this order: let start-up notice and end → stop taking messages and pause fetching
+   * → flush every buffer and commit its offsets (retrying until the deadline) → stop the periodic tasks
+   * → leave the group and disconnect Kafka → close the dead-letter producer → end the pool → close
+   * HTTP. Resolves true when everything taken was durable and committed before the deadline.
+   * Uncommitted messages are replayed by the next owner: late, never lost.
    */
   stop(deadlineMs = Date.now() + this.config.shutdownTimeoutMs): Promise<boolean> {
     this.stopping ??= this.doStop(deadlineMs);
@@ -229,8 +234,10 @@ export class Service {
 
   private async doStop(deadlineMs: number): Promise<boolean> {
     this.stopped = true;
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
+    // Start-up checks `stopped` between its steps; a connection attempt in flight ends within kafkajs's
+    // own retries. Wait for it (until the deadline at most), so nothing it creates outlives the stop.
+    if (this.starting)
+      await Promise.race([this.starting.catch(() => undefined), sleep(deadlineMs - Date.now())]);
     let drained: boolean;
     try {
       drained = await this.pipeline.drain(deadlineMs);
@@ -241,7 +248,9 @@ export class Service {
         );
     } finally {
       this.pipeline.close();
-      this.consumerRunning = false;
+      for (const p of this.periodic) p.stop();
+      this.periodic = [];
+      this.state = { phase: 'stopped' };
       await this.consumer
         .stop()
         .catch((err: unknown) => this.logger.warn({ err }, 'kafka disconnect failed'));
@@ -253,75 +262,45 @@ export class Service {
     return drained;
   }
 
-  private every(ms: number, fn: () => Promise<void>): void {
-    const t = setInterval(() => {
-      fn().catch((err: unknown) => this.logger.debug({ err }, 'periodic task failed'));
-    }, ms);
-    t.unref();
-    this.timers.push(t);
-  }
-
-  /** Lag of the partitions this instance owns (so a sum over replicas counts each partition once). */
-  private async refreshLag(): Promise<void> {
-    if (!this.consumerRunning) return;
-    const owned = new Set(this.pipeline.assignedPartitions());
-    const lags = await this.consumer.lag();
-    this.metrics.consumerLag.reset();
-    for (const p of lags) {
-      if (!owned.has(p.partition)) continue;
-      // No committed offset yet: count from the log start would overstate it after retention; use the end.
-      const lag = p.committed === null ? p.highWatermark - p.lowWatermark : p.highWatermark - p.committed;
-      this.metrics.consumerLag.set({ partition: String(p.partition) }, Number(lag < 0n ? 0n : lag));
-    }
-  }
-
-  private refreshPoolGauges(): void {
-    this.metrics.poolConnections.set({ state: 'total' }, this.pool.totalCount);
-    this.metrics.poolConnections.set({ state: 'idle' }, this.pool.idleCount);
-    this.metrics.poolConnections.set({ state: 'waiting' }, this.pool.waitingCount);
-  }
-
   liveness(): Record<string, CheckResult> {
     return { eventLoop: { ok: true, detail: 'responding' } };
   }
 
-  async readiness(): Promise<Record<string, CheckResult>> {
-    const status = this.pipeline.status();
-    const checks: Record<string, CheckResult> = {
-      database: await this.checkDatabase(),
-      kafka: this.consumer.isJoined()
-        ? {
-            ok: true,
-            detail: `joined group ${this.config.kafka.groupId}, ${status.assigned} partition(s) assigned`,
-          }
-        : { ok: false, detail: this.stopped ? 'stopping' : `not joined (${this.startupState})` },
-      writes:
-        status.stuck.length === 0
-          ? { ok: true, detail: `${status.depth} message(s) buffered, ${status.paused} partition(s) paused` }
-          : {
-              ok: false,
-              detail: `partition(s) ${status.stuck.map((s) => s.partition).join(', ')} failing past ${this.config.write.maxRetries} retries: ${status.stuck[0]!.error?.message ?? 'unknown error'}`,
-            },
-    };
-    this.metrics.ready.set(Object.values(checks).every((c) => c.ok) ? 1 : 0);
-    return checks;
+  readiness(): Promise<Record<string, CheckResult>> {
+    return this.readinessChecks.evaluate();
   }
 
-  private async checkDatabase(): Promise<CheckResult> {
-    if (this.dbCheck && Date.now() - this.dbCheck.at < DB_CHECK_TTL_MS) return this.dbCheck.result;
-    this.dbCheckInFlight ??= (async () => {
-      let result: CheckResult;
-      try {
-        await this.pool.query('SELECT 1');
-        result = { ok: true, detail: 'reachable' };
-      } catch (err) {
-        result = { ok: false, detail: `unreachable: ${classifyDbError(err).message}` };
-      }
-      this.dbCheck = { at: Date.now(), result };
-      this.dbCheckInFlight = null;
-      return result;
-    })();
-    return this.dbCheckInFlight;
+  private kafkaCheck(): CheckResult {
+    if (this.consumer.isJoined()) {
+      const assigned = this.pipeline.status().assigned;
+      return {
+        ok: true,
+        detail: `joined group ${this.config.kafka.groupId}, ${assigned} partition(s) assigned`,
+      };
+    }
+    const s = this.state;
+    if (s.phase === 'stopped' || this.stopped) return { ok: false, detail: 'stopping' };
+    const why =
+      s.phase === 'waiting for the topic'
+        ? `waiting for topic ${this.config.kafka.topic} to exist: ${s.reason}`
+        : s.phase === 'waiting for kafka'
+          ? `waiting for kafka: ${s.reason}`
+          : s.phase;
+    return { ok: false, detail: `not joined (${why})` };
+  }
+
+  private writesCheck(): CheckResult {
+    const status = this.pipeline.status();
+    if (status.stuck.length === 0) {
+      return {
+        ok: true,
+        detail: `${status.depth} message(s) buffered, ${status.paused} partition(s) paused`,
+      };
+    }
+    return {
+      ok: false,
+      detail: `partition(s) ${status.stuck.map((s) => s.partition).join(', ')} failing past ${this.config.write.maxRetries} retries: ${status.stuck[0]!.error?.message ?? 'unknown error'}`,
+    };
   }
 
   status() {
@@ -330,5 +309,5 @@ export class Service {
 }
 
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
 }

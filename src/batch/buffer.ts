@@ -3,7 +3,8 @@
  * Rejected messages stay in it as entries too (they are dead-lettered by the flush that covers them),
  * so a flush always covers a contiguous run of offsets and its commit offset is exact.
  */
-import type { Bar, Rejection } from '../contract/bar';
+import type { Bar } from '../contract/bar';
+import type { RejectedMessage } from '../deadletter/records';
 
 export interface BarEntry {
   kind: 'bar';
@@ -13,17 +14,9 @@ export interface BarEntry {
   messageTimeMs: number;
 }
 
-export interface RejectedEntry {
+/** A message that will not be written: it stays in the buffer so the flush covering it dead-letters it. */
+export interface RejectedEntry extends RejectedMessage {
   kind: 'rejected';
-  offset: bigint;
-  rejection: Rejection;
-  /** Copies of the original key, value and headers, for the dead-letter topic. */
-  key: Buffer | null;
-  value: Buffer | null;
-  headers: Record<string, Buffer>;
-  messageTimeMs: number;
-  /** Set when the database refused the row (reason database_rejected). */
-  sqlstate?: string;
 }
 
 export type Entry = BarEntry | RejectedEntry;

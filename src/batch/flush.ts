@@ -1,6 +1,6 @@
 /**
- * What one flush does to make batches durable (the FlushFn the pipeline calls). A flush covers the
- * batches of one or more partitions of a topic (the pipeline groups the partitions that are due at
+ * What one flush does to make batches durable: the FlushFn the scheduler calls. A flush covers the
+ * batches of one or more partitions of a topic (the scheduler groups the partitions that are due at
  * the same time), in one transaction:
  *
  *   fence locks → COPY + upsert of the bars at or above each fence → dead letters for the rejected
@@ -14,15 +14,40 @@
  * written in its own transaction, recursively, until the refused rows are alone; each is
  * dead-lettered with its SQLSTATE. One poison row costs about 2·log2(n) extra transactions, and the
  * other partitions of its group are written on their own. Transient and fatal errors are returned for
- * the pipeline to retry.
+ * the scheduler to retry.
  */
-import type { Pool } from '../store/pool';
-import { withConnection } from '../store/pool';
-import { classifyDbError } from '../store/errors';
-import { prepareStaging, writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
 import type { DeadLetterSink } from '../deadletter/producer';
-import type { Entry, RejectedEntry } from './buffer';
-import type { FlushFn, FlushJob, FlushOutcome, FlushResult } from './pipeline';
+import { refusedBar } from '../deadletter/records';
+import { commitOffsetAfter } from '../offsets/resume';
+import { classifyDbError } from '../store/errors';
+import { withConnection, type Pool } from '../store/pool';
+import { prepareStaging, writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
+import type { Batch, Entry, RejectedEntry } from './buffer';
+
+export interface FlushJob {
+  topic: string;
+  partition: number;
+  batch: Batch;
+}
+
+export interface FlushResult {
+  /** Bars upserted. */
+  written: number;
+  /** Bars below the database fence (already written), skipped. */
+  skippedFenced: number;
+  /** Rejected messages sent to the dead-letter topic. */
+  deadLettered: number;
+  /** Offset to commit: the batch's nextOffset, or the database fence if that is further. */
+  commitOffset: bigint;
+}
+
+export type FlushOutcome = { ok: true; result: FlushResult } | { ok: false; error: unknown };
+
+/**
+ * Makes the batches of distinct partitions durable (database, dead letters), one outcome per job in
+ * order; a failed job is retried. Never throws.
+ */
+export type FlushFn = (jobs: readonly FlushJob[]) => Promise<FlushOutcome[]>;
 
 export interface FlushDeps {
   pool: Pool;
@@ -107,7 +132,7 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
     r.total.written += res.written;
     r.total.skippedFenced += res.skippedFenced;
     r.total.deadLettered += deadLettered.get(res.partition) ?? 0;
-    if (res.fenceBefore > r.total.commitOffset) r.total.commitOffset = res.fenceBefore;
+    r.total.commitOffset = commitOffsetAfter(r.total.commitOffset, res.fenceBefore);
   }
 }
 
@@ -121,19 +146,7 @@ async function writeRange(deps: FlushDeps, r: Range): Promise<void> {
       // The refused row, alone: dead-letter it in place of writing it.
       const only = r.entries[0]!;
       if (only.kind !== 'bar') throw err;
-      const info = classifyDbError(err);
-      const poison: RejectedEntry = {
-        kind: 'rejected',
-        offset: only.offset,
-        rejection: { reason: 'database_rejected', detail: `the database refused the row: ${info.message}` },
-        key: Buffer.from(only.bar.symbol),
-        value: Buffer.from(
-          JSON.stringify({ ...only.bar, timestamp: new Date(only.bar.timestampMs).toISOString() }),
-        ),
-        headers: {},
-        messageTimeMs: only.messageTimeMs,
-        ...(info.code ? { sqlstate: info.code } : {}),
-      };
+      const poison: RejectedEntry = { kind: 'rejected', ...refusedBar(only, classifyDbError(err)) };
       await writeRange(deps, { ...r, entries: [poison] });
       return;
     }

@@ -4,6 +4,7 @@
  * the first batch a producer compressed with one of them. Every process that consumes or produces
  * (the service, its dead-letter producer, the demo producer, the tests) calls registerCodecs() first.
  */
+import { errorMessage } from '../observe/logger';
 import { CompressionCodecs, CompressionTypes } from 'kafkajs';
 
 interface Encoder {
@@ -23,7 +24,7 @@ function load(codec: CodecStatus['codec'], register: () => void): CodecStatus {
     register();
     return { codec, ok: true };
   } catch (err) {
-    return { codec, ok: false, error: (err as Error).message };
+    return { codec, ok: false, error: errorMessage(err) };
   }
 }
 

@@ -1,60 +1,27 @@
 /**
  * The dead-letter topic: every message bar-writer will not write (rejected by the contract, or refused
- * by the database) goes there with its original key, value and headers, plus headers saying why and
- * where it came from. A dead letter is sent before its offset is committed; if it cannot be sent, the
- * flush fails and is retried, so nothing vanishes.
+ * by the database) goes there (records: ./records.ts). A dead letter is sent before its offset is
+ * committed; if it cannot be sent, the flush fails and is retried, so nothing vanishes.
  */
 import type { Kafka, Producer } from 'kafkajs';
-import type { RejectedEntry } from '../batch/buffer';
+import { kafkaErrorType } from '../consumer/errors';
+import {
+  DLQ_HEADERS,
+  deadLetterRecord,
+  recordBytes,
+  type DeadLetterRecord,
+  type RejectedMessage,
+} from './records';
 
-export const DLQ_HEADERS = {
-  reason: 'bar-writer.reason',
-  detail: 'bar-writer.detail',
-  stage: 'bar-writer.stage',
-  sqlstate: 'bar-writer.sqlstate',
-  topic: 'bar-writer.source.topic',
-  partition: 'bar-writer.source.partition',
-  offset: 'bar-writer.source.offset',
-  timestamp: 'bar-writer.source.timestamp',
-  /** Set (to the original size in bytes) when the value was too large for the dead-letter topic. */
-  valueDropped: 'bar-writer.value-dropped-bytes',
-} as const;
+export { DLQ_HEADERS };
 
 const CHUNK_BYTES = 512 * 1024;
-
-function recordBytes(r: {
-  key: Buffer | null;
-  value: Buffer | null;
-  headers: Record<string, Buffer | string>;
-}): number {
-  let n = 64 + (r.key?.length ?? 0) + (r.value?.length ?? 0);
-  for (const [k, v] of Object.entries(r.headers)) n += k.length + v.length + 8;
-  return n;
-}
-
-function errorType(err: unknown): string | null {
-  const t = typeof err === 'object' && err !== null ? (err as { type?: unknown }).type : undefined;
-  return typeof t === 'string' ? t : null;
-}
 
 export interface DeadLetterSink {
   /** False when dead letters are only counted and logged (no topic configured). */
   readonly enabled: boolean;
-  send(sourceTopic: string, sourcePartition: number, entries: readonly RejectedEntry[]): Promise<void>;
-}
-
-/** Builds the dead-letter record of a rejected entry (pure; exported for tests). */
-export function deadLetterRecord(sourceTopic: string, sourcePartition: number, e: RejectedEntry) {
-  const headers: Record<string, Buffer | string> = { ...e.headers };
-  headers[DLQ_HEADERS.reason] = e.rejection.reason;
-  headers[DLQ_HEADERS.detail] = e.rejection.detail;
-  headers[DLQ_HEADERS.stage] = e.rejection.reason.startsWith('database_') ? 'database' : 'contract';
-  if (e.sqlstate) headers[DLQ_HEADERS.sqlstate] = e.sqlstate;
-  headers[DLQ_HEADERS.topic] = sourceTopic;
-  headers[DLQ_HEADERS.partition] = String(sourcePartition);
-  headers[DLQ_HEADERS.offset] = e.offset.toString();
-  headers[DLQ_HEADERS.timestamp] = String(e.messageTimeMs);
-  return { key: e.key, value: e.value, headers };
+  send(sourceTopic: string, sourcePartition: number, messages: readonly RejectedMessage[]): Promise<void>;
+  stop?(): Promise<void>;
 }
 
 export class KafkaDeadLetterSink implements DeadLetterSink {
@@ -75,8 +42,12 @@ export class KafkaDeadLetterSink implements DeadLetterSink {
     });
   }
 
-  async send(sourceTopic: string, sourcePartition: number, entries: readonly RejectedEntry[]): Promise<void> {
-    if (entries.length === 0) return;
+  async send(
+    sourceTopic: string,
+    sourcePartition: number,
+    messages: readonly RejectedMessage[],
+  ): Promise<void> {
+    if (messages.length === 0) return;
     if (!this.connected) {
       this.connected = this.producer.connect().catch((err: unknown) => {
         this.connected = null;
@@ -86,10 +57,10 @@ export class KafkaDeadLetterSink implements DeadLetterSink {
     await withTimeout(this.connected, this.timeoutMs, 'dead-letter producer connect');
     // One request per ~512 KiB: the broker limits a record batch (message.max.bytes, 1 MiB by default),
     // and a rejected message may itself be large.
-    let chunk: ReturnType<typeof deadLetterRecord>[] = [];
+    let chunk: DeadLetterRecord[] = [];
     let bytes = 0;
-    for (const e of entries) {
-      const record = deadLetterRecord(sourceTopic, sourcePartition, e);
+    for (const m of messages) {
+      const record = deadLetterRecord(sourceTopic, sourcePartition, m);
       const size = recordBytes(record);
       if (chunk.length > 0 && bytes + size > CHUNK_BYTES) {
         await this.sendChunk(chunk);
@@ -102,8 +73,8 @@ export class KafkaDeadLetterSink implements DeadLetterSink {
     await this.sendChunk(chunk);
   }
 
-  private async sendChunk(records: ReturnType<typeof deadLetterRecord>[]): Promise<void> {
-    const send = (messages: typeof records) =>
+  private async sendChunk(records: DeadLetterRecord[]): Promise<void> {
+    const send = (messages: DeadLetterRecord[]) =>
       withTimeout(
         this.producer.send({ topic: this.topic, acks: -1, messages }),
         this.timeoutMs,
@@ -112,7 +83,7 @@ export class KafkaDeadLetterSink implements DeadLetterSink {
     try {
       await send(records);
     } catch (err) {
-      if (records.length !== 1 || errorType(err) !== 'MESSAGE_TOO_LARGE') throw err;
+      if (records.length !== 1 || kafkaErrorType(err) !== 'MESSAGE_TOO_LARGE') throw err;
       // Too large for the dead-letter topic even alone: keep the record (reason, origin, headers) and say
       // how big the value was, rather than block the partition forever.
       const r = records[0]!;

@@ -7,12 +7,8 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Bar } from '../contract/bar';
 import { MAX_SYMBOL_LENGTH, parseTimestamp } from '../contract/bar';
-import type { Logger } from '../observe/logger';
-
-export interface CheckResult {
-  ok: boolean;
-  detail: string;
-}
+import { errorMessage, type Logger } from '../observe/logger';
+import type { CheckResult } from '../observe/readiness';
 
 export interface HttpDeps {
   logger: Logger;
@@ -194,7 +190,7 @@ export class HttpServer {
           send(res, 400, { error: err.message, parameter: err.parameter });
         } else {
           // The query itself is parameterised and bounded: a failure here is the database being away.
-          this.deps.logger.warn({ err: (err as Error).message, path }, 'read failed');
+          this.deps.logger.warn({ err: errorMessage(err), path }, 'read failed');
           send(res, 503, { error: 'the database is not available; retry later' });
         }
       }

@@ -29,6 +29,11 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   );
 }
 
+/** The message of anything thrown (an Error's, else its string form), for log fields and answers. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /**
  * Lets through at most `perWindow` calls per key per window, then counts the rest and reports them
  * with the next call that passes. Rejected messages can arrive by the thousand; the log must not.

@@ -14,8 +14,10 @@
  * offset stays pending and `commitPending()` (called on a timer and after every flush) retries it. The
  * database fence makes any replay caused by a lost commit harmless.
  */
+import { kafkaErrorType } from '../consumer/errors';
 import type { ConsumerPort, TopicPartition } from '../consumer/port';
 import type { Logger } from '../observe/logger';
+import { every, type Periodic } from '../observe/periodic';
 import type { Metrics } from '../observe/metrics';
 
 interface Owned {
@@ -26,15 +28,6 @@ interface Owned {
 }
 
 export const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
-
-/** kafkajs puts the broker's error code of a failed commit in `cause.type` (or `type`). */
-export function commitErrorType(err: unknown): string | null {
-  const pick = (e: unknown): unknown =>
-    typeof e === 'object' && e !== null ? (e as Record<string, unknown>).type : undefined;
-  const cause = typeof err === 'object' && err !== null ? (err as Record<string, unknown>).cause : undefined;
-  const t = pick(cause) ?? pick(err);
-  return typeof t === 'string' ? t : null;
-}
 
 export class OffsetCommitter {
   private readonly owned = new Map<string, Owned>();
@@ -87,6 +80,11 @@ export class OffsetCommitter {
     await this.commitOne(topic, partition, o);
   }
 
+  /** Retries pending commits every `ms` (a failed commit stays pending) until the returned task stops. */
+  retryEvery(ms: number): Periodic {
+    return every(ms, 'offset commit retries', () => this.commitPending(), this.logger);
+  }
+
   /** Retries every commit still pending. */
   async commitPending(): Promise<void> {
     const jobs: Promise<void>[] = [];
@@ -120,7 +118,7 @@ export class OffsetCommitter {
       } catch (err) {
         this.metrics.offsetCommits.inc({ result: 'failed' });
         this.logger.warn(
-          { err, topic, partition, offset: target.toString(), kafkaError: commitErrorType(err) },
+          { err, topic, partition, offset: target.toString(), kafkaError: kafkaErrorType(err) },
           'offset commit failed; will retry (rows are durable, a replay is harmless)',
         );
       } finally {

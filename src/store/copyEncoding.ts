@@ -1,9 +1,14 @@
 /**
- * Encoding of bars as PostgreSQL COPY text format rows (tab-separated, \N for NULL, backslash escapes).
+ * Encoding of bars for PostgreSQL's COPY into the staging table, in its column order (writeSql.ts
+ * STAGING_COLUMNS): seq, symbol, timestamp, open, high, low, close, volume, vwap, part, kafka_offset.
  *
- * Numbers use JavaScript's shortest round-trip form (e.g. 0.1, 1e-7, 1.5e+300), which float8in parses to
- * the same double; volumes are safe integers. Timestamps are ISO-8601 UTC with an explicit Z, so the
- * session TimeZone cannot change them.
+ * - Binary format (encodeCopyBinary, at the end): what the service sends. Doubles travel as their 8
+ *   bytes, timestamps as microseconds since 2000: exact by construction, and cheaper to produce and to
+ *   parse.
+ * - Text format (encodeCopyRows: tab-separated, \N for NULL, backslash escapes): bench/'s psql \copy
+ *   reference reads it. Numbers use JavaScript's shortest round-trip form (e.g. 0.1, 1e-7, 1.5e+300),
+ *   which float8in parses to the same double; timestamps are ISO-8601 UTC with an explicit Z, so the
+ *   session TimeZone cannot change them.
  */
 import type { Bar } from '../contract/bar';
 

@@ -25,6 +25,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
+import { errorMessage } from '../observe/logger';
 import { ident } from './pool';
 
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
@@ -241,7 +242,7 @@ export async function migrate(
             await client.query('COMMIT');
           } catch (err) {
             await client.query('ROLLBACK').catch(() => undefined);
-            throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
+            throw new Error(`migration ${m.name} failed: ${errorMessage(err)}`, { cause: err });
           }
         } else {
           const statements = splitSqlStatements(m.sql);
@@ -250,7 +251,7 @@ export async function migrate(
               await client.query(statement);
             } catch (err) {
               throw new Error(
-                `migration ${m.name} failed at statement ${i + 1} of ${statements.length}: ${(err as Error).message} ` +
+                `migration ${m.name} failed at statement ${i + 1} of ${statements.length}: ${errorMessage(err)} ` +
                   '(it runs without a transaction: the statements before stay applied, and it is not recorded, so the next run repeats it)',
                 { cause: err },
               );

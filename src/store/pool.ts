@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL connection pool and the connection helper every write goes through.
+ * The PostgreSQL connection pool, the connection helper every write goes through, and its gauges.
  */
 import fs from 'node:fs';
 import pg from 'pg';
@@ -59,9 +59,8 @@ export function releaseClient(pool: pg.Pool, client: pg.PoolClient, err?: Error)
 }
 
 /**
- * Run `fn` on one pooled connection; `fn` opens and commits its own transaction. On any error the
- * transaction (if one is open) is rolled back and the connection is closed rather than reused (it
- * may be broken).
+ * Run `fn` on one pooled connection; `fn` opens and ends its own transaction (./transaction.ts). On any
+ * error the connection is closed rather than reused (it may be broken).
  */
 export async function withConnection<T>(
   pool: pg.Pool,
@@ -83,8 +82,6 @@ export async function withConnection<T>(
     return await fn(client);
   } catch (err) {
     failure = err instanceof Error ? err : new Error(String(err));
-    // Outside a transaction ROLLBACK only warns.
-    await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
     client.off('error', onError);

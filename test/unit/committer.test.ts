@@ -2,7 +2,7 @@ import { Registry } from 'prom-client';
 import type { OffsetToCommit } from '../../src/consumer/port';
 import { createLogger } from '../../src/observe/logger';
 import { createMetrics, type Metrics } from '../../src/observe/metrics';
-import { OffsetCommitter, commitErrorType, tpKey } from '../../src/offsets/committer';
+import { OffsetCommitter, tpKey } from '../../src/offsets/committer';
 
 const TOPIC = 'bars.1m';
 const P0 = { topic: TOPIC, partition: 0 };
@@ -50,31 +50,6 @@ async function commitCount(metrics: Metrics, result: 'ok' | 'failed'): Promise<n
   const { values } = await metrics.offsetCommits.get();
   return values.find((v) => v.labels.result === result)?.value ?? 0;
 }
-
-describe('commitErrorType', () => {
-  test('cause.type (kafkajs) is preferred', () => {
-    expect(commitErrorType(rebalanceError())).toBe('REBALANCE_IN_PROGRESS');
-    expect(commitErrorType({ type: 'OUTER', cause: { type: 'NOT_COORDINATOR' } })).toBe('NOT_COORDINATOR');
-  });
-
-  test('falls back to the error’s own type', () => {
-    expect(commitErrorType({ type: 'UNKNOWN_MEMBER_ID' })).toBe('UNKNOWN_MEMBER_ID');
-    expect(commitErrorType({ type: 'ILLEGAL_GENERATION', cause: new Error('no type') })).toBe(
-      'ILLEGAL_GENERATION',
-    );
-    expect(commitErrorType({ type: 'X', cause: 'a string cause' })).toBe('X');
-  });
-
-  test('null when there is no string type', () => {
-    expect(commitErrorType(new Error('plain'))).toBeNull();
-    expect(commitErrorType(null)).toBeNull();
-    expect(commitErrorType(undefined)).toBeNull();
-    expect(commitErrorType('REBALANCE_IN_PROGRESS')).toBeNull();
-    expect(commitErrorType(42)).toBeNull();
-    expect(commitErrorType({ type: 27 })).toBeNull();
-    expect(commitErrorType({ cause: { type: 27 } })).toBeNull();
-  });
-});
 
 describe('tpKey', () => {
   test('joins topic and partition with a NUL', () => {

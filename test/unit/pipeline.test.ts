@@ -5,11 +5,13 @@
  * for the jobs that succeeded.
  */
 import { Registry } from 'prom-client';
-import { Pipeline, type FlushJob, type FlushOutcome, type PipelineSettings } from '../../src/batch/pipeline';
+import type { FlushJob, FlushOutcome } from '../../src/batch/flush';
+import { Pipeline, type PipelineSettings } from '../../src/batch/pipeline';
 import type { InboundBatch, OffsetToCommit } from '../../src/consumer/port';
 import { createLogger } from '../../src/observe/logger';
 import { createMetrics } from '../../src/observe/metrics';
 import { OffsetCommitter } from '../../src/offsets/committer';
+import { ResumePoints } from '../../src/offsets/resume';
 
 const TOPIC = 'bars.1m';
 const T0 = Date.UTC(2026, 10, 24, 14, 31);
@@ -95,6 +97,7 @@ async function setup(settings: Partial<PipelineSettings> = {}, partitions = [0, 
   };
   const logger = createLogger('silent');
   const metrics = createMetrics(new Registry(), false);
+  const committer = new OffsetCommitter(consumer, logger, metrics);
   const pipeline = new Pipeline(
     { ...SETTINGS, ...settings },
     {
@@ -110,8 +113,8 @@ async function setup(settings: Partial<PipelineSettings> = {}, partitions = [0, 
         }),
       classify: (err) => ({ class: 'transient', code: null, message: String(err) }),
       consumer,
-      fences: async () => new Map(),
-      committer: new OffsetCommitter(consumer, logger, metrics),
+      resume: new ResumePoints({ fences: async () => new Map(), consumer, committer, logger }),
+      committer,
       metrics,
       logger,
     },

@@ -1,0 +1,86 @@
+/**
+ * Dead letters: what a message bar-writer will not write carries to the dead-letter topic, and the
+ * record built from it. Everything here is pure.
+ *
+ * A dead letter keeps the original key, value and headers (copies: the consumer's buffers are reused)
+ * and adds headers saying why and where it came from.
+ */
+import type { Bar, Rejection } from '../contract/bar';
+
+/** A message that will not be written, with what it needs to become a dead letter. */
+export interface RejectedMessage {
+  offset: bigint;
+  rejection: Rejection;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, Buffer>;
+  /** Kafka message timestamp (ms). */
+  messageTimeMs: number;
+  /** Set when the database refused the row (reason database_rejected). */
+  sqlstate?: string;
+}
+
+export const DLQ_HEADERS = {
+  reason: 'bar-writer.reason',
+  detail: 'bar-writer.detail',
+  stage: 'bar-writer.stage',
+  sqlstate: 'bar-writer.sqlstate',
+  topic: 'bar-writer.source.topic',
+  partition: 'bar-writer.source.partition',
+  offset: 'bar-writer.source.offset',
+  timestamp: 'bar-writer.source.timestamp',
+  /** Set (to the original size in bytes) when the value was too large for the dead-letter topic. */
+  valueDropped: 'bar-writer.value-dropped-bytes',
+} as const;
+
+export interface DeadLetterRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, Buffer | string>;
+}
+
+/** The record of a rejected message on the dead-letter topic. */
+export function deadLetterRecord(
+  sourceTopic: string,
+  sourcePartition: number,
+  m: RejectedMessage,
+): DeadLetterRecord {
+  const headers: Record<string, Buffer | string> = { ...m.headers };
+  headers[DLQ_HEADERS.reason] = m.rejection.reason;
+  headers[DLQ_HEADERS.detail] = m.rejection.detail;
+  headers[DLQ_HEADERS.stage] = m.rejection.reason.startsWith('database_') ? 'database' : 'contract';
+  if (m.sqlstate) headers[DLQ_HEADERS.sqlstate] = m.sqlstate;
+  headers[DLQ_HEADERS.topic] = sourceTopic;
+  headers[DLQ_HEADERS.partition] = String(sourcePartition);
+  headers[DLQ_HEADERS.offset] = m.offset.toString();
+  headers[DLQ_HEADERS.timestamp] = String(m.messageTimeMs);
+  return { key: m.key, value: m.value, headers };
+}
+
+/** Approximate bytes of a record on the wire (for chunking sends below the broker's batch limit). */
+export function recordBytes(r: DeadLetterRecord): number {
+  let n = 64 + (r.key?.length ?? 0) + (r.value?.length ?? 0);
+  for (const [k, v] of Object.entries(r.headers)) n += k.length + v.length + 8;
+  return n;
+}
+
+/**
+ * The dead letter of a bar the database refused (SQLSTATE `sqlstate`, isolated by bisection). The
+ * message is rebuilt from the decoded bar: its key is the symbol, its value the bar as JSON.
+ */
+export function refusedBar(
+  bar: { offset: bigint; bar: Bar; messageTimeMs: number },
+  error: { message: string; code: string | null },
+): RejectedMessage {
+  return {
+    offset: bar.offset,
+    rejection: { reason: 'database_rejected', detail: `the database refused the row: ${error.message}` },
+    key: Buffer.from(bar.bar.symbol),
+    value: Buffer.from(
+      JSON.stringify({ ...bar.bar, timestamp: new Date(bar.bar.timestampMs).toISOString() }),
+    ),
+    headers: {},
+    messageTimeMs: bar.messageTimeMs,
+    ...(error.code ? { sqlstate: error.code } : {}),
+  };
+}

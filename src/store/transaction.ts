@@ -1,0 +1,76 @@
+/**
+ * The one owner of BEGIN, COMMIT and ROLLBACK on the write path.
+ *
+ * A transaction is a list of named statements, at most one of them a COPY FROM STDIN with its data.
+ * It goes out as one simple-query string (`BEGIN; …; COMMIT`) with the COPY data right behind it
+ * (PipelinedCopy): one round trip. Results are read back by statement name, never by position.
+ *
+ * On any failure the transaction is rolled back (a failed statement leaves the session in an aborted
+ * transaction block, since the rest of the string, COMMIT included, is skipped) and the error is
+ * rethrown; the caller's connection helper then discards the connection.
+ */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { PoolClient } from './pool';
+import { PipelinedCopy, type StatementResult } from './pipelinedCopy';
+
+export interface Statement<N extends string> {
+  name: N;
+  sql: string;
+  /** COPY data: `sql` is a COPY … FROM STDIN and this is everything it reads. */
+  copyData?: Buffer;
+}
+
+export class TransactionResults<N extends string> {
+  constructor(private readonly byName: ReadonlyMap<N, StatementResult>) {}
+
+  private get(name: N): StatementResult {
+    const r = this.byName.get(name);
+    if (!r) throw new Error(`no result for statement ${name}`);
+    return r;
+  }
+
+  /** Rows of a statement, each a list of column values as text. */
+  rows(name: N): (string | null)[][] {
+    return this.get(name).rows;
+  }
+
+  /** The count of a statement's command tag (rows inserted, updated, copied …). */
+  count(name: N): number {
+    return this.get(name).rowCount ?? 0;
+  }
+}
+
+/**
+ * Runs `statements` as one transaction in one round trip; see the header. With `beforeCommit`, the
+ * transaction stays open after them while it runs (it sees the results), and COMMIT is a second round
+ * trip; if it throws, everything is rolled back.
+ */
+export async function runTransaction<N extends string>(
+  client: PoolClient,
+  statements: readonly Statement<N>[],
+  beforeCommit?: (results: TransactionResults<N>) => Promise<void>,
+): Promise<TransactionResults<N>> {
+  const copies = statements.filter((s) => s.copyData !== undefined);
+  if (copies.length !== 1) throw new Error('a pipelined transaction holds exactly one COPY');
+  const text = ['BEGIN', ...statements.map((s) => s.sql), ...(beforeCommit ? [] : ['COMMIT'])].join(';\n');
+  const query = new PipelinedCopy(text);
+  try {
+    await pipeline(Readable.from([copies[0]!.copyData!]), client.query(query));
+    // One result per statement of the string: BEGIN first.
+    const byName = new Map<N, StatementResult>();
+    statements.forEach((s, i) => {
+      const r = query.results[i + 1];
+      if (r) byName.set(s.name, r);
+    });
+    const results = new TransactionResults(byName);
+    if (beforeCommit) {
+      await beforeCommit(results);
+      await client.query('COMMIT');
+    }
+    return results;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

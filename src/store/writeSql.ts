@@ -1,0 +1,95 @@
+/**
+ * The statements of the write path, by name. The fence statements take the group and topic as escaped
+ * literals (never parameters): a whole flush goes out as one simple-query string (./transaction.ts).
+ *
+ * - the staging table: a per-connection temporary table the COPY fills; ON COMMIT DELETE ROWS empties it
+ *   at every commit (no catalog churn), `part` and `kafka_offset` say where each row came from, so the
+ *   fence filter runs in SQL;
+ * - the fence (bar_writer_offsets, per consumer group, topic and partition): the first offset not yet
+ *   written; its rows are created if missing, locked in partition order, and moved only forward;
+ * - the upsert: the staged rows at or above their partition's fence, latest message per key.
+ */
+import pg from 'pg';
+import { ident } from './pool';
+
+export const STAGING = 'bar_writer_staging';
+
+/** The staging table's columns, in COPY order (copyEncoding.ts writes them so). */
+export const STAGING_COLUMNS = `(seq, symbol, "timestamp", open, high, low, close, volume, vwap, part, kafka_offset)`;
+
+export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
+  seq integer NOT NULL, symbol text NOT NULL, "timestamp" timestamptz NOT NULL,
+  open double precision NOT NULL, high double precision NOT NULL,
+  low double precision NOT NULL, close double precision NOT NULL,
+  volume bigint NOT NULL, vwap double precision,
+  part integer NOT NULL, kafka_offset bigint NOT NULL
+) ON COMMIT DELETE ROWS`;
+
+export interface WriteSql {
+  /** Creates the partitions' fence rows if missing (no lock, no write when they exist). */
+  insertFences(group: string, topic: string, partitions: readonly number[]): string;
+  /** Locks the partitions' fence rows in partition order; reads `partition`, `next_offset` (text). */
+  lockFences(group: string, topic: string, partitions: readonly number[]): string;
+  /** Moves the partitions' fences forward (never back): [partition, next offset] pairs. */
+  advanceFences(group: string, topic: string, advances: readonly (readonly [number, bigint])[]): string;
+  /** COPY in text format, with origins (bench/ uses it for the psql reference). */
+  copy: string;
+  /** COPY in binary format, with origins: what the service sends. */
+  copyBinary: string;
+  /** The staged rows at or above their partition's fence (locked first), latest message per key. */
+  upsert(group: string, topic: string): string;
+}
+
+const sqlCache = new Map<string, WriteSql>();
+
+/** The fence rows of a group and topic, as escaped literals. */
+function fenceKey(alias: string, group: string, topic: string): string {
+  return `${alias}consumer_group = ${pg.escapeLiteral(group)} AND ${alias}topic = ${pg.escapeLiteral(topic)}`;
+}
+
+const partitionList = (partitions: readonly number[]) =>
+  partitions.map((p) => String(Math.trunc(p))).join(',');
+
+export function writeSql(schema: string): WriteSql {
+  let sql = sqlCache.get(schema);
+  if (sql) return sql;
+  const bars = `${ident(schema)}.bars_1m`;
+  const offsets = `${ident(schema)}.bar_writer_offsets`;
+  sql = {
+    insertFences: (group, topic, partitions) =>
+      `INSERT INTO ${offsets} (consumer_group, topic, partition, next_offset)
+       SELECT ${pg.escapeLiteral(group)}, ${pg.escapeLiteral(topic)}, p, 0
+       FROM unnest(ARRAY[${partitionList(partitions)}]::int[]) AS p
+       ON CONFLICT (consumer_group, topic, partition) DO NOTHING`,
+    lockFences: (group, topic, partitions) =>
+      `SELECT partition, next_offset::text AS next_offset FROM ${offsets}
+       WHERE ${fenceKey('', group, topic)} AND partition IN (${partitionList(partitions)})
+       ORDER BY partition FOR UPDATE`,
+    advanceFences: (group, topic, advances) =>
+      `UPDATE ${offsets} AS o SET next_offset = v.next_offset, updated_at = now()
+       FROM (VALUES ${advances.map(([p, n]) => `(${Math.trunc(p)}, ${BigInt(n)}::bigint)`).join(', ')})
+         AS v (partition, next_offset)
+       WHERE ${fenceKey('o.', group, topic)} AND o.partition = v.partition AND o.next_offset < v.next_offset`,
+    copy: `COPY pg_temp.${STAGING} ${STAGING_COLUMNS} FROM STDIN`,
+    copyBinary: `COPY pg_temp.${STAGING} ${STAGING_COLUMNS} FROM STDIN (FORMAT binary)`,
+    // DISTINCT ON … ORDER BY seq DESC keeps the latest message per key (seq follows offsets); ORDER BY
+    // the key also makes concurrent flushes lock rows in one order, so they cannot deadlock.
+    upsert: (group, topic) =>
+      `INSERT INTO ${bars} AS t (symbol, "timestamp", open, high, low, close, volume, vwap)
+       SELECT symbol, "timestamp", open, high, low, close, volume, vwap FROM (
+         SELECT DISTINCT ON (s.symbol, s."timestamp") s.*
+         FROM pg_temp.${STAGING} s
+         JOIN ${offsets} f ON ${fenceKey('f.', group, topic)} AND f.partition = s.part
+         WHERE s.kafka_offset >= f.next_offset
+         ORDER BY s.symbol, s."timestamp", s.seq DESC
+       ) latest
+       ORDER BY symbol, "timestamp"
+       ON CONFLICT (symbol, "timestamp") DO UPDATE SET
+         open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+         volume = EXCLUDED.volume, vwap = EXCLUDED.vwap
+       WHERE (t.open, t.high, t.low, t.close, t.volume, t.vwap)
+             IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)`,
+  };
+  sqlCache.set(schema, sql);
+  return sql;
+}

@@ -1,0 +1,86 @@
+/**
+ * The stage layout, checked: every import of src/ goes to the module's own folder or to a folder it
+ * is allowed to call (a lower stage or a shared leaf). A stage importing from the stage that calls it
+ * (batch from service, store from batch, …) fails here, naming the file and the import.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+const SRC = path.resolve(__dirname, '..', '..', 'src');
+
+/**
+ * Who may import whom. Leaves first: config, contract and observe import nothing of ours; the root
+ * (service.ts, main.ts) wires everything. A folder always may import from itself.
+ */
+const ALLOWED: Record<string, readonly string[]> = {
+  config: [],
+  contract: [],
+  observe: [],
+  consumer: ['config', 'observe'],
+  store: ['config', 'contract', 'observe'],
+  deadletter: ['contract', 'consumer', 'observe'],
+  offsets: ['consumer', 'observe'],
+  batch: ['contract', 'consumer', 'deadletter', 'offsets', 'observe', 'store'],
+  http: ['contract', 'observe'],
+  cli: ['config', 'consumer', 'contract', 'deadletter', 'observe', 'offsets', 'store'],
+  demo: ['config', 'consumer', 'contract'],
+  '.': [
+    'batch',
+    'cli',
+    'config',
+    'consumer',
+    'contract',
+    'deadletter',
+    'demo',
+    'http',
+    'observe',
+    'offsets',
+    'store',
+  ],
+};
+
+function sources(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
+    const p = path.join(dir, d.name);
+    if (d.isDirectory()) return sources(p);
+    return d.name.endsWith('.ts') ? [p] : [];
+  });
+}
+
+/** The folder of src/ a file (or an import of a folder's index, like '../config') belongs to. */
+const folderOf = (file: string) => {
+  const rel = path.relative(SRC, file);
+  if (rel.includes(path.sep)) return rel.split(path.sep)[0]!;
+  return fs.existsSync(file) && fs.statSync(file).isDirectory() ? rel : '.';
+};
+
+describe('src/ layering', () => {
+  const files = sources(SRC);
+
+  test('every folder of src/ has a rule', () => {
+    expect([...new Set(files.map(folderOf))].filter((f) => !(f in ALLOWED))).toEqual([]);
+  });
+
+  test('no module imports from a stage that calls it', () => {
+    const violations: string[] = [];
+    for (const file of files) {
+      const from = folderOf(file);
+      const text = fs.readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/^(?:import|export)[^;]*?from '(\.[^']+)'/gms)) {
+        const target = folderOf(path.resolve(path.dirname(file), m[1]!));
+        if (target !== from && !ALLOWED[from]!.includes(target)) {
+          violations.push(`${path.relative(SRC, file)} imports ${m[1]} (${from} → ${target})`);
+        }
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
+  test('the check sees imports: batch/pipeline.ts reaches store, offsets and consumer', () => {
+    const text = fs.readFileSync(path.join(SRC, 'batch', 'pipeline.ts'), 'utf8');
+    const targets = [...text.matchAll(/^(?:import|export)[^;]*?from '(\.[^']+)'/gms)].map((m) =>
+      folderOf(path.resolve(path.join(SRC, 'batch'), m[1]!)),
+    );
+    expect(targets).toEqual(expect.arrayContaining(['store', 'offsets', 'consumer']));
+  });
+});

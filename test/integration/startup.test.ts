@@ -4,9 +4,13 @@
  * piece appears, and SIGTERM still ends it within SHUTDOWN_TIMEOUT.
  *
  *   (a) the input topic does not exist yet   (b) no broker answers   (c) the database does not answer
+ *   (d) stop() while start-up is still going
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import { Registry } from 'prom-client';
+import { createLogger } from '../../src/observe/logger';
+import { Service } from '../../src/service';
 import {
   diffTables,
   expectedTable,
@@ -211,5 +215,38 @@ describe('(c) the database does not answer', () => {
     );
     expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
     expect(await service.stop()).toBe(true);
+  });
+});
+
+describe('(d) stop() during start-up', () => {
+  const h = new Harness();
+  afterAll(() => h.cleanup());
+
+  test('leaves nothing behind: HTTP closed, no periodic task, start() resolves, a second start() does nothing', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const config = h.config({ KAFKA_BROKERS: '127.0.0.1:1', SHUTDOWN_TIMEOUT: '5s' });
+    const service = new Service(config, { logger: createLogger('silent'), registry: new Registry() });
+    const started = service.start();
+    // Right away, and again while start-up is waiting for the broker.
+    const stopped = service.stop();
+    await expect(stopped).resolves.toBe(true);
+    await expect(started).resolves.toBeUndefined();
+    await expect(service.start()).resolves.toBeUndefined();
+    if (service.port > 0) {
+      await expect(httpGet(service.port, '/healthz')).rejects.toThrow(/fetch failed/);
+    }
+    await sleep(1200); // past every periodic task's first tick
+    expect(timers()).toBeLessThanOrEqual(before);
+
+    const later = new Service(config, { logger: createLogger('silent'), registry: new Registry() });
+    const laterStart = later.start();
+    await waitFor('HTTP listening', async () => later.port > 0);
+    await sleep(1500); // in the start-up loop now, between attempts
+    await expect(later.stop()).resolves.toBe(true);
+    await expect(laterStart).resolves.toBeUndefined();
+    await expect(httpGet(later.port, '/healthz')).rejects.toThrow(/fetch failed/);
+    await sleep(1200);
+    expect(timers()).toBeLessThanOrEqual(before);
   });
 });

@@ -7,7 +7,11 @@
  */
 import { isAscii } from 'node:buffer';
 
-/** A validated 1-minute bar. `timestampMs` is the bar start in epoch milliseconds (UTC). */
+/**
+ * A validated 1-minute bar. `timestampMs` is the bar start in epoch milliseconds (UTC). `revision` is
+ * the producer's optional version number of the bar (0 when the message has none): a higher revision
+ * replaces a lower one whatever the record timestamps (README, "Which version wins").
+ */
 export interface Bar {
   symbol: string;
   timestampMs: number;
@@ -17,6 +21,7 @@ export interface Bar {
   close: number;
   volume: number;
   vwap: number | null;
+  revision: number;
 }
 
 export const REJECT_REASONS = [
@@ -31,12 +36,15 @@ export const REJECT_REASONS = [
   'wrong_type',
   'invalid_symbol',
   'invalid_timestamp',
+  'timestamp_in_seconds',
+  'timestamp_too_early',
   'unaligned_timestamp',
   'future_timestamp',
   'non_finite',
   'invalid_volume',
   'ohlc_inconsistent',
   'vwap_out_of_range',
+  'invalid_revision',
   // Not a contract rule: the database refused a row that passed the contract (SQLSTATE class 22/23).
   'database_rejected',
 ] as const;
@@ -49,27 +57,51 @@ export interface Rejection {
 
 export type DecodeResult = { ok: true; bar: Bar } | { ok: false; rejection: Rejection };
 
+/**
+ * decodeBar's result for a valid bar also says how to get the message's value back: `text` is the
+ * value as decoded, and re-encodes (UTF-8) to the same bytes when `exact` (it is not exact only for a
+ * value that began with a byte order mark, which decoding drops).
+ */
+export type DecodedMessage =
+  { ok: true; bar: Bar; text: string; exact: boolean } | { ok: false; rejection: Rejection };
+
 /** Values above this size are rejected before parsing: a bar is ~150 bytes; 64 KiB leaves room for extras. */
 export const MAX_VALUE_BYTES = 64 * 1024;
 export const MAX_SYMBOL_LENGTH = 32;
 export const MINUTE_MS = 60_000;
 /** A bar may start at most this far after the consumer's clock. */
 export const MAX_FUTURE_MS = 24 * 60 * 60 * 1000;
-/** Earliest accepted bar start (1900-01-01T00:00:00Z): anything earlier is a unit mistake, not history. */
+/** Earliest representable bar start (1900-01-01T00:00:00Z): anything earlier is a mistake, not history. */
 export const MIN_TIMESTAMP_MS = Date.UTC(1900, 0, 1);
+/**
+ * The default earliest bar start of the service (BARS_MIN_TIMESTAMP): 1990-01-01, before the first
+ * electronic minute bars of any market; history loads of older data widen it.
+ */
+export const DEFAULT_MIN_BAR_MS = Date.UTC(1990, 0, 1);
+/**
+ * Numeric timestamps below this (1973-03-03 as epoch ms) can only be epoch seconds sent by mistake
+ * (1e11 seconds is the year 5138): rejected as `timestamp_in_seconds` rather than stored in 1970.
+ */
+export const SECONDS_LIMIT = 1e11;
 /** Latest representable bar start (9999-12-31T23:59Z); beyond it neither ISO-8601 nor Date can express it. */
 export const MAX_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59);
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function reject(reason: RejectReason, detail: string): DecodeResult {
+function reject(reason: RejectReason, detail: string): { ok: false; rejection: Rejection } {
   return { ok: false, rejection: { reason, detail } };
 }
 
 /**
- * Decode a raw message value. `nowMs` is the consumer's clock, used only for the future-timestamp rule.
+ * Decode a raw message value. `nowMs` is the consumer's clock, used only for the future-timestamp rule;
+ * `minTimestampMs` is the earliest bar start accepted (BARS_MIN_TIMESTAMP; the default only refuses
+ * what no timestamp can express).
  */
-export function decodeBar(value: Buffer | Uint8Array | null, nowMs: number): DecodeResult {
+export function decodeBar(
+  value: Buffer | Uint8Array | null,
+  nowMs: number,
+  minTimestampMs: number = MIN_TIMESTAMP_MS,
+): DecodedMessage {
   if (value === null)
     return reject('null_value', 'value is null (tombstone); a bar message needs a JSON value');
   if (value.length === 0) return reject('empty_value', 'value is empty; a bar message needs a JSON value');
@@ -77,6 +109,7 @@ export function decodeBar(value: Buffer | Uint8Array | null, nowMs: number): Dec
     return reject('too_large', `value is ${value.length} bytes; the limit is ${MAX_VALUE_BYTES}`);
   }
   let text: string;
+  let exact = true;
   if (isAscii(value)) {
     // The usual case: ASCII is valid UTF-8 and reads as Latin-1 byte for byte, without validation.
     const buf = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.length);
@@ -87,6 +120,8 @@ export function decodeBar(value: Buffer | Uint8Array | null, nowMs: number): Dec
     } catch {
       return reject('invalid_utf8', 'value is not valid UTF-8');
     }
+    // The decoder drops a leading byte order mark (EF BB BF): the text no longer gives the bytes back.
+    exact = !(value[0] === 0xef && value[1] === 0xbb && value[2] === 0xbf);
   }
   let parsed: unknown;
   try {
@@ -108,11 +143,16 @@ export function decodeBar(value: Buffer | Uint8Array | null, nowMs: number): Dec
       );
     }
   }
-  return validateFields(parsed as Record<string, unknown>, nowMs);
+  const result = validateFields(parsed as Record<string, unknown>, nowMs, minTimestampMs);
+  return result.ok ? { ok: true, bar: result.bar, text, exact } : result;
 }
 
 /** Validate an already-parsed object against the contract (exported for producers and tests). */
-export function validateFields(o: Record<string, unknown>, nowMs: number): DecodeResult {
+export function validateFields(
+  o: Record<string, unknown>,
+  nowMs: number,
+  minTimestampMs: number = MIN_TIMESTAMP_MS,
+): DecodeResult {
   // Each field is read once; a field that is absent, undefined or null is missing. Checked in contract order.
   const symbol = o.symbol;
   if (symbol === undefined || symbol === null) return missing('symbol');
@@ -147,6 +187,18 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
   const ts = timestampToMs(timestamp);
   if (typeof ts !== 'number') return { ok: false, rejection: ts };
   const timestampMs = ts;
+  if (typeof timestamp === 'number' && timestamp >= 0 && timestamp < SECONDS_LIMIT) {
+    return reject(
+      'timestamp_in_seconds',
+      `timestamp ${timestamp} is below ${SECONDS_LIMIT}: epoch seconds, not the epoch milliseconds the contract takes (${timestamp * 1000}?)`,
+    );
+  }
+  if (timestampMs < minTimestampMs) {
+    return reject(
+      'timestamp_too_early',
+      `timestamp ${iso(timestampMs)} is before the earliest bar accepted, ${iso(minTimestampMs)} (BARS_MIN_TIMESTAMP)`,
+    );
+  }
   if (timestampMs % MINUTE_MS !== 0) {
     return reject('unaligned_timestamp', `timestamp must fall on a minute boundary, got ${iso(timestampMs)}`);
   }
@@ -186,6 +238,17 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
     vwap = v + 0;
   }
 
+  let revision = 0;
+  const r = o.revision;
+  if (r !== undefined && r !== null) {
+    if (typeof r !== 'number')
+      return reject('wrong_type', `revision must be a number or null, got ${describe(r)}`);
+    if (!Number.isSafeInteger(r) || r < 0) {
+      return reject('invalid_revision', `revision must be a non-negative safe integer, got ${r}`);
+    }
+    revision = r + 0;
+  }
+
   // Normalise -0 to 0: PostgreSQL and JSON consumers treat them alike, and it keeps replays byte-identical.
   return {
     ok: true,
@@ -198,6 +261,7 @@ export function validateFields(o: Record<string, unknown>, nowMs: number): Decod
       close: close + 0,
       volume,
       vwap,
+      revision,
     },
   };
 }

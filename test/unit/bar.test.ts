@@ -88,6 +88,7 @@ describe('decodeBar: a valid bar', () => {
       close: 1.5,
       volume: 10,
       vwap: 1.25,
+      revision: 0,
     });
   });
 
@@ -105,6 +106,7 @@ describe('decodeBar: a valid bar', () => {
       'high',
       'low',
       'open',
+      'revision',
       'symbol',
       'timestampMs',
       'volume',
@@ -125,6 +127,7 @@ describe('decodeBar: a valid bar', () => {
       close: 1,
       volume: 0,
       vwap: null,
+      revision: 0,
     });
   });
 
@@ -150,6 +153,7 @@ describe('decodeBar: a valid bar', () => {
         close: 1.5,
         volume: 10,
         vwap: null,
+        revision: 0,
       },
     });
     expect(validateFields({ ...BASE, volume: -1 }, NOW)).toEqual({
@@ -820,6 +824,12 @@ describe('every contract reject reason is reachable', () => {
       ['invalid_volume', decodeObj({ ...BASE, volume: -5 })],
       ['ohlc_inconsistent', decodeObj({ ...BASE, high: 1 })],
       ['vwap_out_of_range', decodeObj({ ...BASE, vwap: 3 })],
+      ['timestamp_in_seconds', withTimestamp(1_764_600_000)],
+      [
+        'timestamp_too_early',
+        decodeBar(bytes({ ...BASE, timestamp: '1985-01-02T00:00:00Z' }), NOW, Date.UTC(1990, 0, 1)),
+      ],
+      ['invalid_revision', decodeObj({ ...BASE, revision: -1 })],
     ];
     for (const [reason, r] of samples) expectReject(r, reason);
     const covered = new Set(samples.map(([reason]) => reason));
@@ -860,8 +870,9 @@ function prng(seed: number): (k: number) => number {
 describe('decodeBar: byte-order mark and non-ASCII text', () => {
   const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
-  test('one leading UTF-8 BOM is skipped (TextDecoder semantics)', () => {
-    expect(expectBar(decodeBar(Buffer.concat([BOM, bytes(BASE)]), NOW))).toEqual({
+  test('one leading UTF-8 BOM is skipped (TextDecoder semantics); the text then does not give the bytes back', () => {
+    const r = decodeBar(Buffer.concat([BOM, bytes(BASE)]), NOW);
+    expect(expectBar(r)).toEqual({
       symbol: 'AAPL',
       timestampMs: TS_MS,
       open: 1,
@@ -870,7 +881,9 @@ describe('decodeBar: byte-order mark and non-ASCII text', () => {
       close: 1.5,
       volume: 10,
       vwap: null,
+      revision: 0,
     });
+    expect(r.ok && { text: r.text, exact: r.exact }).toEqual({ text: JSON.stringify(BASE), exact: false });
   });
 
   test('a second BOM, a BOM after whitespace, or a BOM alone → invalid_json', () => {
@@ -1007,6 +1020,7 @@ describe('validateFields: field access', () => {
       'close',
       'volume',
       'vwap',
+      'revision',
     ]);
   });
 

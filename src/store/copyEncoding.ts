@@ -1,6 +1,7 @@
 /**
  * Encoding of bars for PostgreSQL's COPY into the staging table, in its column order (writeSql.ts
- * STAGING_COLUMNS): seq, symbol, timestamp, open, high, low, close, volume, vwap, part, kafka_offset.
+ * STAGING_COLUMNS): seq, symbol, timestamp, open, high, low, close, volume, vwap, revision, and with
+ * origins source_time, part, kafka_offset.
  *
  * - Binary format (encodeCopyBinary, at the end): what the service sends. Doubles travel as their 8
  *   bytes, timestamps as microseconds since 2000: exact by construction, and cheaper to produce and to
@@ -13,12 +14,15 @@
 import type { Bar } from '../contract/bar';
 
 /**
- * Where a staged bar came from. With origins, each row gets two more columns, `part` and
- * `kafka_offset`, after vwap: the write path filters rows below the partition's fence in SQL.
+ * Where a staged bar came from. With origins, each row gets three more columns after revision:
+ * `source_time` (the Kafka record timestamp, part of the bar's version), `part` and `kafka_offset` (the
+ * write path filters rows below the partition's fence in SQL).
  */
 export interface BarOrigin {
   partition: number;
   offset: bigint;
+  /** Kafka record timestamp, epoch ms. */
+  recordTimeMs: number;
 }
 
 /** Escapes a text field for COPY text format: backslash, and the delimiter/row characters. */
@@ -76,9 +80,11 @@ function num(n: number): string {
   return String(n);
 }
 
-/** One COPY row: seq, symbol, timestamp, open, high, low, close, volume, vwap. */
+/** One COPY row: seq, symbol, timestamp, open, high, low, close, volume, vwap, revision (, origin). */
 export function encodeCopyRow(seq: number, bar: Bar, origin?: BarOrigin): string {
-  const tail = origin ? `\t${origin.partition}\t${origin.offset}\n` : '\n';
+  const tail = origin
+    ? `\t${bar.revision}\t${new Date(origin.recordTimeMs).toISOString()}\t${origin.partition}\t${origin.offset}\n`
+    : `\t${bar.revision}\n`;
   return (
     seq +
     '\t' +
@@ -119,10 +125,10 @@ export function encodeCopyRows(bars: readonly Bar[], origins?: readonly BarOrigi
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
 const TWO_32 = 2 ** 32;
-/** Fixed bytes per row: field count, 9 length words, seq, timestamp, 4 prices, volume, vwap. */
-const ROW_FIXED = 2 + 9 * 4 + 4 + 8 + 4 * 8 + 8 + 8;
-/** With an origin: 2 more length words, the partition (int4) and the offset (int8). */
-const ORIGIN_FIXED = 2 * 4 + 4 + 8;
+/** Fixed bytes per row: field count, 10 length words, seq, timestamp, 4 prices, volume, vwap, revision. */
+const ROW_FIXED = 2 + 10 * 4 + 4 + 8 + 4 * 8 + 8 + 8 + 8;
+/** With an origin: 3 more length words, the source time (int8), the partition (int4), the offset (int8). */
+const ORIGIN_FIXED = 3 * 4 + 8 + 4 + 8;
 
 // Microseconds since 2000 exceed 2^53 after year 2285, so they are computed with BigInt, once per minute.
 const pgTimeCache = new Map<number, bigint>();
@@ -145,6 +151,16 @@ function writeSafeInt64(buf: Buffer, value: number, at: number): number {
   return at + 8;
 }
 
+/**
+ * A timestamp of any millisecond (a record timestamp, not a minute: no cache) as int8 microseconds
+ * since 2000, in Number arithmetic while that is exact (until the year 2285), else BigInt.
+ */
+function writeTimestamp(buf: Buffer, ms: number, at: number): number {
+  const us = (ms - PG_EPOCH_MS) * 1000;
+  if (Number.isSafeInteger(us)) return writeSafeInt64(buf, us, at);
+  return buf.writeBigInt64BE(BigInt(ms - PG_EPOCH_MS) * 1000n, at);
+}
+
 function writeDouble(buf: Buffer, v: number, at: number): number {
   if (!Number.isFinite(v)) throw new RangeError(`non-finite number ${v} cannot be written`);
   buf.writeInt32BE(8, at);
@@ -153,7 +169,7 @@ function writeDouble(buf: Buffer, v: number, at: number): number {
 
 /**
  * The batch in binary COPY format, columns as encodeCopyRow: seq, symbol, timestamp, o, h, l, c,
- * volume, vwap (and part, kafka_offset with origins).
+ * volume, vwap, revision (and source_time, part, kafka_offset with origins).
  */
 export function encodeCopyBinary(bars: readonly Bar[], origins?: readonly BarOrigin[]): Buffer {
   let size = SIGNATURE.length + 8 + 2;
@@ -164,7 +180,7 @@ export function encodeCopyBinary(bars: readonly Bar[], origins?: readonly BarOri
   at = buf.writeInt32BE(0, at); // header extension length
   for (let i = 0; i < bars.length; i++) {
     const b = bars[i]!;
-    at = buf.writeInt16BE(origins ? 11 : 9, at);
+    at = buf.writeInt16BE(origins ? 13 : 10, at);
     at = buf.writeInt32BE(4, at);
     at = buf.writeInt32BE(i, at);
     const symbolBytes = buf.write(b.symbol, at + 4, 'utf8');
@@ -180,8 +196,12 @@ export function encodeCopyBinary(bars: readonly Bar[], origins?: readonly BarOri
     at = writeSafeInt64(buf, b.volume, at);
     if (b.vwap === null) at = buf.writeInt32BE(-1, at);
     else at = writeDouble(buf, b.vwap, at);
+    at = buf.writeInt32BE(8, at);
+    at = writeSafeInt64(buf, b.revision, at);
     if (origins) {
       const o = origins[i]!;
+      at = buf.writeInt32BE(8, at);
+      at = writeTimestamp(buf, o.recordTimeMs, at);
       at = buf.writeInt32BE(4, at);
       at = buf.writeInt32BE(o.partition, at);
       at = buf.writeInt32BE(8, at);

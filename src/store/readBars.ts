@@ -18,10 +18,11 @@ interface BarRow {
   close: number;
   volume: string;
   vwap: number | null;
+  revision: string;
 }
 
 const COLUMNS = `symbol, (extract(epoch from "timestamp") * 1000)::bigint::text AS ts_ms,
-                 open, high, low, close, volume::text AS volume, vwap`;
+                 open, high, low, close, volume::text AS volume, vwap, revision::text AS revision`;
 
 function toBar(r: BarRow): Bar {
   return {
@@ -33,6 +34,7 @@ function toBar(r: BarRow): Bar {
     close: r.close,
     volume: Number(r.volume),
     vwap: r.vwap,
+    revision: Number(r.revision),
   };
 }
 

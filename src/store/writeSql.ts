@@ -7,7 +7,8 @@
  *   fence filter runs in SQL;
  * - the fence (bar_writer_offsets, per consumer group, topic and partition): the first offset not yet
  *   written; its rows are created if missing, locked in partition order, and moved only forward;
- * - the upsert: the staged rows at or above their partition's fence, latest message per key.
+ * - the upsert: the staged rows at or above their partition's fence, the newest version per key, and a
+ *   stored row replaced only by a version at least as new (see `upsert`).
  */
 import pg from 'pg';
 import { ident } from './pool';
@@ -15,23 +16,33 @@ import { ident } from './pool';
 export const STAGING = 'bar_writer_staging';
 
 /** The staging table's columns, in COPY order (copyEncoding.ts writes them so). */
-export const STAGING_COLUMNS = `(seq, symbol, "timestamp", open, high, low, close, volume, vwap, part, kafka_offset)`;
+export const STAGING_COLUMNS = `(seq, symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time, part, kafka_offset)`;
 
 export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
   seq integer NOT NULL, symbol text NOT NULL, "timestamp" timestamptz NOT NULL,
   open double precision NOT NULL, high double precision NOT NULL,
   low double precision NOT NULL, close double precision NOT NULL,
   volume bigint NOT NULL, vwap double precision,
+  revision bigint NOT NULL, source_time timestamptz NOT NULL,
   part integer NOT NULL, kafka_offset bigint NOT NULL
 ) ON COMMIT DELETE ROWS`;
+
+export interface FenceAdvance {
+  partition: number;
+  next: bigint;
+  fingerprint: string;
+}
 
 export interface WriteSql {
   /** Creates the partitions' fence rows if missing (no lock, no write when they exist). */
   insertFences(group: string, topic: string, partitions: readonly number[]): string;
   /** Locks the partitions' fence rows in partition order; reads `partition`, `next_offset` (text). */
   lockFences(group: string, topic: string, partitions: readonly number[]): string;
-  /** Moves the partitions' fences forward (never back): [partition, next offset] pairs. */
-  advanceFences(group: string, topic: string, advances: readonly (readonly [number, bigint])[]): string;
+  /**
+   * Moves the partitions' fences forward (never back), each with the fingerprint of the last message
+   * it now covers (../offsets/fingerprint.ts).
+   */
+  advanceFences(group: string, topic: string, advances: readonly FenceAdvance[]): string;
   /** COPY in text format, with origins (bench/ uses it for the psql reference). */
   copy: string;
   /** COPY in binary format, with origins: what the service sends. */
@@ -66,28 +77,41 @@ export function writeSql(schema: string): WriteSql {
        WHERE ${fenceKey('', group, topic)} AND partition IN (${partitionList(partitions)})
        ORDER BY partition FOR UPDATE`,
     advanceFences: (group, topic, advances) =>
-      `UPDATE ${offsets} AS o SET next_offset = v.next_offset, updated_at = now()
-       FROM (VALUES ${advances.map(([p, n]) => `(${Math.trunc(p)}, ${BigInt(n)}::bigint)`).join(', ')})
-         AS v (partition, next_offset)
+      `UPDATE ${offsets} AS o
+       SET next_offset = v.next_offset, last_fingerprint = v.fingerprint, updated_at = now()
+       FROM (VALUES ${advances
+         .map(
+           (a) =>
+             `(${Math.trunc(a.partition)}, ${BigInt(a.next)}::bigint, ${pg.escapeLiteral(a.fingerprint)})`,
+         )
+         .join(', ')})
+         AS v (partition, next_offset, fingerprint)
        WHERE ${fenceKey('o.', group, topic)} AND o.partition = v.partition AND o.next_offset < v.next_offset`,
     copy: `COPY pg_temp.${STAGING} ${STAGING_COLUMNS} FROM STDIN`,
     copyBinary: `COPY pg_temp.${STAGING} ${STAGING_COLUMNS} FROM STDIN (FORMAT binary)`,
-    // DISTINCT ON … ORDER BY seq DESC keeps the latest message per key (seq follows offsets); ORDER BY
-    // the key also makes concurrent flushes lock rows in one order, so they cannot deadlock.
+    // The version of a bar is (revision, source_time): the producer's revision (0 when none), then the
+    // Kafka record timestamp. DISTINCT ON keeps the newest version per key, ties by seq (which follows
+    // offsets within a partition). A stored row is replaced only by a version at least as new, and only
+    // when its values differ: a message with the values already stored changes nothing, not even the
+    // stored version, so replays and re-sends of identical bars write nothing (no dead tuples). The
+    // stored version is thus that of the last change. ORDER BY the key also makes concurrent flushes
+    // lock rows in one order, so they cannot deadlock.
     upsert: (group, topic) =>
-      `INSERT INTO ${bars} AS t (symbol, "timestamp", open, high, low, close, volume, vwap)
-       SELECT symbol, "timestamp", open, high, low, close, volume, vwap FROM (
+      `INSERT INTO ${bars} AS t (symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time)
+       SELECT symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time FROM (
          SELECT DISTINCT ON (s.symbol, s."timestamp") s.*
          FROM pg_temp.${STAGING} s
          JOIN ${offsets} f ON ${fenceKey('f.', group, topic)} AND f.partition = s.part
          WHERE s.kafka_offset >= f.next_offset
-         ORDER BY s.symbol, s."timestamp", s.seq DESC
+         ORDER BY s.symbol, s."timestamp", s.revision DESC, s.source_time DESC, s.seq DESC
        ) latest
        ORDER BY symbol, "timestamp"
        ON CONFLICT (symbol, "timestamp") DO UPDATE SET
          open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-         volume = EXCLUDED.volume, vwap = EXCLUDED.vwap
-       WHERE (t.open, t.high, t.low, t.close, t.volume, t.vwap)
+         volume = EXCLUDED.volume, vwap = EXCLUDED.vwap,
+         revision = EXCLUDED.revision, source_time = EXCLUDED.source_time
+       WHERE (EXCLUDED.revision, EXCLUDED.source_time) >= (t.revision, t.source_time)
+         AND (t.open, t.high, t.low, t.close, t.volume, t.vwap)
              IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)`,
   };
   sqlCache.set(schema, sql);

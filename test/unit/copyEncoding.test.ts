@@ -15,6 +15,7 @@ const BAR: Bar = {
   close: 1.5,
   volume: 10,
   vwap: null,
+  revision: 0,
 };
 
 describe('escapeCopyText', () => {
@@ -57,24 +58,24 @@ describe('escapeCopyText', () => {
 
 describe('encodeCopyRow', () => {
   test('exact row: seq, symbol, ISO UTC timestamp with Z, prices, volume, \\N for null vwap', () => {
-    expect(encodeCopyRow(0, BAR)).toBe('0\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\n');
+    expect(encodeCopyRow(0, BAR)).toBe('0\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\t0\n');
   });
 
   test('a numeric vwap is written as a number', () => {
     expect(encodeCopyRow(7, { ...BAR, vwap: 1.25 })).toBe(
-      '7\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t1.25\n',
+      '7\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t1.25\t0\n',
     );
   });
 
   test('vwap 0 is written as 0, not NULL', () => {
     expect(encodeCopyRow(0, { ...BAR, open: 0, high: 0, low: 0, close: 0, vwap: 0 })).toBe(
-      '0\tAAPL\t2026-11-24T14:31:00.000Z\t0\t0\t0\t0\t10\t0\n',
+      '0\tAAPL\t2026-11-24T14:31:00.000Z\t0\t0\t0\t0\t10\t0\t0\n',
     );
   });
 
   test('the symbol is escaped', () => {
     expect(encodeCopyRow(1, { ...BAR, symbol: 'A\\B' })).toBe(
-      '1\tA\\\\B\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\n',
+      '1\tA\\\\B\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\t0\n',
     );
   });
 
@@ -100,7 +101,7 @@ describe('encodeCopyRow', () => {
   ])('price %p is written as %s (shortest round-trip form)', (value, text) => {
     const row = encodeCopyRow(0, { ...BAR, open: value, high: value, low: value, close: value, vwap: value });
     expect(row.split('\t').slice(3, 7)).toEqual([text, text, text, text]);
-    expect(row.endsWith(`\t${text}\n`)).toBe(true);
+    expect(row.endsWith(`\t${text}\t0\n`)).toBe(true);
     expect(Number(text)).toBe(value + 0);
   });
 
@@ -111,11 +112,17 @@ describe('encodeCopyRow', () => {
     expect(encodeCopyRow(0, { ...BAR, volume: 0 }).split('\t')[7]).toBe('0');
   });
 
-  test('every row has exactly 9 fields and one trailing newline', () => {
+  test('every row has exactly 10 fields (13 with an origin) and one trailing newline', () => {
     const row = encodeCopyRow(12, { ...BAR, vwap: 1 });
     expect(row.endsWith('\n')).toBe(true);
     expect(row.indexOf('\n')).toBe(row.length - 1);
-    expect(row.slice(0, -1).split('\t')).toHaveLength(9);
+    expect(row.slice(0, -1).split('\t')).toHaveLength(10);
+    const withOrigin = encodeCopyRow(
+      12,
+      { ...BAR, revision: 7 },
+      { partition: 2, offset: 9n, recordTimeMs: 1 },
+    );
+    expect(withOrigin.slice(0, -1).split('\t').slice(9)).toEqual(['7', '1970-01-01T00:00:00.001Z', '2', '9']);
   });
 
   test.each(['open', 'high', 'low', 'close', 'vwap'] as const)('non-finite %s → RangeError', (field) => {
@@ -140,9 +147,9 @@ describe('encodeCopyRows', () => {
       { ...BAR, symbol: 'BRK.B', open: 0.1, high: 0.1, low: 0.1, close: 0.1, volume: 0 },
     ];
     expect(encodeCopyRows(bars)).toBe(
-      '0\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\n' +
-        '1\tMSFT\t2026-11-24T14:32:00.000Z\t1\t2\t0.5\t1.5\t10\t1.5\n' +
-        '2\tBRK.B\t2026-11-24T14:31:00.000Z\t0.1\t0.1\t0.1\t0.1\t0\t\\N\n',
+      '0\tAAPL\t2026-11-24T14:31:00.000Z\t1\t2\t0.5\t1.5\t10\t\\N\t0\n' +
+        '1\tMSFT\t2026-11-24T14:32:00.000Z\t1\t2\t0.5\t1.5\t10\t1.5\t0\n' +
+        '2\tBRK.B\t2026-11-24T14:31:00.000Z\t0.1\t0.1\t0.1\t0.1\t0\t\\N\t0\n',
     );
   });
 
@@ -173,6 +180,7 @@ describe('encodeCopyBinary', () => {
     close: 1.1,
     volume: 1200,
     vwap: 1.05,
+    revision: 0,
     ...over,
   });
 
@@ -187,7 +195,7 @@ describe('encodeCopyBinary', () => {
       const fields = buf.readInt16BE(at);
       at += 2;
       if (fields === -1) break;
-      expect([9, 11]).toContain(fields);
+      expect([10, 13]).toContain(fields);
       const row: unknown[] = [];
       for (let f = 0; f < fields; f++) {
         const len = buf.readInt32BE(at);
@@ -200,8 +208,8 @@ describe('encodeCopyBinary', () => {
         at += len;
         if (f === 0) row.push(v.readInt32BE(0));
         else if (f === 1) row.push(v.toString('utf8'));
-        else if (f === 2 || f === 7 || f === 10) row.push(v.readBigInt64BE(0));
-        else if (f === 9) row.push(v.readInt32BE(0));
+        else if (f === 2 || f === 7 || f === 9 || f === 10 || f === 12) row.push(v.readBigInt64BE(0));
+        else if (f === 11) row.push(v.readInt32BE(0));
         else row.push(v.readDoubleBE(0));
       }
       rows.push(row);
@@ -210,21 +218,24 @@ describe('encodeCopyBinary', () => {
     return rows;
   }
 
-  test('with origins: the partition (int4) and the Kafka offset (int8) after vwap, on every row', () => {
+  test('with origins: the record time (int8 µs since 2000), the partition (int4) and the Kafka offset (int8) after the revision, on every row', () => {
+    const t = Date.UTC(2026, 11, 1, 9, 30, 1, 234); // any millisecond, not a minute
     const rows = decode(
       encodeCopyBinary(
-        [b(), b({ vwap: null })],
+        [b({ revision: 5 }), b({ vwap: null })],
         [
-          { partition: 3, offset: 42n },
-          { partition: 0, offset: 2n ** 62n },
+          { partition: 3, offset: 42n, recordTimeMs: t },
+          { partition: 0, offset: 2n ** 62n, recordTimeMs: Date.UTC(1999, 11, 31, 23, 59, 59, 999) },
         ],
       ),
     );
-    expect(rows.map((r) => [r.length, r[8], r[9], r[10]])).toEqual([
-      [11, 1.05, 3, 42n],
-      [11, null, 0, 2n ** 62n],
+    expect(rows.map((r) => [r.length, r[8], r[9], r[10], r[11], r[12]])).toEqual([
+      [13, 1.05, 5n, BigInt(t - Date.UTC(2000, 0, 1)) * 1000n, 3, 42n],
+      [13, null, 0n, -1000n, 0, 2n ** 62n],
     ]);
-    expect(encodeCopyRows([b()], [{ partition: 3, offset: 42n }]).endsWith('\t1.05\t3\t42\n')).toBe(true);
+    expect(encodeCopyRows([b()], [{ partition: 3, offset: 42n, recordTimeMs: t }])).toMatch(
+      /\t1\.05\t0\t2026-12-01T09:30:01\.234Z\t3\t42\n$/,
+    );
   });
 
   test('every column, in order, exact', () => {
@@ -241,6 +252,7 @@ describe('encodeCopyBinary', () => {
         1.1,
         1200n,
         1.05,
+        0n,
       ],
       [
         1,
@@ -252,6 +264,7 @@ describe('encodeCopyBinary', () => {
         1.1,
         BigInt(Number.MAX_SAFE_INTEGER),
         null,
+        0n,
       ],
     ]);
   });

@@ -161,7 +161,9 @@ describe('barJson', () => {
       close: 1.5,
       volume: 10,
       vwap: 1.25,
+      revision: 3,
     };
+    // The revision is the writer's business (which version wins), not part of the read API's answer.
     expect(barJson(bar)).toEqual({
       symbol: 'BRK.B',
       timestamp: '2026-11-24T14:31:00.000Z',
@@ -187,6 +189,7 @@ describe('barJson', () => {
       close: 1,
       volume: 0,
       vwap: null,
+      revision: 0,
     });
     expect(json.vwap).toBeNull();
     expect(json.timestamp).toBe('1970-01-01T00:00:00.000Z');

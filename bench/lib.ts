@@ -198,6 +198,7 @@ export function makeBar(s: number, m: number, startMs = BENCH_START_MS, seed = 1
     low: Math.min(low, open, close),
     close,
     volume: Math.floor(rand() * 1_000_000),
+    revision: 0,
     vwap: vwapRaw === null ? null : Math.min(Math.max(vwapRaw, low), high),
   };
 }

@@ -26,6 +26,7 @@ import { loadConfig } from '../src/config';
 import type { Bar } from '../src/contract/bar';
 import { encodeCopyRows } from '../src/store/copyEncoding';
 import { createPool, ident, withConnection, type PoolClient } from '../src/store/pool';
+import { fingerprint } from '../src/offsets/fingerprint';
 import { prepareStaging, writeGroup, type BarAtOffset } from '../src/store/writeBatch';
 import { CREATE_STAGING, writeSql } from '../src/store/writeSql';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
@@ -77,6 +78,9 @@ function onConflictClause(schema: string): string {
   const upsert = writeSql(schema).upsert('-', '-');
   return upsert.slice(upsert.indexOf('ON CONFLICT'));
 }
+
+/** Record timestamps of the bars (any fixed instant: the write path only compares them). */
+const BENCH_RECORD_MS = Date.UTC(2026, 10, 24, 15);
 
 runMain('bench:write', async (cleanup: Cleanup) => {
   const total = envInt('BENCH_BARS', 100_000);
@@ -207,7 +211,14 @@ runMain('bench:write', async (cleanup: Cleanup) => {
           const parts = partitions
             .map((es, k) => ({ partition: lane * 100 + k, entries: es.slice(i, i + batchSize) }))
             .filter((p) => p.entries.length > 0)
-            .map((p) => ({ ...p, nextOffset: p.entries[p.entries.length - 1]!.offset + 1n }));
+            .map((p) => {
+              const last = p.entries[p.entries.length - 1]!;
+              return {
+                ...p,
+                nextOffset: last.offset + 1n,
+                lastFingerprint: fingerprint(last.offset, last.messageTimeMs, JSON.stringify(last.bar)),
+              };
+            });
           const r = await withConnection(
             pool,
             (client) =>
@@ -244,11 +255,18 @@ runMain('bench:write', async (cleanup: Cleanup) => {
       },
     });
   };
-  const allEntries: BarAtOffset[] = bars.map((bar, i) => ({ offset: BigInt(i), bar }));
+  // Record timestamps: one per bar, increasing, as a producer's would be.
+  const recordTime = (i: number) => BENCH_RECORD_MS + i;
+  const allEntries: BarAtOffset[] = bars.map((bar, i) => ({
+    offset: BigInt(i),
+    bar,
+    messageTimeMs: recordTime(i),
+  }));
   const partitionEntries: BarAtOffset[][] = Array.from({ length: 6 }, () => []);
   for (const bar of bars) {
     const p = Number(bar.symbol.slice(1)) % 6;
-    partitionEntries[p]!.push({ offset: BigInt(partitionEntries[p]!.length), bar });
+    const offset = partitionEntries[p]!.length;
+    partitionEntries[p]!.push({ offset: BigInt(offset), bar, messageTimeMs: recordTime(offset) });
   }
   const serviceConfig = loadConfig({});
   const concurrency = serviceConfig.write.concurrency;
@@ -266,7 +284,7 @@ runMain('bench:write', async (cleanup: Cleanup) => {
     for (const f of [copyFile, binaryFile, scriptFile]) fs.rmSync(f, { force: true });
   });
   // (d) stages the rows as the service does: with their origin (one partition, offsets in order).
-  const origins = bars.map((_, i) => ({ partition: 0, offset: BigInt(i) }));
+  const origins = bars.map((_, i) => ({ partition: 0, offset: BigInt(i), recordTimeMs: recordTime(i) }));
   fs.writeFileSync(copyFile, encodeCopyRows(bars, origins));
   fs.writeFileSync(binaryFile, encodeCopyRowsBinary(bars, origins));
 
@@ -286,7 +304,7 @@ runMain('bench:write', async (cleanup: Cleanup) => {
         `${sql.insertFences('psql', 'bench', [0])};`,
         `${sql.lockFences('psql', 'bench', [0])};`,
         `${sql.upsert('psql', 'bench')};`,
-        `${sql.advanceFences('psql', 'bench', [[0, BigInt(bars.length)]])};`,
+        `${sql.advanceFences('psql', 'bench', [{ partition: 0, next: BigInt(bars.length), fingerprint: 'psql' }])};`,
         'COMMIT;',
         '',
       ].join('\n'),

@@ -5,8 +5,9 @@
  *        ─▶ flush (store: fence + COPY + upsert; dead letters) ─▶ OffsetCommitter ─▶ Kafka
  *
  * start() and stop() are idempotent (a second call returns the first call's promise) and wait for each
- * other: stop() during start-up waits for start-up to notice (it checks between steps), so nothing it
- * creates is left running; start() after stop() does nothing.
+ * other: stop() during start-up ends the connection attempt and waits for start-up to notice (it checks
+ * between steps, and undoes what it did after), so nothing it creates is left running; start() after
+ * stop() does nothing.
  */
 import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
@@ -14,6 +15,8 @@ import type { Config } from './config';
 import { createFlush } from './batch/flush';
 import { Pipeline } from './batch/pipeline';
 import { retryDelayMs } from './batch/policy';
+import { MAX_BATCHES_PER_FLUSH } from './batch/scheduler';
+import { REJECT_REASONS } from './contract/bar';
 import { kafkaErrorType } from './consumer/errors';
 import { createKafka, KafkajsConsumer } from './consumer/kafkajs';
 import type { ConsumerPort } from './consumer/port';
@@ -21,14 +24,14 @@ import { KafkaDeadLetterSink, NoDeadLetterSink, type DeadLetterSink } from './de
 import { ensureDeadLetterTopic } from './deadletter/topic';
 import { HttpServer } from './http/server';
 import { errorMessage, type Logger } from './observe/logger';
-import { createMetrics, type Metrics } from './observe/metrics';
+import { createMetrics, zeroLabels, type Metrics } from './observe/metrics';
 import type { Periodic } from './observe/periodic';
 import { Readiness, type CheckResult } from './observe/readiness';
 import { OffsetCommitter } from './offsets/committer';
 import { reportLag } from './offsets/lag';
 import { ResumePoints } from './offsets/resume';
-import { classifyDbError } from './store/errors';
-import { readFences } from './store/fences';
+import { classifyDbError, DB_ERROR_CLASSES } from './store/errors';
+import { readFences, resetFence } from './store/fences';
 import { databaseCheck, reportPool } from './store/health';
 import { createPool, type Pool } from './store/pool';
 import { getBars, getLatestBars } from './store/readBars';
@@ -49,6 +52,8 @@ const ROOM_WAIT_MS = 1000;
 /** Start-up retries: from this delay, doubling, up to the cap (jittered by the policy's backoff). */
 const STARTUP_RETRY_MS = 1000;
 const STARTUP_RETRY_MAX_MS = 30_000;
+/** How long stop() waits for start-up to notice it (it checks between steps, every 250 ms at most). */
+const STARTUP_STOP_WAIT_MS = 1000;
 
 /** Where start-up is: readiness shows it (with the latest reason); the log gets one line per change. */
 type StartupState =
@@ -83,6 +88,9 @@ export class Service {
     const logger = options.logger;
     this.logger = logger;
     this.metrics = createMetrics(options.registry ?? new Registry());
+    zeroLabels(this.metrics.barsRejected, 'reason', REJECT_REASONS);
+    zeroLabels(this.metrics.writeErrors, 'class', DB_ERROR_CLASSES);
+    zeroLabels(this.metrics.offsetCommits, 'result', ['ok', 'failed']);
     this.pool = createPool(config.db);
     this.kafka = createKafka(config.kafka, logger);
     this.consumer = new KafkajsConsumer(this.kafka, config.kafka, logger);
@@ -100,19 +108,37 @@ export class Service {
         flushOnCaughtUp: config.write.flushOnCaughtUp,
         queueSize: config.write.queueSize,
         queueBytes: config.write.queueBytes,
+        // A partition may always hold what one flush takes from it, up to half the buffers.
+        partitionFloor: Math.min(
+          Math.floor(config.write.queueSize / 2),
+          MAX_BATCHES_PER_FLUSH * config.write.batchSize,
+        ),
         roomWaitMs: ROOM_WAIT_MS,
+        minTimestampMs: config.write.minTimestampMs,
         maxRetries: config.write.maxRetries,
         retryDelayMs: config.write.retryDelayMs,
         retryMaxDelayMs: config.write.retryMaxDelayMs,
       },
       {
-        flush: createFlush({ pool: this.pool, schema, group, deadLetters: this.deadLetters }),
+        flush: createFlush({
+          pool: this.pool,
+          schema,
+          group,
+          deadLetters: this.deadLetters,
+          metrics: this.metrics,
+          logger: logger.child({ component: 'flush' }),
+          lockTimeoutMs: config.db.lockTimeoutMs,
+        }),
         classify: classifyDbError,
         consumer: this.consumer,
         resume: new ResumePoints({
           fences: (topic, partitions) => readFences(this.pool, schema, group, topic, partitions),
+          resetFence: (topic, partition, next) =>
+            resetFence(this.pool, schema, group, topic, partition, next),
           consumer: this.consumer,
           committer: this.committer,
+          fromBeginning: config.kafka.fromBeginning,
+          metrics: this.metrics,
           logger: logger.child({ component: 'offsets' }),
         }),
         committer: this.committer,
@@ -154,7 +180,11 @@ export class Service {
     if (this.stopped) return;
     this.port = await this.http.listen(this.config.http.port);
     this.logger.info({ port: this.port }, 'http listening');
-    if (this.stopped) return; // stop() closes the server once this returns
+    if (this.stopped) {
+      // stop() may have closed the server before it was listening: close it here.
+      await this.http.close();
+      return;
+    }
     const logger = this.logger;
     this.periodic = [
       this.committer.retryEvery(1000),
@@ -176,9 +206,9 @@ export class Service {
         }
         await this.consumer.start({
           onBatch: (b, heartbeat) => this.pipeline.handleBatch(b, heartbeat),
-          onAssignment: (tps) => {
+          onAssignment: (tps, epoch) => {
             logger.info({ partitions: tps.map((t) => t.partition) }, 'partitions assigned');
-            this.pipeline.handleAssignment(tps);
+            this.pipeline.handleAssignment(tps, epoch);
           },
           onFatal: (err) => this.options.onFatal?.(err),
         });
@@ -234,10 +264,16 @@ export class Service {
 
   private async doStop(deadlineMs: number): Promise<boolean> {
     this.stopped = true;
-    // Start-up checks `stopped` between its steps; a connection attempt in flight ends within kafkajs's
-    // own retries. Wait for it (until the deadline at most), so nothing it creates outlives the stop.
-    if (this.starting)
-      await Promise.race([this.starting.catch(() => undefined), sleep(deadlineMs - Date.now())]);
+    // Start-up checks `stopped` between its steps. A connection attempt in flight is told to give up
+    // (kafkajs would retry it for a while), then start-up gets a moment to notice; whatever it does
+    // after that sees `stopped` and undoes itself.
+    if (this.starting && this.state.phase !== 'consuming') {
+      await this.consumer.stop().catch(() => undefined);
+      await Promise.race([
+        this.starting.catch(() => undefined),
+        sleep(Math.min(STARTUP_STOP_WAIT_MS, deadlineMs - Date.now())),
+      ]);
+    }
     let drained: boolean;
     try {
       drained = await this.pipeline.drain(deadlineMs);

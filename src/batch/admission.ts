@@ -1,17 +1,23 @@
 /**
- * Admission to the buffers: the one owner of their totals (messages and estimated bytes), of the wait
- * for room when they are full, and of pausing and resuming partitions in the consumer.
+ * Admission to the buffers: the one owner of their totals (messages and estimated bytes, in all and per
+ * partition), of the wait for room when they are full, and of pausing and resuming partitions in the
+ * consumer.
  *
- * - Full: the buffers hold `queueSize` messages or `queueBytes` estimated bytes. A fetched batch that
- *   finds them full waits (at most `roomWaitMs`, heartbeating) until a flush frees some room, then its
- *   handler goes on: fetching stops meanwhile (the fetch loop waits for the handler) without dropping
- *   the fetched data, and the buffers stay full, so the database always has the next flush ready while
- *   Node decodes (bench/README.md: going on at any room drained 1.13-1.19x faster than waiting for half).
- * - If no room comes in time (the database is slow or down), the partition is paused for backpressure
- *   and the rest of its batch is not taken (kafkajs fetches it again after resume); until room comes
- *   back, later batches that find the buffers full pause at once, without a second wait. Every
- *   partition paused for backpressure resumes once the totals drain to half. Nothing is ever dropped to
- *   make room.
+ * - Full: the buffers hold `queueSize` messages or `queueBytes` estimated bytes in all, or one
+ *   partition holds its share: the larger of an even split and `partitionFloor` messages (bytes in
+ *   proportion), never more than all. So a partition that cannot be written (a locked fence row, a
+ *   dead-letter topic that refuses its records) fills its share and no more; the others keep flowing.
+ * - A fetched batch that finds no room waits (at most `roomWaitMs`, heartbeating) until a flush frees
+ *   some, then its handler goes on: fetching stops meanwhile (the fetch loop waits for the handler)
+ *   without dropping the fetched data, and the buffers stay full, so the database always has the next
+ *   flush ready while Node decodes (bench/README.md: going on at any room drained 1.13-1.19x faster
+ *   than waiting for half).
+ * - If no room comes in time (the database is slow or down), or at once for a partition whose writes
+ *   are failing (waiting cannot help it), the partition is paused for backpressure and the rest of its
+ *   batch is not taken (kafkajs fetches it again after resume); until the totals have room again, later
+ *   batches that find them full pause at once, without a second wait. A partition paused for its own
+ *   share resumes once it holds half of it; every partition paused for backpressure resumes once the
+ *   totals drain to half. Nothing is ever dropped to make room.
  * - A partition is paused in the consumer while any reason holds: its resume point is loading, it is
  *   paused for backpressure, or the pipeline has stopped taking messages. Only changes are sent.
  */
@@ -24,12 +30,16 @@ export type PauseReason = 'loading' | 'backpressure';
 export interface AdmissionLimits {
   queueSize: number;
   queueBytes: number;
+  /** A partition may always hold this many messages (bounded by queueSize), whatever the even split. */
+  partitionFloor: number;
   /** How long a fetched batch may wait for room in full buffers before its partition is paused. */
   roomWaitMs: number;
 }
 
 interface Tracked {
   tp: TopicPartition;
+  entries: number;
+  bytes: number;
   reasons: Set<PauseReason>;
   /** What the consumer was last told. */
   paused: boolean;
@@ -42,7 +52,7 @@ export class Admission {
   private entries = 0;
   private bytes = 0;
   private waiters: (() => void)[] = [];
-  /** A wait for room timed out and the buffers have not drained since: pause without waiting. */
+  /** A wait for room timed out and the totals have not drained since: pause without waiting. */
   private waitTimedOut = false;
   private accepting = true;
   private readonly tracked = new Map<string, Tracked>();
@@ -65,8 +75,28 @@ export class Admission {
     return this.bytes;
   }
 
+  /** The totals are full. */
   isFull(): boolean {
     return this.entries >= this.limits.queueSize || this.bytes >= this.limits.queueBytes;
+  }
+
+  /** Messages one partition may hold: an even split of the buffers, at least the floor, at most all. */
+  private shareEntries(): number {
+    const even = Math.ceil(this.limits.queueSize / Math.max(1, this.tracked.size));
+    return Math.min(this.limits.queueSize, Math.max(even, this.limits.partitionFloor));
+  }
+
+  /** The partition holds its whole share. */
+  atShare(key: string): boolean {
+    const t = this.tracked.get(key);
+    if (!t) return false;
+    const share = this.shareEntries();
+    return t.entries >= share || t.bytes >= (this.limits.queueBytes * share) / this.limits.queueSize;
+  }
+
+  /** Room for one more message of this partition. */
+  hasRoomFor(key: string): boolean {
+    return !this.isFull() && !this.atShare(key);
   }
 
   /** At most half full: where partitions paused for backpressure resume. */
@@ -76,10 +106,15 @@ export class Admission {
 
   // ---- the totals -------------------------------------------------------------------------------
 
-  /** Entries were taken into a buffer (per message: the gauge is published by publishDepth()). */
-  add(entries: number, bytes: number): void {
-    this.entries += entries;
+  /** An entry was taken into a buffer (per message: the gauge is published by publishDepth()). */
+  add(key: string, bytes: number): void {
+    this.entries++;
     this.bytes += bytes;
+    const t = this.tracked.get(key);
+    if (t) {
+      t.entries++;
+      t.bytes += bytes;
+    }
   }
 
   /** Publishes the depth gauge (once per fetched batch, not per message). */
@@ -88,27 +123,34 @@ export class Admission {
   }
 
   /** Entries left the buffers (written, or dropped with a revoked partition): wake waiters, resume. */
-  release(entries: number, bytes: number): void {
+  release(key: string, entries: number, bytes: number): void {
     this.entries -= entries;
     this.bytes -= bytes;
+    const t = this.tracked.get(key);
+    if (t) {
+      t.entries -= entries;
+      t.bytes -= bytes;
+    }
     this.publishDepth();
     this.wake();
-    if (this.accepting && this.hasRoom()) this.liftBackpressure();
+    if (!this.accepting) return;
+    if (this.hasRoom()) this.liftBackpressure([...this.tracked.values()]);
+    else if (t && !this.isFull() && t.entries <= this.shareEntries() / 2) this.liftBackpressure([t]);
   }
 
   // ---- waiting for room ---------------------------------------------------------------------------
 
   /**
-   * Waits until the buffers are no longer full (true), or gives up (false): after `roomWaitMs`, when
-   * `live()` turns false (revoked, or the pipeline stopped taking messages), or when the heartbeat fails
-   * (a rebalance: the consumer rejoins once the handler returns).
+   * Waits until there is room for `key` (true), or gives up (false): after `roomWaitMs`, when `live()`
+   * turns false (revoked, or the pipeline stopped taking messages), or when the heartbeat fails (a
+   * rebalance: the consumer rejoins once the handler returns).
    */
-  async waitForRoom(live: () => boolean, heartbeat?: () => Promise<void>): Promise<boolean> {
-    // Once a wait has timed out, the others pause at once until room comes back (no 1 s each).
-    if (this.waitTimedOut) return false;
+  async waitForRoom(key: string, live: () => boolean, heartbeat?: () => Promise<void>): Promise<boolean> {
+    // Once a wait for the totals has timed out, the others pause at once until room comes back.
+    if (this.waitTimedOut && this.isFull()) return false;
     const started = this.deps.now();
     try {
-      const room = await this.roomWithin(live, started + this.limits.roomWaitMs, heartbeat);
+      const room = await this.roomWithin(key, live, started + this.limits.roomWaitMs, heartbeat);
       if (!room && this.isFull()) this.waitTimedOut = true;
       return room;
     } finally {
@@ -117,11 +159,12 @@ export class Admission {
   }
 
   private async roomWithin(
+    key: string,
     live: () => boolean,
     deadline: number,
     heartbeat?: () => Promise<void>,
   ): Promise<boolean> {
-    while (this.isFull()) {
+    while (!this.hasRoomFor(key)) {
       const left = deadline - this.deps.now();
       if (left <= 0 || !this.accepting || !live()) return false;
       await new Promise<void>((resolve) => {
@@ -144,7 +187,7 @@ export class Admission {
     return this.accepting && live();
   }
 
-  /** Wakes every waiting handler (each looks again); a drained buffer also ends the no-wait period. */
+  /** Wakes every waiting handler (each looks again); drained totals also end the no-wait period. */
   wake(): void {
     if (!this.isFull()) this.waitTimedOut = false;
     const waiters = this.waiters;
@@ -157,14 +200,14 @@ export class Admission {
 
   /** A partition was assigned: it starts paused, its resume point loading. */
   track(key: string, tp: TopicPartition): void {
-    this.tracked.set(key, { tp, reasons: new Set(['loading']), paused: false });
+    this.tracked.set(key, { tp, entries: 0, bytes: 0, reasons: new Set(['loading']), paused: false });
   }
 
-  /** A partition was revoked: nothing more is said to the consumer about it. */
-  forget(key: string): void {
+  /** A partition was revoked: its remaining entries leave the totals; nothing more is said about it. */
+  forget(key: string, entries: number, bytes: number): void {
+    this.release(key, entries, bytes);
     this.tracked.delete(key);
     this.wake(); // a handler waiting for room on this partition gives up
-    if (this.accepting && this.hasRoom()) this.liftBackpressure();
     this.updateGauge();
   }
 
@@ -181,27 +224,26 @@ export class Admission {
     else t.reasons.delete(reason);
     if (on && reason === 'backpressure') {
       this.deps.logger.debug(
-        { topic: t.tp.topic, partition: t.tp.partition, depth: this.entries },
-        'buffers full; partition paused',
+        { topic: t.tp.topic, partition: t.tp.partition, depth: this.entries, held: t.entries },
+        'no room for the partition; paused',
       );
     }
     this.sync([t]);
   }
 
-  private liftBackpressure(): void {
-    const lifted: Tracked[] = [];
-    for (const t of this.tracked.values()) if (t.reasons.delete('backpressure')) lifted.push(t);
+  private liftBackpressure(candidates: Tracked[]): void {
+    const lifted = candidates.filter((t) => t.reasons.delete('backpressure'));
     if (lifted.length === 0) return;
-    this.deps.logger.debug({ partitions: lifted.length, depth: this.entries }, 'buffers drained; resumed');
+    this.deps.logger.debug({ partitions: lifted.length, depth: this.entries }, 'room again; resumed');
     this.sync(lifted);
   }
 
   /**
    * After a rebalance: kafkajs carries pause state across it, so the whole truth is told again; and
-   * backpressure is dropped where the buffers are no longer full.
+   * backpressure is dropped where there is room again.
    */
   resync(): void {
-    if (!this.isFull()) for (const t of this.tracked.values()) t.reasons.delete('backpressure');
+    for (const [key, t] of this.tracked) if (this.hasRoomFor(key)) t.reasons.delete('backpressure');
     this.sync([...this.tracked.values()], true);
   }
 

@@ -10,8 +10,17 @@ export interface BarEntry {
   kind: 'bar';
   offset: bigint;
   bar: Bar;
-  /** Kafka message timestamp (ms), for the end-to-end delay. */
+  /** Kafka record timestamp (ms; 0 when the message has none): the bar's version, the end-to-end delay. */
   messageTimeMs: number;
+  /**
+   * The message as it came, for a dead letter should the database refuse the row: its value as decoded
+   * text (re-encoding it as UTF-8 gives the bytes back) or, when it would not, a copy of the bytes; its
+   * key (undefined: the same bytes as the symbol, the usual case, so nothing is copied) and all its
+   * headers (null: none).
+   */
+  source: string | Buffer;
+  key: Buffer | null | undefined;
+  headers: Record<string, Buffer[]> | null;
 }
 
 /** A message that will not be written: it stays in the buffer so the flush covering it dead-letters it. */
@@ -23,9 +32,26 @@ export type Entry = BarEntry | RejectedEntry;
 
 /** Estimated heap bytes of an entry: what the byte cap of the buffers counts. */
 export function entryBytes(e: Entry): number {
-  if (e.kind === 'bar') return 160 + 2 * e.bar.symbol.length;
-  let n = 200 + (e.key?.length ?? 0) + (e.value?.length ?? 0) + 2 * e.rejection.detail.length;
-  for (const [k, v] of Object.entries(e.headers)) n += 2 * k.length + v.length + 40;
+  if (e.kind === 'bar') {
+    let n = 184 + 2 * e.bar.symbol.length + e.source.length + (e.key?.length ?? 0);
+    if (e.headers) n += headerBytes(e.headers);
+    return n;
+  }
+  return (
+    200 +
+    (e.key?.length ?? 0) +
+    (e.value?.length ?? 0) +
+    2 * e.rejection.detail.length +
+    headerBytes(e.headers)
+  );
+}
+
+function headerBytes(headers: Record<string, Buffer[]>): number {
+  let n = 0;
+  for (const [k, vs] of Object.entries(headers)) {
+    n += 2 * k.length + 40;
+    for (const v of vs) n += v.length + 16;
+  }
   return n;
 }
 

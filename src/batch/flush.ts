@@ -1,25 +1,35 @@
 /**
  * What one flush does to make batches durable: the FlushFn the scheduler calls. A flush covers the
- * batches of one or more partitions of a topic (the scheduler groups the partitions that are due at
- * the same time), in one transaction:
+ * batches of one or more partitions of a topic (the scheduler groups partitions that are due at the
+ * same time):
  *
- *   fence locks → COPY + upsert of the bars at or above each fence → dead letters for the rejected
- *   messages at or above their fence → fences advanced → COMMIT.
+ *   1. dead letters first, for the rejected messages at or above each partition's fence (read without a
+ *      lock): no Kafka round trip ever runs while the write transaction holds its locks;
+ *   2. one transaction, one round trip (../store/writeBatch.ts): COPY → fence rows locked → upsert of
+ *      the bars at or above each fence → fences advanced, each with the fingerprint of the batch's last
+ *      message → COMMIT.
  *
- * Dead letters are sent inside the transaction, before COMMIT: if the send fails the transaction rolls
- * back and the batches are retried; if the fence has passed a message, its dead letter was sent.
+ * Dead letters are at least once: if the transaction then fails, the flush is retried and sends them
+ * again (a consumer of the dead-letter topic deduplicates by bar-writer.source.* headers if it must);
+ * they are never lost, since the fence (and so the offset commit) passes a message only after its dead
+ * letter was sent.
  *
  * A row the database refuses (SQLSTATE class 22/23, which the contract should have caught) must not
  * block anything: a group is split into its partitions, and a partition's batch in halves, each
- * written in its own transaction, recursively, until the refused rows are alone; each is
- * dead-lettered with its SQLSTATE. One poison row costs about 2·log2(n) extra transactions, and the
- * other partitions of its group are written on their own. Transient and fatal errors are returned for
- * the scheduler to retry.
+ * written in its own transaction, recursively, until the refused rows are alone; each is counted in
+ * bars_rejected_total{reason="database_rejected"}, logged with where it came from, and dead-lettered
+ * with its original bytes and SQLSTATE. One poison row costs about 2·log2(n) extra transactions, and
+ * the other partitions of its group are written on their own. Transient and fatal errors are returned
+ * for the scheduler to retry.
  */
 import type { DeadLetterSink } from '../deadletter/producer';
 import { refusedBar } from '../deadletter/records';
+import { RateLimiter, type Logger } from '../observe/logger';
+import type { Metrics } from '../observe/metrics';
+import { fingerprint } from '../offsets/fingerprint';
 import { commitOffsetAfter } from '../offsets/resume';
 import { classifyDbError } from '../store/errors';
+import { readFences } from '../store/fences';
 import { withConnection, type Pool } from '../store/pool';
 import { prepareStaging, writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
 import type { Batch, Entry, RejectedEntry } from './buffer';
@@ -54,6 +64,10 @@ export interface FlushDeps {
   schema: string;
   group: string;
   deadLetters: DeadLetterSink;
+  metrics: Pick<Metrics, 'barsRejected'>;
+  logger: Logger;
+  /** lock_timeout of each write transaction (0: none). */
+  lockTimeoutMs?: number;
 }
 
 /** A contiguous run of one partition's entries, written as one part of a transaction. */
@@ -65,6 +79,7 @@ interface Range {
 }
 
 export function createFlush(deps: FlushDeps): FlushFn {
+  const refusedLog = new RateLimiter(10, 10_000);
   return async (jobs: readonly FlushJob[]): Promise<FlushOutcome[]> => {
     const ranges: Range[] = jobs.map((job) => ({
       job,
@@ -82,7 +97,7 @@ export function createFlush(deps: FlushDeps): FlushFn {
     const outcomes: FlushOutcome[] = [];
     for (const r of ranges) {
       try {
-        await writeRange(deps, r);
+        await writeRange(deps, r, refusedLog);
         outcomes.push({ ok: true, result: r.total });
       } catch (err) {
         outcomes.push({ ok: false, error: err });
@@ -92,8 +107,15 @@ export function createFlush(deps: FlushDeps): FlushFn {
   };
 }
 
-/** One transaction for every range (distinct partitions of one topic). */
+/** The fingerprint of a range's last message: what the fence will say it covers. */
+function lastFingerprint(entries: readonly Entry[]): string {
+  const last = entries[entries.length - 1]!;
+  return fingerprint(last.offset, last.messageTimeMs, last.kind === 'bar' ? last.source : last.value);
+}
+
+/** Dead letters, then one transaction, for every range (distinct partitions of one topic). */
 async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise<void> {
+  const topic = ranges[0]!.job.topic;
   const parts: PartitionWrite[] = [];
   const rejected = new Map<number, RejectedEntry[]>();
   for (const r of ranges) {
@@ -107,24 +129,18 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
         rejected.set(r.job.partition, list);
       }
     }
-    parts.push({ partition: r.job.partition, entries: bars, nextOffset: r.nextOffset });
+    parts.push({
+      partition: r.job.partition,
+      entries: bars,
+      nextOffset: r.nextOffset,
+      lastFingerprint: lastFingerprint(r.entries),
+    });
   }
-  const topic = ranges[0]!.job.topic;
-  const deadLettered = new Map<number, number>();
-  const sendDeadLetters =
-    rejected.size === 0
-      ? undefined
-      : async (results: readonly { partition: number; fenceBefore: bigint }[]) => {
-          for (const res of results) {
-            const toSend = (rejected.get(res.partition) ?? []).filter((e) => e.offset >= res.fenceBefore);
-            if (toSend.length === 0) continue;
-            await deps.deadLetters.send(topic, res.partition, toSend);
-            if (deps.deadLetters.enabled) deadLettered.set(res.partition, toSend.length);
-          }
-        };
+  const deadLettered = await sendDeadLetters(deps, topic, rejected);
   const out = await withConnection(
     deps.pool,
-    (client) => writeGroup(client, deps.schema, deps.group, topic, parts, sendDeadLetters),
+    (client) =>
+      writeGroup(client, deps.schema, deps.group, topic, parts, { lockTimeoutMs: deps.lockTimeoutMs ?? 0 }),
     prepareStaging,
   );
   for (const res of out.parts) {
@@ -136,24 +152,64 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
   }
 }
 
+/**
+ * Sends the dead letters of the rejected messages at or above their partition's fence (below it, they
+ * were handled before: a replay); returns how many per partition (0 when dead letters are disabled).
+ */
+async function sendDeadLetters(
+  deps: FlushDeps,
+  topic: string,
+  rejected: ReadonlyMap<number, RejectedEntry[]>,
+): Promise<Map<number, number>> {
+  const sent = new Map<number, number>();
+  if (rejected.size === 0) return sent;
+  const fences = await readFences(deps.pool, deps.schema, deps.group, topic, [...rejected.keys()]);
+  for (const [partition, entries] of rejected) {
+    const fence = fences.get(partition)?.next ?? 0n;
+    const toSend = entries.filter((e) => e.offset >= fence);
+    if (toSend.length === 0) continue;
+    await deps.deadLetters.send(topic, partition, toSend);
+    if (deps.deadLetters.enabled) sent.set(partition, toSend.length);
+  }
+  return sent;
+}
+
 /** One partition's range; on a refused row, halves in their own transactions, recursively. */
-async function writeRange(deps: FlushDeps, r: Range): Promise<void> {
+async function writeRange(deps: FlushDeps, r: Range, refusedLog: RateLimiter): Promise<void> {
   try {
     await writeTogether(deps, [r]);
   } catch (err) {
     if (classifyDbError(err).class !== 'data' || !r.entries.some((e) => e.kind === 'bar')) throw err;
     if (r.entries.length === 1) {
-      // The refused row, alone: dead-letter it in place of writing it.
+      // The refused row, alone: counted, logged, and dead-lettered in place of being written.
       const only = r.entries[0]!;
       if (only.kind !== 'bar') throw err;
-      const poison: RejectedEntry = { kind: 'rejected', ...refusedBar(only, classifyDbError(err)) };
-      await writeRange(deps, { ...r, entries: [poison] });
+      const info = classifyDbError(err);
+      const poison: RejectedEntry = { kind: 'rejected', ...refusedBar(only, info) };
+      deps.metrics.barsRejected.inc({ reason: 'database_rejected' });
+      const suppressed = refusedLog.take('database_rejected');
+      if (suppressed !== null) {
+        deps.logger.warn(
+          {
+            topic: r.job.topic,
+            partition: r.job.partition,
+            offset: only.offset.toString(),
+            reason: 'database_rejected',
+            sqlstate: info.code,
+            detail: poison.rejection.detail,
+            deadLetter: deps.deadLetters.enabled,
+            suppressed,
+          },
+          'the database refused a bar the contract accepted; isolated and skipped',
+        );
+      }
+      await writeRange(deps, { ...r, entries: [poison] }, refusedLog);
       return;
     }
     const mid = Math.ceil(r.entries.length / 2);
     const left = r.entries.slice(0, mid);
     const right = r.entries.slice(mid);
-    await writeRange(deps, { ...r, entries: left, nextOffset: right[0]!.offset });
-    await writeRange(deps, { ...r, entries: right });
+    await writeRange(deps, { ...r, entries: left, nextOffset: right[0]!.offset }, refusedLog);
+    await writeRange(deps, { ...r, entries: right }, refusedLog);
   }
 }

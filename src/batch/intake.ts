@@ -3,36 +3,48 @@
  * contract rejects becomes a rejected entry holding copies of its key, value and headers (the message
  * views the fetch buffer, which kafkajs reuses), and is counted and logged (rate-limited) here, once.
  */
-import { decodeBar, type Rejection } from '../contract/bar';
+import { decodeBar, MIN_TIMESTAMP_MS, type Rejection } from '../contract/bar';
 import type { InboundMessage } from '../consumer/port';
 import { RateLimiter, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
+import { recordTime } from '../offsets/resume';
 import type { Entry } from './buffer';
 
 export class Intake {
   private readonly rejectLog = new RateLimiter(10, 10_000);
 
-  constructor(private readonly deps: { metrics: Metrics; logger: Logger }) {}
+  constructor(
+    private readonly deps: {
+      metrics: Metrics;
+      logger: Logger;
+      /** BARS_MIN_TIMESTAMP: the earliest bar start accepted. */
+      minTimestampMs?: number;
+    },
+  ) {}
 
   /** The entry for message `m` (at `offset`) of `topic`/`partition`, taken at `arrival` (ms). */
   entry(topic: string, partition: number, m: InboundMessage, offset: bigint, arrival: number): Entry {
-    const messageTimeMs = Number(m.timestamp) || arrival;
-    const decoded = decodeBar(m.value, arrival);
-    if (decoded.ok) return { kind: 'bar', offset, bar: decoded.bar, messageTimeMs };
-    this.noteRejection(topic, partition, m.offset, decoded.rejection);
-    const headers: Record<string, Buffer> = {};
-    for (const [k, v] of Object.entries(m.headers ?? {})) {
-      if (v === undefined) continue;
-      const first = Array.isArray(v) ? v[0] : v;
-      if (first !== undefined) headers[k] = Buffer.from(first);
+    const messageTimeMs = recordTime(m);
+    const decoded = decodeBar(m.value, arrival, this.deps.minTimestampMs ?? MIN_TIMESTAMP_MS);
+    if (decoded.ok) {
+      return {
+        kind: 'bar',
+        offset,
+        bar: decoded.bar,
+        messageTimeMs,
+        source: decoded.exact ? decoded.text : Buffer.from(m.value!),
+        key: m.key === null ? null : sameBytes(m.key, decoded.bar.symbol) ? undefined : Buffer.from(m.key),
+        headers: copyHeaders(m.headers),
+      };
     }
+    this.noteRejection(topic, partition, m.offset, decoded.rejection);
     return {
       kind: 'rejected',
       offset,
       rejection: decoded.rejection,
       key: m.key ? Buffer.from(m.key) : null,
       value: m.value ? Buffer.from(m.value) : null,
-      headers,
+      headers: copyHeaders(m.headers) ?? {},
       messageTimeMs,
     };
   }
@@ -46,4 +58,23 @@ export class Intake {
       'message rejected by the bar contract; skipped',
     );
   }
+}
+
+/** A key that spells the symbol (the recommended keying) need not be kept: the symbol gives it back. */
+function sameBytes(key: Buffer, symbol: string): boolean {
+  if (key.length !== symbol.length) return false;
+  for (let i = 0; i < key.length; i++) if (key[i] !== symbol.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Copies of every header value, repeated headers kept in order; null when the message has none. */
+function copyHeaders(headers: InboundMessage['headers'] | undefined): Record<string, Buffer[]> | null {
+  let out: Record<string, Buffer[]> | null = null;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined) continue;
+    out ??= {};
+    out[k] = (Array.isArray(v) ? v : [v]).map((x) => Buffer.from(x));
+  }
+  return out;
 }

@@ -4,14 +4,17 @@
  * through `to()`, which checks the transition and the new mode's entry condition.
  *
  *   loading ──resume point known──▶ idle ──entries taken──▶ filling ──slot free, rule fired──▶ flushing
- *                                    ▲                         ▲                                 │ │
- *                                    └──────── ok, empty ──────┴──────── ok, more buffered ──────┘ │
- *                                                                                                  │ error
+ *      │  ▲                          ▲                         ▲                                 │ │
+ *      │  └─log replaced─┐           └──────── ok, empty ──────┴──────── ok, more buffered ──────┘ │
+ *      └─fence to check─▶ verifying ─fence confirmed─▶ idle                                        │ error
  *                                    flushing ◀──backoff passed, slot free── retrying ◀────────────┘
  *
  *   filling ──nothing to take──▶ idle;   any mode ──revoked──▶ revoked (terminal)
  *
- * - loading: the resume point (./../offsets/resume.ts) is not known yet; fetching is paused.
+ * - loading: the resume point (../offsets/resume.ts) is not known yet; fetching is paused.
+ * - verifying: sought to the last message the fence covers; the first message fetched says whether the
+ *   fence belongs to this log (then it is skipped) or the log was replaced (back to loading while the
+ *   fence is moved).
  * - idle: nothing buffered, nothing in flight.
  * - filling: entries buffered; `due` says why the flush rule fired (the partition waits for a flush
  *   slot), else `timer` wakes it when the interval rule will fire.
@@ -21,12 +24,14 @@
  * - revoked: the partition went to another member; its buffer is dropped, an in-flight write finishes
  *   but commits nothing (the new owner replays from the committed offset).
  */
+import type { ResumePoint } from '../offsets/resume';
 import type { ClassifiedDbError } from '../store/errors';
 import { PartitionBuffer, type Batch } from './buffer';
 import type { FlushReason } from './policy';
 
 export type Mode =
   | { name: 'loading'; attempts: number; lastError: ClassifiedDbError | null }
+  | { name: 'verifying'; point: Extract<ResumePoint, { kind: 'verify' }> }
   | { name: 'idle' }
   | { name: 'filling'; due: FlushReason | null; timer: NodeJS.Timeout | null }
   | { name: 'flushing'; batch: Batch; attempts: number; lastError: ClassifiedDbError | null }
@@ -44,7 +49,8 @@ export type ModeName = Mode['name'];
 export type ModeOf<N extends ModeName> = Extract<Mode, { name: N }>;
 
 const TRANSITIONS: Record<ModeName, readonly ModeName[]> = {
-  loading: ['idle', 'revoked'],
+  loading: ['verifying', 'idle', 'revoked'],
+  verifying: ['idle', 'loading', 'revoked'],
   idle: ['filling', 'revoked'],
   filling: ['flushing', 'idle', 'revoked'],
   flushing: ['idle', 'filling', 'retrying', 'revoked'],
@@ -61,6 +67,8 @@ export class Partition {
   caughtUp = false;
 
   constructor(
+    /** tpKey(topic, partition): how the pipeline and admission know it. */
+    readonly key: string,
     readonly topic: string,
     readonly partition: number,
     /** Ownership generation (offsets/committer.ts): a commit carries it. */

@@ -16,7 +16,7 @@
  * The handler (`handleBatch`) only decodes and buffers: it never awaits the database (only room in the
  * buffers), so fetching and heartbeats go on while flushes run.
  */
-import type { ConsumerPort, InboundBatch, TopicPartition } from '../consumer/port';
+import type { ConsumerPort, InboundBatch, InboundMessage, TopicPartition } from '../consumer/port';
 import type { ClassifiedDbError } from '../store/errors';
 import { errorMessage, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
@@ -29,7 +29,10 @@ import { Partition } from './partition';
 import { retryDelayMs } from './policy';
 import { Scheduler, type SchedulerSettings } from './scheduler';
 
-export interface PipelineSettings extends SchedulerSettings, AdmissionLimits {}
+export interface PipelineSettings extends SchedulerSettings, AdmissionLimits {
+  /** BARS_MIN_TIMESTAMP: the earliest bar start accepted. */
+  minTimestampMs?: number;
+}
 
 export interface PipelineDeps {
   flush: FlushFn;
@@ -80,7 +83,7 @@ export class Pipeline {
       logger: deps.logger,
       now: this.now,
     });
-    this.intake = new Intake(deps);
+    this.intake = new Intake({ ...deps, minTimestampMs: settings.minTimestampMs });
     this.scheduler = new Scheduler(settings, { ...deps, admission: this.admission, now: this.now }, () =>
       this.partitions.values(),
     );
@@ -97,6 +100,7 @@ export class Pipeline {
     const key = tpKey(batch.topic, batch.partition);
     const p = this.partitions.get(key);
     if (!p || !this.accepting || this.admission.isPaused(key)) return null;
+    if (p.mode.name === 'verifying' && !this.verify(key, p, batch)) return null;
     const live = () => p.name !== 'revoked' && this.accepting;
     let arrival = this.now();
     let last: string | null = null;
@@ -106,13 +110,15 @@ export class Pipeline {
     for (const m of batch.messages) {
       const offset = BigInt(m.offset);
       if (expected !== null && offset < expected) {
-        last = m.offset; // already held or written: a replay after a rejoin
+        last = m.offset; // already held or written: a replay after a rejoin, or the checked fence
         continue;
       }
-      if (this.admission.isFull()) {
+      if (!this.admission.hasRoomFor(key)) {
         this.took(p, taken, lastTaken, batch.highWatermark, last);
         taken = 0;
-        if (!(await this.admission.waitForRoom(live, heartbeat))) {
+        // A partition whose writes keep failing cannot make room by waiting: it pauses at once.
+        const failing = p.attempts > 0;
+        if (failing || !(await this.admission.waitForRoom(key, live, heartbeat))) {
           if (live()) this.admission.hold(key, 'backpressure', true);
           return last;
         }
@@ -120,13 +126,58 @@ export class Pipeline {
       }
       const before = p.buffer.bytes;
       p.buffer.push(this.intake.entry(batch.topic, batch.partition, m, offset, arrival), arrival);
-      this.admission.add(1, p.buffer.bytes - before);
+      this.admission.add(key, p.buffer.bytes - before);
       lastTaken = offset;
       last = m.offset;
       taken++;
     }
     this.took(p, taken, lastTaken, batch.highWatermark, last);
     return last;
+  }
+
+  /**
+   * The first batch after a `verify` resume point: is the fence's last message still there (go on from
+   * the fence), or is this another log (back to loading while the fence moves; nothing taken)?
+   */
+  private verify(key: string, p: Partition, batch: InboundBatch): boolean {
+    if (p.mode.name !== 'verifying') return true;
+    const first = batch.messages[0];
+    if (!first) return false;
+    const point = p.mode.point;
+    const verdict = this.deps.resume.check(point, first);
+    const owner = { partition: p.partition, generation: p.generation };
+    if (verdict === 'replaced') {
+      p.to({ name: 'loading', attempts: 0, lastError: null });
+      this.admission.hold(key, 'loading', true);
+      void this.replaced(p, first, point.fence, 1);
+      return false;
+    }
+    if (verdict === 'unknown') {
+      this.deps.logger.info(
+        { topic: p.topic, partition: p.partition, expected: point.offset.toString(), first: first.offset },
+        "the fence's last message is no longer in the log (retention or compaction); the fence is trusted",
+      );
+    }
+    this.deps.resume.confirmed(p.topic, owner, point);
+    p.nextExpected = point.fence;
+    p.to({ name: 'idle' });
+    return true;
+  }
+
+  /** A replaced log: the fence moves to where the new log is consumed from; retried until it does. */
+  private async replaced(p: Partition, first: InboundMessage, fence: bigint, attempt: number): Promise<void> {
+    const found = `${first.offset}:${first.timestamp}`;
+    try {
+      const next = await this.deps.resume.replaced(p.topic, p, found, fence);
+      if (p.name !== 'loading') return;
+      p.nextExpected = next;
+      p.to({ name: 'idle' });
+      this.admission.hold(tpKey(p.topic, p.partition), 'loading', false);
+    } catch (err) {
+      const delay = this.noteResumeFailure([p], err, attempt);
+      await sleep(delay);
+      if (this.accepting && p.name === 'loading') await this.replaced(p, first, fence, attempt + 1);
+    }
   }
 
   /** After taking `taken` entries of a batch (the last at `lastTaken`): metrics, mode, flush rule. */
@@ -153,8 +204,8 @@ export class Pipeline {
    * buffers and in-flight flushes (kafkajs refetches from the committed offset; duplicates are
    * skipped by offset); pause state is told again because kafkajs carries it across rebalances.
    */
-  handleAssignment(assigned: TopicPartition[]): void {
-    const generations = this.deps.committer.assign(assigned);
+  handleAssignment(assigned: TopicPartition[], epoch = 0): void {
+    const generations = this.deps.committer.assign(assigned, epoch);
     for (const [key, p] of this.partitions) {
       if (generations.has(key)) continue;
       this.revoke(key, p);
@@ -163,9 +214,10 @@ export class Pipeline {
     for (const tp of assigned) {
       const key = tpKey(tp.topic, tp.partition);
       if (this.partitions.has(key)) continue;
-      const p = new Partition(tp.topic, tp.partition, generations.get(key)!);
+      const p = new Partition(key, tp.topic, tp.partition, generations.get(key)!);
       this.partitions.set(key, p);
       this.admission.track(key, tp);
+      this.deps.metrics.partitionFailures.set({ partition: String(tp.partition) }, 0);
       added.push(p);
     }
     const { metrics } = this.deps;
@@ -193,30 +245,41 @@ export class Pipeline {
       );
       for (const p of live) {
         if (p.name !== 'loading') continue;
-        const next = points.get(p.partition);
-        if (next !== undefined && next !== null) p.nextExpected = next;
-        p.to({ name: 'idle' });
+        const point = points.get(p.partition) ?? { kind: 'committed' };
+        if (point.kind === 'verify') {
+          p.to({ name: 'verifying', point });
+        } else {
+          if (point.kind === 'at') p.nextExpected = point.next;
+          p.to({ name: 'idle' });
+        }
         this.admission.hold(tpKey(p.topic, p.partition), 'loading', false);
       }
     } catch (err) {
-      const delay = retryDelayMs(
-        attempt,
-        this.settings.retryDelayMs,
-        this.settings.retryMaxDelayMs,
-        this.deps.random,
-      );
-      if (attempt === 1 || attempt === this.settings.maxRetries + 1) {
-        this.deps.logger.warn(
-          { err: errorMessage(err), topic, attempt, retryInMs: delay },
-          'cannot read the offset fence; partitions stay paused, retrying',
-        );
-      }
-      const info = this.deps.classify(err);
-      const lastError = { ...info, message: `cannot read the offset fence: ${info.message}` };
-      for (const p of live) if (p.name === 'loading') p.to({ name: 'loading', attempts: attempt, lastError });
+      const delay = this.noteResumeFailure(live, err, attempt);
       await sleep(delay);
       if (this.accepting) await this.resume(live, attempt + 1);
     }
+  }
+
+  /** A failed attempt at reading or moving the fence: logged (first and past maxRetries), recorded. */
+  private noteResumeFailure(partitions: Partition[], err: unknown, attempt: number): number {
+    const delay = retryDelayMs(
+      attempt,
+      this.settings.retryDelayMs,
+      this.settings.retryMaxDelayMs,
+      this.deps.random,
+    );
+    if (attempt === 1 || attempt === this.settings.maxRetries + 1) {
+      this.deps.logger.warn(
+        { err: errorMessage(err), topic: partitions[0]?.topic, attempt, retryInMs: delay },
+        'cannot read the offset fence; partitions stay paused, retrying',
+      );
+    }
+    const info = this.deps.classify(err);
+    const lastError = { ...info, message: `cannot read the offset fence: ${info.message}` };
+    for (const p of partitions)
+      if (p.name === 'loading') p.to({ name: 'loading', attempts: attempt, lastError });
+    return delay;
   }
 
   private revoke(key: string, p: Partition): void {
@@ -224,8 +287,12 @@ export class Pipeline {
     const held = p.mode.name === 'retrying' ? p.mode.batch : null; // a flushing batch is released when its write ends
     p.to({ name: 'revoked' });
     this.partitions.delete(key);
-    this.admission.forget(key);
-    this.admission.release(dropped.entries + (held?.entries.length ?? 0), dropped.bytes + (held?.bytes ?? 0));
+    this.deps.metrics.partitionFailures.remove({ partition: String(p.partition) });
+    this.admission.forget(
+      key,
+      dropped.entries + (held?.entries.length ?? 0),
+      dropped.bytes + (held?.bytes ?? 0),
+    );
     if (dropped.entries > 0) {
       this.deps.logger.info(
         { topic: p.topic, partition: p.partition, dropped: dropped.entries },

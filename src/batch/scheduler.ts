@@ -6,11 +6,13 @@
  * - A partition whose flush rule fires (./policy.ts) is *due*; a timer wakes it when only the interval
  *   rule will fire later.
  * - At most `concurrency` flushes run at once. A flush starts as soon as a slot is free and some
- *   partition is due (or its retry backoff has passed), and takes in one transaction up to
- *   MAX_BATCHES_PER_FLUSH batches of every partition of that topic that holds entries and is not being
- *   written (group commit): the others ride along rather than wait for their own turn. While the
- *   database is busy, bars gather, so a backlog is written in large transactions (fewer commits,
- *   statements and round trips per bar), and a lone due partition never waits for company.
+ *   partition is due, and takes in one transaction up to MAX_BATCHES_PER_FLUSH batches of every
+ *   partition of that topic that holds entries and is not being written (group commit): the others
+ *   ride along rather than wait for their own turn. While the database is busy, bars gather, so a
+ *   backlog is written in large transactions (fewer commits, statements and round trips per bar), and
+ *   a lone due partition never waits for company.
+ * - A partition whose write failed is retried alone, once its backoff has passed, in a slot of its own
+ *   (never all of them): one partition that cannot be written does not hold the others back (pump).
  * - Flushes of one partition are strictly sequential and in offset order: a partition is in at most one
  *   flush, and a failed batch is retried (same batch, exponential backoff with jitter) before anything
  *   after it.
@@ -40,7 +42,7 @@ export interface SchedulerDeps {
   flush: FlushFn;
   classify: (err: unknown) => ClassifiedDbError;
   committer: Pick<OffsetCommitter, 'durable'>;
-  admission: Pick<Admission, 'release' | 'isFull'>;
+  admission: Pick<Admission, 'release' | 'isFull' | 'atShare'>;
   metrics: Metrics;
   logger: Logger;
   now: () => number;
@@ -56,6 +58,8 @@ export const MAX_BATCHES_PER_FLUSH = 3;
 
 export class Scheduler {
   private running = 0;
+  /** Flushes in flight that retry a failed partition (alone). */
+  private runningRetries = 0;
   private pumpRequested = false;
   private draining = false;
   private readonly flushes = new Set<Promise<void>>();
@@ -88,7 +92,7 @@ export class Scheduler {
         entryCount: p.buffer.size,
         oldestArrivalMs: p.buffer.oldestArrivalMs,
         caughtUp: p.caughtUp,
-        pressure: this.deps.admission.isFull(),
+        pressure: this.deps.admission.isFull() || this.deps.admission.atShare(p.key),
         draining: this.draining,
       },
       this.deps.now(),
@@ -128,22 +132,20 @@ export class Scheduler {
     });
   }
 
-  /** Starts flushes while a slot is free and partitions are due (or their retry backoff has passed). */
+  /**
+   * Starts flushes while a slot is free: first the partitions that are due, together (with every other
+   * healthy partition of that topic holding entries); then, alone, a partition whose write failed and
+   * whose backoff has passed. A failing partition is never retried in one transaction with healthy ones
+   * (its failure would fail them too), and failing partitions take at most all slots but one, so a
+   * partition that cannot be written (a lock held elsewhere, a dead-letter topic that refuses it) does
+   * not stop the others.
+   */
   pump(): void {
     while (this.running < this.settings.concurrency) {
-      let topic: string | null = null;
-      for (const p of this.partitions()) {
-        const m = p.mode;
-        if ((m.name === 'filling' && m.due !== null) || (m.name === 'retrying' && m.ready)) {
-          topic = p.topic;
-          break;
-        }
-      }
-      if (topic === null) return;
-      const members: Partition[] = [];
+      const group = this.healthyGroup() ?? this.retryAlone();
+      if (group === null) return;
       const jobs: FlushJob[] = [];
-      for (const p of this.partitions()) {
-        if (p.topic !== topic) continue;
+      for (const p of group) {
         const m = p.mode;
         let batch: Batch;
         let attempts = 0;
@@ -159,20 +161,48 @@ export class Scheduler {
             'flush',
           );
           batch = taken;
-        } else if (m.name === 'retrying' && m.ready) {
+        } else if (m.name === 'retrying') {
           ({ batch, attempts, lastError } = m);
         } else {
           continue;
         }
         p.to({ name: 'flushing', batch, attempts, lastError });
-        members.push(p);
         jobs.push({ topic: p.topic, partition: p.partition, batch });
       }
       if (jobs.length === 0) continue;
+      const members = group.filter((p) => p.name === 'flushing');
+      const retry = members.some((p) => p.attempts > 0);
       this.running++;
-      const done = this.run(members, jobs).finally(() => this.flushes.delete(done));
+      if (retry) this.runningRetries++;
+      const done = this.run(members, jobs)
+        .finally(() => {
+          if (retry) this.runningRetries--;
+        })
+        .finally(() => this.flushes.delete(done));
       this.flushes.add(done);
     }
+  }
+
+  /** The first due partition and every other filling partition of its topic (group commit), or null. */
+  private healthyGroup(): Partition[] | null {
+    let topic: string | null = null;
+    for (const p of this.partitions()) {
+      if (p.mode.name === 'filling' && p.mode.due !== null) {
+        topic = p.topic;
+        break;
+      }
+    }
+    if (topic === null) return null;
+    const group: Partition[] = [];
+    for (const p of this.partitions()) if (p.topic === topic && p.mode.name === 'filling') group.push(p);
+    return group;
+  }
+
+  /** A failed partition whose backoff has passed, alone, while retries hold fewer than their slots. */
+  private retryAlone(): Partition[] | null {
+    if (this.runningRetries >= Math.max(1, this.settings.concurrency - 1)) return null;
+    for (const p of this.partitions()) if (p.mode.name === 'retrying' && p.mode.ready) return [p];
+    return null;
   }
 
   private async run(members: Partition[], jobs: FlushJob[]): Promise<void> {
@@ -221,7 +251,9 @@ export class Scheduler {
     if (p.attempts > this.settings.maxRetries) {
       logger.info({ topic: p.topic, partition: p.partition, attempts: p.attempts + 1 }, 'write recovered');
     }
-    this.deps.admission.release(batch.entries.length, batch.bytes);
+    if (p.attempts > 0 && p.name !== 'revoked')
+      metrics.partitionFailures.set({ partition: String(p.partition) }, 0);
+    this.deps.admission.release(p.key, batch.entries.length, batch.bytes);
     // The rows are durable: now, and only now, the offsets (skipped if revoked meanwhile). Not awaited:
     // the committer sends one commit per partition at a time, always forward, and drain() waits for
     // pending commits; the next flush need not wait for the broker's answer.
@@ -235,7 +267,7 @@ export class Scheduler {
     this.deps.metrics.writeErrors.inc({ class: info.class });
     if (p.name === 'revoked') {
       // Not written: the new owner replays it from the committed offset.
-      this.deps.admission.release(batch.entries.length, batch.bytes);
+      this.deps.admission.release(p.key, batch.entries.length, batch.bytes);
       return;
     }
     const attempts = p.attempts + 1;
@@ -264,6 +296,7 @@ export class Scheduler {
     } else if (attempts <= this.settings.maxRetries) {
       this.deps.logger.warn(fields, 'write failed; retrying');
     }
+    this.deps.metrics.partitionFailures.set({ partition: String(p.partition) }, attempts);
     const retrying = p.to({ name: 'retrying', batch, attempts, lastError: info, ready: false, timer: null });
     retrying.timer = setTimeout(() => {
       retrying.timer = null;

@@ -71,6 +71,13 @@ function intRange(min: number, max: number): string {
 }
 const registeredFormats = new Set<string>();
 
+/** Epoch ms of an ISO-8601 date-time with an explicit zone (Z or ±HH:MM), or null. */
+function isoInstant(value: string): number | null {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/.test(value)) return null;
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) ? ms : null;
+}
+
 /** An IANA zone name Node's ICU knows (PostgreSQL's list is checked again when it is applied). */
 function isTimeZone(name: string): boolean {
   if (name.trim() !== name || name === '') return false;
@@ -167,6 +174,12 @@ const schema = {
       default: 30_000,
       env: 'DB_STATEMENT_TIMEOUT',
     },
+    lockTimeoutMs: {
+      doc: 'lock_timeout of every write transaction (0 = none): a row another session holds fails the write after this long, and the partition is retried on its own',
+      format: 'duration-ms',
+      default: 5000,
+      env: 'DB_LOCK_TIMEOUT',
+    },
     retentionMs: {
       doc: 'TimescaleDB only: bars_1m chunks older than this are dropped by a retention policy that `npm run migrate` sets (0 = keep everything; otherwise at least 1d)',
       format: 'duration-ms',
@@ -239,6 +252,17 @@ const schema = {
       default: 30_000,
       env: 'BARS_DB_RETRY_MAX_DELAY',
     },
+    minTimestamp: {
+      doc: 'Earliest bar start accepted (ISO-8601 with a zone, from 1900 on); older bars are rejected as timestamp_too_early',
+      format: (value: unknown) => {
+        const ms = typeof value === 'string' ? isoInstant(value) : null;
+        if (ms === null)
+          throw new Error('must be an ISO-8601 date-time with a zone, such as 1990-01-01T00:00:00Z');
+        if (ms < Date.UTC(1900, 0, 1)) throw new Error('must not be before 1900-01-01T00:00:00Z');
+      },
+      default: '1990-01-01T00:00:00Z',
+      env: 'BARS_MIN_TIMESTAMP',
+    },
   },
   kafka: {
     brokers: {
@@ -302,6 +326,12 @@ const schema = {
       // can take is paused, dropped and fetched again (measured: 2.4x the bytes read per bar at 10 MiB).
       default: 2 * 1024 * 1024,
       env: 'KAFKA_MAX_BYTES',
+    },
+    metadataMaxAgeMs: {
+      doc: 'How often topic metadata is refreshed: partitions added to the topic are consumed this soon',
+      format: 'duration-ms',
+      default: 30_000,
+      env: 'KAFKA_METADATA_MAX_AGE',
     },
     maxWaitMs: {
       doc: 'Longest a fetch waits for data',
@@ -410,6 +440,7 @@ export interface Config {
     maxIdleConnections: number;
     connMaxLifetimeMs: number;
     statementTimeoutMs: number;
+    lockTimeoutMs: number;
     /** TimescaleDB retention of bars_1m, applied by the migrate CLI (0 = none). */
     retentionMs: number;
     /** Time zone of bars_1h and bars_1d, applied by the migrate CLI. */
@@ -425,6 +456,8 @@ export interface Config {
     maxRetries: number;
     retryDelayMs: number;
     retryMaxDelayMs: number;
+    /** BARS_MIN_TIMESTAMP as epoch ms. */
+    minTimestampMs: number;
   };
   kafka: {
     brokers: string[];
@@ -437,6 +470,7 @@ export interface Config {
     maxBytesPerPartition: number;
     maxBytes: number;
     maxWaitMs: number;
+    metadataMaxAgeMs: number;
     ssl: boolean;
     sslCaFile: string;
     sslCertFile: string;
@@ -533,7 +567,13 @@ export function loadConfig(env: Env = process.env): Config {
     }
   }
   delete kafka.saslPasswordFile;
-  const config: Config = { ...raw, db, kafka };
+  const { minTimestamp, ...write } = raw.write as Config['write'] & { minTimestamp: string };
+  const config: Config = {
+    ...raw,
+    db,
+    kafka,
+    write: { ...write, minTimestampMs: isoInstant(minTimestamp)! },
+  };
 
   // Cross-field rules.
   const w = config.write;

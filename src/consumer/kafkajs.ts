@@ -15,13 +15,15 @@ import {
 } from 'kafkajs';
 import type { Config } from '../config';
 import type { Logger } from '../observe/logger';
-import type {
-  ConsumerHandlers,
-  ConsumerPort,
-  InboundMessage,
-  OffsetToCommit,
-  PartitionLag,
-  TopicPartition,
+import {
+  StaleCommitError,
+  type ConsumerHandlers,
+  type ConsumerPort,
+  type InboundMessage,
+  type LogOffsets,
+  type OffsetToCommit,
+  type PartitionLag,
+  type TopicPartition,
 } from './port';
 import { registerCodecs } from './codecs';
 
@@ -35,6 +37,8 @@ export interface KafkaSettings {
   maxBytesPerPartition: number;
   maxBytes: number;
   maxWaitMs: number;
+  /** How often kafkajs refreshes topic metadata: partitions added to the topic are seen this soon. */
+  metadataMaxAgeMs: number;
 }
 
 /** Routes kafkajs's own log lines into our pino logger. */
@@ -103,6 +107,8 @@ export class KafkajsConsumer implements ConsumerPort {
   private readonly consumer: Consumer;
   private readonly admin: Admin;
   private joined = false;
+  /** Joins so far: a commit is sent only within the epoch it was made under (see commit). */
+  private epoch = 0;
   private adminConnected = false;
 
   constructor(
@@ -118,6 +124,9 @@ export class KafkajsConsumer implements ConsumerPort {
       maxBytesPerPartition: settings.maxBytesPerPartition,
       maxBytes: settings.maxBytes,
       maxWaitTimeInMs: settings.maxWaitMs,
+      // New partitions of the topic are found at the next metadata refresh, which then rebalances the
+      // group: kafkajs's default (5 minutes) left a share of the symbols without bars for that long.
+      metadataMaxAge: settings.metadataMaxAgeMs,
       allowAutoTopicCreation: false,
       retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
     });
@@ -164,8 +173,12 @@ export class KafkajsConsumer implements ConsumerPort {
     const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT } = consumer.events;
     consumer.on(GROUP_JOIN, (e) => {
       this.joined = true;
+      this.epoch++;
       const partitions = e.payload.memberAssignment[settings.topic] ?? [];
-      handlers.onAssignment(partitions.map((partition) => ({ topic: settings.topic, partition })));
+      handlers.onAssignment(
+        partitions.map((partition) => ({ topic: settings.topic, partition })),
+        this.epoch,
+      );
     });
     consumer.on(REBALANCING, () => {
       this.joined = false;
@@ -206,9 +219,18 @@ export class KafkajsConsumer implements ConsumerPort {
     }
   }
 
-  async commit(offsets: OffsetToCommit[]): Promise<void> {
+  /**
+   * kafkajs's commitOffsets returns without committing anything while its runner is not running
+   * (stopping, restarting after a crash), and a commit of a member that rejoined meanwhile carries the
+   * new generation, for partitions it may no longer own. So a commit goes out only while joined in the
+   * epoch it was made under, and counts as done only if that still holds when kafkajs answers;
+   * otherwise it is refused and stays pending with the committer.
+   */
+  async commit(offsets: OffsetToCommit[], epoch: number): Promise<void> {
     if (offsets.length === 0) return;
+    if (!this.joined || epoch !== this.epoch) throw new StaleCommitError('before');
     await this.consumer.commitOffsets(offsets);
+    if (!this.joined || epoch !== this.epoch) throw new StaleCommitError('during');
   }
 
   seek(tp: TopicPartition, offset: string): void {
@@ -237,6 +259,12 @@ export class KafkajsConsumer implements ConsumerPort {
         if (wanted.has(p.partition)) out.set(p.partition, p.offset === '-1' ? null : BigInt(p.offset));
     }
     return out;
+  }
+
+  async logOffsets(topic: string): Promise<Map<number, LogOffsets>> {
+    const admin = await this.connectedAdmin();
+    const ends = await admin.fetchTopicOffsets(topic);
+    return new Map(ends.map((e) => [e.partition, { low: BigInt(e.low), high: BigInt(e.high) }]));
   }
 
   async lag(): Promise<PartitionLag[]> {

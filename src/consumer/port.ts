@@ -34,8 +34,11 @@ export interface ConsumerHandlers {
    * calling `heartbeat` at least every few hundred ms. The fetch loop (every partition's) waits for it.
    */
   onBatch(batch: InboundBatch, heartbeat: () => Promise<void>): Promise<string | null>;
-  /** Called synchronously after every group join with this member's full new assignment. */
-  onAssignment(assigned: TopicPartition[]): void;
+  /**
+   * Called synchronously after every group join with this member's full new assignment. `epoch`
+   * counts the joins of this consumer: a commit carries the epoch it was made under (see commit).
+   */
+  onAssignment(assigned: TopicPartition[], epoch: number): void;
   /** The client gave up (it will not restart by itself). */
   onFatal(err: Error): void;
 }
@@ -43,6 +46,13 @@ export interface ConsumerHandlers {
 export interface OffsetToCommit extends TopicPartition {
   /** The next offset to read: last processed + 1. */
   offset: string;
+}
+
+export interface LogOffsets {
+  /** The first offset still in the log (retention moves it). */
+  low: bigint;
+  /** The offset after the last message (the high watermark). */
+  high: bigint;
 }
 
 export interface PartitionLag {
@@ -57,15 +67,35 @@ export interface ConsumerPort {
   start(handlers: ConsumerHandlers): Promise<void>;
   pause(partitions: TopicPartition[]): void;
   resume(partitions: TopicPartition[]): void;
-  commit(offsets: OffsetToCommit[]): Promise<void>;
+  /**
+   * Commits offsets, made under join `epoch`. Rejects (and commits nothing) unless the consumer is
+   * running in that same epoch from before the request until after it: a commit kafkajs would skip
+   * silently (the consumer stopping or restarting) or one that could land in a later generation, for
+   * partitions this member may no longer own, is refused instead. A rejected commit stays pending.
+   */
+  commit(offsets: OffsetToCommit[], epoch: number): Promise<void>;
   /** Fetch this partition from `offset` next (takes effect before its next batch). */
   seek(partition: TopicPartition, offset: string): void;
   /** The group's committed offsets (null: none) of some partitions. */
   committedOffsets(topic: string, partitions: number[]): Promise<Map<number, bigint | null>>;
   /** High watermark and committed offset per partition of the topic. */
   lag(): Promise<PartitionLag[]>;
+  /** The log's start and end per partition of `topic`. */
+  logOffsets(topic: string): Promise<Map<number, LogOffsets>>;
   /** True between a group join and the next rebalance or stop. */
   isJoined(): boolean;
   /** Leaves the group and disconnects. Never call from inside onBatch. */
   stop(): Promise<void>;
+}
+
+/** A commit refused because the consumer was not joined in the epoch it was made under. */
+export class StaleCommitError extends Error {
+  constructor(when: 'before' | 'during') {
+    super(
+      when === 'before'
+        ? 'not committed: the consumer is not joined in the generation the offset was made under'
+        : 'not counted as committed: the consumer left or rejoined the group while the commit was in flight',
+    );
+    this.name = 'StaleCommitError';
+  }
 }

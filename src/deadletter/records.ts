@@ -13,7 +13,8 @@ export interface RejectedMessage {
   rejection: Rejection;
   key: Buffer | null;
   value: Buffer | null;
-  headers: Record<string, Buffer>;
+  /** Every header of the message, each with all its values in order (a header may repeat). */
+  headers: Record<string, Buffer[]>;
   /** Kafka message timestamp (ms). */
   messageTimeMs: number;
   /** Set when the database refused the row (reason database_rejected). */
@@ -36,7 +37,8 @@ export const DLQ_HEADERS = {
 export interface DeadLetterRecord {
   key: Buffer | null;
   value: Buffer | null;
-  headers: Record<string, Buffer | string>;
+  /** A repeated header goes out as an array: kafkajs writes one header per value. */
+  headers: Record<string, Buffer | string | Buffer[]>;
 }
 
 /** The record of a rejected message on the dead-letter topic. */
@@ -45,7 +47,8 @@ export function deadLetterRecord(
   sourcePartition: number,
   m: RejectedMessage,
 ): DeadLetterRecord {
-  const headers: Record<string, Buffer | string> = { ...m.headers };
+  const headers: DeadLetterRecord['headers'] = {};
+  for (const [k, vs] of Object.entries(m.headers)) headers[k] = vs.length === 1 ? vs[0]! : vs;
   headers[DLQ_HEADERS.reason] = m.rejection.reason;
   headers[DLQ_HEADERS.detail] = m.rejection.detail;
   headers[DLQ_HEADERS.stage] = m.rejection.reason.startsWith('database_') ? 'database' : 'contract';
@@ -60,26 +63,34 @@ export function deadLetterRecord(
 /** Approximate bytes of a record on the wire (for chunking sends below the broker's batch limit). */
 export function recordBytes(r: DeadLetterRecord): number {
   let n = 64 + (r.key?.length ?? 0) + (r.value?.length ?? 0);
-  for (const [k, v] of Object.entries(r.headers)) n += k.length + v.length + 8;
+  for (const [k, v] of Object.entries(r.headers)) {
+    if (Array.isArray(v)) for (const x of v) n += k.length + x.length + 8;
+    else n += k.length + v.length + 8;
+  }
   return n;
 }
 
+/** What a decoded bar keeps of its message (batch/buffer.ts BarEntry). */
+export interface BarSource {
+  offset: bigint;
+  bar: Bar;
+  messageTimeMs: number;
+  source: string | Buffer;
+  key: Buffer | null | undefined;
+  headers: Record<string, Buffer[]> | null;
+}
+
 /**
- * The dead letter of a bar the database refused (SQLSTATE `sqlstate`, isolated by bisection). The
- * message is rebuilt from the decoded bar: its key is the symbol, its value the bar as JSON.
+ * The dead letter of a bar the database refused (SQLSTATE `error.code`, isolated by bisection): the
+ * original message (its value's bytes, its key, every header) with why.
  */
-export function refusedBar(
-  bar: { offset: bigint; bar: Bar; messageTimeMs: number },
-  error: { message: string; code: string | null },
-): RejectedMessage {
+export function refusedBar(bar: BarSource, error: { message: string; code: string | null }): RejectedMessage {
   return {
     offset: bar.offset,
     rejection: { reason: 'database_rejected', detail: `the database refused the row: ${error.message}` },
-    key: Buffer.from(bar.bar.symbol),
-    value: Buffer.from(
-      JSON.stringify({ ...bar.bar, timestamp: new Date(bar.bar.timestampMs).toISOString() }),
-    ),
-    headers: {},
+    key: bar.key === undefined ? Buffer.from(bar.bar.symbol, 'latin1') : bar.key,
+    value: typeof bar.source === 'string' ? Buffer.from(bar.source, 'utf8') : bar.source,
+    headers: bar.headers ?? {},
     messageTimeMs: bar.messageTimeMs,
     ...(error.code ? { sqlstate: error.code } : {}),
   };

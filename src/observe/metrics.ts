@@ -26,6 +26,10 @@ export interface Metrics {
   offsetCommits: Counter<'result'>;
   poolConnections: Gauge<'state'>;
   ready: Gauge;
+  resumeSkippedOffsets: Counter;
+  logReplaced: Counter;
+  partitionFailures: Gauge<'partition'>;
+  barsWrittenCompressed: Counter;
 }
 
 export function createMetrics(registry: Registry = new Registry(), withDefaults = true): Metrics {
@@ -132,5 +136,34 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
       registers: r,
     }),
     ready: new Gauge({ name: 'bar_writer_ready', help: '1 when /readyz answers ready', registers: r }),
+    resumeSkippedOffsets: new Counter({
+      name: 'kafka_resume_skipped_offsets_total',
+      help: 'Offsets not fetched again at assignment because the database fence was ahead of the committed offset (written before a commit was lost)',
+      registers: r,
+    }),
+    logReplaced: new Counter({
+      name: 'kafka_log_replaced_total',
+      help: 'Partitions found, at assignment, with another log than the one their fence was written against (topic re-created or log truncated); consumed from the committed offset or the start policy',
+      registers: r,
+    }),
+    partitionFailures: new Gauge({
+      name: 'timescale_write_partition_failures',
+      help: 'Consecutive failed write attempts of the current batch, per partition owned by this instance (0: writing fine)',
+      labelNames: ['partition'],
+      registers: r,
+    }),
+    barsWrittenCompressed: new Counter({
+      name: 'bars_written_compressed_total',
+      help: 'Bars upserted into TimescaleDB chunks that were compressed (late corrections: slower writes)',
+      registers: r,
+    }),
   };
+}
+
+/**
+ * Creates the series of a labeled counter for every known label value, at 0: a counter that appears
+ * only at its first increment has no rate() or increase() for it, and alerts miss the first errors.
+ */
+export function zeroLabels<L extends string>(counter: Counter<L>, label: L, values: readonly string[]): void {
+  for (const v of values) counter.inc({ [label]: v } as Partial<Record<L, string>>, 0);
 }

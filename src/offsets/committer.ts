@@ -15,7 +15,7 @@
  * database fence makes any replay caused by a lost commit harmless.
  */
 import { kafkaErrorType } from '../consumer/errors';
-import type { ConsumerPort, TopicPartition } from '../consumer/port';
+import { StaleCommitError, type ConsumerPort, type TopicPartition } from '../consumer/port';
 import type { Logger } from '../observe/logger';
 import { every, type Periodic } from '../observe/periodic';
 import type { Metrics } from '../observe/metrics';
@@ -32,6 +32,8 @@ export const tpKey = (topic: string, partition: number): string => `${topic}\u00
 export class OffsetCommitter {
   private readonly owned = new Map<string, Owned>();
   private nextGeneration = 1;
+  /** The consumer's join epoch of the current assignment: every commit is made under it. */
+  private epoch = 0;
 
   constructor(
     private readonly consumer: Pick<ConsumerPort, 'commit'>,
@@ -39,8 +41,12 @@ export class OffsetCommitter {
     private readonly metrics: Metrics,
   ) {}
 
-  /** New assignment: forget revoked partitions, open a generation for new ones. Returns generations. */
-  assign(partitions: TopicPartition[]): Map<string, number> {
+  /**
+   * New assignment (join `epoch`): forget revoked partitions, open a generation for new ones. Returns
+   * generations.
+   */
+  assign(partitions: TopicPartition[], epoch = 0): Map<string, number> {
+    this.epoch = epoch;
     const next = new Map<string, Owned>();
     for (const tp of partitions) {
       const key = tpKey(tp.topic, tp.partition);
@@ -112,12 +118,14 @@ export class OffsetCommitter {
     if (this.owned.get(tpKey(topic, partition)) !== o) return;
     o.inFlight = (async () => {
       try {
-        await this.consumer.commit([{ topic, partition, offset: target.toString() }]);
+        await this.consumer.commit([{ topic, partition, offset: target.toString() }], this.epoch);
         if (o.committed === null || target > o.committed) o.committed = target;
         this.metrics.offsetCommits.inc({ result: 'ok' });
       } catch (err) {
         this.metrics.offsetCommits.inc({ result: 'failed' });
-        this.logger.warn(
+        // Refused while the group rebalances: expected, and retried once joined again.
+        const stale = err instanceof StaleCommitError;
+        this.logger[stale ? 'debug' : 'warn'](
           { err, topic, partition, offset: target.toString(), kafkaError: kafkaErrorType(err) },
           'offset commit failed; will retry (rows are durable, a replay is harmless)',
         );

@@ -7,7 +7,8 @@
  * - fatal: anything else (missing table, permissions, syntax). Retrying keeps the data safe while an
  *   operator fixes it (run migrations, grant rights); the service reports not ready meanwhile.
  */
-export type DbErrorClass = 'transient' | 'data' | 'fatal';
+export const DB_ERROR_CLASSES = ['transient', 'data', 'fatal'] as const;
+export type DbErrorClass = (typeof DB_ERROR_CLASSES)[number];
 
 export interface ClassifiedDbError {
   class: DbErrorClass;

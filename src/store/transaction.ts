@@ -42,18 +42,16 @@ export class TransactionResults<N extends string> {
 }
 
 /**
- * Runs `statements` as one transaction in one round trip; see the header. With `beforeCommit`, the
- * transaction stays open after them while it runs (it sees the results), and COMMIT is a second round
- * trip; if it throws, everything is rolled back.
+ * Runs `statements` as one transaction in one round trip; see the header. Nothing else happens while it
+ * holds its locks: no other round trip (a Kafka send, say) can keep them.
  */
 export async function runTransaction<N extends string>(
   client: PoolClient,
   statements: readonly Statement<N>[],
-  beforeCommit?: (results: TransactionResults<N>) => Promise<void>,
 ): Promise<TransactionResults<N>> {
   const copies = statements.filter((s) => s.copyData !== undefined);
   if (copies.length !== 1) throw new Error('a pipelined transaction holds exactly one COPY');
-  const text = ['BEGIN', ...statements.map((s) => s.sql), ...(beforeCommit ? [] : ['COMMIT'])].join(';\n');
+  const text = ['BEGIN', ...statements.map((s) => s.sql), 'COMMIT'].join(';\n');
   const query = new PipelinedCopy(text);
   try {
     await pipeline(Readable.from([copies[0]!.copyData!]), client.query(query));
@@ -63,12 +61,7 @@ export async function runTransaction<N extends string>(
       const r = query.results[i + 1];
       if (r) byName.set(s.name, r);
     });
-    const results = new TransactionResults(byName);
-    if (beforeCommit) {
-      await beforeCommit(results);
-      await client.query('COMMIT');
-    }
-    return results;
+    return new TransactionResults(byName);
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

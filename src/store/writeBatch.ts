@@ -23,13 +23,28 @@ import { CREATE_STAGING, writeSql } from './writeSql';
 export interface BarAtOffset {
   offset: bigint;
   bar: Bar;
+  /** Kafka record timestamp (ms): with the revision, the bar's version. */
+  messageTimeMs: number;
 }
 
-/** One partition's share of a write: its bars in offset order and the offset after its batch. */
+/**
+ * One partition's share of a write: its bars in offset order, the offset after its batch, and the
+ * fingerprint of the batch's last message (the fence records it: ../offsets/fingerprint.ts).
+ */
 export interface PartitionWrite {
   partition: number;
   entries: readonly BarAtOffset[];
   nextOffset: bigint;
+  lastFingerprint: string;
+}
+
+export interface WriteOptions {
+  /**
+   * lock_timeout of the transaction (0: none): a fence row or a bar row another session holds fails
+   * the write after this long, instead of holding it (and every partition written with it) for the
+   * whole statement timeout.
+   */
+  lockTimeoutMs?: number;
 }
 
 export interface PartitionWriteResult {
@@ -48,18 +63,14 @@ export interface WriteGroupResult {
   rowsChanged: number;
 }
 
-/**
- * Steps 1-4 above as one transaction on `client`. `beforeCommit` runs after the fences are advanced and
- * before COMMIT, with each partition's fence before the write (dead letters are sent there: if sending
- * fails, nothing is committed).
- */
+/** Steps 1-4 above as one transaction on `client`, in one round trip. */
 export async function writeGroup(
   client: PoolClient,
   schema: string,
   group: string,
   topic: string,
   parts: readonly PartitionWrite[],
-  beforeCommit?: (results: readonly PartitionWriteResult[]) => Promise<void>,
+  options: WriteOptions = {},
 ): Promise<WriteGroupResult> {
   const sql = writeSql(schema);
   const ordered = [...parts].sort((x, y) => x.partition - y.partition);
@@ -69,7 +80,7 @@ export async function writeGroup(
   for (const part of ordered) {
     for (const e of part.entries) {
       bars.push(e.bar);
-      origins.push({ partition: part.partition, offset: e.offset });
+      origins.push({ partition: part.partition, offset: e.offset, recordTimeMs: e.messageTimeMs });
     }
   }
   const outcome = (fenceRows: (string | null)[][]): PartitionWriteResult[] => {
@@ -88,24 +99,22 @@ export async function writeGroup(
       };
     });
   };
-  const results = await runTransaction(
-    client,
-    [
-      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
-      { name: 'createFences', sql: sql.insertFences(group, topic, partitions) },
-      { name: 'lockFences', sql: sql.lockFences(group, topic, partitions) },
-      { name: 'upsert', sql: sql.upsert(group, topic) },
-      {
-        name: 'advanceFences',
-        sql: sql.advanceFences(
-          group,
-          topic,
-          ordered.map((p) => [p.partition, p.nextOffset] as const),
-        ),
-      },
-    ],
-    beforeCommit && ((r) => beforeCommit(outcome(r.rows('lockFences')))),
-  );
+  const lockTimeout = options.lockTimeoutMs
+    ? [{ name: 'lockTimeout' as const, sql: `SET LOCAL lock_timeout = ${Math.trunc(options.lockTimeoutMs)}` }]
+    : [];
+  const advances = ordered.map((p) => ({
+    partition: p.partition,
+    next: p.nextOffset,
+    fingerprint: p.lastFingerprint,
+  }));
+  const results = await runTransaction(client, [
+    ...lockTimeout,
+    { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
+    { name: 'createFences', sql: sql.insertFences(group, topic, partitions) },
+    { name: 'lockFences', sql: sql.lockFences(group, topic, partitions) },
+    { name: 'upsert', sql: sql.upsert(group, topic) },
+    { name: 'advanceFences', sql: sql.advanceFences(group, topic, advances) },
+  ]);
   return { parts: outcome(results.rows('lockFences')), rowsChanged: results.count('upsert') };
 }
 

@@ -12,8 +12,11 @@ function bar(offset: number, symbol = 'AAPL'): BarEntry {
   return {
     kind: 'bar',
     offset: BigInt(offset),
-    bar: { symbol, timestampMs: T0, open: 1, high: 1, low: 1, close: 1, volume: 1, vwap: null },
+    bar: { symbol, timestampMs: T0, open: 1, high: 1, low: 1, close: 1, volume: 1, vwap: null, revision: 0 },
     messageTimeMs: T0,
+    source: 'x'.repeat(100),
+    key: undefined,
+    headers: null,
   };
 }
 
@@ -29,7 +32,7 @@ function rejected(offset: number): RejectedEntry {
   };
 }
 
-const BAR_BYTES = 168; // 160 + 2 * 'AAPL'.length
+const BAR_BYTES = 292; // 184 + 2 * 'AAPL'.length + 100 (the source text)
 const REJ_BYTES = 208; // 200 + 1 + 1 + 2 * 'abc'.length
 
 function offsets(entries: Entry[]): number[] {
@@ -37,9 +40,17 @@ function offsets(entries: Entry[]): number[] {
 }
 
 describe('entryBytes', () => {
-  test('a bar: 160 + 2 per symbol character', () => {
+  test('a bar: 184 + 2 per symbol character + its source text, key and headers when kept', () => {
     expect(entryBytes(bar(0))).toBe(BAR_BYTES);
-    expect(entryBytes(bar(0, 'BRK.B'))).toBe(170);
+    expect(entryBytes(bar(0, 'BRK.B'))).toBe(294);
+    // A key that is not the symbol (kept), and a header with two values: 292 + 3 + (2 + 40) + 2 × (1 + 16).
+    expect(
+      entryBytes({
+        ...bar(0),
+        key: Buffer.from('key'),
+        headers: { h: [Buffer.from('a'), Buffer.from('b')] },
+      }),
+    ).toBe(371);
   });
 
   test('a rejected entry: 200 + key + value + 2 per detail char + headers', () => {
@@ -49,10 +60,10 @@ describe('entryBytes', () => {
       key: null,
       value: null,
       rejection: { reason: 'too_large', detail: 'xy' },
-      headers: { h: Buffer.from('ab'), trace: Buffer.alloc(10) },
+      headers: { h: [Buffer.from('ab')], trace: [Buffer.alloc(10)] },
     };
-    // 200 + 0 + 0 + 4 + (2 + 2 + 40) + (10 + 10 + 40)
-    expect(entryBytes(withHeaders)).toBe(308);
+    // 200 + 0 + 0 + 4 + (2 + 40 + 2 + 16) + (10 + 40 + 10 + 16)
+    expect(entryBytes(withHeaders)).toBe(340);
   });
 });
 

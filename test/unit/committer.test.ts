@@ -1,5 +1,5 @@
 import { Registry } from 'prom-client';
-import type { OffsetToCommit } from '../../src/consumer/port';
+import { StaleCommitError, type OffsetToCommit } from '../../src/consumer/port';
 import { createLogger } from '../../src/observe/logger';
 import { createMetrics, type Metrics } from '../../src/observe/metrics';
 import { OffsetCommitter, tpKey } from '../../src/offsets/committer';
@@ -32,7 +32,7 @@ function deferred(): Deferred {
 }
 
 function setup() {
-  const consumer = { commit: jest.fn((_offsets: OffsetToCommit[]) => Promise.resolve()) };
+  const consumer = { commit: jest.fn((_offsets: OffsetToCommit[], _epoch: number) => Promise.resolve()) };
   const logger = createLogger('silent');
   const metrics = createMetrics(new Registry(), false);
   const committer = new OffsetCommitter(consumer, logger, metrics);
@@ -40,7 +40,7 @@ function setup() {
 }
 
 /** The offsets committed so far, one "partition:offset" string per call. */
-function commits(consumer: { commit: jest.Mock<Promise<void>, [OffsetToCommit[]]> }): string[] {
+function commits(consumer: { commit: jest.Mock<Promise<void>, [OffsetToCommit[], number]> }): string[] {
   return consumer.commit.mock.calls.map(([offsets]) =>
     offsets.map((o) => `${o.topic}/${o.partition}:${o.offset}`).join(','),
   );
@@ -98,7 +98,8 @@ describe('OffsetCommitter: durable()', () => {
     const g = committer.assign([P0, P1]).get(tpKey(TOPIC, 1))!;
     await committer.durable(TOPIC, 1, 42n, g);
     expect(consumer.commit).toHaveBeenCalledTimes(1);
-    expect(consumer.commit).toHaveBeenCalledWith([{ topic: TOPIC, partition: 1, offset: '42' }]);
+    // Under the join epoch of the assignment (0: assigned without one).
+    expect(consumer.commit).toHaveBeenCalledWith([{ topic: TOPIC, partition: 1, offset: '42' }], 0);
     expect(committer.pendingCount()).toBe(0);
     expect(await commitCount(metrics, 'ok')).toBe(1);
     expect(await commitCount(metrics, 'failed')).toBe(0);
@@ -326,5 +327,32 @@ describe('OffsetCommitter: concurrency', () => {
     committer.assign([P0]);
     await committer.commitPending();
     expect(consumer.commit).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('OffsetCommitter: join epochs', () => {
+  test('each commit carries the epoch of the latest assignment; a kept partition commits under the new one', async () => {
+    const { consumer, committer } = setup();
+    committer.assign([P0], 4);
+    await committer.durable(TOPIC, 0, 3n, 1);
+    committer.assign([P0, P1], 5); // P0 kept (same generation), a new join
+    await committer.durable(TOPIC, 0, 7n, 1);
+    expect(consumer.commit.mock.calls.map(([, epoch]) => epoch)).toEqual([4, 5]);
+  });
+
+  test('a commit the consumer refuses as stale (rejoined meanwhile) is not recorded: still pending, sent again', async () => {
+    const { consumer, committer, metrics } = setup();
+    committer.assign([P0], 1);
+    consumer.commit.mockImplementationOnce(() => Promise.reject(new StaleCommitError('during')));
+    await committer.durable(TOPIC, 0, 12n, 1);
+    expect(committer.pendingCount()).toBe(1);
+    expect(await commitCount(metrics, 'failed')).toBe(1);
+    committer.assign([P0], 2);
+    await committer.commitPending();
+    expect(committer.pendingCount()).toBe(0);
+    expect(consumer.commit.mock.calls.map(([o, epoch]) => [o[0]!.offset, epoch])).toEqual([
+      ['12', 1],
+      ['12', 2],
+    ]);
   });
 });

@@ -48,6 +48,7 @@ const DEFAULTS: Config = {
     statementTimeoutMs: 30_000,
     retentionMs: 0,
     aggregateTimezone: 'UTC',
+    lockTimeoutMs: 5000,
   },
   write: {
     batchSize: 1000,
@@ -59,6 +60,7 @@ const DEFAULTS: Config = {
     maxRetries: 3,
     retryDelayMs: 100,
     retryMaxDelayMs: 30_000,
+    minTimestampMs: Date.UTC(1990, 0, 1),
   },
   kafka: {
     brokers: ['localhost:9092'],
@@ -71,6 +73,7 @@ const DEFAULTS: Config = {
     maxBytesPerPartition: 262_144,
     maxBytes: 2_097_152,
     maxWaitMs: 100,
+    metadataMaxAgeMs: 30_000,
     ssl: false,
     sslCaFile: '',
     sslCertFile: '',
@@ -155,6 +158,9 @@ describe('loadConfig: values from env', () => {
       DB_STATEMENT_TIMEOUT: '0',
       BARS_DB_RETENTION: '400d',
       BARS_DB_AGGREGATE_TIMEZONE: 'America/New_York',
+      DB_LOCK_TIMEOUT: '2s',
+      BARS_MIN_TIMESTAMP: '1970-01-01T00:00:00Z',
+      KAFKA_METADATA_MAX_AGE: '10s',
       BARS_DB_WRITE_BATCH_SIZE: '500',
       BARS_DB_WRITE_CONCURRENCY: '4',
       BARS_DB_WRITE_INTERVAL: '250ms',
@@ -197,6 +203,7 @@ describe('loadConfig: values from env', () => {
         statementTimeoutMs: 0,
         retentionMs: 34_560_000_000,
         aggregateTimezone: 'America/New_York',
+        lockTimeoutMs: 2000,
       },
       write: {
         batchSize: 500,
@@ -208,6 +215,7 @@ describe('loadConfig: values from env', () => {
         maxRetries: 0,
         retryDelayMs: 1000,
         retryMaxDelayMs: 300_000,
+        minTimestampMs: 0,
       },
       kafka: {
         brokers: ['k1:9092', 'k2:9093', 'k3:19092'],
@@ -220,6 +228,7 @@ describe('loadConfig: values from env', () => {
         maxBytesPerPartition: 2048,
         maxBytes: 4096,
         maxWaitMs: 100,
+        metadataMaxAgeMs: 10_000,
         ssl: false,
         sslCaFile: '',
         sslCertFile: '',
@@ -322,6 +331,16 @@ describe('loadConfig: invalid values', () => {
       'LOG_LEVEL (logLevel): must be one of the possible values: ["fatal","error","warn","info","debug","trace","silent"]: value was "loud"',
     ],
     ['KAFKA_TOPIC', '', 'KAFKA_TOPIC (kafka.topic): must be a non-empty topic name'],
+    [
+      'BARS_MIN_TIMESTAMP',
+      '1990-01-01',
+      'BARS_MIN_TIMESTAMP (write.minTimestamp): must be an ISO-8601 date-time with a zone, such as 1990-01-01T00:00:00Z: value was "1990-01-01"',
+    ],
+    [
+      'BARS_MIN_TIMESTAMP',
+      '1899-12-31T23:59:00Z',
+      'BARS_MIN_TIMESTAMP (write.minTimestamp): must not be before 1900-01-01T00:00:00Z: value was "1899-12-31T23:59:00Z"',
+    ],
     [
       'BARS_DB_AGGREGATE_TIMEZONE',
       'New York',

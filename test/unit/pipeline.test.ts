@@ -11,7 +11,7 @@ import type { InboundBatch, OffsetToCommit } from '../../src/consumer/port';
 import { createLogger } from '../../src/observe/logger';
 import { createMetrics } from '../../src/observe/metrics';
 import { OffsetCommitter } from '../../src/offsets/committer';
-import { ResumePoints } from '../../src/offsets/resume';
+import { ResumePoints, type ResumePort } from '../../src/offsets/resume';
 
 const TOPIC = 'bars.1m';
 const T0 = Date.UTC(2026, 10, 24, 14, 31);
@@ -27,6 +27,7 @@ const SETTINGS: PipelineSettings = {
   retryDelayMs: 1,
   retryMaxDelayMs: 1,
   roomWaitMs: 50,
+  partitionFloor: 1000, // no partition share below the whole buffers (shares: their own tests)
 };
 
 function message(offset: number, minute: number) {
@@ -91,6 +92,7 @@ async function setup(settings: Partial<PipelineSettings> = {}, partitions = [0, 
     resume: jest.fn(),
     seek: jest.fn(),
     committedOffsets: jest.fn(async () => new Map<number, bigint>()),
+    logOffsets: jest.fn(async () => new Map()),
     commit: jest.fn(async (offsets: OffsetToCommit[]) => {
       for (const o of offsets) commits.push(`${o.partition}:${o.offset}`);
     }),
@@ -113,7 +115,15 @@ async function setup(settings: Partial<PipelineSettings> = {}, partitions = [0, 
         }),
       classify: (err) => ({ class: 'transient', code: null, message: String(err) }),
       consumer,
-      resume: new ResumePoints({ fences: async () => new Map(), consumer, committer, logger }),
+      resume: new ResumePoints({
+        fences: async () => new Map(),
+        resetFence: async () => undefined,
+        consumer,
+        committer,
+        fromBeginning: true,
+        metrics,
+        logger,
+      }),
       committer,
       metrics,
       logger,
@@ -320,5 +330,156 @@ describe('pipeline backpressure: full buffers', () => {
     const drained = pipeline.drain(Date.now() + 50);
     await expect(second).resolves.toBeNull(); // full: nothing taken, and drain does not wait for room
     await drained;
+  });
+});
+
+describe('pipeline: one partition that cannot be written', () => {
+  const failing = (job: FlushJob): FlushOutcome =>
+    job.partition === 0 ? { ok: false, error: new Error('lock timeout on the fence row') } : ok(job);
+
+  test('it is retried alone, never in a transaction with healthy partitions; they keep being written', async () => {
+    const { pipeline, calls, commits } = await setup({ concurrency: 2, batchSize: 3 });
+    pipeline.handleBatch(batch(0, 0, 3)); // due: partition 0 alone in the first flush
+    pipeline.handleBatch(batch(1, 0, 2)); // rides along
+    await settle();
+    expect(calls[0]!.jobs.map((j) => j.partition)).toEqual([0, 1]);
+    calls[0]!.finish(() => ({ ok: false, error: new Error('lock timeout on the fence row') }));
+    // Both retry alone (one slot for retries, one kept for healthy work); partition 1 succeeds alone.
+    await until(() => {
+      for (const c of calls.slice(1)) c.finish(failing);
+      return commits.includes('1:2');
+    });
+    pipeline.handleBatch(batch(1, 2, 6));
+    pipeline.handleBatch(batch(2, 0, 3));
+    await until(() => {
+      for (const c of calls.slice(1)) c.finish(failing);
+      return commits.includes('1:8') && commits.includes('2:3');
+    });
+    const later = calls.slice(1).map((c) => c.jobs.map((j) => j.partition));
+    // Every flush that held partition 0 held nothing else.
+    expect(later.filter((ps) => ps.includes(0)).every((ps) => ps.length === 1)).toBe(true);
+    expect(later.filter((ps) => ps.includes(0)).length).toBeGreaterThan(1);
+    expect(pipeline.status().depth).toBe(3); // partition 0's batch, kept for the next retry
+    expect(commits.some((c) => c.startsWith('0:'))).toBe(false);
+  });
+
+  test('it fills its share of the buffers and is paused at once; the others still find room', async () => {
+    // queueSize 12 over 3 partitions: a share of 4 each (the floor is 3).
+    const { pipeline, calls, consumer } = await setup({
+      queueSize: 12,
+      batchSize: 2,
+      partitionFloor: 3,
+      roomWaitMs: 60_000,
+    });
+    pipeline.handleBatch(batch(0, 0, 2));
+    await settle();
+    calls[0]!.finish(() => ({ ok: false, error: new Error('down') }));
+    await settle();
+    // Partition 0 holds its failed batch (2); 2 more fit its share, then it pauses without waiting.
+    const started = Date.now();
+    await expect(pipeline.handleBatch(batch(0, 2, 10), async () => undefined)).resolves.toBe('3');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(consumer.pause).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 0 }]);
+    expect(pipeline.status()).toMatchObject({ depth: 4, paused: 1 });
+    // Partition 1 is not held back by it.
+    await expect(pipeline.handleBatch(batch(1, 0, 4), async () => undefined)).resolves.toBe('3');
+    expect(pipeline.status()).toMatchObject({ depth: 8, paused: 1 });
+  });
+
+  test('a healthy partition at its share waits for its own flush, then goes on', async () => {
+    const { pipeline, calls, consumer } = await setup({
+      queueSize: 12,
+      batchSize: 2,
+      partitionFloor: 3,
+      roomWaitMs: 5000,
+    });
+    let result: string | null | undefined;
+    void pipeline.handleBatch(batch(0, 0, 6), async () => undefined).then((r) => (result = r));
+    await settle();
+    expect(result).toBeUndefined(); // 4 taken (its share), waiting
+    expect(pipeline.status().depth).toBe(4);
+    await until(() => {
+      for (const c of calls) c.finish();
+      return result !== undefined;
+    });
+    expect(result).toBe('5');
+    expect(consumer.pause).not.toHaveBeenCalledWith([{ topic: TOPIC, partition: 0 }]);
+  });
+});
+
+describe('pipeline: a fence to check on assignment', () => {
+  async function withResume(resume: ResumePort) {
+    const consumer = {
+      pause: jest.fn(),
+      resume: jest.fn(),
+      commit: jest.fn(async () => undefined),
+    };
+    const logger = createLogger('silent');
+    const metrics = createMetrics(new Registry(), false);
+    const calls: Call[] = [];
+    const pipeline = new Pipeline(SETTINGS, {
+      flush: (jobs) =>
+        new Promise<FlushOutcome[]>((resolve) => {
+          calls.push({
+            jobs: jobs.map((j) => ({
+              partition: j.partition,
+              offsets: j.batch.entries.map((e) => e.offset).join(','),
+            })),
+            finish: (outcome = ok) => resolve(jobs.map(outcome)),
+          });
+        }),
+      classify: (err) => ({ class: 'transient', code: null, message: String(err) }),
+      consumer,
+      resume,
+      committer: new OffsetCommitter(consumer, logger, metrics),
+      metrics,
+      logger,
+    });
+    pipeline.handleAssignment([{ topic: TOPIC, partition: 0 }]);
+    await settle();
+    return { pipeline, calls, consumer };
+  }
+
+  const point = { kind: 'verify', offset: 9n, fingerprint: 'fp9', fence: 10n, committed: 4n } as const;
+
+  test('the same message at the checked offset: it is skipped, the rest taken from the fence on', async () => {
+    const confirmed = jest.fn();
+    const { pipeline, calls } = await withResume({
+      resume: async () => new Map([[0, point]]),
+      check: (_p, first) => (first.offset === '9' ? 'same' : 'replaced'),
+      confirmed,
+      replaced: jest.fn(),
+    });
+    await expect(pipeline.handleBatch(batch(0, 9, 4))).resolves.toBe('12');
+    expect(confirmed).toHaveBeenCalledTimes(1);
+    await settle();
+    expect(calls[0]!.jobs).toEqual([{ partition: 0, offsets: '10,11,12' }]);
+  });
+
+  test('another message: nothing taken, the partition paused while the fence moves, then consumed from there', async () => {
+    let moved!: (next: bigint) => void;
+    const replaced = jest.fn(() => new Promise<bigint>((r) => (moved = r)));
+    const { pipeline, calls, consumer } = await withResume({
+      resume: async () => new Map([[0, point]]),
+      check: () => 'replaced',
+      confirmed: jest.fn(),
+      replaced,
+    });
+    await expect(pipeline.handleBatch(batch(0, 9, 4))).resolves.toBeNull();
+    expect(replaced).toHaveBeenCalledWith(
+      TOPIC,
+      expect.objectContaining({ partition: 0 }),
+      '9:' + String(T0),
+      10n,
+    );
+    expect(consumer.pause).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 0 }]);
+    await expect(pipeline.handleBatch(batch(0, 0, 3))).resolves.toBeNull(); // paused meanwhile
+    moved(0n);
+    await settle();
+    expect(consumer.resume).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 0 }]);
+    // The new log from its start: offsets below the old fence are taken, not skipped.
+    await expect(pipeline.handleBatch(batch(0, 0, 3))).resolves.toBe('2');
+    await settle();
+    expect(calls[0]!.jobs).toEqual([{ partition: 0, offsets: '0,1,2' }]);
   });
 });

@@ -65,6 +65,15 @@ const bad: [string, string, string | Buffer | null][] = [
   ['impossible date', 'invalid_timestamp', j({ ...base, timestamp: '2026-02-30T14:31:00Z' })],
   ['fractional epoch ms', 'invalid_timestamp', j({ ...base, timestamp: 1764000000000.5 })],
   ['timestamp before 1900', 'invalid_timestamp', j({ ...base, timestamp: '1899-12-31T23:59:00Z' })],
+  // A frequent producer mistake: epoch seconds where the contract says milliseconds (→ January 1970).
+  ['epoch seconds', 'timestamp_in_seconds', j({ ...base, timestamp: 1_764_000_000 })],
+  [
+    'a bar from 1985 (before BARS_MIN_TIMESTAMP, 1990 by default)',
+    'timestamp_too_early',
+    j({ ...base, timestamp: '1985-06-03T14:31:00Z' }),
+  ],
+  ['negative revision', 'invalid_revision', j({ ...base, revision: -1 })],
+  ['revision as a string', 'wrong_type', j({ ...base, revision: '2' })],
   ['unaligned seconds', 'unaligned_timestamp', j({ ...base, timestamp: '2026-11-24T14:31:30Z' })],
   [
     'unaligned with an offset',
@@ -196,6 +205,27 @@ describe('rejected messages', () => {
       if (value === null) expect(d.value).toBeNull();
       else expect(Buffer.compare(d.value ?? Buffer.alloc(0), Buffer.from(value))).toBe(0);
     }
+    expect(await service.stop()).toBe(true);
+  });
+});
+
+describe('BARS_MIN_TIMESTAMP', () => {
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(1);
+  });
+  afterAll(() => h.cleanup());
+
+  test('widened for a history load: a bar from 1985 lands; one from before the configured time does not', async () => {
+    const old = { ...base, symbol: 'OLD', timestamp: '1985-06-03T14:31:00.000Z' };
+    const older = { ...base, symbol: 'OLDER', timestamp: '1979-12-31T23:59:00.000Z' };
+    await h.produceRaw([old, older].map((b) => ({ key: b.symbol, value: j(b), partition: 0 })));
+    const service = await h.startService({ BARS_MIN_TIMESTAMP: '1980-01-01T00:00:00Z' });
+    await waitFor('consumed', async () => (await h.rowCount()) === 1 && (await h.caughtUp()));
+    expect(diffTables(expectedTable([old]), await h.storedBars())).toEqual([]);
+    const metrics = (await httpGet(service.port, '/metrics')).body;
+    expect(metricValue(metrics, 'bars_rejected_total', { reason: 'timestamp_too_early' })).toBe(1);
     expect(await service.stop()).toBe(true);
   });
 });

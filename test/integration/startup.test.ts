@@ -35,14 +35,6 @@ function lines(child: Spawned, re: RegExp = /./): string[] {
     .filter((l) => l.length > 0 && re.test(l));
 }
 
-async function httpPort(child: Spawned): Promise<number> {
-  return waitFor('the HTTP port in the log', async () => {
-    if (child.exitCode !== null) throw new Error(`exited ${child.exitCode}:\n${child.output()}`);
-    const m = /"port":(\d+),"msg":"http listening"/.exec(child.output());
-    return m ? Number(m[1]) : null;
-  });
-}
-
 async function readyz(
   port: number,
 ): Promise<{ status: number; checks: Record<string, { ok: boolean; detail: string }> }> {
@@ -91,7 +83,7 @@ describe('(a) the input topic does not exist yet', () => {
       await admin.deleteGroups([h.group]).catch(() => undefined);
     });
     const child = h.spawnService({ SHUTDOWN_TIMEOUT: '5s' });
-    const port = await httpPort(child);
+    const port = await h.portOf(child);
 
     const waiting = `waiting for topic ${h.topic} to exist`;
     await waitFor('the start-up state in the log', async () => lines(child, STARTUP_LINE).length > 0, 30_000);
@@ -135,7 +127,7 @@ describe('(b) no broker answers', () => {
 
   test('stays up, live but not ready, without spinning or flooding the log; SIGTERM ends it', async () => {
     const child = h.spawnService({ KAFKA_BROKERS: '127.0.0.1:1', SHUTDOWN_TIMEOUT: '5s' });
-    const port = await httpPort(child);
+    const port = await h.portOf(child);
     await sleep(2000); // past module loading and start-up work
     const cpuBefore = cpuSeconds(child.pid!);
     const linesBefore = lines(child).length;
@@ -178,7 +170,7 @@ describe('(c) the database does not answer', () => {
     const bars = makeBars(50, 4, Date.UTC(2026, 10, 23, 14, 30), 37); // 200 bars
     await h.produceBars(bars);
     const child = h.spawnService({ DB_PORT: '1', SHUTDOWN_TIMEOUT: '5s' });
-    const port = await httpPort(child);
+    const port = await h.portOf(child);
 
     const notReady = await waitFor(
       'the consumer to join while the database is down',

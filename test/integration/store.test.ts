@@ -7,7 +7,13 @@ import type { Bar } from '../../src/contract/bar';
 import { getBars, getLatestBars } from '../../src/store/readBars';
 import { migrate, loadMigrations } from '../../src/store/migrate';
 import { withConnection } from '../../src/store/pool';
-import { prepareStaging, writeGroup, type BarAtOffset } from '../../src/store/writeBatch';
+import {
+  prepareStaging,
+  writeGroup,
+  type BarAtOffset,
+  type PartitionWrite,
+  type WriteOptions,
+} from '../../src/store/writeBatch';
 import { Harness, uniqueName } from '../support/harness';
 
 const T0 = Date.UTC(2026, 10, 24, 14, 31);
@@ -20,7 +26,22 @@ const bar = (symbol: string, minute: number, close: number, extra: Partial<Bar> 
   close,
   volume: 100,
   vwap: close,
+  revision: 0,
   ...extra,
+});
+/** Record timestamps: the bar's version after its revision. */
+const REC = Date.UTC(2026, 10, 24, 15);
+const at = (offset: bigint, b: Bar, recordMs = REC): BarAtOffset => ({
+  offset,
+  bar: b,
+  messageTimeMs: recordMs,
+});
+/** A partition's share of a write; the fingerprint only has to be recorded as given. */
+const part = (partition: number, entries: BarAtOffset[], nextOffset: bigint): PartitionWrite => ({
+  partition,
+  entries,
+  nextOffset,
+  lastFingerprint: `${nextOffset - 1n}:test`,
 });
 
 describe('store', () => {
@@ -29,13 +50,15 @@ describe('store', () => {
   beforeAll(() => h.setupSchema());
   afterAll(() => h.cleanup());
 
-  const write = async (entries: BarAtOffset[], next: bigint) => {
+  const write = async (
+    entries: BarAtOffset[],
+    next: bigint,
+    options: WriteOptions = {},
+    group = ref.group,
+  ) => {
     const r = await withConnection(
       h.pool,
-      (c) =>
-        writeGroup(c, h.schema, ref.group, ref.topic, [
-          { partition: ref.partition, entries, nextOffset: next },
-        ]),
+      (c) => writeGroup(c, h.schema, group, ref.topic, [part(ref.partition, entries, next)], options),
       prepareStaging,
     );
     const { written, skippedFenced, fenceBefore } = r.parts[0]!;
@@ -45,10 +68,10 @@ describe('store', () => {
   test('the latest message per key wins inside one batch; identical rows are not rewritten', async () => {
     const r = await write(
       [
-        { offset: 0n, bar: bar('AAA', 0, 10) },
-        { offset: 1n, bar: bar('AAA', 0, 11) },
-        { offset: 2n, bar: bar('BBB', 0, 20) },
-        { offset: 3n, bar: bar('AAA', 0, 12) },
+        at(0n, bar('AAA', 0, 10)),
+        at(1n, bar('AAA', 0, 11)),
+        at(2n, bar('BBB', 0, 20)),
+        at(3n, bar('AAA', 0, 12)),
       ],
       4n,
     );
@@ -56,36 +79,30 @@ describe('store', () => {
     const latest = await getLatestBars(h.pool, h.schema, 'AAA', 10);
     expect(latest).toEqual([bar('AAA', 0, 12)]);
     // The same values again (new offsets): nothing changes.
-    const again = await write([{ offset: 4n, bar: bar('AAA', 0, 12) }], 5n);
+    const again = await write([at(4n, bar('AAA', 0, 12))], 5n);
     expect(again.rowsChanged).toBe(0);
   });
 
   test('the fence skips offsets already written and never moves back', async () => {
     // A late writer replays offsets 0..3 with an older close: all skipped.
-    const r = await write([{ offset: 2n, bar: bar('BBB', 0, 99) }], 3n);
+    const r = await write([at(2n, bar('BBB', 0, 99))], 3n);
     expect(r).toEqual({ written: 0, skippedFenced: 1, rowsChanged: 0, fenceBefore: 5n });
     expect((await getLatestBars(h.pool, h.schema, 'BBB', 1))[0]!.close).toBe(20);
     // A batch straddling the fence writes only its part above.
-    const s = await write(
-      [
-        { offset: 4n, bar: bar('CCC', 0, 1) },
-        { offset: 5n, bar: bar('CCC', 1, 2) },
-      ],
-      6n,
-    );
+    const s = await write([at(4n, bar('CCC', 0, 1)), at(5n, bar('CCC', 1, 2))], 6n);
     expect(s).toMatchObject({ written: 1, skippedFenced: 1, fenceBefore: 5n });
     const fence = await h.pool.query(`SELECT next_offset::text AS n FROM "${h.schema}".bar_writer_offsets`);
     expect(fence.rows).toEqual([{ n: '6' }]);
   });
 
-  test('one transaction for several partitions: a fence each, dead letters before COMMIT, all or nothing', async () => {
+  test('one transaction for several partitions: a fence each, all or nothing', async () => {
     // A group and topic that need escaping (they go into the statements as literals).
     const group = `g'q\\"x`;
     const topic = `t'${uniqueName('grp')}`;
     const fences = async () =>
       (
-        await h.pool.query<{ partition: number; n: string }>(
-          `SELECT partition, next_offset::text AS n FROM "${h.schema}".bar_writer_offsets
+        await h.pool.query<{ partition: number; n: string; fp: string | null }>(
+          `SELECT partition, next_offset::text AS n, last_fingerprint AS fp FROM "${h.schema}".bar_writer_offsets
            WHERE consumer_group = $1 AND topic = $2 ORDER BY partition`,
           [group, topic],
         )
@@ -93,50 +110,38 @@ describe('store', () => {
     const rowsOf = async (symbol: string) =>
       (await getBars(h.pool, h.schema, symbol, T0, T0 + 10 * 60_000)).length;
     const parts = (close: number) => [
-      { partition: 3, entries: [{ offset: 0n, bar: bar('GRP3', 0, close) }], nextOffset: 2n },
-      {
-        partition: 1,
-        entries: [
-          { offset: 10n, bar: bar('GRP1', 0, close) },
-          { offset: 11n, bar: bar('GRP1', 1, close) },
-        ],
-        nextOffset: 12n,
-      },
+      part(3, [at(0n, bar('GRP3', 0, close))], 2n),
+      part(1, [at(10n, bar('GRP1', 0, close)), at(11n, bar('GRP1', 1, close))], 12n),
     ];
+    const writeParts = (ps: PartitionWrite[]) =>
+      withConnection(h.pool, (c) => writeGroup(c, h.schema, group, topic, ps), prepareStaging);
 
-    // The dead-letter step fails: nothing is written, no fence row is left behind.
-    await expect(
-      withConnection(
-        h.pool,
-        (c) =>
-          writeGroup(c, h.schema, group, topic, parts(1), async () => {
-            throw new Error('dead-letter topic unavailable');
-          }),
-        prepareStaging,
-      ),
-    ).rejects.toThrow('dead-letter topic unavailable');
+    // One partition's row is refused: nothing of either partition is written, no fence row is left.
+    await h.pool.query(`ALTER TABLE "${h.schema}".bars_1m ADD CONSTRAINT no_666 CHECK (close <> 666)`);
+    try {
+      await expect(
+        writeParts([parts(1)[0]!, part(1, [at(10n, bar('GRP1', 0, 666))], 11n)]),
+      ).rejects.toMatchObject({
+        code: '23514',
+      });
+    } finally {
+      await h.pool.query(`ALTER TABLE "${h.schema}".bars_1m DROP CONSTRAINT no_666`);
+    }
     expect(await fences()).toEqual([]);
     expect(await rowsOf('GRP1')).toBe(0);
     expect(await rowsOf('GRP3')).toBe(0);
 
-    // The same again, succeeding: the callback sees each partition's fence, in partition order.
-    const seen: { partition: number; fenceBefore: bigint }[] = [];
-    const r = await withConnection(
-      h.pool,
-      (c) =>
-        writeGroup(c, h.schema, group, topic, parts(1), async (res) => {
-          seen.push(...res.map(({ partition, fenceBefore }) => ({ partition, fenceBefore })));
-        }),
-      prepareStaging,
-    );
-    expect(seen).toEqual([
+    // The same again, succeeding: each partition's fence before the write, in partition order, and
+    // the fingerprint of each partition's last message recorded with its fence.
+    const r = await writeParts(parts(1));
+    expect(r.parts.map(({ partition, fenceBefore }) => ({ partition, fenceBefore }))).toEqual([
       { partition: 1, fenceBefore: 0n },
       { partition: 3, fenceBefore: 0n },
     ]);
     expect(r.rowsChanged).toBe(3);
     expect(await fences()).toEqual([
-      { partition: 1, n: '12' },
-      { partition: 3, n: '2' },
+      { partition: 1, n: '12', fp: '11:test' },
+      { partition: 3, n: '2', fp: '1:test' },
     ]);
 
     // A replay of partition 1 with a changed close is fenced; partition 3's new offset is not.
@@ -145,7 +150,7 @@ describe('store', () => {
       (c) =>
         writeGroup(c, h.schema, group, topic, [
           { ...parts(2)[1]!, entries: parts(2)[1]!.entries, nextOffset: 12n },
-          { partition: 3, entries: [{ offset: 2n, bar: bar('GRP3', 0, 2) }], nextOffset: 3n },
+          part(3, [at(2n, bar('GRP3', 0, 2))], 3n),
         ]),
       prepareStaging,
     );
@@ -157,8 +162,8 @@ describe('store', () => {
     expect((await getLatestBars(h.pool, h.schema, 'GRP1', 2)).map((b) => b.close)).toEqual([1, 1]);
     expect((await getLatestBars(h.pool, h.schema, 'GRP3', 1))[0]!.close).toBe(2);
     expect(await fences()).toEqual([
-      { partition: 1, n: '12' },
-      { partition: 3, n: '3' },
+      { partition: 1, n: '12', fp: '11:test' },
+      { partition: 3, n: '3', fp: '2:test' },
     ]);
   });
 
@@ -177,7 +182,7 @@ describe('store', () => {
       { ...bar('EPOCH2K', 0, 5), timestampMs: Date.UTC(2000, 0, 1) }, // zero microseconds
     ];
     await write(
-      odd.map((b, i) => ({ offset: 10n + BigInt(i), bar: b })),
+      odd.map((b, i) => at(10n + BigInt(i), b)),
       100n,
     );
     for (const b of odd) {
@@ -188,13 +193,77 @@ describe('store', () => {
 
   test('reads: range is [start, end) ascending; latest N is newest first', async () => {
     await write(
-      [0, 1, 2, 3, 4].map((m) => ({ offset: 200n + BigInt(m), bar: bar('RNG', m, 10 + m) })),
+      [0, 1, 2, 3, 4].map((m) => at(200n + BigInt(m), bar('RNG', m, 10 + m))),
       205n,
     );
     const range = await getBars(h.pool, h.schema, 'RNG', T0 + 60_000, T0 + 4 * 60_000);
     expect(range.map((b) => b.close)).toEqual([11, 12, 13]);
     expect((await getLatestBars(h.pool, h.schema, 'RNG', 2)).map((b) => b.close)).toEqual([14, 13]);
     expect(await getLatestBars(h.pool, h.schema, 'NONE', 2)).toEqual([]);
+  });
+
+  test('latest version wins across partitions and groups: record time, then revision; ties keep the no-op replay', async () => {
+    const stored = async (symbol: string) => {
+      const r = await h.pool.query<{ close: number; revision: string; source_time: Date }>(
+        `SELECT close, revision::text AS revision, source_time FROM "${h.schema}".bars_1m WHERE symbol = $1`,
+        [symbol],
+      );
+      return r.rows.map((x) => ({
+        close: x.close,
+        revision: Number(x.revision),
+        at: x.source_time.getTime(),
+      }));
+    };
+    // Version B (record time T) lands first; version A (60 s older) arrives later, through another
+    // partition's fence (another group here): it must not replace B.
+    await write([at(0n, bar('VER', 0, 20), REC)], 1n, {}, 'gB');
+    const older = await write([at(0n, bar('VER', 0, 10), REC - 60_000)], 1n, {}, 'gA');
+    expect(older).toMatchObject({ written: 1, rowsChanged: 0 });
+    expect(await stored('VER')).toEqual([{ close: 20, revision: 0, at: REC }]);
+    // A newer record time replaces it; the identical message again changes nothing (no update).
+    await write([at(1n, bar('VER', 0, 30), REC + 1000)], 2n, {}, 'gA');
+    expect((await write([at(2n, bar('VER', 0, 30), REC + 1000)], 3n, {}, 'gA')).rowsChanged).toBe(0);
+    expect(await stored('VER')).toEqual([{ close: 30, revision: 0, at: REC + 1000 }]);
+    // A higher revision wins whatever the record times; a lower one never does.
+    await write([at(3n, bar('VER', 0, 40, { revision: 2 }), REC - 3_600_000)], 4n, {}, 'gA');
+    await write([at(4n, bar('VER', 0, 50, { revision: 1 }), REC + 3_600_000)], 5n, {}, 'gA');
+    expect(await stored('VER')).toEqual([{ close: 40, revision: 2, at: REC - 3_600_000 }]);
+    // Within one batch, the newest version wins, not the last offset.
+    await write(
+      [
+        at(10n, bar('VER2', 0, 1), REC + 5),
+        at(11n, bar('VER2', 0, 2), REC + 9),
+        at(12n, bar('VER2', 0, 3), REC + 1),
+      ],
+      13n,
+      {},
+      'gA',
+    );
+    expect(await stored('VER2')).toEqual([{ close: 2, revision: 0, at: REC + 9 }]);
+  });
+
+  test('a fence row another session holds fails the write after lock_timeout, not the statement timeout', async () => {
+    await write([at(300n, bar('LCK', 0, 1))], 301n, {}, 'gLock');
+    const holder = await h.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(
+        `SELECT 1 FROM "${h.schema}".bar_writer_offsets WHERE consumer_group = 'gLock' FOR UPDATE`,
+      );
+      const started = Date.now();
+      await expect(
+        write([at(301n, bar('LCK', 1, 2))], 302n, { lockTimeoutMs: 300 }, 'gLock'),
+      ).rejects.toMatchObject({
+        code: '55P03',
+      });
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    expect(await write([at(301n, bar('LCK', 1, 2))], 302n, { lockTimeoutMs: 300 }, 'gLock')).toMatchObject({
+      written: 1,
+    });
   });
 
   test('migrations: the table shape, no redundant index, idempotent, safe when run concurrently', async () => {
@@ -212,6 +281,8 @@ describe('store', () => {
       { column_name: 'close', data_type: 'double precision', is_nullable: 'NO' },
       { column_name: 'volume', data_type: 'bigint', is_nullable: 'NO' },
       { column_name: 'vwap', data_type: 'double precision', is_nullable: 'YES' },
+      { column_name: 'revision', data_type: 'bigint', is_nullable: 'NO' },
+      { column_name: 'source_time', data_type: 'timestamp with time zone', is_nullable: 'NO' },
     ]);
     const idx = await h.pool.query(
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'bars_1m'`,

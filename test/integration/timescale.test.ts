@@ -101,6 +101,7 @@ const toBar = (x: InBar): Bar => ({
   close: x.close,
   volume: x.volume,
   vwap: x.vwap,
+  revision: 0,
 });
 
 const byKey = (x: InBar, y: InBar) => (x.symbol + x.at < y.symbol + y.at ? -1 : 1);
@@ -234,12 +235,17 @@ class Db {
     });
     const pool = createPool({ ...config.db, maxConnections: 1, maxIdleConnections: 0 });
     try {
-      const entries = bars.map((x, i) => ({ offset: BigInt(i), bar: toBar(x) }));
+      // Record times increase with the offsets: later messages are newer versions.
+      const entries = bars.map((x, i) => ({
+        offset: BigInt(i),
+        bar: toBar(x),
+        messageTimeMs: Date.now() + i,
+      }));
       await withConnection(
         pool,
         (c) =>
           writeGroup(c, this.schema, uniqueName('g'), 'topic', [
-            { partition: 0, entries, nextOffset: BigInt(bars.length) },
+            { partition: 0, entries, nextOffset: BigInt(bars.length), lastFingerprint: 'test' },
           ]),
         prepareStaging,
       );

@@ -108,11 +108,12 @@ export interface HarnessOptions {
   sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
 }
 
-/** A message read back from the dead-letter topic (headers as strings). */
+/** A message read back from the dead-letter topic (headers as strings; all values of each in `repeated`). */
 export interface DeadLetter {
   key: string | null;
   value: Buffer | null;
   headers: Record<string, string>;
+  repeated: Record<string, string[]>;
 }
 
 export class Harness {
@@ -236,8 +237,13 @@ export class Harness {
     await consumer.run({
       eachMessage: async ({ message }) => {
         const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-        out.push({ key: message.key?.toString() ?? null, value: message.value, headers });
+        const repeated: Record<string, string[]> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {})) {
+          if (v === undefined) continue;
+          repeated[k] = (Array.isArray(v) ? v : [v]).map(String);
+          headers[k] = repeated[k]!.join(',');
+        }
+        out.push({ key: message.key?.toString() ?? null, value: message.value, headers, repeated });
       },
     });
     const deadline = Date.now() + 60_000;
@@ -296,6 +302,8 @@ export class Harness {
       value: string | Buffer | null;
       partition?: number;
       headers?: IHeaders;
+      /** Record timestamp, epoch ms as a string (default: the producer's clock). */
+      timestamp?: string;
     }[],
     chunk = 5000,
   ): Promise<void> {
@@ -359,6 +367,23 @@ export class Harness {
       }
     });
     return Object.assign(child, { output: () => out });
+  }
+
+  /** The HTTP port a spawned service printed ("http listening"), once it has. */
+  async portOf(child: ChildProcess & { output: () => string }): Promise<number> {
+    return waitFor('the HTTP port in the log', async () => {
+      if (child.exitCode !== null) throw new Error(`exited ${child.exitCode}:\n${child.output()}`);
+      const m = /"port":(\d+),"msg":"http listening"/.exec(child.output());
+      return m ? Number(m[1]) : null;
+    });
+  }
+
+  /** SIGTERM to a spawned service; resolves with its exit code. */
+  async terminate(child: ChildProcess): Promise<number | null> {
+    if (child.exitCode !== null) return child.exitCode;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    return exited;
   }
 
   /** The group's committed offsets (null: none), per partition. */

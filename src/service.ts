@@ -25,11 +25,12 @@ import { ensureDeadLetterTopic } from './deadletter/topic';
 import { HttpServer } from './http/server';
 import { errorMessage, type Logger } from './observe/logger';
 import { createMetrics, zeroLabels, type Metrics } from './observe/metrics';
-import type { Periodic } from './observe/periodic';
+import { every, type Periodic } from './observe/periodic';
 import { Readiness, type CheckResult } from './observe/readiness';
 import { OffsetCommitter } from './offsets/committer';
 import { reportLag } from './offsets/lag';
 import { ResumePoints } from './offsets/resume';
+import { CompressedChunks } from './store/compressedChunks';
 import { classifyDbError, DB_ERROR_CLASSES } from './store/errors';
 import { readFences, resetFence } from './store/fences';
 import { databaseCheck, reportPool } from './store/health';
@@ -52,6 +53,8 @@ const ROOM_WAIT_MS = 1000;
 /** Start-up retries: from this delay, doubling, up to the cap (jittered by the policy's backoff). */
 const STARTUP_RETRY_MS = 1000;
 const STARTUP_RETRY_MAX_MS = 30_000;
+/** How often the compressed chunks of bars_1m are read again (for bars_written_compressed_total). */
+const COMPRESSED_REFRESH_MS = 60_000;
 /** How long stop() waits for start-up to notice it (it checks between steps, every 250 ms at most). */
 const STARTUP_STOP_WAIT_MS = 1000;
 
@@ -70,6 +73,7 @@ export class Service {
   private readonly consumer: ConsumerPort;
   private readonly deadLetters: DeadLetterSink;
   private readonly committer: OffsetCommitter;
+  private readonly compressed: CompressedChunks;
   private readonly pipeline: Pipeline;
   private readonly http: HttpServer;
   private readonly readinessChecks: Readiness;
@@ -97,6 +101,7 @@ export class Service {
     this.deadLetters = config.kafka.dlqTopic
       ? new KafkaDeadLetterSink(this.kafka, config.kafka.dlqTopic)
       : new NoDeadLetterSink();
+    this.compressed = new CompressedChunks(this.pool, config.db.schema);
     this.committer = new OffsetCommitter(this.consumer, logger.child({ component: 'offsets' }), this.metrics);
     const { schema } = config.db;
     const group = config.kafka.groupId;
@@ -128,6 +133,7 @@ export class Service {
           metrics: this.metrics,
           logger: logger.child({ component: 'flush' }),
           lockTimeoutMs: config.db.lockTimeoutMs,
+          compressed: this.compressed,
         }),
         classify: classifyDbError,
         consumer: this.consumer,
@@ -186,6 +192,7 @@ export class Service {
       return;
     }
     const logger = this.logger;
+    void this.compressed.refresh().catch(() => undefined); // the timer's first tick is a minute away
     this.periodic = [
       this.committer.retryEvery(1000),
       reportLag(
@@ -196,6 +203,7 @@ export class Service {
         logger,
       ),
       reportPool(this.pool, this.metrics, logger),
+      every(COMPRESSED_REFRESH_MS, 'compressed chunks', () => this.compressed.refresh(), logger),
       this.readinessChecks.refreshEvery(5000, logger),
     ];
     for (let attempt = 1; !this.stopped; attempt++) {

@@ -45,6 +45,8 @@ export interface FlushResult {
   written: number;
   /** Bars below the database fence (already written), skipped. */
   skippedFenced: number;
+  /** Of the bars upserted, those into compressed TimescaleDB chunks (late corrections). */
+  writtenCompressed: number;
   /** Rejected messages sent to the dead-letter topic. */
   deadLettered: number;
   /** Offset to commit: the batch's nextOffset, or the database fence if that is further. */
@@ -68,6 +70,8 @@ export interface FlushDeps {
   logger: Logger;
   /** lock_timeout of each write transaction (0: none). */
   lockTimeoutMs?: number;
+  /** Where compressed chunks are (../store/compressedChunks.ts), to count writes into them. */
+  compressed?: { holds(timestampMs: number): boolean };
 }
 
 /** A contiguous run of one partition's entries, written as one part of a transaction. */
@@ -85,7 +89,13 @@ export function createFlush(deps: FlushDeps): FlushFn {
       job,
       entries: job.batch.entries,
       nextOffset: job.batch.nextOffset,
-      total: { written: 0, skippedFenced: 0, deadLettered: 0, commitOffset: job.batch.nextOffset },
+      total: {
+        written: 0,
+        skippedFenced: 0,
+        writtenCompressed: 0,
+        deadLettered: 0,
+        commitOffset: job.batch.nextOffset,
+      },
     }));
     try {
       await writeTogether(deps, ranges);
@@ -140,13 +150,17 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
   const out = await withConnection(
     deps.pool,
     (client) =>
-      writeGroup(client, deps.schema, deps.group, topic, parts, { lockTimeoutMs: deps.lockTimeoutMs ?? 0 }),
+      writeGroup(client, deps.schema, deps.group, topic, parts, {
+        lockTimeoutMs: deps.lockTimeoutMs ?? 0,
+        inCompressedChunk: deps.compressed && ((ms) => deps.compressed!.holds(ms)),
+      }),
     prepareStaging,
   );
   for (const res of out.parts) {
     const r = ranges.find((x) => x.job.partition === res.partition)!;
     r.total.written += res.written;
     r.total.skippedFenced += res.skippedFenced;
+    r.total.writtenCompressed += res.writtenCompressed;
     r.total.deadLettered += deadLettered.get(res.partition) ?? 0;
     r.total.commitOffset = commitOffsetAfter(r.total.commitOffset, res.fenceBefore);
   }

@@ -243,6 +243,7 @@ export class Scheduler {
     const { metrics, logger } = this.deps;
     metrics.barsWritten.inc(result.written);
     if (result.skippedFenced > 0) metrics.barsSkippedFenced.inc(result.skippedFenced);
+    if (result.writtenCompressed > 0) metrics.barsWrittenCompressed.inc(result.writtenCompressed);
     if (result.deadLettered > 0) metrics.barsDeadLettered.inc(result.deadLettered);
     const committedAt = this.deps.now();
     for (const e of batch.entries) {

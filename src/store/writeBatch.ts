@@ -45,6 +45,8 @@ export interface WriteOptions {
    * whole statement timeout.
    */
   lockTimeoutMs?: number;
+  /** Whether a bar of this start time goes into a compressed chunk (counted in the result). */
+  inCompressedChunk?: (timestampMs: number) => boolean;
 }
 
 export interface PartitionWriteResult {
@@ -55,6 +57,8 @@ export interface PartitionWriteResult {
   skippedFenced: number;
   /** The fence before this write. */
   fenceBefore: bigint;
+  /** Of the bars written, those whose chunk is compressed (by `inCompressedChunk`). */
+  writtenCompressed: number;
 }
 
 export interface WriteGroupResult {
@@ -89,13 +93,20 @@ export async function writeGroup(
     if (fences.size !== partitions.length) throw new Error('fence rows missing after they were created');
     return ordered.map((part) => {
       const fenceBefore = fences.get(part.partition)!;
+      const compressed = options.inCompressedChunk;
       let written = 0;
-      for (const e of part.entries) if (e.offset >= fenceBefore) written++;
+      let writtenCompressed = 0;
+      for (const e of part.entries) {
+        if (e.offset < fenceBefore) continue;
+        written++;
+        if (compressed?.(e.bar.timestampMs)) writtenCompressed++;
+      }
       return {
         partition: part.partition,
         written,
         skippedFenced: part.entries.length - written,
         fenceBefore,
+        writtenCompressed,
       };
     });
   };

@@ -12,11 +12,22 @@ import type { Bar } from '../../src/contract/bar';
 import { loadConfig } from '../../src/config';
 import { loadMigrations, migrate } from '../../src/store/migrate';
 import { createPool, withConnection } from '../../src/store/pool';
+import { CompressedChunks } from '../../src/store/compressedChunks';
 import { AGGREGATES, applyAggregateTimezone, applyRetention } from '../../src/store/timescaleSettings';
 import { prepareStaging, writeGroup } from '../../src/store/writeBatch';
 import { freePort, TempCluster } from '../support/cluster';
-import { PLAIN_PG, TSDB, TSDB_BIN, type PgTarget } from '../support/env';
-import { Harness, runCli, uniqueName } from '../support/harness';
+import { PG_IS_TIMESCALEDB, PLAIN_PG, TSDB, TSDB_BIN, type PgTarget } from '../support/env';
+import {
+  diffTables,
+  expectedTable,
+  Harness,
+  httpGet,
+  makeBars,
+  metricValue,
+  runCli,
+  uniqueName,
+  waitFor,
+} from '../support/harness';
 
 const NAMES = loadMigrations().map((m) => m.name);
 const DAY = 86_400_000;
@@ -496,6 +507,11 @@ describe('migrations, policies and the writer on a real TimescaleDB', () => {
     const c = new pg.Client({ ...TSDB, user: 'bw_tsdb_writer' });
     await c.connect();
     try {
+      // The writer role sees which chunks are compressed (it counts its writes into them).
+      const chunksSeen = new CompressedChunks(c, db.schema);
+      await chunksSeen.refresh();
+      expect(chunksSeen.holds(msOf('2026-01-05T09:31'))).toBe(true);
+      expect(chunksSeen.holds(Date.now())).toBe(false);
       const refused: Record<string, string | undefined> = {};
       for (const statement of [
         `DELETE FROM ${db.s}.bars_1m`,
@@ -949,5 +965,86 @@ describe('npm run migrate on TimescaleDB applies the configured settings', () =>
       'migrate: retention of bars_1m: 400 days (unchanged); the aggregates refresh corrections up to 400 days old\n',
     );
     expect(again.stdout).toContain('migrate: bars_1h and bars_1d bucket in America/New_York (unchanged)');
+  });
+});
+
+describe('the service writing late corrections into compressed chunks', () => {
+  const h = new Harness();
+  beforeAll(async () => {
+    const problem = await tsdbReachable();
+    if (problem) throw new Error(problem);
+    if (!PG_IS_TIMESCALEDB) throw new Error('run with TEST_PG_* on TimescaleDB (scripts/test.sh does)');
+    await h.setupSchema();
+    await h.createTopics(2);
+  });
+  afterAll(() => h.cleanup());
+
+  test('land exactly, and are counted in bars_written_compressed_total', async () => {
+    const start = Math.floor((Date.now() - 40 * DAY) / DAY) * DAY + 14 * 3_600_000;
+    const bars = makeBars(50, 20, start, 61); // 1,000 bars, 40 days old
+    await h.produceBars(bars);
+    let service = await h.startService();
+    await waitFor('the bars', async () => (await h.rowCount()) === 1000 && (await h.caughtUp()));
+    expect(await service.stop()).toBe(true);
+    const job = await h.pool.query<{ job_id: number }>(
+      `SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_schema = $1 AND proc_name = 'policy_compression'`,
+      [h.schema],
+    );
+    await h.pool.query(`CALL run_job(${job.rows[0]!.job_id})`);
+    const compressed = await h.pool.query(
+      `SELECT count(*)::int AS n FROM timescaledb_information.chunks
+       WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m' AND is_compressed`,
+      [h.schema],
+    );
+    expect(compressed.rows[0].n).toBeGreaterThan(0);
+
+    const corrected = bars.map((b) => ({
+      ...b,
+      close: b.open,
+      high: Math.max(b.high, b.open),
+      low: Math.min(b.low, b.open),
+    }));
+    const recent = makeBars(10, 3, Math.floor(Date.now() / 60_000) * 60_000 - 3_600_000, 62); // 30 recent bars
+    service = await h.startService();
+    await h.produceBars([...corrected, ...recent]);
+    await waitFor('the corrections', async () => (await h.rowCount()) === 1030 && (await h.caughtUp()));
+    expect(diffTables(expectedTable([...corrected, ...recent]), await h.storedBars())).toEqual([]);
+    const metrics = (await httpGet(service.port, '/metrics')).body;
+    expect(metricValue(metrics, 'bars_written_compressed_total')).toBe(1000);
+    expect(metricValue(metrics, 'bars_written_total')).toBe(1030);
+    expect(await service.stop()).toBe(true);
+  });
+});
+
+describe('upgrading a deployment whose chunks are compressed', () => {
+  const db = new Db(TSDB);
+  afterAll(() => db.drop());
+
+  test('007 and 008 apply on a hypertable with compressed chunks; old rows have the lowest version; the writer replaces them', async () => {
+    const problem = await tsdbReachable();
+    if (problem) throw new Error(problem);
+    const c = await db.pool.connect();
+    try {
+      const all = loadMigrations();
+      await migrate(
+        c,
+        db.schema,
+        all.filter((m) => m.version <= 6),
+      );
+      await db.insert(BARS);
+      await c.query(`SELECT compress_chunk(ch) FROM show_chunks('${db.schema}.bars_1m') ch`);
+      expect(await migrate(c, db.schema, all)).toMatchObject({
+        applied: ['007_bar_versions', '008_fence_identity'],
+      });
+    } finally {
+      c.release();
+    }
+    const rows = await db.q<{ n: number; revision: string; source_time: string }>(
+      `SELECT count(*)::int AS n, max(revision)::text AS revision, max(source_time)::text AS source_time FROM ${db.s}.bars_1m`,
+    );
+    expect(rows).toEqual([{ n: BARS.length, revision: '0', source_time: '-infinity' }]);
+    const changed = { ...BARS[0]!, close: 10.75 };
+    await db.writeAsService([changed]);
+    expect((await db.readBars('bars_1m'))[0]).toEqual(toOut(changed));
   });
 });

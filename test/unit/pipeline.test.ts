@@ -69,6 +69,7 @@ const ok = (job: FlushJob): FlushOutcome => ({
   result: {
     written: job.batch.barCount,
     skippedFenced: 0,
+    writtenCompressed: 0,
     deadLettered: 0,
     commitOffset: job.batch.nextOffset,
   },

@@ -31,7 +31,9 @@ import {
   round,
   RUN_ID,
   runMain,
+  TARGET,
   saveResult,
+  sectionName,
   serviceEnv,
   settledStats,
   statsDelta,
@@ -99,7 +101,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
   if ((await rowCount()) !== total) throw new Error('the replay changed the row count');
 
   // The psql reference of bench:write, when there is one.
-  const wp = loadResults().writePath as
+  const wp = loadResults()[sectionName('writePath')] as
     | {
         runId?: string;
         at?: string;
@@ -114,7 +116,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
 
   console.log('');
   console.log(
-    `bench:e2e — ${fmtInt(total)} bars, ${fmtInt(symbols)} symbols, ${partitions} partitions, ${configText()}, ` +
+    `bench:e2e — ${fmtInt(total)} bars, ${fmtInt(symbols)} symbols, ${partitions} partitions, bars_1m on ${TARGET === 'timescaledb' ? 'a TimescaleDB hypertable' : 'plain PostgreSQL'}, ${configText()}, ` +
       `${machine.nproc} cores, load ${JSON.stringify(machine.loadAvgAtStart)}`,
   );
   const row = (name: string, r: DrainResult) => [

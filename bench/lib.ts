@@ -21,12 +21,26 @@ export const RESULTS_FILE = path.join(RESULTS_DIR, 'latest.json');
 
 export const KAFKA_BROKERS = process.env.BENCH_KAFKA_BROKERS ?? '127.0.0.1:9092';
 export const KAFKA_VERSION = process.env.BENCH_KAFKA_VERSION ?? '4.1.1';
+/**
+ * Where bars_1m lives for this run: `plain` (a table on plain PostgreSQL, BENCH_PG_*) or `timescaledb`
+ * (a hypertable with every migration, BENCH_TSDB_*: scripts/timescaledb.sh start gives one on 55432).
+ * bench/all.ts runs the write path and the e2e drain on both, side by side; figures of the
+ * `timescaledb` target are saved as "<section>@timescaledb".
+ */
+export const TARGET: 'plain' | 'timescaledb' =
+  process.env.BENCH_TARGET === 'timescaledb' ? 'timescaledb' : 'plain';
+const PREFIX = TARGET === 'timescaledb' ? 'BENCH_TSDB' : 'BENCH_PG';
 export const PG = {
-  host: process.env.BENCH_PG_HOST ?? '127.0.0.1',
-  port: Number(process.env.BENCH_PG_PORT ?? 5432),
-  user: process.env.BENCH_PG_USER ?? 'postgres',
-  database: process.env.BENCH_PG_DATABASE ?? 'test',
+  host: process.env[`${PREFIX}_HOST`] ?? '127.0.0.1',
+  port: Number(process.env[`${PREFIX}_PORT`] ?? (TARGET === 'timescaledb' ? 55432 : 5432)),
+  user: process.env[`${PREFIX}_USER`] ?? 'postgres',
+  database: process.env[`${PREFIX}_DATABASE`] ?? 'test',
 };
+
+/** A results section of this run's target: "e2e", or "e2e@timescaledb". */
+export function sectionName(base: string): string {
+  return TARGET === 'timescaledb' ? `${base}@timescaledb` : base;
+}
 
 // ---- small utilities ------------------------------------------------------------------------------
 
@@ -231,22 +245,46 @@ export function newPool(max = 4): pg.Pool {
 }
 
 /**
- * Creates `schema` with src/store/migrate.ts: migrations 001 (bars_1m) and 002 (the fence table), the
- * ones the write path uses; later ones (compression, aggregates, roles: TimescaleDB or cluster-wide
- * objects) only with BENCH_ALL_MIGRATIONS=1. Dropped at cleanup.
+ * Creates `schema` with src/store/migrate.ts. Plain target: the migrations of bars_1m and the fence
+ * (001, 002, 007, 008: what the write path uses; compression, aggregates and roles only with
+ * BENCH_ALL_MIGRATIONS=1). TimescaleDB target: every migration, so bars_1m is the hypertable the
+ * service writes into in production, with its compression and aggregates; the policies' background jobs
+ * are unscheduled (they would act on the benchmark's data at their own time). Dropped at cleanup.
  */
 export async function createBenchSchema(pool: pg.Pool, cleanup: Cleanup, schema: string): Promise<void> {
   cleanup.add(`drop schema ${schema}`, () => dropSchema(pool, schema));
-  const migrations = loadMigrations().filter((m) => envFlag('BENCH_ALL_MIGRATIONS') || m.version <= 2);
+  const writePath = new Set([1, 2, 7, 8]);
+  const migrations = loadMigrations().filter(
+    (m) => TARGET === 'timescaledb' || envFlag('BENCH_ALL_MIGRATIONS') || writePath.has(m.version),
+  );
   const client = await pool.connect();
   try {
     await migrate(client, schema, migrations);
+    if (TARGET === 'timescaledb') {
+      const ht = await client.query(
+        `SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
+        [schema],
+      );
+      if (ht.rows.length !== 1)
+        throw new Error(`BENCH_TARGET=timescaledb but ${schema}.bars_1m is not a hypertable`);
+      await client.query(
+        `SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE hypertable_schema = $1`,
+        [schema],
+      );
+    }
   } finally {
     client.release();
   }
 }
 
 export async function dropSchema(pool: pg.Pool, schema: string): Promise<void> {
+  if (TARGET === 'timescaledb') {
+    await pool
+      .query(`SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE hypertable_schema = $1`, [
+        schema,
+      ])
+      .catch(() => undefined);
+  }
   await pool.query(`DROP SCHEMA IF EXISTS "${schema.replace(/"/g, '""')}" CASCADE`);
 }
 
@@ -262,15 +300,27 @@ export interface TableStats {
   autoanalyze_count: number;
 }
 
-/** pg_stat_user_tables of one table, after pg_stat_clear_snapshot() (fresh values, not a cached snapshot). */
+/**
+ * pg_stat_user_tables of one table, after pg_stat_clear_snapshot() (fresh values, not a cached
+ * snapshot); for a hypertable, summed over its chunks, where its rows live.
+ */
 export async function tableStats(pool: pg.Pool, schema: string, table: string): Promise<TableStats> {
   const client = await pool.connect();
   try {
     await client.query('SELECT pg_stat_clear_snapshot()');
+    const chunks =
+      TARGET === 'timescaledb'
+        ? `UNION ALL SELECT format('%I.%I', chunk_schema, chunk_name)::regclass FROM timescaledb_information.chunks
+           WHERE hypertable_schema = $1 AND hypertable_name = $2`
+        : '';
     const r = await client.query<Record<keyof TableStats, string>>(
-      `SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, n_live_tup, n_dead_tup,
-              vacuum_count, autovacuum_count, autoanalyze_count
-       FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2`,
+      `SELECT sum(n_tup_ins) AS n_tup_ins, sum(n_tup_upd) AS n_tup_upd, sum(n_tup_hot_upd) AS n_tup_hot_upd,
+              sum(n_tup_del) AS n_tup_del, sum(n_live_tup) AS n_live_tup, sum(n_dead_tup) AS n_dead_tup,
+              sum(vacuum_count) AS vacuum_count, sum(autovacuum_count) AS autovacuum_count,
+              sum(autoanalyze_count) AS autoanalyze_count
+       FROM pg_stat_user_tables
+       WHERE relid IN (SELECT format('%I.%I', $1::text, $2::text)::regclass ${chunks})
+       HAVING count(*) > 0`,
       [schema, table],
     );
     const row = r.rows[0];
@@ -820,6 +870,7 @@ export async function machineInfo(pool: pg.Pool): Promise<Record<string, unknown
       settings.rows.map((r) => [r.name, r.unit ? `${r.setting} (${r.unit})` : r.setting]),
     ),
     kafka: KAFKA_VERSION,
+    target: TARGET,
     git,
     serviceEnvOverrides: serviceOverrides(),
   };
@@ -834,7 +885,7 @@ export const RUN_ID = process.env.BENCH_RUN_ID ?? uniqueName('run');
  */
 export function saveResult(baseSection: string, data: Record<string, unknown>): void {
   const overrides = process.env.BENCH_SERVICE_ENV?.trim();
-  const section = overrides ? `${baseSection}@${overrides}` : baseSection;
+  const section = overrides ? `${sectionName(baseSection)}@${overrides}` : sectionName(baseSection);
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   let all: Record<string, unknown>;
   try {

@@ -23,7 +23,16 @@ interface Drain {
 
 export function printSummary(runId?: string): void {
   const all = loadResults();
-  const wp = all.writePath as
+  printTarget(all, '', runId);
+  if (all['writePath@timescaledb'] || all['e2e@timescaledb']) printTarget(all, '@timescaledb', runId);
+}
+
+function printTarget(
+  all: Record<string, Record<string, unknown> | undefined>,
+  suffix: string,
+  runId: string | undefined,
+): void {
+  const wp = all[`writePath${suffix}`] as
     | {
         runId: string;
         at: string;
@@ -32,7 +41,7 @@ export function printSummary(runId?: string): void {
         dSql?: { barsPerSecond: number };
       }
     | undefined;
-  const e2e = all.e2e as
+  const e2e = all[`e2e${suffix}`] as
     | {
         runId: string;
         at: string;
@@ -43,7 +52,7 @@ export function printSummary(runId?: string): void {
         replayStatsDelta: { n_tup_upd: number; n_dead_tup: number; n_tup_ins: number };
       }
     | undefined;
-  const bursts = all.bursts as
+  const bursts = (suffix ? undefined : all.bursts) as
     | {
         runId: string;
         at: string;
@@ -52,7 +61,7 @@ export function printSummary(runId?: string): void {
         latencyMs: { p50: number; p99: number; max: number };
       }
     | undefined;
-  const backlog = all.backlog as
+  const backlog = (suffix ? undefined : all.backlog) as
     | {
         runId: string;
         at: string;
@@ -69,7 +78,7 @@ export function printSummary(runId?: string): void {
 
   console.log('');
   console.log(
-    `==== bench summary (${RESULTS_FILE.replace(/.*\/bench\//, 'bench/')}, run ${ref ?? '?'}) ====`,
+    `==== bench summary (${RESULTS_FILE.replace(/.*\/bench\//, 'bench/')}, run ${ref ?? '?'}), bars_1m on ${suffix ? 'a TimescaleDB hypertable' : 'plain PostgreSQL'} ====`,
   );
   const rows: (string | number)[][] = [['measure', 'value', '÷ (c) ours', '÷ (d) psql', 'note']];
   const d = wp?.variants.d?.barsPerSecond ?? NaN;

@@ -6,12 +6,18 @@
  */
 import { registerCodecs } from '../consumer/codecs';
 import { EXIT, processIo, type Command, type Io } from './command';
+import { backfillCommand } from './backfill';
+import { dlqCommand } from './dlq';
+import { doctorCommand } from './doctor';
 import { migrateCommand } from './migrate';
 import { offsetsCommand } from './offsets';
 
 export const COMMANDS: Record<string, Command> = {
   migrate: migrateCommand,
   offsets: offsetsCommand,
+  backfill: backfillCommand,
+  dlq: dlqCommand,
+  doctor: doctorCommand,
 };
 
 function usage(): string {

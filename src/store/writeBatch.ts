@@ -129,6 +129,31 @@ export async function writeGroup(
   return { parts: outcome(results.rows('lockFences')), rowsChanged: results.count('upsert') };
 }
 
+/** A bar of a load that is not a Kafka partition (backfill), with its version's record time. */
+export interface LoadedBar {
+  bar: Bar;
+  recordTimeMs: number;
+}
+
+/**
+ * The same COPY → staging → upsert as writeGroup, for bars that come from a file rather than a Kafka
+ * partition: no fence. One transaction, one round trip; resolves to the rows inserted or changed.
+ */
+export async function writeBars(
+  client: PoolClient,
+  schema: string,
+  rows: readonly LoadedBar[],
+): Promise<number> {
+  const sql = writeSql(schema);
+  const bars = rows.map((r) => r.bar);
+  const origins = rows.map((r, i) => ({ partition: 0, offset: BigInt(i), recordTimeMs: r.recordTimeMs }));
+  const results = await runTransaction(client, [
+    { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
+    { name: 'upsert', sql: sql.upsertAll },
+  ]);
+  return results.count('upsert');
+}
+
 const stagingReady = new WeakSet<object>();
 
 /**

@@ -47,8 +47,10 @@ export interface WriteSql {
   copy: string;
   /** COPY in binary format, with origins: what the service sends. */
   copyBinary: string;
-  /** The staged rows at or above their partition's fence (locked first), latest message per key. */
+  /** The staged rows at or above their partition's fence (locked first), newest version per key. */
   upsert(group: string, topic: string): string;
+  /** Every staged row, newest version per key: loads that are not Kafka partitions (backfill). */
+  upsertAll: string;
 }
 
 const sqlCache = new Map<string, WriteSql>();
@@ -66,6 +68,23 @@ export function writeSql(schema: string): WriteSql {
   if (sql) return sql;
   const bars = `${ident(schema)}.bars_1m`;
   const offsets = `${ident(schema)}.bar_writer_offsets`;
+  /** The upsert of the staged rows that `filter` (a join and WHERE on staging `s`) lets through. */
+  const upsertFrom = (filter: string) =>
+    `INSERT INTO ${bars} AS t (symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time)
+     SELECT symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time FROM (
+       SELECT DISTINCT ON (s.symbol, s."timestamp") s.*
+       FROM pg_temp.${STAGING} s
+       ${filter}
+       ORDER BY s.symbol, s."timestamp", s.revision DESC, s.source_time DESC, s.seq DESC
+     ) latest
+     ORDER BY symbol, "timestamp"
+     ON CONFLICT (symbol, "timestamp") DO UPDATE SET
+       open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+       volume = EXCLUDED.volume, vwap = EXCLUDED.vwap,
+       revision = EXCLUDED.revision, source_time = EXCLUDED.source_time
+     WHERE (EXCLUDED.revision, EXCLUDED.source_time) >= (t.revision, t.source_time)
+       AND (t.open, t.high, t.low, t.close, t.volume, t.vwap)
+           IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)`;
   sql = {
     insertFences: (group, topic, partitions) =>
       `INSERT INTO ${offsets} (consumer_group, topic, partition, next_offset)
@@ -97,22 +116,11 @@ export function writeSql(schema: string): WriteSql {
     // stored version is thus that of the last change. ORDER BY the key also makes concurrent flushes
     // lock rows in one order, so they cannot deadlock.
     upsert: (group, topic) =>
-      `INSERT INTO ${bars} AS t (symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time)
-       SELECT symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time FROM (
-         SELECT DISTINCT ON (s.symbol, s."timestamp") s.*
-         FROM pg_temp.${STAGING} s
-         JOIN ${offsets} f ON ${fenceKey('f.', group, topic)} AND f.partition = s.part
-         WHERE s.kafka_offset >= f.next_offset
-         ORDER BY s.symbol, s."timestamp", s.revision DESC, s.source_time DESC, s.seq DESC
-       ) latest
-       ORDER BY symbol, "timestamp"
-       ON CONFLICT (symbol, "timestamp") DO UPDATE SET
-         open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-         volume = EXCLUDED.volume, vwap = EXCLUDED.vwap,
-         revision = EXCLUDED.revision, source_time = EXCLUDED.source_time
-       WHERE (EXCLUDED.revision, EXCLUDED.source_time) >= (t.revision, t.source_time)
-         AND (t.open, t.high, t.low, t.close, t.volume, t.vwap)
-             IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)`,
+      upsertFrom(
+        `JOIN ${offsets} f ON ${fenceKey('f.', group, topic)} AND f.partition = s.part
+         WHERE s.kafka_offset >= f.next_offset`,
+      ),
+    upsertAll: upsertFrom(''),
   };
   sqlCache.set(schema, sql);
   return sql;

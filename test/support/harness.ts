@@ -506,11 +506,11 @@ export function runCli(
   script: string,
   args: string[],
   env: Record<string, string>,
-  options: { timeoutMs?: number; input?: string } = {},
+  options: { timeoutMs?: number; input?: string | Buffer; nodeArgs?: string[]; cwd?: string } = {},
 ): Promise<{ code: number | null; output: string; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(REPO, script), ...args], {
-      cwd: REPO,
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(REPO, script), ...args], {
+      cwd: options.cwd ?? REPO,
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -1,0 +1,417 @@
+/**
+ * `bar-writer backfill`: loads bars from files (vendor history, a fixed export) through the same contract
+ * and the same write path as the service: every row is validated like a Kafka message (same rules, same
+ * reasons), and written by COPY into the staging table and one upsert per transaction.
+ *
+ * - Streamed: a file is read line by line and written in batches of --batch rows, at most two
+ *   transactions in flight (the next batch is parsed while the last one is written); memory stays
+ *   bounded whatever the file's size. `.gz` files are decompressed on the way.
+ * - Versions: the rows of a run are versioned at the time of the load (and by a `revision` column when
+ *   the file has one), each batch a millisecond after the one before: the latest row of the file wins
+ *   for a key, and the load replaces stored rows with other values unless they have a higher revision.
+ *   A row with the values already stored is not rewritten, so running the same file again changes
+ *   nothing, and a run stopped half-way can simply be run again.
+ * - Broken rows never stop the load: each goes to the rejects file (JSON lines: file, line, reason,
+ *   detail, text), and the summary counts them by reason; exit 3 then.
+ * - Afterwards the continuous aggregates are refreshed over the time range loaded (their policies would
+ *   catch up at their next run anyway).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import zlib from 'node:zlib';
+import { decodeBar, validateFields, type Bar, type DecodeResult } from '../contract/bar';
+import { createPool, ident, withConnection, type Pool } from '../store/pool';
+import { prepareStaging, writeBars, type LoadedBar } from '../store/writeBatch';
+import {
+  config,
+  EXIT,
+  guarded,
+  oneLine,
+  parse,
+  positiveInt,
+  UsageError,
+  type Command,
+  type Io,
+} from './command';
+
+type Format = 'csv' | 'jsonl';
+
+const CSV_FIELDS = [
+  'symbol',
+  'timestamp',
+  'open',
+  'high',
+  'low',
+  'close',
+  'volume',
+  'vwap',
+  'revision',
+] as const;
+const REQUIRED = ['symbol', 'timestamp', 'open', 'high', 'low', 'close', 'volume'];
+const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
+/** The fields of one CSV line (RFC 4180: quoted fields, "" for a quote inside; one line per record). */
+export function csvFields(line: string): string[] | null {
+  const out: string[] = [];
+  let i = 0;
+  for (;;) {
+    if (line[i] === '"') {
+      let value = '';
+      i++;
+      for (;;) {
+        if (i >= line.length) return null; // unterminated quote
+        if (line[i] === '"') {
+          if (line[i + 1] === '"') {
+            value += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        value += line[i++];
+      }
+      out.push(value);
+      if (i === line.length) return out;
+      if (line[i] !== ',') return null;
+      i++;
+    } else {
+      const comma = line.indexOf(',', i);
+      if (comma === -1) {
+        out.push(line.slice(i));
+        return out;
+      }
+      out.push(line.slice(i, comma));
+      i = comma + 1;
+    }
+  }
+}
+
+/**
+ * A CSV row as the message it stands for: numbers where the text is a number, epoch milliseconds where
+ * the timestamp is all digits, null for an empty vwap or revision; anything else stays text (and the
+ * contract names it: "open must be a number, got a string …").
+ */
+function csvObject(columns: Map<string, number>, fields: string[]): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const name of CSV_FIELDS) {
+    const at = columns.get(name);
+    if (at === undefined) continue;
+    const raw = fields[at];
+    if (raw === undefined || raw === '') {
+      if (name === 'vwap' || name === 'revision') o[name] = null;
+      continue;
+    }
+    if (name === 'symbol') o[name] = raw;
+    else if (name === 'timestamp') o[name] = /^-?\d+$/.test(raw) ? Number(raw) : raw;
+    else o[name] = NUMBER.test(raw) ? Number(raw) : raw;
+  }
+  return o;
+}
+
+interface Rejected {
+  file: string;
+  line: number;
+  reason: string;
+  detail: string;
+  text: string;
+}
+
+class Progress {
+  private last: number;
+  constructor(
+    private readonly io: Io,
+    private readonly started: number,
+    private readonly total: number | null,
+  ) {
+    this.last = started;
+  }
+
+  show(rows: number, bytes: number, force = false): void {
+    const now = Date.now();
+    if (!force && now - this.last < (this.io.tty ? 250 : 5000)) return;
+    this.last = now;
+    const seconds = Math.max(0.001, (now - this.started) / 1000);
+    const rate = rows / seconds;
+    let text = `backfill: ${rows.toLocaleString('en-US')} rows, ${Math.round(rate).toLocaleString('en-US')} rows/s`;
+    if (this.total) {
+      const share = Math.min(1, bytes / this.total);
+      const eta = share > 0 ? (seconds / share) * (1 - share) : 0;
+      text += `, ${mib(bytes)} of ${mib(this.total)} MiB (${Math.round(share * 100)}%), ETA ${clock(eta)}`;
+      if (this.io.tty) {
+        const width = 24;
+        const filled = Math.round(share * width);
+        text = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${text}`;
+      }
+    } else {
+      text += `, ${mib(bytes)} MiB read`;
+    }
+    if (this.io.tty) process.stderr.write(`\r${text}\u001b[K`);
+    else this.io.err(text);
+  }
+
+  done(): void {
+    if (this.io.tty) process.stderr.write('\n');
+  }
+}
+
+const mib = (b: number) => (b / 1048576).toFixed(1);
+const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, '0')}`;
+
+interface Totals {
+  read: number;
+  written: number;
+  rejected: Map<string, number>;
+  minMs: number;
+  maxMs: number;
+}
+
+async function run(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, {
+    format: { type: 'string' },
+    rejects: { type: 'string' },
+    batch: { type: 'string' },
+    'no-refresh': { type: 'boolean' },
+  });
+  if (positionals.length === 0) throw new UsageError('name at least one FILE (or - for stdin)');
+  if (values.format !== undefined && values.format !== 'csv' && values.format !== 'jsonl') {
+    throw new UsageError(`--format must be csv or jsonl, got "${values.format}"`);
+  }
+  const batchSize = positiveInt('batch', values.batch, 10_000);
+  const formats = positionals.map((f) => formatOf(f, values.format as Format | undefined));
+  for (const f of positionals) {
+    if (f !== '-' && !fs.existsSync(f)) throw new UsageError(`${f}: no such file`);
+  }
+  const cfg = config();
+  const pool = createPool(
+    { ...cfg.db, maxConnections: 2, maxIdleConnections: 2, statementTimeoutMs: 0 },
+    'bar-writer-backfill',
+  );
+  const rejectsPath =
+    values.rejects ??
+    `${path.basename(positionals[0] === '-' ? 'stdin' : positionals[0]!).replace(/\.gz$/, '')}.rejects.jsonl`;
+  let rejectsOut: fs.WriteStream | null = null;
+  const reject = (r: Rejected) => {
+    rejectsOut ??= fs.createWriteStream(rejectsPath, { flags: 'w' });
+    rejectsOut.write(JSON.stringify(r) + '\n');
+    totals.rejected.set(r.reason, (totals.rejected.get(r.reason) ?? 0) + 1);
+  };
+  const totals: Totals = { read: 0, written: 0, rejected: new Map(), minMs: Infinity, maxMs: -Infinity };
+  const started = Date.now();
+  const runVersion = Date.now();
+  let batchNo = 0;
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown = null;
+  const flush = async (rows: LoadedBar[]) => {
+    if (rows.length === 0) return;
+    const p = withConnection(pool, (c) => writeBars(c, cfg.db.schema, rows), prepareStaging)
+      .then((n) => void (totals.written += n))
+      .catch((err: unknown) => void (failure ??= err))
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    if (inFlight.size >= 2) await Promise.race(inFlight);
+    if (failure) throw failure;
+  };
+  try {
+    const totalBytes = positionals.every((f) => f !== '-')
+      ? positionals.reduce((n, f) => n + fs.statSync(f).size, 0)
+      : null;
+    const progress = new Progress(io, started, totalBytes);
+    let bytesBefore = 0;
+    for (const [k, file] of positionals.entries()) {
+      const raw: Readable = file === '-' ? process.stdin : fs.createReadStream(file);
+      let bytes = 0;
+      raw.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      const input = file.endsWith('.gz') ? raw.pipe(zlib.createGunzip()) : raw;
+      const name = file === '-' ? 'stdin' : file;
+      let lineNo = 0;
+      let columns: Map<string, number> | null = null;
+      let batch: LoadedBar[] = [];
+      const now = Date.now();
+      for await (const line of linesOf(input)) {
+        lineNo++;
+        if (formats[k] === 'csv' && columns === null) {
+          columns = header(line, name);
+          continue;
+        }
+        if (line.trim() === '') continue;
+        totals.read++;
+        let result: DecodeResult | { ok: false; rejection: { reason: string; detail: string } };
+        if (formats[k] === 'jsonl') {
+          result = decodeBar(Buffer.from(line, 'utf8'), now, cfg.write.minTimestampMs);
+        } else {
+          const fields = csvFields(line);
+          result =
+            fields === null
+              ? {
+                  ok: false,
+                  rejection: { reason: 'invalid_csv', detail: 'not a CSV record: a quote is not closed' },
+                }
+              : validateFields(csvObject(columns!, fields), now, cfg.write.minTimestampMs);
+        }
+        if (!result.ok) {
+          reject({
+            file: name,
+            line: lineNo,
+            reason: result.rejection.reason,
+            detail: result.rejection.detail,
+            text: line,
+          });
+          continue;
+        }
+        track(totals, result.bar);
+        batch.push({ bar: result.bar, recordTimeMs: runVersion + batchNo });
+        if (batch.length >= batchSize) {
+          await flush(batch);
+          batch = [];
+          batchNo++;
+        }
+        progress.show(totals.read, bytesBefore + bytes);
+      }
+      await flush(batch);
+      batchNo++;
+      bytesBefore += bytes;
+    }
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+    progress.show(totals.read, bytesBefore, true);
+    progress.done();
+  } catch (err) {
+    await Promise.allSettled(inFlight);
+    await closeRejects(rejectsOut);
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  await closeRejects(rejectsOut);
+  const refreshed =
+    values['no-refresh'] || totals.written === 0
+      ? null
+      : await refreshAggregates(pool, cfg.db.schema, totals, io);
+  await pool.end().catch(() => undefined);
+  const seconds = (Date.now() - started) / 1000;
+  const rejected = [...totals.rejected.values()].reduce((a, b) => a + b, 0);
+  io.out(
+    `backfill: read ${totals.read}, written ${totals.written}, unchanged ${totals.read - rejected - totals.written}, ` +
+      `rejected ${rejected}, ${seconds.toFixed(1)} s (${Math.round(totals.read / Math.max(seconds, 0.001))} rows/s)`,
+  );
+  if (rejected > 0) {
+    io.out(
+      `backfill: rejected by reason: ${[...totals.rejected].map(([r, n]) => `${r} ${n}`).join(', ')}; rows in ${rejectsPath}`,
+    );
+  }
+  if (refreshed) io.out(`backfill: ${refreshed}`);
+  return rejected > 0 ? EXIT.finding : EXIT.ok;
+}
+
+/**
+ * The lines of a stream, without their line ends (\n or \r\n), decoded as UTF-8. Pulled chunk by chunk:
+ * while the caller awaits (a write in flight), nothing more is read, so memory stays bounded.
+ */
+async function* linesOf(input: Readable): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8');
+  let rest = '';
+  for await (const chunk of input as AsyncIterable<Buffer>) {
+    const text = rest + decoder.decode(chunk, { stream: true });
+    const parts = text.split('\n');
+    rest = parts.pop()!;
+    for (const p of parts) yield p.endsWith('\r') ? p.slice(0, -1) : p;
+  }
+  rest += decoder.decode();
+  if (rest !== '') yield rest.endsWith('\r') ? rest.slice(0, -1) : rest;
+}
+
+function formatOf(file: string, given: Format | undefined): Format {
+  if (given) return given;
+  const base = file.replace(/\.gz$/, '');
+  if (base.endsWith('.csv')) return 'csv';
+  if (base.endsWith('.jsonl') || base.endsWith('.ndjson')) return 'jsonl';
+  throw new UsageError(`${file}: cannot tell the format from its name; add --format csv or --format jsonl`);
+}
+
+function header(line: string, file: string): Map<string, number> {
+  const names = (csvFields(line.replace(/^\uFEFF/, '')) ?? []).map((n) => n.trim().toLowerCase());
+  const columns = new Map<string, number>();
+  names.forEach((n, i) => {
+    if (!columns.has(n)) columns.set(n, i);
+  });
+  const missing = REQUIRED.filter((n) => !columns.has(n));
+  if (missing.length > 0) {
+    throw new Error(
+      `${file}: the CSV header names no ${missing.join(', ')} column (found: ${names.join(', ')})`,
+    );
+  }
+  return columns;
+}
+
+function track(t: Totals, bar: Bar): void {
+  if (bar.timestampMs < t.minMs) t.minMs = bar.timestampMs;
+  if (bar.timestampMs > t.maxMs) t.maxMs = bar.timestampMs;
+}
+
+function closeRejects(out: fs.WriteStream | null): Promise<void> {
+  return out ? new Promise((resolve) => out.end(resolve)) : Promise.resolve();
+}
+
+/** Refreshes every continuous aggregate of bars_1m over the range loaded; a note, or null without any. */
+async function refreshAggregates(pool: Pool, schema: string, t: Totals, io: Io): Promise<string | null> {
+  const views = await pool
+    .query<{ view: string; width: string }>(
+      `SELECT ca.view_name AS view, d.time_interval::text AS width
+       FROM timescaledb_information.continuous_aggregates ca
+       JOIN timescaledb_information.dimensions d ON d.hypertable_schema = ca.materialization_hypertable_schema
+         AND d.hypertable_name = ca.materialization_hypertable_name
+       WHERE ca.hypertable_schema = $1 AND ca.hypertable_name = 'bars_1m'`,
+      [schema],
+    )
+    .then(
+      (r) => r.rows,
+      () => [], // no TimescaleDB
+    );
+  if (views.length === 0) return null;
+  const from = new Date(t.minMs - 2 * 86_400_000).toISOString();
+  const to = new Date(t.maxMs + 2 * 86_400_000).toISOString();
+  const client = await pool.connect();
+  try {
+    for (const v of views) {
+      await client.query(
+        `CALL refresh_continuous_aggregate($1::regclass, $2::timestamptz, $3::timestamptz)`,
+        [`${ident(schema)}.${ident(v.view)}`, from, to],
+      );
+    }
+  } catch (err) {
+    io.err(
+      `backfill: warning: the aggregates were not refreshed (${oneLine(err)}); their policies will at their next run`,
+    );
+    return null;
+  } finally {
+    client.release();
+  }
+  return `refreshed ${views.map((v) => v.view).join(', ')} from ${from.slice(0, 10)} to ${to.slice(0, 10)}`;
+}
+
+export const backfillCommand: Command = {
+  summary: 'load bars from CSV or JSON-lines files (plain or .gz) through the contract and the write path',
+  help: `Usage: bar-writer backfill [--format csv|jsonl] [--rejects FILE] [--batch N] [--no-refresh] FILE…
+
+Loads bars from files (- for stdin; .gz is decompressed) into bars_1m of DB_SCHEMA, through the same
+validation as a Kafka message (BARS_MIN_TIMESTAMP included) and the same COPY → staging → upsert write
+path, streamed in transactions of --batch rows (default 10000).
+
+  csv    a header line naming the columns symbol,timestamp,open,high,low,close,volume (vwap and
+         revision optional; any order; other columns ignored); timestamp ISO-8601 with a zone or epoch
+         milliseconds; an empty vwap is null
+  jsonl  one message value (the Kafka contract's JSON object) per line
+The format comes from the file name (.csv, .jsonl, .ndjson, with or without .gz) or --format.
+
+The latest row of the input wins for a key; rows replace stored ones with other values (the load's
+time is their version) unless those have a higher revision; a row equal to the stored one is left as
+it is, so running the same file again changes nothing. Rows the contract refuses go to the rejects
+file (JSON lines: file, line, reason, detail, text; default <first file>.rejects.jsonl) and do not stop
+the load. Afterwards the continuous aggregates are refreshed over the range loaded (--no-refresh: let
+their policies do it).
+
+Progress on stderr (a bar on a terminal), a summary on stdout: read, written, unchanged, rejected.
+Exit: 0 everything loaded; 3 loaded, some rows rejected; 1 failed; 2 invalid usage or configuration.`,
+  run: (args, io) => guarded('backfill', io, () => run(args, io)),
+};

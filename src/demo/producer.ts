@@ -1,14 +1,13 @@
 /**
  * Demo feed: synthetic but realistic 1-minute bars for a few hundred symbols (random-walk prices,
- * minute-aligned, keyed by symbol), produced to KAFKA_TOPIC. It back-fills DEMO_HISTORY_MINUTES of
- * history quickly, then emits one bar per symbol per simulated minute every DEMO_TICK, never running
- * ahead of the wall clock's current minute. Creates the topic (DEMO_PARTITIONS) if it is missing.
+ * minute-aligned, keyed by symbol), produced to KAFKA_TOPIC as an aggregator of *finalized* bars does:
+ * the bar of minute M is published only once minute M has closed (at M + 1 min or later), never while
+ * it is still forming. It back-fills DEMO_HISTORY_MINUTES of closed minutes quickly, then publishes each
+ * minute's bars right after it closes. Creates the topic (DEMO_PARTITIONS) if it is missing.
  *
- *   DEMO_SYMBOLS (300)  DEMO_HISTORY_MINUTES (120)  DEMO_TICK (2s)  DEMO_PARTITIONS (6)
- *   DEMO_MAX_MINUTES (0 = run until stopped)
+ *   DEMO_SYMBOLS (300)  DEMO_HISTORY_MINUTES (120)  DEMO_PARTITIONS (6)  DEMO_MAX_MINUTES (0 = run until stopped)
  */
 import { CompressionTypes, Kafka, logLevel } from 'kafkajs';
-import { parseDuration } from '../config';
 import { registerCodecs } from '../consumer/codecs';
 
 const env = process.env;
@@ -16,7 +15,6 @@ const brokers = (env.KAFKA_BROKERS ?? 'localhost:9092').split(',');
 const topic = env.KAFKA_TOPIC ?? 'bars.1m';
 const symbolsCount = Number(env.DEMO_SYMBOLS ?? 300);
 const historyMinutes = Number(env.DEMO_HISTORY_MINUTES ?? 120);
-const tickMs = parseDuration(env.DEMO_TICK ?? '2s');
 const partitions = Number(env.DEMO_PARTITIONS ?? 6);
 const maxMinutes = Number(env.DEMO_MAX_MINUTES ?? 0);
 
@@ -48,6 +46,11 @@ export function demoSymbols(n: number): string[] {
 }
 
 const round = (x: number) => Math.round(x * 10_000) / 10_000;
+
+/** A bar is final, and may be published, once its minute has ended. */
+export function isClosed(minuteStartMs: number, nowMs: number): boolean {
+  return nowMs >= minuteStartMs + 60_000;
+}
 
 export function nextBar(symbol: string, timestampMs: number, last: number, random: () => number) {
   const steps = 6;
@@ -105,16 +108,16 @@ async function main(): Promise<void> {
   const symbols = demoSymbols(symbolsCount);
   const random = rng(42);
   const last = new Map(symbols.map((s) => [s, 10 + random() * 490]));
-  const nowMinute = () => Math.floor(Date.now() / 60_000) * 60_000;
-  let minute = nowMinute() - historyMinutes * 60_000;
+  // The newest closed minute is the one before the current one.
+  let minute = Math.floor(Date.now() / 60_000) * 60_000 - historyMinutes * 60_000;
   let produced = 0;
   let minutes = 0;
   console.log(
     `demo: producing ${symbols.length} symbols to ${topic} on ${brokers.join(',')}, from ${new Date(minute).toISOString()}`,
   );
   while (!stopping && (maxMinutes === 0 || minutes < maxMinutes)) {
-    if (minute > nowMinute()) {
-      await new Promise((r) => setTimeout(r, 1000));
+    if (!isClosed(minute, Date.now())) {
+      await new Promise((r) => setTimeout(r, 250));
       continue;
     }
     const messages = symbols.map((symbol) => {
@@ -125,12 +128,11 @@ async function main(): Promise<void> {
     await producer.send({ topic, messages, compression: CompressionTypes.GZIP, acks: -1 });
     produced += messages.length;
     minutes++;
-    const catchingUp = minute < nowMinute() - 60_000 * 2;
+    const catchingUp = isClosed(minute + 60_000, Date.now());
     if (!catchingUp || minutes % 20 === 0) {
       console.log(`demo: minute ${new Date(minute).toISOString()} sent (${produced} bars in total)`);
     }
     minute += 60_000;
-    if (!catchingUp) await new Promise((r) => setTimeout(r, tickMs));
   }
   await producer.disconnect();
   console.log(`demo: stopped after ${produced} bars`);

@@ -14,7 +14,7 @@
  */
 import type { Bar } from '../src/contract/bar';
 import { withConnection } from '../src/store/pool';
-import { prepareStaging, writeGroup, type BarAtOffset } from '../src/store/writeBatch';
+import { writeGroup, type BarAtOffset } from '../src/store/writeBatch';
 import {
   Cleanup,
   createBenchSchema,
@@ -59,25 +59,22 @@ runMain('bench:compressed', async (cleanup: Cleanup) => {
     );
     const t0 = nowMs();
     for (let i = 0; i < parts[0]!.length; i += 1000) {
-      await withConnection(
-        pool,
-        (c) =>
-          writeGroup(
-            c,
-            schema,
-            group,
-            'bench',
-            parts.map((p, k) => {
-              const entries = p.slice(i, i + 1000);
-              return {
-                partition: k,
-                entries,
-                nextOffset: BigInt(i + entries.length),
-                lastFingerprint: 'bench',
-              };
-            }),
-          ),
-        prepareStaging,
+      await withConnection(pool, (c) =>
+        writeGroup(
+          c,
+          schema,
+          group,
+          'bench',
+          parts.map((p, k) => {
+            const entries = p.slice(i, i + 1000);
+            return {
+              partition: k,
+              entries,
+              nextOffset: BigInt(i + entries.length),
+              lastFingerprint: 'bench',
+            };
+          }),
+        ),
       );
     }
     return (nowMs() - t0) / 1000;

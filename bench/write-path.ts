@@ -27,7 +27,7 @@ import type { Bar } from '../src/contract/bar';
 import { encodeCopyRows } from '../src/store/copyEncoding';
 import { createPool, ident, withConnection, type PoolClient } from '../src/store/pool';
 import { fingerprint } from '../src/offsets/fingerprint';
-import { prepareStaging, writeGroup, type BarAtOffset } from '../src/store/writeBatch';
+import { writeGroup, type BarAtOffset } from '../src/store/writeBatch';
 import { CREATE_STAGING, writeSql } from '../src/store/writeSql';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import {
@@ -219,11 +219,8 @@ runMain('bench:write', async (cleanup: Cleanup) => {
                 lastFingerprint: fingerprint(last.offset, last.messageTimeMs, JSON.stringify(last.bar)),
               };
             });
-          const r = await withConnection(
-            pool,
-            (client) =>
-              writeGroup(phases ? timedClient(client, phases) : client, schema, group, 'bench', parts),
-            prepareStaging,
+          const r = await withConnection(pool, (client) =>
+            writeGroup(phases ? timedClient(client, phases) : client, schema, group, 'bench', parts),
           );
           changed += r.rowsChanged;
         }

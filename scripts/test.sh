@@ -3,8 +3,9 @@
 # the real Kafka broker (4.1.x, from Maven Central), a real TimescaleDB (scripts/timescaledb.sh: built
 # once from ../shared/vendor into a cache, run as a throw-away cluster) and checks the machine's
 # PostgreSQL; runs the unit tests, the integration tests on TimescaleDB (bars_1m a hypertable), the
-# write-path suites again on plain PostgreSQL, then the Kafka 3.9.x compatibility run. Stops every
-# broker and cluster it started, by pid.
+# write-path suites again on plain PostgreSQL, the core pipeline suites with the service behind PgBouncer
+# in transaction mode (scripts/pgbouncer.sh; pgbouncer installed from Debian when missing), then the
+# Kafka 3.9.x compatibility run. Stops every broker, cluster and pooler it started, by pid.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    unit tests, type-check and lint only
@@ -49,7 +50,10 @@ pg_isready -h 127.0.0.1 -p 5432
 
 started=()
 tsdb_started=""
+pgbouncer_port=${TEST_PGBOUNCER_PORT:-56432}
+pgbouncer_started=""
 cleanup() {
+  if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbouncer.sh stop || true; fi
   for spec in "${started[@]}"; do
     KAFKA_VERSION=${spec%@*} KAFKA_PORT=${spec#*@} scripts/kafka.sh stop || true
   done
@@ -64,12 +68,15 @@ if [ -n "${TEST_TSDB_HOST:-}" ]; then
   tsdb_host=$TEST_TSDB_HOST
 else
   tsdb_host=127.0.0.1
+  # One already running (a developer's) is used and left running: only what this run starts is stopped.
+  already=""
+  if TSDB_PORT=$tsdb_port scripts/timescaledb.sh status >/dev/null 2>&1; then already=1; fi
   set +e
   TSDB_PORT=$tsdb_port scripts/timescaledb.sh start
   rc=$?
   set -e
   if [ $rc -eq 0 ]; then
-    tsdb_started=$tsdb_port
+    if [ -z "$already" ]; then tsdb_started=$tsdb_port; fi
   elif [ $rc -eq 3 ] && [ "${CI:-}" != "true" ]; then
     echo "WARNING: no TimescaleDB (see above): the suites run on plain PostgreSQL only" >&2
     tsdb_host=""
@@ -108,6 +115,22 @@ if [ ${#on_tsdb[@]} -gt 0 ]; then
   env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand \
     --testPathPatterns 'test/integration/(pipeline|store|faults|privileges)\.test\.ts'
 fi
+
+step "core pipeline suites through PgBouncer (transaction mode, 127.0.0.1:$pgbouncer_port)"
+if [ ${#on_tsdb[@]} -gt 0 ]; then bouncer_db=("${on_tsdb[@]}") bouncer_target=$tsdb_host:$tsdb_port
+else bouncer_db=("${on_plain[@]}") bouncer_target=127.0.0.1:5432; fi
+if PGBOUNCER_PORT=$pgbouncer_port scripts/pgbouncer.sh status >/dev/null 2>&1; then
+  echo "using the PgBouncer already running on $pgbouncer_port"
+else
+  PGBOUNCER_PORT=$pgbouncer_port PGBOUNCER_TARGET_HOST=${bouncer_target%:*} PGBOUNCER_TARGET_PORT=${bouncer_target#*:} \
+    PGBOUNCER_USERS=${TEST_TSDB_USER:-postgres} scripts/pgbouncer.sh start
+  pgbouncer_started=1
+fi
+# The tests migrate and check directly; only the services under test go through the pooler.
+env "${bouncer_db[@]}" TEST_PGBOUNCER_PORT=$pgbouncer_port TEST_KAFKA_BROKERS=127.0.0.1:$main_port \
+  npx jest --selectProjects integration --ci --runInBand \
+  --testPathPatterns 'test/integration/(pipeline|rebalance|faults|http)\.test\.ts'
+if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbouncer.sh stop; pgbouncer_started=""; fi
 
 step "compatibility run on Kafka $compat_version"
 start_kafka "$compat_version" "$compat_port"

@@ -24,7 +24,7 @@ import { KafkaDeadLetterSink, NoDeadLetterSink, type DeadLetterSink } from './de
 import { ensureDeadLetterTopic } from './deadletter/topic';
 import { HttpServer } from './http/server';
 import { errorMessage, type Logger } from './observe/logger';
-import { createMetrics, zeroLabels, type Metrics } from './observe/metrics';
+import { createMetrics, HTTP_READ_RESULTS, zeroLabels, type Metrics } from './observe/metrics';
 import { every, type Periodic } from './observe/periodic';
 import { Readiness, type CheckResult } from './observe/readiness';
 import { OffsetCommitter } from './offsets/committer';
@@ -34,8 +34,8 @@ import { CompressedChunks } from './store/compressedChunks';
 import { classifyDbError, DB_ERROR_CLASSES } from './store/errors';
 import { readFences, resetFence } from './store/fences';
 import { databaseCheck, reportPool } from './store/health';
-import { createPool, type Pool } from './store/pool';
-import { getBars, getLatestBars } from './store/readBars';
+import { createPool, QUERY_TIMEOUT_MARGIN_MS, type Pool } from './store/pool';
+import { BarReader } from './store/readBars';
 
 export interface ServiceOptions {
   logger: Logger;
@@ -57,6 +57,8 @@ const STARTUP_RETRY_MAX_MS = 30_000;
 const COMPRESSED_REFRESH_MS = 60_000;
 /** How long stop() waits for start-up to notice it (it checks between steps, every 250 ms at most). */
 const STARTUP_STOP_WAIT_MS = 1000;
+/** How long a read waits for a free read connection when DB_READ_TIMEOUT is 0 (no statement timeout). */
+const READ_WAIT_DEFAULT_MS = 5000;
 
 /** Where start-up is: readiness shows it (with the latest reason); the log gets one line per change. */
 type StartupState =
@@ -69,6 +71,8 @@ type StartupState =
 export class Service {
   readonly metrics: Metrics;
   private readonly pool: Pool;
+  /** The read API's own pool (null when HTTP_READ_API is off): a read never takes a writer's connection. */
+  private readonly readPool: Pool | null;
   private readonly kafka: Kafka;
   private readonly consumer: ConsumerPort;
   private readonly deadLetters: DeadLetterSink;
@@ -96,6 +100,18 @@ export class Service {
     zeroLabels(this.metrics.writeErrors, 'class', DB_ERROR_CLASSES);
     zeroLabels(this.metrics.offsetCommits, 'result', ['ok', 'failed']);
     this.pool = createPool(config.db);
+    this.readPool = config.http.readApi
+      ? createPool(
+          {
+            ...config.db,
+            maxConnections: config.db.readMaxConnections,
+            maxIdleConnections: config.db.readMaxConnections,
+          },
+          'bar-writer-reads',
+          config.db.readTimeoutMs > 0 ? config.db.readTimeoutMs + QUERY_TIMEOUT_MARGIN_MS : 0,
+        )
+      : null;
+    zeroLabels(this.metrics.httpReads, 'result', HTTP_READ_RESULTS);
     this.kafka = createKafka(config.kafka, logger);
     this.consumer = new KafkajsConsumer(this.kafka, config.kafka, logger);
     this.deadLetters = config.kafka.dlqTopic
@@ -133,6 +149,7 @@ export class Service {
           metrics: this.metrics,
           logger: logger.child({ component: 'flush' }),
           lockTimeoutMs: config.db.lockTimeoutMs,
+          statementTimeoutMs: config.db.statementTimeoutMs,
           compressed: this.compressed,
         }),
         classify: classifyDbError,
@@ -165,14 +182,13 @@ export class Service {
       registry: this.metrics.registry,
       liveness: () => this.liveness(),
       readiness: () => this.readiness(),
-      reads: config.http.readApi
-        ? {
-            getBars: (symbol, start, end, limit) => getBars(this.pool, schema, symbol, start, end, limit),
-            getLatestBars: (symbol, limit) => getLatestBars(this.pool, schema, symbol, limit),
-          }
-        : null,
-      maxRangeMs: config.http.maxRangeMs,
-      maxLimit: config.http.maxLimit,
+      metrics: this.metrics,
+      reads: this.readPool ? new BarReader(this.readPool, schema, config.db.readTimeoutMs) : null,
+      limits: {
+        ...config.http,
+        readConcurrency: config.db.readMaxConnections,
+        readWaitMs: config.db.readTimeoutMs || READ_WAIT_DEFAULT_MS,
+      },
     });
   }
 
@@ -202,7 +218,8 @@ export class Service {
         this.metrics,
         logger,
       ),
-      reportPool(this.pool, this.metrics, logger),
+      reportPool(this.pool, this.metrics.poolConnections, logger),
+      ...(this.readPool ? [reportPool(this.readPool, this.metrics.readPoolConnections, logger)] : []),
       every(COMPRESSED_REFRESH_MS, 'compressed chunks', () => this.compressed.refresh(), logger),
       this.readinessChecks.refreshEvery(5000, logger),
     ];
@@ -301,6 +318,7 @@ export class Service {
       await this.deadLetters.stop?.().catch(() => undefined);
       await this.pool.end().catch(() => undefined);
       await this.http.close();
+      await this.readPool?.end().catch(() => undefined);
     }
     this.logger.info({ drained }, 'stopped');
     return drained;

@@ -31,7 +31,7 @@ import { commitOffsetAfter } from '../offsets/resume';
 import { classifyDbError } from '../store/errors';
 import { readFences } from '../store/fences';
 import { withConnection, type Pool } from '../store/pool';
-import { prepareStaging, writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
+import { writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
 import type { Batch, Entry, RejectedEntry } from './buffer';
 
 export interface FlushJob {
@@ -70,6 +70,8 @@ export interface FlushDeps {
   logger: Logger;
   /** lock_timeout of each write transaction (0: none). */
   lockTimeoutMs?: number;
+  /** statement_timeout of each write transaction (0: none). */
+  statementTimeoutMs?: number;
   /** Where compressed chunks are (../store/compressedChunks.ts), to count writes into them. */
   compressed?: { holds(timestampMs: number): boolean };
 }
@@ -147,14 +149,12 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
     });
   }
   const deadLettered = await sendDeadLetters(deps, topic, rejected);
-  const out = await withConnection(
-    deps.pool,
-    (client) =>
-      writeGroup(client, deps.schema, deps.group, topic, parts, {
-        lockTimeoutMs: deps.lockTimeoutMs ?? 0,
-        inCompressedChunk: deps.compressed && ((ms) => deps.compressed!.holds(ms)),
-      }),
-    prepareStaging,
+  const out = await withConnection(deps.pool, (client) =>
+    writeGroup(client, deps.schema, deps.group, topic, parts, {
+      lockTimeoutMs: deps.lockTimeoutMs ?? 0,
+      statementTimeoutMs: deps.statementTimeoutMs ?? 0,
+      inCompressedChunk: deps.compressed && ((ms) => deps.compressed!.holds(ms)),
+    }),
   );
   for (const res of out.parts) {
     const r = ranges.find((x) => x.job.partition === res.partition)!;

@@ -22,7 +22,7 @@ import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { decodeBar, validateFields, type Bar, type DecodeResult } from '../contract/bar';
 import { createPool, ident, withConnection, type Pool } from '../store/pool';
-import { prepareStaging, writeBars, type LoadedBar } from '../store/writeBatch';
+import { writeBars, type LoadedBar } from '../store/writeBatch';
 import {
   config,
   EXIT,
@@ -205,7 +205,7 @@ async function run(args: string[], io: Io): Promise<number> {
   let failure: unknown = null;
   const flush = async (rows: LoadedBar[]) => {
     if (rows.length === 0) return;
-    const p = withConnection(pool, (c) => writeBars(c, cfg.db.schema, rows), prepareStaging)
+    const p = withConnection(pool, (c) => writeBars(c, cfg.db.schema, rows))
       .then((n) => void (totals.written += n))
       .catch((err: unknown) => void (failure ??= err))
       .finally(() => inFlight.delete(p));

@@ -169,10 +169,22 @@ const schema = {
       env: 'DB_CONN_MAX_LIFETIME',
     },
     statementTimeoutMs: {
-      doc: 'statement_timeout for every write and read (0 = none)',
+      doc: 'statement_timeout of every write transaction, set per transaction with SET LOCAL so it works through PgBouncer in transaction mode (0 = none)',
       format: 'duration-ms',
       default: 30_000,
       env: 'DB_STATEMENT_TIMEOUT',
+    },
+    readMaxConnections: {
+      doc: "Connections of the read API's own pool (never the writer's): at most this many reads run at once",
+      format: positive(100),
+      default: 2,
+      env: 'DB_READ_MAX_CONNECTIONS',
+    },
+    readTimeoutMs: {
+      doc: 'statement_timeout of each read (0 = none); also how long a read waits for a free read connection before the API answers 503',
+      format: 'duration-ms',
+      default: 5000,
+      env: 'DB_READ_TIMEOUT',
     },
     lockTimeoutMs: {
       doc: 'lock_timeout of every write transaction (0 = none): a row another session holds fails the write after this long, and the partition is retried on its own',
@@ -406,10 +418,53 @@ const schema = {
       env: 'HTTP_MAX_RANGE',
     },
     maxLimit: {
-      doc: 'Largest limit of /latest',
+      doc: 'Most bars in one answer: the largest limit of /latest, and of a page of a range (the rest follows by the `next` link)',
       format: positive(1_000_000),
       default: 10_000,
       env: 'HTTP_MAX_LIMIT',
+    },
+    maxConnections: {
+      doc: 'Open HTTP connections at most; more are refused at accept (probes and Prometheus included)',
+      format: positive(100_000),
+      default: 256,
+      env: 'HTTP_MAX_CONNECTIONS',
+    },
+    requestTimeoutMs: {
+      doc: 'A request must be received in full (headers and body) within this long; headers within the lesser of this and 10s',
+      format: 'duration-ms',
+      default: 15_000,
+      env: 'HTTP_REQUEST_TIMEOUT',
+    },
+    idleTimeoutMs: {
+      doc: 'A connection with no progress for this long (a client that stops reading its answer, or sends nothing) is closed',
+      format: 'duration-ms',
+      default: 30_000,
+      env: 'HTTP_IDLE_TIMEOUT',
+    },
+    maxQueuedReads: {
+      doc: 'Reads waiting for a free read connection at most; beyond that the API answers 503 with Retry-After at once',
+      format: intRange(0, 100_000),
+      default: 32,
+      env: 'HTTP_MAX_QUEUED_READS',
+    },
+    responseBufferBytes: {
+      doc: 'Bytes of answers not yet taken by their clients, over all connections; a read that would pass it is answered 503 with Retry-After',
+      format: positive(4 * 1024 * 1024 * 1024),
+      default: 64 * 1024 * 1024,
+      env: 'HTTP_RESPONSE_BUFFER_BYTES',
+    },
+    readToken: {
+      doc: 'Bearer token the read API (/v1/*) requires (empty = open); /healthz, /readyz and /metrics stay open',
+      format: String,
+      default: '',
+      env: 'HTTP_READ_TOKEN',
+      sensitive: true,
+    },
+    readTokenFile: {
+      doc: 'File holding the read API token (mounted secret); used when HTTP_READ_TOKEN is empty',
+      format: String,
+      default: '',
+      env: 'HTTP_READ_TOKEN_FILE',
     },
   },
   logLevel: {
@@ -440,6 +495,8 @@ export interface Config {
     maxIdleConnections: number;
     connMaxLifetimeMs: number;
     statementTimeoutMs: number;
+    readMaxConnections: number;
+    readTimeoutMs: number;
     lockTimeoutMs: number;
     /** TimescaleDB retention of bars_1m, applied by the migrate CLI (0 = none). */
     retentionMs: number;
@@ -480,7 +537,19 @@ export interface Config {
     saslUsername: string;
     saslPassword: string;
   };
-  http: { port: number; readApi: boolean; maxRangeMs: number; maxLimit: number };
+  http: {
+    port: number;
+    readApi: boolean;
+    maxRangeMs: number;
+    maxLimit: number;
+    maxConnections: number;
+    requestTimeoutMs: number;
+    idleTimeoutMs: number;
+    maxQueuedReads: number;
+    responseBufferBytes: number;
+    /** Empty: the read API is open. */
+    readToken: string;
+  };
   logLevel: string;
   shutdownTimeoutMs: number;
 }
@@ -540,38 +609,37 @@ export function loadConfig(env: Env = process.env): Config {
   const raw = c.getProperties() as unknown as Omit<Config, 'kafka'> & {
     kafka: Omit<Config['kafka'], 'brokers'> & { brokers: string };
   };
-  const db = { ...raw.db } as Config['db'] & { passwordFile?: string };
-  if (!db.password && db.passwordFile) {
+  /** A secret given inline, else read from its *_FILE (a mounted secret; one trailing newline dropped). */
+  const secret = (value: string, file: string | undefined, key: string): string => {
+    if (value || !file) return value;
     try {
-      db.password = fs.readFileSync(db.passwordFile, 'utf8').replace(/\r?\n$/, '');
+      return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
     } catch (err) {
       problems.push(
-        `DB_PASSWORD_FILE (db.passwordFile): cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+        `${envNameOf(key)}: cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
       );
+      return '';
     }
-  }
-  delete db.passwordFile;
-  const kafka = {
-    ...raw.kafka,
-    brokers: raw.kafka.brokers.split(',').map((b) => b.trim()),
-  } as Config['kafka'] & {
-    saslPasswordFile?: string;
   };
-  if (!kafka.saslPassword && kafka.saslPasswordFile) {
-    try {
-      kafka.saslPassword = fs.readFileSync(kafka.saslPasswordFile, 'utf8').replace(/\r?\n$/, '');
-    } catch (err) {
-      problems.push(
-        `KAFKA_SASL_PASSWORD_FILE (kafka.saslPasswordFile): cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
-      );
-    }
-  }
-  delete kafka.saslPasswordFile;
+  const { passwordFile, ...dbRest } = raw.db as Config['db'] & { passwordFile?: string };
+  const db: Config['db'] = { ...dbRest, password: secret(dbRest.password, passwordFile, 'db.passwordFile') };
+  const { saslPasswordFile, ...kafkaRest } = raw.kafka as typeof raw.kafka & { saslPasswordFile?: string };
+  const kafka: Config['kafka'] = {
+    ...kafkaRest,
+    brokers: kafkaRest.brokers.split(',').map((b) => b.trim()),
+    saslPassword: secret(kafkaRest.saslPassword, saslPasswordFile, 'kafka.saslPasswordFile'),
+  };
+  const { readTokenFile, ...httpRest } = raw.http as Config['http'] & { readTokenFile?: string };
+  const http: Config['http'] = {
+    ...httpRest,
+    readToken: secret(httpRest.readToken, readTokenFile, 'http.readTokenFile'),
+  };
   const { minTimestamp, ...write } = raw.write as Config['write'] & { minTimestamp: string };
   const config: Config = {
     ...raw,
     db,
     kafka,
+    http,
     write: { ...write, minTimestampMs: isoInstant(minTimestamp)! },
   };
 
@@ -625,6 +693,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.kafka.dlqTopic === config.kafka.topic) {
     problems.push('KAFKA_DLQ_TOPIC (kafka.dlqTopic): must differ from KAFKA_TOPIC');
   }
+  // 0 would switch node's timeout off: the very thing these bound.
+  if (config.http.requestTimeoutMs < 1000)
+    problems.push('HTTP_REQUEST_TIMEOUT (http.requestTimeoutMs): must be at least 1s');
+  if (config.http.idleTimeoutMs < 1000)
+    problems.push('HTTP_IDLE_TIMEOUT (http.idleTimeoutMs): must be at least 1s');
   if (config.shutdownTimeoutMs < 1000)
     problems.push('SHUTDOWN_TIMEOUT (shutdownTimeoutMs): must be at least 1s');
   if (problems.length > 0) throw new ConfigError(problems);
@@ -648,5 +721,6 @@ export function redactedConfig(config: Config): Config {
     ...config,
     db: { ...config.db, password: config.db.password ? '[redacted]' : '' },
     kafka: { ...config.kafka, saslPassword: config.kafka.saslPassword ? '[redacted]' : '' },
+    http: { ...config.http, readToken: config.http.readToken ? '[redacted]' : '' },
   };
 }

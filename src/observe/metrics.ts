@@ -30,7 +30,14 @@ export interface Metrics {
   logReplaced: Counter;
   partitionFailures: Gauge<'partition'>;
   barsWrittenCompressed: Counter;
+  readPoolConnections: Gauge<'state'>;
+  httpReads: Counter<'result'>;
+  httpConnections: Gauge;
 }
+
+/** How a read API request ended (bar_writer_http_reads_total{result}). */
+export const HTTP_READ_RESULTS = ['ok', 'bad_request', 'unauthorized', 'overloaded', 'failed'] as const;
+export type HttpReadResult = (typeof HTTP_READ_RESULTS)[number];
 
 export function createMetrics(registry: Registry = new Registry(), withDefaults = true): Metrics {
   if (withDefaults) collectDefaultMetrics({ register: registry });
@@ -155,6 +162,23 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
     barsWrittenCompressed: new Counter({
       name: 'bars_written_compressed_total',
       help: 'Bars upserted into TimescaleDB chunks that were compressed (late corrections: slower writes)',
+      registers: r,
+    }),
+    readPoolConnections: new Gauge({
+      name: 'db_read_pool_connections',
+      help: "The read API's PostgreSQL pool connections by state (total, idle, waiting)",
+      labelNames: ['state'],
+      registers: r,
+    }),
+    httpReads: new Counter({
+      name: 'bar_writer_http_reads_total',
+      help: 'Read API requests (/v1/*) by result: ok, bad_request, unauthorized, overloaded (503, reads or answer memory saturated), failed (database)',
+      labelNames: ['result'],
+      registers: r,
+    }),
+    httpConnections: new Gauge({
+      name: 'bar_writer_http_connections',
+      help: 'Open HTTP connections (HTTP_MAX_CONNECTIONS at most)',
       registers: r,
     }),
   };

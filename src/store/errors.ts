@@ -67,6 +67,10 @@ export function classifyDbError(err: unknown): ClassifiedDbError {
     if (c.startsWith('08') || c.startsWith('53')) return { class: 'transient', code: c, message }; // connection, resources
     if (c.startsWith('22') || c.startsWith('23')) return { class: 'data', code: c, message };
   }
+  if (/^Query read timeout$/.test(message)) {
+    // pg's client-side query_timeout (./pool.ts): the server, or a pooler in front of it, did not answer.
+    return { class: 'transient', code: c, message: 'no answer from the database within the query timeout' };
+  }
   if (TRANSIENT_MESSAGES.some((re) => re.test(message))) return { class: 'transient', code: c, message };
   return { class: 'fatal', code: c, message };
 }

@@ -1,6 +1,9 @@
 /**
  * The database as readiness sees it: a `SELECT 1` on the pool, cached for a short while so probes and
- * the readiness timer do not load the database, and shared while one is in flight.
+ * the readiness timer do not load the database, and shared while one is in flight (never more than one
+ * at a time). A check that has no answer within `answerWithinMs` reports the database unreachable at
+ * once: through a pooler (PgBouncer) a query waits for a server connection instead of failing, and a
+ * probe must not hang with it. The query itself ends by the pool's query timeout.
  */
 import type { Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
@@ -10,12 +13,17 @@ import { classifyDbError } from './errors';
 import type { Pool } from './pool';
 
 export function databaseCheck(
-  pool: Pool,
+  pool: Pick<Pool, 'query'>,
   ttlMs = 2000,
   now: () => number = Date.now,
+  answerWithinMs = 2000,
 ): () => Promise<CheckResult> {
   let cached: { at: number; result: CheckResult } | null = null;
   let inFlight: Promise<CheckResult> | null = null;
+  const settle = (result: CheckResult): CheckResult => {
+    cached = { at: now(), result };
+    return result;
+  };
   return () => {
     if (cached && now() - cached.at < ttlMs) return Promise.resolve(cached.result);
     inFlight ??= (async () => {
@@ -26,18 +34,28 @@ export function databaseCheck(
       } catch (err) {
         result = { ok: false, detail: `unreachable: ${classifyDbError(err).message}` };
       }
-      cached = { at: now(), result };
       inFlight = null;
-      return result;
+      return settle(result);
     })();
-    return inFlight;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<CheckResult>((resolve) => {
+      timer = setTimeout(
+        () => resolve(settle({ ok: false, detail: `unreachable: no answer within ${answerWithinMs} ms` })),
+        answerWithinMs,
+      );
+      timer.unref();
+    });
+    return Promise.race([inFlight, late]).finally(() => clearTimeout(timer));
   };
 }
 
-/** db_pool_connections{state} (total, idle, checkouts waiting for a connection), refreshed every `ms`. */
+/**
+ * A pool's gauge by state (total, idle, checkouts waiting for a connection), refreshed every `ms`:
+ * db_pool_connections for the writer's, db_read_pool_connections for the read API's.
+ */
 export function reportPool(
   pool: Pool,
-  metrics: Pick<Metrics, 'poolConnections'>,
+  gauge: Metrics['poolConnections'],
   logger: Logger,
   ms = 5000,
 ): Periodic {
@@ -45,9 +63,9 @@ export function reportPool(
     ms,
     'pool gauges',
     () => {
-      metrics.poolConnections.set({ state: 'total' }, pool.totalCount);
-      metrics.poolConnections.set({ state: 'idle' }, pool.idleCount);
-      metrics.poolConnections.set({ state: 'waiting' }, pool.waitingCount);
+      gauge.set({ state: 'total' }, pool.totalCount);
+      gauge.set({ state: 'idle' }, pool.idleCount);
+      gauge.set({ state: 'waiting' }, pool.waitingCount);
     },
     logger,
   );

@@ -30,7 +30,18 @@ function sslOption(db: Config['db']): pg.PoolConfig['ssl'] {
   }
 }
 
-export function createPool(db: Config['db'], applicationName = 'bar-writer'): pg.Pool {
+/**
+ * The pool of the writer (or, with `queryTimeoutMs` and sizes of its own, of the read API). Nothing
+ * but the user, database and application_name is sent at connection start: a pooler in transaction
+ * mode (PgBouncer) refuses other startup parameters, so timeouts are set per transaction with SET LOCAL
+ * (./transaction.ts). `queryTimeoutMs` (0: none) is the client's own limit on any one query: through a
+ * pooler a query waits for a server connection instead of failing, and this ends the wait.
+ */
+export function createPool(
+  db: Config['db'],
+  applicationName = 'bar-writer',
+  queryTimeoutMs = writerQueryTimeoutMs(db),
+): pg.Pool {
   const pool = new pg.Pool({
     host: db.host,
     port: db.port,
@@ -43,13 +54,21 @@ export function createPool(db: Config['db'], applicationName = 'bar-writer'): pg
     connectionTimeoutMillis: 10_000,
     maxLifetimeSeconds: Math.ceil(db.connMaxLifetimeMs / 1000),
     application_name: applicationName,
-    ...(db.statementTimeoutMs > 0 ? { statement_timeout: db.statementTimeoutMs } : {}),
+    ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs } : {}),
   });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that
   // would crash the process. The next checkout gets a fresh connection.
   pool.on('error', () => undefined);
   poolOptions.set(pool, { maxIdle: db.maxIdleConnections });
   return pool;
+}
+
+/** How much longer than its statement_timeout a query may take in all (network, a pooler's queue). */
+export const QUERY_TIMEOUT_MARGIN_MS = 5000;
+
+/** The writer pool's query timeout: DB_STATEMENT_TIMEOUT plus the margin (0: none, as the statement's). */
+export function writerQueryTimeoutMs(db: Pick<Config['db'], 'statementTimeoutMs'>): number {
+  return db.statementTimeoutMs > 0 ? db.statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS : 0;
 }
 
 /** Release a client, closing it instead when the pool already keeps `maxIdle` idle connections. */
@@ -65,8 +84,6 @@ export function releaseClient(pool: pg.Pool, client: pg.PoolClient, err?: Error)
 export async function withConnection<T>(
   pool: pg.Pool,
   fn: (client: pg.PoolClient) => Promise<T>,
-  /** Runs on the connection first (per-connection set-up such as temp tables), outside any transaction. */
-  prepare?: (client: pg.PoolClient) => Promise<void>,
 ): Promise<T> {
   const client = await pool.connect();
   let failure: Error | undefined;
@@ -78,7 +95,6 @@ export async function withConnection<T>(
   };
   client.on('error', onError);
   try {
-    if (prepare) await prepare(client);
     return await fn(client);
   } catch (err) {
     failure = err instanceof Error ? err : new Error(String(err));

@@ -1,13 +1,19 @@
 /**
- * Read operations. Both are parameterised and served by the primary key (symbol, "timestamp"):
- * a forward range scan, and a backward scan for the newest bars.
+ * Read operations, served by the primary key (symbol, "timestamp"): a forward range scan and a backward
+ * scan for the newest bars.
+ *
+ * Reads run on their own small pool (never the writer's connections) and each is one read-only
+ * transaction with its own statement_timeout, sent as one simple-query string:
+ *
+ *   BEGIN READ ONLY; SET LOCAL statement_timeout = N; SELECT …; COMMIT
+ *
+ * One round trip, no startup parameter and no session state, so it works the same through PgBouncer in
+ * transaction mode. The SELECT therefore carries its values as literals: the symbol escaped by
+ * pg.escapeLiteral, times and limits as integers checked here.
  */
+import pg from 'pg';
 import type { Bar } from '../contract/bar';
-import { ident } from './pool';
-
-interface Queryable {
-  query<R extends object>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
-}
+import { ident, withConnection, type Pool } from './pool';
 
 interface BarRow {
   symbol: string;
@@ -38,36 +44,57 @@ function toBar(r: BarRow): Bar {
   };
 }
 
-/** Bars of `symbol` with start <= timestamp < end, oldest first, at most `limit`. */
-export async function getBars(
-  db: Queryable,
-  schema: string,
-  symbol: string,
-  startMs: number,
-  endMs: number,
-  limit = 100_000,
-): Promise<Bar[]> {
-  const res = await db.query<BarRow>(
-    `SELECT ${COLUMNS} FROM ${ident(schema)}.bars_1m
-     WHERE symbol = $1 AND "timestamp" >= to_timestamp($2::float8 / 1000) AND "timestamp" < to_timestamp($3::float8 / 1000)
-     ORDER BY "timestamp" ASC LIMIT $4`,
-    // Epoch milliseconds, not ISO strings: an end bound after 9999-12-31 has no ISO form PostgreSQL reads.
-    [symbol, startMs, endMs, limit],
-  );
-  return res.rows.map(toBar);
+/** An integer for a SQL literal; anything else is a programming error, never sent. */
+function int(name: string, n: number): string {
+  if (!Number.isSafeInteger(n)) throw new Error(`${name} must be a safe integer, got ${n}`);
+  return String(n);
 }
 
-/** The newest `limit` bars of `symbol`, newest first. */
-export async function getLatestBars(
-  db: Queryable,
-  schema: string,
-  symbol: string,
-  limit: number,
-): Promise<Bar[]> {
-  const res = await db.query<BarRow>(
-    `SELECT ${COLUMNS} FROM ${ident(schema)}.bars_1m
-     WHERE symbol = $1 ORDER BY "timestamp" DESC LIMIT $2`,
-    [symbol, limit],
-  );
-  return res.rows.map(toBar);
+/** Epoch milliseconds as a timestamptz literal expression (an ISO string cannot say year 10000+). */
+function at(name: string, ms: number): string {
+  return `to_timestamp(${int(name, ms)}::float8 / 1000)`;
+}
+
+export class BarReader {
+  /**
+   * @param pool the readers' pool (not the writer's)
+   * @param timeoutMs statement_timeout of each read (0: none)
+   */
+  constructor(
+    private readonly pool: Pool,
+    private readonly schema: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Bars of `symbol` with start <= timestamp < end, oldest first, at most `limit`. */
+  async range(symbol: string, startMs: number, endMs: number, limit: number): Promise<Bar[]> {
+    return this.select(
+      `SELECT ${COLUMNS} FROM ${ident(this.schema)}.bars_1m
+       WHERE symbol = ${pg.escapeLiteral(symbol)}
+         AND "timestamp" >= ${at('start', startMs)} AND "timestamp" < ${at('end', endMs)}
+       ORDER BY "timestamp" ASC LIMIT ${int('limit', limit)}`,
+    );
+  }
+
+  /** The newest `limit` bars of `symbol`, newest first. */
+  async latest(symbol: string, limit: number): Promise<Bar[]> {
+    return this.select(
+      `SELECT ${COLUMNS} FROM ${ident(this.schema)}.bars_1m
+       WHERE symbol = ${pg.escapeLiteral(symbol)} ORDER BY "timestamp" DESC LIMIT ${int('limit', limit)}`,
+    );
+  }
+
+  private async select(sql: string): Promise<Bar[]> {
+    const timeout =
+      this.timeoutMs > 0 ? `SET LOCAL statement_timeout = ${Math.trunc(this.timeoutMs)};\n` : '';
+    const text = `BEGIN READ ONLY;\n${timeout}${sql};\nCOMMIT`;
+    // On an error (a timeout, say) withConnection closes the connection, and its transaction with it.
+    const results = await withConnection(
+      this.pool,
+      async (client) => (await client.query<BarRow>(text)) as unknown as pg.QueryResult<BarRow>[],
+    );
+    // One result per statement: BEGIN, [SET], SELECT, COMMIT.
+    const select = results[results.length - 2]!;
+    return select.rows.map(toBar);
+  }
 }

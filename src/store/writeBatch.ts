@@ -11,6 +11,10 @@
  *      values are already identical, so a replay creates no dead tuples;
  *   4. advance each fence (it only ever moves forward) and COMMIT.
  *
+ * The staging table is created inside the transaction when the connection lacks it (CREATE TEMP TABLE
+ * IF NOT EXISTS), never beforehand on the session: through a pooler in transaction mode each transaction
+ * may run on another server connection.
+ *
  * All of it is one round trip (./transaction.ts, ./pipelinedCopy.ts). The caller commits Kafka offsets
  * only after this returns.
  */
@@ -45,6 +49,8 @@ export interface WriteOptions {
    * whole statement timeout.
    */
   lockTimeoutMs?: number;
+  /** statement_timeout of the transaction (0: none), set with SET LOCAL (see ./transaction.ts). */
+  statementTimeoutMs?: number;
   /** Whether a bar of this start time goes into a compressed chunk (counted in the result). */
   inCompressedChunk?: (timestampMs: number) => boolean;
 }
@@ -110,22 +116,23 @@ export async function writeGroup(
       };
     });
   };
-  const lockTimeout = options.lockTimeoutMs
-    ? [{ name: 'lockTimeout' as const, sql: `SET LOCAL lock_timeout = ${Math.trunc(options.lockTimeoutMs)}` }]
-    : [];
   const advances = ordered.map((p) => ({
     partition: p.partition,
     next: p.nextOffset,
     fingerprint: p.lastFingerprint,
   }));
-  const results = await runTransaction(client, [
-    ...lockTimeout,
-    { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
-    { name: 'createFences', sql: sql.insertFences(group, topic, partitions) },
-    { name: 'lockFences', sql: sql.lockFences(group, topic, partitions) },
-    { name: 'upsert', sql: sql.upsert(group, topic) },
-    { name: 'advanceFences', sql: sql.advanceFences(group, topic, advances) },
-  ]);
+  const results = await runTransaction(
+    client,
+    [
+      { name: 'createStaging', sql: CREATE_STAGING },
+      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
+      { name: 'createFences', sql: sql.insertFences(group, topic, partitions) },
+      { name: 'lockFences', sql: sql.lockFences(group, topic, partitions) },
+      { name: 'upsert', sql: sql.upsert(group, topic) },
+      { name: 'advanceFences', sql: sql.advanceFences(group, topic, advances) },
+    ],
+    { lockTimeoutMs: options.lockTimeoutMs, statementTimeoutMs: options.statementTimeoutMs },
+  );
   return { parts: outcome(results.rows('lockFences')), rowsChanged: results.count('upsert') };
 }
 
@@ -143,25 +150,19 @@ export async function writeBars(
   client: PoolClient,
   schema: string,
   rows: readonly LoadedBar[],
+  options: Pick<WriteOptions, 'statementTimeoutMs' | 'lockTimeoutMs'> = {},
 ): Promise<number> {
   const sql = writeSql(schema);
   const bars = rows.map((r) => r.bar);
   const origins = rows.map((r, i) => ({ partition: 0, offset: BigInt(i), recordTimeMs: r.recordTimeMs }));
-  const results = await runTransaction(client, [
-    { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
-    { name: 'upsert', sql: sql.upsertAll },
-  ]);
+  const results = await runTransaction(
+    client,
+    [
+      { name: 'createStaging', sql: CREATE_STAGING },
+      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
+      { name: 'upsert', sql: sql.upsertAll },
+    ],
+    options,
+  );
   return results.count('upsert');
-}
-
-const stagingReady = new WeakSet<object>();
-
-/**
- * Creates the connection's staging table once, outside any transaction (so a rolled-back batch cannot
- * undo it). Pass as withConnection's `prepare`.
- */
-export async function prepareStaging(client: PoolClient): Promise<void> {
-  if (stagingReady.has(client)) return;
-  await client.query(CREATE_STAGING);
-  stagingReady.add(client);
 }

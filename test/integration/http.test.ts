@@ -7,7 +7,7 @@ import net from 'node:net';
 import pg from 'pg';
 import type { Service } from '../../src/service';
 import { migrate } from '../../src/store/migrate';
-import { PG } from '../support/env';
+import { PG, SERVICE_PG } from '../support/env';
 import {
   diffTables,
   expectedTable,
@@ -15,6 +15,7 @@ import {
   httpGet,
   makeBars,
   metricValue,
+  sleep,
   uniqueName,
   waitFor,
   type StoredBar,
@@ -212,6 +213,7 @@ describe('read API, health, readiness and metrics', () => {
       from: iso(at(10)),
       to: iso(at(15)),
       bars: series('S0000').slice(10, 15).map(rendered),
+      next: null, // the whole range fits one page
     };
     const byIso = await request(port, `/v1/bars/S0000?from=${iso(at(10))}&to=${iso(at(15))}`);
     expect(byIso.status).toBe(200);
@@ -249,6 +251,7 @@ describe('read API, health, readiness and metrics', () => {
         from: '2026-11-20T14:39:30.000Z',
         to: '2026-11-20T14:44:30.000Z',
         bars: s.slice(10, 15),
+        next: null,
       },
     });
     expect((await range(at(10) + 1, at(15))).bars).toEqual(s.slice(11, 15)); // from just after a bar
@@ -263,8 +266,41 @@ describe('read API, health, readiness and metrics', () => {
     expect((await range(at(200), at(210))).bars).toEqual([]);
     expect(await getJson(port, `/v1/bars/NOPE?from=${at(0)}&to=${at(10)}`)).toEqual({
       status: 200,
-      json: { symbol: 'NOPE', from: iso(at(0)), to: iso(at(10)), bars: [] },
+      json: { symbol: 'NOPE', from: iso(at(0)), to: iso(at(10)), bars: [], next: null },
     });
+  });
+
+  test('a range longer than a page is paged: following `next` yields every bar once, in order', async () => {
+    const pages: { bars: unknown[]; next: string | null }[] = [];
+    let link: string | null = `/v1/bars/S0000?from=${iso(at(0))}&to=${iso(at(60))}&limit=25`;
+    while (link) {
+      const r = await getJson(port, link);
+      expect(r.status).toBe(200);
+      const page = r.json as { from: string; to: string; bars: unknown[]; next: string | null };
+      expect(page.to).toBe(iso(at(60)));
+      pages.push(page);
+      link = page.next;
+    }
+    expect(pages.map((p) => p.bars.length)).toEqual([25, 25, 10]);
+    expect(pages.map((p) => p.next)).toEqual([
+      `/v1/bars/S0000?from=${iso(at(25))}&to=${iso(at(60))}&limit=25`,
+      `/v1/bars/S0000?from=${iso(at(50))}&to=${iso(at(60))}&limit=25`,
+      null,
+    ]);
+    expect(pages.flatMap((p) => p.bars)).toEqual(series('S0000').slice(0, 60).map(rendered));
+    // A page exactly as long as what is left has no next; the default page is HTTP_MAX_LIMIT (120).
+    expect((await getJson(port, `/v1/bars/S0000?from=${at(50)}&to=${at(60)}&limit=10`)).json).toMatchObject({
+      next: null,
+    });
+    const whole = (await getJson(port, `/v1/bars/S0000?from=${at(0)}&to=${at(60)}`)).json as {
+      bars: unknown[];
+    };
+    expect(whole.bars).toHaveLength(60);
+    // The next link escapes the symbol.
+    const ab = (await getJson(port, `/v1/bars/A%2FB?from=${at(0)}&to=${at(2)}&limit=1`)).json as {
+      next: string;
+    };
+    expect(ab.next).toBe(`/v1/bars/A%2FB?from=${iso(at(1))}&to=${iso(at(2))}&limit=1`);
   });
 
   test('latest: newest first, default 100, limit N up to HTTP_MAX_LIMIT', async () => {
@@ -329,7 +365,13 @@ describe('read API, health, readiness and metrics', () => {
     expect(await getJson(port, '/v1/bars/A%2fB/latest')).toEqual({ status: 200, json: ab });
     expect(await getJson(port, `/v1/bars/${encodeURIComponent('A/B')}?from=${at(0)}&to=${at(2)}`)).toEqual({
       status: 200,
-      json: { symbol: 'A/B', from: iso(at(0)), to: iso(at(2)), bars: series('A/B').map(rendered) },
+      json: {
+        symbol: 'A/B',
+        from: iso(at(0)),
+        to: iso(at(2)),
+        bars: series('A/B').map(rendered),
+        next: null,
+      },
     });
     // An unencoded slash is a path separator: no such route.
     expect(await getJson(port, '/v1/bars/A/B/latest')).toEqual({ status: 404, json: { error: 'not found' } });
@@ -405,6 +447,8 @@ describe('read API, health, readiness and metrics', () => {
         'the range from..to must not exceed 60 minutes',
       ],
       // limit
+      [`/v1/bars/S0000?from=${at(0)}&to=${at(10)}&limit=121`, 'limit', 'limit must be from 1 to 120'],
+      [`/v1/bars/S0000?from=${at(0)}&to=${at(10)}&limit=x`, 'limit', 'limit must be a positive integer'],
       ['/v1/bars/S0000/latest?limit=0', 'limit', 'limit must be from 1 to 120'],
       ['/v1/bars/S0000/latest?limit=121', 'limit', 'limit must be from 1 to 120'],
       ['/v1/bars/S0000/latest?limit=99999999999999999999', 'limit', 'limit must be from 1 to 120'],
@@ -567,6 +611,164 @@ describe('read API, health, readiness and metrics', () => {
   });
 });
 
+describe('read API limits: token, saturation, timeouts, connections', () => {
+  const h = new Harness();
+  const TOKEN = 'rd-T0ken-9f8e7d';
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  let child: ReturnType<Harness['spawnService']>;
+  let port: number;
+
+  const get = async (path: string, headers: Record<string, string> = auth) => {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, { headers });
+    return {
+      status: r.status,
+      retryAfter: r.headers.get('retry-after'),
+      wwwAuthenticate: r.headers.get('www-authenticate'),
+      body: JSON.parse(await r.text()) as unknown,
+    };
+  };
+
+  /** Opens a socket; resolves once it is connected. */
+  const connect = () =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(s));
+      s.on('error', reject);
+    });
+
+  /** What a socket receives until the server closes it, and how long that took. */
+  const untilClosed = (s: net.Socket) =>
+    new Promise<{ data: string; ms: number }>((resolve) => {
+      const t0 = Date.now();
+      let data = '';
+      s.on('data', (d: Buffer) => (data += d.toString()));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve({ data, ms: Date.now() - t0 }));
+    });
+
+  beforeAll(async () => {
+    await h.setupSchema();
+    await h.createTopics(1);
+    await h.produceBars(makeBars(1, 5, T0, 3));
+    child = h.spawnService({
+      HTTP_READ_TOKEN: TOKEN,
+      DB_READ_MAX_CONNECTIONS: '1',
+      DB_READ_TIMEOUT: '2s',
+      HTTP_MAX_QUEUED_READS: '1',
+      HTTP_REQUEST_TIMEOUT: '2s',
+      HTTP_MAX_CONNECTIONS: '12',
+    });
+    port = await h.portOf(child);
+    await waitFor('the bars to land', async () => (await h.rowCount()) === 5 && (await h.caughtUp()));
+  });
+  afterAll(() => h.cleanup());
+
+  test('HTTP_READ_TOKEN: /v1 needs the bearer token; probes and metrics stay open; never logged', async () => {
+    const path = `/v1/bars/S0000?from=${at(0)}&to=${at(5)}`;
+    const denied = {
+      status: 401,
+      retryAfter: null,
+      wwwAuthenticate: 'Bearer realm="bar-writer"',
+      body: { error: 'the read API needs an Authorization: Bearer token' },
+    };
+    expect(await get(path, {})).toEqual(denied);
+    expect(await get(path, { authorization: `Bearer ${TOKEN}x` })).toEqual(denied);
+    expect(await get('/v1/bars/S0000/latest', { authorization: `Basic ${TOKEN}` })).toEqual(denied);
+    // Bad parameters without the token: still 401 (nothing is said about the API to strangers).
+    expect((await get('/v1/bars/%20/latest', {})).status).toBe(401);
+    const ok = await get(path);
+    expect(ok.status).toBe(200);
+    expect((ok.body as { bars: unknown[] }).bars).toHaveLength(5);
+    for (const open of ['/healthz', '/readyz']) expect((await get(open, {})).status).toBe(200);
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(metrics.status).toBe(200);
+    const text = await metrics.text();
+    expect(metricValue(text, 'bar_writer_http_reads_total', { result: 'unauthorized' })).toBe(4);
+    expect(text).not.toContain(TOKEN);
+    expect(child.output()).toContain('"readToken":"[redacted]"');
+    expect(child.output()).not.toContain(TOKEN);
+  });
+
+  test('reads saturated: 503 with Retry-After at once; a read past DB_READ_TIMEOUT is a 503; then 200 again', async () => {
+    // A lock that blocks every read of bars_1m (and, here, the writer too: no bars are produced).
+    const blocker = await h.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(`LOCK TABLE "${h.schema}".bars_1m IN ACCESS EXCLUSIVE MODE`);
+      const path = '/v1/bars/S0000/latest';
+      const running = get(path); // takes the one read connection and waits for the lock
+      let runningSettled = false;
+      void running.finally(() => (runningSettled = true));
+      await waitFor('the read to wait for the lock', async () => {
+        const r = await blocker.query(
+          `SELECT 1 FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE 'BEGIN READ ONLY;%' AND query LIKE $1`,
+          [`%"${h.schema}".bars_1m%`],
+        );
+        return r.rows.length === 1;
+      });
+      const queued = get(path); // the one queue place
+      await sleep(100);
+      const refused = await get(path);
+      expect(refused).toEqual({
+        status: 503,
+        retryAfter: '1',
+        wwwAuthenticate: null,
+        body: { error: 'too many reads in progress; retry later' },
+      });
+      expect(runningSettled).toBe(false); // refused at once, while the first still waits
+      expect(await running).toEqual({
+        status: 503,
+        retryAfter: '1',
+        wwwAuthenticate: null,
+        body: { error: 'the database is not available; retry later' },
+      });
+      // The queued one either timed out in the queue or got the slot and then its own timeout.
+      const second = await queued;
+      expect([second.status, second.retryAfter]).toEqual([503, '1']);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+    }
+    expect((await get('/v1/bars/S0000/latest')).status).toBe(200);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metricValue(text, 'bar_writer_http_reads_total', { result: 'overloaded' })).toBeGreaterThanOrEqual(
+      1,
+    );
+    expect(metricValue(text, 'bar_writer_http_reads_total', { result: 'failed' })).toBeGreaterThanOrEqual(1);
+    expect(metricValue(text, 'db_read_pool_connections', { state: 'total' })).toBeLessThanOrEqual(1);
+  });
+
+  test('a request whose headers never finish is answered 408 and closed (HTTP_REQUEST_TIMEOUT=2s)', async () => {
+    const s = await connect();
+    const closed = untilClosed(s);
+    s.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'); // no blank line: the headers never end
+    const { data, ms } = await closed;
+    expect(data).toMatch(/^HTTP\/1\.1 408 /);
+    expect(ms).toBeGreaterThanOrEqual(1500);
+  });
+
+  test('HTTP_MAX_CONNECTIONS: connections beyond it are closed at once; served again after', async () => {
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 12; i++) held.push(await connect());
+      const extra = await connect();
+      const { data } = await untilClosed(extra);
+      expect(data).toBe('');
+      // The held ones are served.
+      const first = held[0]!;
+      const answered = untilClosed(first);
+      first.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+      expect((await answered).data).toMatch(/^HTTP\/1\.1 200 /);
+    } finally {
+      for (const s of held) s.destroy();
+    }
+    await waitFor(
+      'a free connection',
+      async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200,
+    );
+  });
+});
+
 describe('HTTP_READ_API=false', () => {
   const h = new Harness();
   beforeAll(async () => {
@@ -669,6 +871,8 @@ describe('readiness follows the database', () => {
     await h.produceBars(before);
     const service = await h.startService({
       DB_NAME: database,
+      // Through PgBouncer a write waits for a server connection until the query timeout (this + 5 s).
+      DB_STATEMENT_TIMEOUT: '3s',
       BARS_DB_MAX_RETRIES: '1',
       BARS_DB_RETRY_DELAY: '50ms',
       BARS_DB_RETRY_MAX_DELAY: '500ms',
@@ -691,6 +895,10 @@ describe('readiness follows the database', () => {
       database,
     ]);
     const refused = `database "${database}" is not currently accepting connections`;
+    // Directly, PostgreSQL's own refusal; through PgBouncer, the pooler's words for it (its login retry,
+    // or no answer in time).
+    const direct = SERVICE_PG === PG;
+    const awayDetail = direct ? `unreachable: ${refused}` : expect.stringMatching(/^unreachable: .+/);
     // The database check is cached for 2 s: poll.
     const away = await waitFor(
       'readiness to report the database away',
@@ -703,7 +911,7 @@ describe('readiness follows the database', () => {
     expect(away.json).toEqual({
       status: 'not ready',
       checks: {
-        database: { ok: false, detail: `unreachable: ${refused}` },
+        database: { ok: false, detail: awayDetail },
         kafka: { ok: true, detail: `joined group ${h.group}, ${PARTITIONS} partition(s) assigned` },
         writes: { ok: true, detail: '0 message(s) buffered, 0 partition(s) paused' },
       },
@@ -717,14 +925,14 @@ describe('readiness follows the database', () => {
         if (metricValue((await httpGet(port, '/metrics')).body, 'bars_consumed_total') !== 120) return null;
         const r = await getJson(port, '/readyz');
         const checks = (r.json as { checks: Record<string, { ok: boolean; detail: string }> }).checks;
-        return r.status === 503 && !checks.writes!.ok && checks.writes!.detail.endsWith(refused)
+        return r.status === 503 && !checks.writes!.ok && (!direct || checks.writes!.detail.endsWith(refused))
           ? checks
           : null;
       },
       30_000,
     );
     expect(stuck.writes!.detail).toMatch(/^partition\(s\) \d(, \d)* failing past 1 retries: /);
-    expect(stuck.database).toEqual({ ok: false, detail: `unreachable: ${refused}` });
+    expect(stuck.database).toEqual({ ok: false, detail: awayDetail });
     expect(stuck.kafka!.ok).toBe(true);
     const duringOutage = (await httpGet(port, '/metrics')).body;
     expect({

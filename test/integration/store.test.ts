@@ -4,11 +4,10 @@
  * COPY escaping, the read operations, and the migrations (twice, and concurrently).
  */
 import type { Bar } from '../../src/contract/bar';
-import { getBars, getLatestBars } from '../../src/store/readBars';
+import { BarReader } from '../../src/store/readBars';
 import { migrate, loadMigrations } from '../../src/store/migrate';
 import { withConnection } from '../../src/store/pool';
 import {
-  prepareStaging,
   writeGroup,
   type BarAtOffset,
   type PartitionWrite,
@@ -46,6 +45,7 @@ const part = (partition: number, entries: BarAtOffset[], nextOffset: bigint): Pa
 
 describe('store', () => {
   const h = new Harness();
+  const reader = () => new BarReader(h.pool, h.schema, 5000);
   const ref = { group: 'g', topic: 't', partition: 0 };
   beforeAll(() => h.setupSchema());
   afterAll(() => h.cleanup());
@@ -56,10 +56,8 @@ describe('store', () => {
     options: WriteOptions = {},
     group = ref.group,
   ) => {
-    const r = await withConnection(
-      h.pool,
-      (c) => writeGroup(c, h.schema, group, ref.topic, [part(ref.partition, entries, next)], options),
-      prepareStaging,
+    const r = await withConnection(h.pool, (c) =>
+      writeGroup(c, h.schema, group, ref.topic, [part(ref.partition, entries, next)], options),
     );
     const { written, skippedFenced, fenceBefore } = r.parts[0]!;
     return { written, skippedFenced, fenceBefore, rowsChanged: r.rowsChanged };
@@ -76,7 +74,7 @@ describe('store', () => {
       4n,
     );
     expect(r).toEqual({ written: 4, skippedFenced: 0, rowsChanged: 2, fenceBefore: 0n });
-    const latest = await getLatestBars(h.pool, h.schema, 'AAA', 10);
+    const latest = await reader().latest('AAA', 10);
     expect(latest).toEqual([bar('AAA', 0, 12)]);
     // The same values again (new offsets): nothing changes.
     const again = await write([at(4n, bar('AAA', 0, 12))], 5n);
@@ -87,7 +85,7 @@ describe('store', () => {
     // A late writer replays offsets 0..3 with an older close: all skipped.
     const r = await write([at(2n, bar('BBB', 0, 99))], 3n);
     expect(r).toEqual({ written: 0, skippedFenced: 1, rowsChanged: 0, fenceBefore: 5n });
-    expect((await getLatestBars(h.pool, h.schema, 'BBB', 1))[0]!.close).toBe(20);
+    expect((await reader().latest('BBB', 1))[0]!.close).toBe(20);
     // A batch straddling the fence writes only its part above.
     const s = await write([at(4n, bar('CCC', 0, 1)), at(5n, bar('CCC', 1, 2))], 6n);
     expect(s).toMatchObject({ written: 1, skippedFenced: 1, fenceBefore: 5n });
@@ -108,13 +106,13 @@ describe('store', () => {
         )
       ).rows;
     const rowsOf = async (symbol: string) =>
-      (await getBars(h.pool, h.schema, symbol, T0, T0 + 10 * 60_000)).length;
+      (await reader().range(symbol, T0, T0 + 10 * 60_000, 100_000)).length;
     const parts = (close: number) => [
       part(3, [at(0n, bar('GRP3', 0, close))], 2n),
       part(1, [at(10n, bar('GRP1', 0, close)), at(11n, bar('GRP1', 1, close))], 12n),
     ];
     const writeParts = (ps: PartitionWrite[]) =>
-      withConnection(h.pool, (c) => writeGroup(c, h.schema, group, topic, ps), prepareStaging);
+      withConnection(h.pool, (c) => writeGroup(c, h.schema, group, topic, ps));
 
     // One partition's row is refused: nothing of either partition is written, no fence row is left.
     await h.pool.query(`ALTER TABLE "${h.schema}".bars_1m ADD CONSTRAINT no_666 CHECK (close <> 666)`);
@@ -145,22 +143,19 @@ describe('store', () => {
     ]);
 
     // A replay of partition 1 with a changed close is fenced; partition 3's new offset is not.
-    const again = await withConnection(
-      h.pool,
-      (c) =>
-        writeGroup(c, h.schema, group, topic, [
-          { ...parts(2)[1]!, entries: parts(2)[1]!.entries, nextOffset: 12n },
-          part(3, [at(2n, bar('GRP3', 0, 2))], 3n),
-        ]),
-      prepareStaging,
+    const again = await withConnection(h.pool, (c) =>
+      writeGroup(c, h.schema, group, topic, [
+        { ...parts(2)[1]!, entries: parts(2)[1]!.entries, nextOffset: 12n },
+        part(3, [at(2n, bar('GRP3', 0, 2))], 3n),
+      ]),
     );
     expect(again.parts).toEqual([
-      { partition: 1, written: 0, skippedFenced: 2, fenceBefore: 12n },
-      { partition: 3, written: 1, skippedFenced: 0, fenceBefore: 2n },
+      { partition: 1, written: 0, skippedFenced: 2, fenceBefore: 12n, writtenCompressed: 0 },
+      { partition: 3, written: 1, skippedFenced: 0, fenceBefore: 2n, writtenCompressed: 0 },
     ]);
     expect(again.rowsChanged).toBe(1);
-    expect((await getLatestBars(h.pool, h.schema, 'GRP1', 2)).map((b) => b.close)).toEqual([1, 1]);
-    expect((await getLatestBars(h.pool, h.schema, 'GRP3', 1))[0]!.close).toBe(2);
+    expect((await reader().latest('GRP1', 2)).map((b) => b.close)).toEqual([1, 1]);
+    expect((await reader().latest('GRP3', 1))[0]!.close).toBe(2);
     expect(await fences()).toEqual([
       { partition: 1, n: '12', fp: '11:test' },
       { partition: 3, n: '3', fp: '2:test' },
@@ -186,7 +181,7 @@ describe('store', () => {
       100n,
     );
     for (const b of odd) {
-      const got = await getBars(h.pool, h.schema, b.symbol, b.timestampMs, b.timestampMs + 60_000);
+      const got = await reader().range(b.symbol, b.timestampMs, b.timestampMs + 60_000, 100_000);
       expect(got).toEqual([b]);
     }
   });
@@ -196,10 +191,10 @@ describe('store', () => {
       [0, 1, 2, 3, 4].map((m) => at(200n + BigInt(m), bar('RNG', m, 10 + m))),
       205n,
     );
-    const range = await getBars(h.pool, h.schema, 'RNG', T0 + 60_000, T0 + 4 * 60_000);
+    const range = await reader().range('RNG', T0 + 60_000, T0 + 4 * 60_000, 100_000);
     expect(range.map((b) => b.close)).toEqual([11, 12, 13]);
-    expect((await getLatestBars(h.pool, h.schema, 'RNG', 2)).map((b) => b.close)).toEqual([14, 13]);
-    expect(await getLatestBars(h.pool, h.schema, 'NONE', 2)).toEqual([]);
+    expect((await reader().latest('RNG', 2)).map((b) => b.close)).toEqual([14, 13]);
+    expect(await reader().latest('NONE', 2)).toEqual([]);
   });
 
   test('latest version wins across partitions and groups: record time, then revision; ties keep the no-op replay', async () => {

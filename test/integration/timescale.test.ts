@@ -14,7 +14,7 @@ import { loadMigrations, migrate } from '../../src/store/migrate';
 import { createPool, withConnection } from '../../src/store/pool';
 import { CompressedChunks } from '../../src/store/compressedChunks';
 import { AGGREGATES, applyAggregateTimezone, applyRetention } from '../../src/store/timescaleSettings';
-import { prepareStaging, writeGroup } from '../../src/store/writeBatch';
+import { writeGroup } from '../../src/store/writeBatch';
 import { freePort, TempCluster } from '../support/cluster';
 import { PG_IS_TIMESCALEDB, PLAIN_PG, TSDB, TSDB_BIN, type PgTarget } from '../support/env';
 import {
@@ -252,13 +252,10 @@ class Db {
         bar: toBar(x),
         messageTimeMs: Date.now() + i,
       }));
-      await withConnection(
-        pool,
-        (c) =>
-          writeGroup(c, this.schema, uniqueName('g'), 'topic', [
-            { partition: 0, entries, nextOffset: BigInt(bars.length), lastFingerprint: 'test' },
-          ]),
-        prepareStaging,
+      await withConnection(pool, (c) =>
+        writeGroup(c, this.schema, uniqueName('g'), 'topic', [
+          { partition: 0, entries, nextOffset: BigInt(bars.length), lastFingerprint: 'test' },
+        ]),
       );
     } finally {
       await pool.end();

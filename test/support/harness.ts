@@ -15,7 +15,7 @@ import { registerCodecs } from '../../src/consumer/codecs';
 import { createLogger } from '../../src/observe/logger';
 import { Service } from '../../src/service';
 import { migrate } from '../../src/store/migrate';
-import { KAFKA_BROKERS, PG, PG_IS_TIMESCALEDB } from './env';
+import { KAFKA_BROKERS, PG, PG_IS_TIMESCALEDB, SERVICE_PG } from './env';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 
@@ -320,9 +320,9 @@ export class Harness {
 
   env(env: Record<string, string> = {}): Record<string, string> {
     return {
-      DB_HOST: PG.host,
-      DB_PORT: String(PG.port),
-      DB_USER: PG.user,
+      DB_HOST: SERVICE_PG.host,
+      DB_PORT: String(SERVICE_PG.port),
+      DB_USER: SERVICE_PG.user,
       DB_NAME: this.database,
       DB_SCHEMA: this.schema,
       KAFKA_BROKERS: this.brokers,

@@ -46,6 +46,8 @@ const DEFAULTS: Config = {
     maxIdleConnections: 5,
     connMaxLifetimeMs: 1_800_000,
     statementTimeoutMs: 30_000,
+    readMaxConnections: 2,
+    readTimeoutMs: 5000,
     retentionMs: 0,
     aggregateTimezone: 'UTC',
     lockTimeoutMs: 5000,
@@ -83,7 +85,18 @@ const DEFAULTS: Config = {
     saslUsername: '',
     saslPassword: '',
   },
-  http: { port: 8080, readApi: true, maxRangeMs: 2_678_400_000, maxLimit: 10_000 },
+  http: {
+    port: 8080,
+    readApi: true,
+    maxRangeMs: 2_678_400_000,
+    maxLimit: 10_000,
+    maxConnections: 256,
+    requestTimeoutMs: 15_000,
+    idleTimeoutMs: 30_000,
+    maxQueuedReads: 32,
+    responseBufferBytes: 67_108_864,
+    readToken: '',
+  },
   logLevel: 'info',
   shutdownTimeoutMs: 25_000,
 };
@@ -184,6 +197,14 @@ describe('loadConfig: values from env', () => {
       HTTP_READ_API: 'false',
       HTTP_MAX_RANGE: '1h',
       HTTP_MAX_LIMIT: '50',
+      HTTP_MAX_CONNECTIONS: '1000',
+      HTTP_REQUEST_TIMEOUT: '1m',
+      HTTP_IDLE_TIMEOUT: '2m',
+      HTTP_MAX_QUEUED_READS: '5',
+      HTTP_RESPONSE_BUFFER_BYTES: '2048',
+      HTTP_READ_TOKEN: 'tok',
+      DB_READ_MAX_CONNECTIONS: '3',
+      DB_READ_TIMEOUT: '0',
       LOG_LEVEL: 'debug',
       SHUTDOWN_TIMEOUT: '1s',
     });
@@ -201,6 +222,8 @@ describe('loadConfig: values from env', () => {
         maxIdleConnections: 0,
         connMaxLifetimeMs: 3_600_000,
         statementTimeoutMs: 0,
+        readMaxConnections: 3,
+        readTimeoutMs: 0,
         retentionMs: 34_560_000_000,
         aggregateTimezone: 'America/New_York',
         lockTimeoutMs: 2000,
@@ -238,7 +261,18 @@ describe('loadConfig: values from env', () => {
         saslUsername: '',
         saslPassword: '',
       },
-      http: { port: 0, readApi: false, maxRangeMs: 3_600_000, maxLimit: 50 },
+      http: {
+        port: 0,
+        readApi: false,
+        maxRangeMs: 3_600_000,
+        maxLimit: 50,
+        maxConnections: 1000,
+        requestTimeoutMs: 60_000,
+        idleTimeoutMs: 120_000,
+        maxQueuedReads: 5,
+        responseBufferBytes: 2048,
+        readToken: 'tok',
+      },
       logLevel: 'debug',
       shutdownTimeoutMs: 1000,
     });
@@ -561,6 +595,49 @@ describe('loadConfig: secrets', () => {
     expect(err.problems).toEqual([
       'DB_PASSWORD_FILE (db.passwordFile): cannot read the file: ENOENT',
       'KAFKA_DLQ_TOPIC (kafka.dlqTopic): must differ from KAFKA_TOPIC',
+    ]);
+  });
+
+  test('HTTP_READ_TOKEN: inline, from HTTP_READ_TOKEN_FILE, the inline one winning; redacted', () => {
+    expect(loadConfig({ HTTP_READ_TOKEN: SECRET }).http.readToken).toBe(SECRET);
+    const file = tempFile('token', 'tok-from-file\n');
+    expect(loadConfig({ HTTP_READ_TOKEN_FILE: file }).http.readToken).toBe('tok-from-file');
+    expect(loadConfig({ HTTP_READ_TOKEN: SECRET, HTTP_READ_TOKEN_FILE: file }).http.readToken).toBe(SECRET);
+    expect(Object.keys(loadConfig({ HTTP_READ_TOKEN_FILE: file }).http)).not.toContain('readTokenFile');
+    const redacted = redactedConfig(loadConfig({ HTTP_READ_TOKEN: SECRET, DB_PASSWORD: 'pw' }));
+    expect(redacted.http.readToken).toBe('[redacted]');
+    expect(JSON.stringify(redacted)).not.toContain(SECRET);
+    expect(redactedConfig(loadConfig({})).http.readToken).toBe('');
+    expect(configError({ HTTP_READ_TOKEN_FILE: path.join(dir, 'missing-token') }).problems).toEqual([
+      'HTTP_READ_TOKEN_FILE (http.readTokenFile): cannot read the file: ENOENT',
+    ]);
+  });
+
+  test('the read API limits are read from their env names and checked', () => {
+    const c = loadConfig({
+      DB_READ_MAX_CONNECTIONS: '4',
+      DB_READ_TIMEOUT: '2s',
+      HTTP_MAX_CONNECTIONS: '64',
+      HTTP_REQUEST_TIMEOUT: '5s',
+      HTTP_IDLE_TIMEOUT: '10s',
+      HTTP_MAX_QUEUED_READS: '0',
+      HTTP_RESPONSE_BUFFER_BYTES: '1048576',
+    });
+    expect([c.db.readMaxConnections, c.db.readTimeoutMs]).toEqual([4, 2000]);
+    expect(c.http).toEqual({
+      ...DEFAULTS.http,
+      maxConnections: 64,
+      requestTimeoutMs: 5000,
+      idleTimeoutMs: 10_000,
+      maxQueuedReads: 0,
+      responseBufferBytes: 1_048_576,
+    });
+    expect(configError({ DB_READ_MAX_CONNECTIONS: '0' }).problems).toEqual([
+      'DB_READ_MAX_CONNECTIONS (db.readMaxConnections): must be an integer from 1 to 100',
+    ]);
+    expect(configError({ HTTP_IDLE_TIMEOUT: '0', HTTP_REQUEST_TIMEOUT: '500ms' }).problems).toEqual([
+      'HTTP_REQUEST_TIMEOUT (http.requestTimeoutMs): must be at least 1s',
+      'HTTP_IDLE_TIMEOUT (http.idleTimeoutMs): must be at least 1s',
     ]);
   });
 

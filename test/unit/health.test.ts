@@ -1,0 +1,67 @@
+import { databaseCheck } from '../../src/store/health';
+
+/** A pool whose queries settle when the test says so; counts the queries sent. */
+function fakePool() {
+  const pending: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  return {
+    pending,
+    query: () =>
+      new Promise<never>((resolve, reject) => {
+        pending.push({ resolve: () => resolve(undefined as never), reject });
+      }),
+  };
+}
+
+describe('databaseCheck', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  test('a query with no answer reports unreachable after answerWithinMs; one query at a time', async () => {
+    const pool = fakePool();
+    let t = 0;
+    const check = databaseCheck(pool, 2000, () => t, 1000);
+    const first = check();
+    const second = check(); // shares the query in flight
+    expect(pool.pending).toHaveLength(1);
+    jest.advanceTimersByTime(1000);
+    t = 1000;
+    const away = { ok: false, detail: 'unreachable: no answer within 1000 ms' };
+    await expect(first).resolves.toEqual(away);
+    await expect(second).resolves.toEqual(away);
+    // Past the cache: still the same query in flight, no second one.
+    t = 5000;
+    const third = check();
+    expect(pool.pending).toHaveLength(1);
+    jest.advanceTimersByTime(1000);
+    await expect(third).resolves.toEqual(away);
+    // It answers at last: the next check after the cache sends a new query and reports reachable.
+    pool.pending[0]!.resolve();
+    await Promise.resolve();
+    await Promise.resolve();
+    t = 10_000;
+    const fourth = check();
+    expect(pool.pending).toHaveLength(2);
+    pool.pending[1]!.resolve();
+    await expect(fourth).resolves.toEqual({ ok: true, detail: 'reachable' });
+  });
+
+  test('an error is reported with its message, and cached for ttlMs', async () => {
+    const pool = fakePool();
+    let t = 0;
+    const check = databaseCheck(pool, 2000, () => t, 1000);
+    const r = check();
+    pool.pending[0]!.reject(
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+    );
+    await expect(r).resolves.toEqual({
+      ok: false,
+      detail: 'unreachable: connect ECONNREFUSED 127.0.0.1:5432',
+    });
+    t = 1999;
+    await expect(check()).resolves.toEqual({
+      ok: false,
+      detail: 'unreachable: connect ECONNREFUSED 127.0.0.1:5432',
+    });
+    expect(pool.pending).toHaveLength(1);
+  });
+});

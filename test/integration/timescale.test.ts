@@ -880,6 +880,7 @@ describe('the same migrations on plain PostgreSQL', () => {
         [db.schema],
       ),
     ).toEqual([
+      { relname: 'bar_writer_dlq_replayed', relkind: 'r' },
       { relname: 'bar_writer_migrations', relkind: 'r' },
       { relname: 'bar_writer_offsets', relkind: 'r' },
       { relname: 'bars_1m', relkind: 'r' },
@@ -1031,7 +1032,7 @@ describe('upgrading a deployment whose chunks are compressed', () => {
       await db.insert(BARS);
       await c.query(`SELECT compress_chunk(ch) FROM show_chunks('${db.schema}.bars_1m') ch`);
       expect(await migrate(c, db.schema, all)).toMatchObject({
-        applied: ['007_bar_versions', '008_fence_identity'],
+        applied: ['007_bar_versions', '008_fence_identity', '009_dlq_replayed'],
       });
     } finally {
       c.release();

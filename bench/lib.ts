@@ -20,7 +20,7 @@ export const RESULTS_DIR = path.join(REPO, 'bench', 'results');
 export const RESULTS_FILE = path.join(RESULTS_DIR, 'latest.json');
 
 export const KAFKA_BROKERS = process.env.BENCH_KAFKA_BROKERS ?? '127.0.0.1:9092';
-export const KAFKA_VERSION = process.env.BENCH_KAFKA_VERSION ?? '4.1.1';
+export const KAFKA_VERSION = process.env.BENCH_KAFKA_VERSION ?? '4.4.0';
 /**
  * Where bars_1m lives for this run: `plain` (a table on plain PostgreSQL, BENCH_PG_*) or `timescaledb`
  * (a hypertable with every migration, BENCH_TSDB_*: scripts/timescaledb.sh start gives one on 55432).

@@ -3,7 +3,7 @@
 # local PostgreSQL, runs bar-writer and the bundled demo producer, and shows rows landing in bars_1m.
 # Ctrl-C stops everything it started (the service drains first).
 #
-# Defaults: Kafka 4.1.1 on 127.0.0.1:9092, PostgreSQL 127.0.0.1:5432 database `postgres` as `postgres`,
+# Defaults: Kafka 4.4.0 on 127.0.0.1:9092, PostgreSQL 127.0.0.1:5432 database `postgres` as `postgres`,
 # HTTP on :8080. Override with the service's own env names (DB_*, KAFKA_*, HTTP_PORT) and DEMO_*.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

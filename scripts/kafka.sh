@@ -6,15 +6,15 @@
 #   scripts/kafka.sh stop     stop the broker started by `start` (by its pid)
 #   scripts/kafka.sh status   print whether it runs
 #
-# Environment: KAFKA_VERSION (default 4.1.1; 3.9.x is the compatibility line), KAFKA_PORT (default 9092;
+# Environment: KAFKA_VERSION (default 4.4.0, the newest line; 3.9.x and 4.1.x are the compatibility lines), KAFKA_PORT (default 9092;
 # the controller listens on KAFKA_PORT+1), KAFKA_WORK_DIR (default <repo>/.kafka).
 # KAFKA_SASL_USER and KAFKA_SASL_PASSWORD (both set): the client listener on KAFKA_PORT is SASL_PLAINTEXT
 # with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for that user (brokers talk to each other on KAFKA_PORT+2).
-# kafkajs 2.2.4 (the client bar-writer uses) works against both 4.1.x and 3.9.x with the classic group protocol.
+# kafkajs 2.2.4 (the client bar-writer uses) works against 4.4.x, 4.1.x and 3.9.x with the classic group protocol.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-version=${KAFKA_VERSION:-4.1.1}
+version=${KAFKA_VERSION:-4.4.0}
 port=${KAFKA_PORT:-9092}
 cport=$((port + 1))
 work=${KAFKA_WORK_DIR:-$repo/.kafka}

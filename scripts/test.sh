@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh clone: installs dependencies, type-checks and lints, builds, starts
-# the real Kafka broker (4.1.x, from Maven Central), a real TimescaleDB (scripts/timescaledb.sh: built
+# the real Kafka broker (4.4.x, the newest line, from Maven Central), a real TimescaleDB (scripts/timescaledb.sh: built
 # once from ../shared/vendor into a cache, run as a throw-away cluster) and checks the machine's
 # PostgreSQL; runs the unit tests, the integration tests on TimescaleDB (bars_1m a hypertable), the
 # write-path suites again on plain PostgreSQL, the core pipeline suites with the service behind PgBouncer
 # in transaction mode (scripts/pgbouncer.sh; pgbouncer installed from Debian when missing), then the
-# Kafka 3.9.x compatibility run. Stops every broker, cluster and pooler it started, by pid.
+# Kafka 3.9.x compatibility run and a shorter one on 4.1.x (the previous main line). Stops every
+# broker, cluster and pooler it started, by pid.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    unit tests, type-check and lint only
@@ -16,8 +17,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-main_version=${KAFKA_VERSION:-4.1.1}
+main_version=${KAFKA_VERSION:-4.4.0}
 compat_version=${KAFKA_COMPAT_VERSION:-3.9.1}
+# The previous main line, a shorter run; KAFKA_PREVIOUS_VERSION= (empty) skips it.
+previous_version=${KAFKA_PREVIOUS_VERSION-4.1.1}
+previous_port=${TEST_KAFKA_PREVIOUS_PORT:-19492}
 main_port=${TEST_KAFKA_PORT:-19092}
 compat_port=${TEST_KAFKA_COMPAT_PORT:-19192}
 
@@ -103,6 +107,9 @@ start_kafka() { # version port
 
 step "integration tests on Kafka $main_version, TimescaleDB ${tsdb_host:+$tsdb_host:$tsdb_port}"
 start_kafka "$main_version" "$main_port"
+# Suites that start a broker of their own, and the interop suite's Java producer (kafka-clients), use
+# the line under test.
+export TEST_KAFKA_VERSION=$main_version
 if [ ${#on_tsdb[@]} -gt 0 ]; then
   env "${on_tsdb[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand
 else
@@ -135,5 +142,14 @@ if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbo
 step "compatibility run on Kafka $compat_version"
 start_kafka "$compat_version" "$compat_port"
 if [ ${#on_tsdb[@]} -gt 0 ]; then compat_db=("${on_tsdb[@]}"); else compat_db=("${on_plain[@]}"); fi
-env "${compat_db[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$compat_port npx jest --selectProjects integration --ci --runInBand \
-  --testPathPatterns 'test/integration/(pipeline|rebalance|rejects)\.test\.ts'
+env "${compat_db[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$compat_port TEST_KAFKA_VERSION=$compat_version \
+  npx jest --selectProjects integration --ci --runInBand \
+  --testPathPatterns 'test/integration/(pipeline|rebalance|rejects|interop)\.test\.ts'
+
+if [ -n "$previous_version" ]; then
+  step "compatibility run on Kafka $previous_version"
+  start_kafka "$previous_version" "$previous_port"
+  env "${compat_db[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$previous_port TEST_KAFKA_VERSION=$previous_version \
+    npx jest --selectProjects integration --ci --runInBand \
+    --testPathPatterns 'test/integration/(pipeline|rejects|interop)\.test\.ts'
+fi

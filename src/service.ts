@@ -17,8 +17,9 @@ import { Pipeline } from './batch/pipeline';
 import { retryDelayMs } from './batch/policy';
 import { MAX_BATCHES_PER_FLUSH } from './batch/scheduler';
 import { REJECT_REASONS } from './contract/bar';
+import { firstBrokerReport, incompatibilityMessage } from './consumer/brokerVersions';
 import { kafkaErrorType } from './consumer/errors';
-import { createKafka, KafkajsConsumer } from './consumer/kafkajs';
+import { createKafka, KafkajsConsumer, kafkaSecurityOptions } from './consumer/kafkajs';
 import type { ConsumerPort } from './consumer/port';
 import { KafkaDeadLetterSink, NoDeadLetterSink, type DeadLetterSink } from './deadletter/producer';
 import { ensureDeadLetterTopic } from './deadletter/topic';
@@ -65,6 +66,7 @@ type StartupState =
   | { phase: 'starting' }
   | { phase: 'waiting for kafka'; reason: string }
   | { phase: 'waiting for the topic'; reason: string }
+  | { phase: 'kafka incompatible'; reason: string }
   | { phase: 'consuming' }
   | { phase: 'stopped' };
 
@@ -239,21 +241,37 @@ export class Service {
         });
         if (this.stopped) return; // stop() stops the consumer once this returns
         this.setState({ phase: 'consuming' });
+        void this.brokerReport().then((r) => {
+          if (r) logger.info({ broker: r.broker, kafka: r.line }, `Kafka broker runs Kafka ${r.line}`);
+        });
         return;
       } catch (err) {
         if (this.stopped) return;
         const reason = errorMessage(err);
-        this.setState(
-          kafkaErrorType(err) === 'UNKNOWN_TOPIC_OR_PARTITION'
-            ? { phase: 'waiting for the topic', reason }
-            : { phase: 'waiting for kafka', reason },
-        );
+        // A broker line that dropped something kafkajs needs: say so, naming the line, once per attempt's
+        // reason (setState logs a change only).
+        const report = await this.brokerReport();
+        if (report && report.missing.length > 0) {
+          this.setState({ phase: 'kafka incompatible', reason: incompatibilityMessage(report) });
+        } else {
+          this.setState(
+            kafkaErrorType(err) === 'UNKNOWN_TOPIC_OR_PARTITION'
+              ? { phase: 'waiting for the topic', reason }
+              : { phase: 'waiting for kafka', reason },
+          );
+        }
         await this.consumer.stop().catch(() => undefined);
         // In slices, so that stop() does not leave this loop asleep for up to 30 s.
         const until = Date.now() + retryDelayMs(attempt, STARTUP_RETRY_MS, STARTUP_RETRY_MAX_MS);
         while (!this.stopped && Date.now() < until) await sleep(Math.min(250, until - Date.now()));
       }
     }
+  }
+
+  /** What the first reachable broker runs, and what kafkajs would miss there (null: none answered). */
+  private brokerReport() {
+    const { brokers } = this.config.kafka;
+    return firstBrokerReport(brokers, kafkaSecurityOptions(this.config.kafka).ssl).catch(() => null);
   }
 
   /** One log line per change of start-up phase, not one per attempt. */
@@ -272,6 +290,8 @@ export class Service {
           ? `waiting for topic ${this.config.kafka.topic} to exist`
           : next.phase;
       this.logger.warn({ err: next.reason }, `start-up: ${what}; retrying with backoff`);
+    } else if (next.phase === 'kafka incompatible') {
+      this.logger.error(`start-up: ${next.reason}; retrying with backoff`);
     }
   }
 
@@ -345,7 +365,7 @@ export class Service {
     const why =
       s.phase === 'waiting for the topic'
         ? `waiting for topic ${this.config.kafka.topic} to exist: ${s.reason}`
-        : s.phase === 'waiting for kafka'
+        : s.phase === 'waiting for kafka' || s.phase === 'kafka incompatible'
           ? `waiting for kafka: ${s.reason}`
           : s.phase;
     return { ok: false, detail: `not joined (${why})` };

@@ -11,7 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigResourceTypes } from 'kafkajs';
+import { describeBroker } from '../../src/consumer/brokerVersions';
 import { DLQ_HEADERS } from '../../src/deadletter/producer';
+import { KAFKA_BROKERS } from '../support/env';
 import {
   diffTables,
   expectedTable,
@@ -26,7 +28,7 @@ import {
 
 const run = promisify(execFile);
 
-const KAFKA_VERSION = process.env.TEST_KAFKA_VERSION ?? '4.1.1';
+const KAFKA_VERSION = process.env.TEST_KAFKA_VERSION ?? '4.4.0';
 const LIBS = path.join(REPO, '.kafka', KAFKA_VERSION, 'libs');
 const JAVA_SOURCE = path.join(REPO, 'test', 'support', 'java', 'BarProducer.java');
 // Quick JVM start-up: the helper runs a few seconds at most.
@@ -149,6 +151,17 @@ const CODECS = [
   { codec: 'lz4', batchSize: 262_144, lingerMs: 50 },
   { codec: 'zstd', batchSize: 1_048_576, lingerMs: 100 },
 ] as const;
+
+describe('the broker line', () => {
+  test('is named from its API versions, and kafkajs misses nothing there', async () => {
+    const broker = KAFKA_BROKERS.split(',')[0]!;
+    expect(await describeBroker(broker, null)).toEqual({
+      broker,
+      line: KAFKA_VERSION.split('.').slice(0, 2).join('.'),
+      missing: [],
+    });
+  });
+});
 
 describe('bars produced by the Java client with every codec', () => {
   const h = new Harness();

@@ -114,6 +114,14 @@ describe('(a) the input topic does not exist yet', () => {
     await waitFor('readiness', async () => (await readyz(port)).status === 200, 30_000);
     expect(lines(child, STARTUP_LINE)).toHaveLength(1);
     expect(lines(child, /"msg":"consumer running"/)).toHaveLength(1);
+    // Once consuming, one line names the broker's Kafka line (read from its API versions).
+    const line = (process.env.TEST_KAFKA_VERSION ?? '4.4.0').split('.').slice(0, 2).join('.');
+    await waitFor(
+      'the broker line in the log',
+      async () =>
+        lines(child, new RegExp(`"kafka":"${line.replace('.', '\\.')}".*"msg":"Kafka broker runs Kafka `))
+          .length === 1,
+    );
 
     const r = await terminate(child);
     expectExitWithinDeadline(child, r);

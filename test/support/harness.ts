@@ -552,7 +552,7 @@ export function metricValue(text: string, name: string, labels: Record<string, s
  * by its pid and deletes the directory; `stop()`/`restart()` keep the data (topics, offsets survive).
  */
 export function ownBroker(port: number, extraEnv: Record<string, string> = {}) {
-  const version = process.env.TEST_KAFKA_VERSION ?? '4.1.1';
+  const version = process.env.TEST_KAFKA_VERSION ?? '4.4.0';
   const env = { ...process.env, KAFKA_VERSION: version, KAFKA_PORT: String(port), ...extraEnv };
   const runDir = path.join(REPO, '.kafka', `run-${version}-${port}`);
   const sh = (cmd: 'start' | 'stop') =>

@@ -698,8 +698,10 @@ describe('read API limits: token, saturation, timeouts, connections', () => {
       const running = get(path); // takes the one read connection and waits for the lock
       let runningSettled = false;
       void running.finally(() => (runningSettled = true));
+      // Polled from another session: inside the blocker's transaction pg_stat_activity is a snapshot
+      // taken at its first read.
       await waitFor('the read to wait for the lock', async () => {
-        const r = await blocker.query(
+        const r = await h.pool.query(
           `SELECT 1 FROM pg_stat_activity
            WHERE wait_event_type = 'Lock' AND query LIKE 'BEGIN READ ONLY;%' AND query LIKE $1`,
           [`%"${h.schema}".bars_1m%`],

@@ -7,6 +7,7 @@
  *   (d) stop() while start-up is still going
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
+import { createHook } from 'node:async_hooks';
 import fs from 'node:fs';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../src/observe/logger';
@@ -222,9 +223,34 @@ describe('(d) stop() during start-up', () => {
   const h = new Harness();
   afterAll(() => h.cleanup());
 
+  let closeTracking = () => {};
+  afterAll(() => closeTracking());
+
+  /**
+   * Timers created from now on and still pending, by where they were created; jest's own (its reporter
+   * runs in this process with --runInBand) and this test's sleeps are not counted.
+   */
+  function trackTimers(): { pending: () => string[]; close: () => void } {
+    const live = new Map<number, string>();
+    const hook = createHook({
+      init(id, type) {
+        if (type !== 'Timeout') return;
+        const limit = Error.stackTraceLimit;
+        Error.stackTraceLimit = 30;
+        const stack = new Error('timer created').stack ?? '';
+        Error.stackTraceLimit = limit;
+        if (!/node_modules\/(@jest|jest-)|test\/support\/harness\.ts|startup\.test\.ts/.test(stack)) live.set(id, stack);
+      },
+      destroy(id) {
+        live.delete(id);
+      },
+    }).enable();
+    return { pending: () => [...live.values()], close: () => hook.disable() };
+  }
+
   test('leaves nothing behind: HTTP closed, no periodic task, start() resolves, a second start() does nothing', async () => {
-    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const before = timers();
+    const timers = trackTimers();
+    closeTracking = timers.close;
     const config = h.config({ KAFKA_BROKERS: '127.0.0.1:1', SHUTDOWN_TIMEOUT: '5s' });
     const service = new Service(config, { logger: createLogger('silent'), registry: new Registry() });
     const started = service.start();
@@ -237,16 +263,19 @@ describe('(d) stop() during start-up', () => {
       await expect(httpGet(service.port, '/healthz')).rejects.toThrow(/fetch failed/);
     }
     await sleep(1200); // past every periodic task's first tick
-    expect(timers()).toBeLessThanOrEqual(before);
+    expect(timers.pending()).toEqual([]);
 
-    const later = new Service(config, { logger: createLogger('silent'), registry: new Registry() });
-    const laterStart = later.start();
-    await waitFor('HTTP listening', async () => later.port > 0);
-    await sleep(1500); // in the start-up loop now, between attempts
-    await expect(later.stop()).resolves.toBe(true);
-    await expect(laterStart).resolves.toBeUndefined();
-    await expect(httpGet(later.port, '/healthz')).rejects.toThrow(/fetch failed/);
-    await sleep(1200);
-    expect(timers()).toBeLessThanOrEqual(before);
+    // Later, at several points of the start-up loop: inside a connection attempt, between attempts.
+    for (const delayMs of [300, 900, 1500, 2400]) {
+      const later = new Service(config, { logger: createLogger('silent'), registry: new Registry() });
+      const laterStart = later.start();
+      await waitFor('HTTP listening', async () => later.port > 0);
+      await sleep(delayMs);
+      await expect(later.stop()).resolves.toBe(true);
+      await expect(laterStart).resolves.toBeUndefined();
+      await expect(httpGet(later.port, '/healthz')).rejects.toThrow(/fetch failed/);
+      await sleep(1200);
+      expect({ delayMs, pending: timers.pending() }).toEqual({ delayMs, pending: [] });
+    }
   });
 });

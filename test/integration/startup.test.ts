@@ -239,7 +239,8 @@ describe('(d) stop() during start-up', () => {
         Error.stackTraceLimit = 30;
         const stack = new Error('timer created').stack ?? '';
         Error.stackTraceLimit = limit;
-        if (!/node_modules\/(@jest|jest-)|test\/support\/harness\.ts|startup\.test\.ts/.test(stack)) live.set(id, stack);
+        if (!/node_modules\/(@jest|jest-)|test\/support\/harness\.ts|startup\.test\.ts/.test(stack))
+          live.set(id, stack);
       },
       destroy(id) {
         live.delete(id);

@@ -47,6 +47,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # Read at run time from dist/store/../../migrations, i.e. /app/migrations (node dist/cli/migrate.js).
 COPY migrations ./migrations
+# The operator CLI on PATH: `bar-writer <command>` (dist/cli/main.js, executable since npm run build).
+RUN ln -s /app/dist/cli/main.js /usr/local/bin/bar-writer
 
 # The image's unprivileged "node" user (uid 1000). Kubernetes' runAsNonRoot cannot check a user
 # name, so deploy/kubernetes sets runAsUser: 1000 explicitly.

@@ -17,5 +17,14 @@ module.exports = {
       transform: { '^.+\\.ts$': tsJest },
       globalSetup: '<rootDir>/test/support/preflight.ts',
     },
+    {
+      // The container image (scripts/image.sh builds it; scripts/test.sh runs this after the
+      // integration tests, against the same broker and database).
+      displayName: 'image',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/image'],
+      transform: { '^.+\\.ts$': tsJest },
+      globalSetup: '<rootDir>/test/support/preflight.ts',
+    },
   ],
 };

@@ -3,6 +3,7 @@
 # the real Kafka broker (4.4.x, the newest line, from Maven Central), a real TimescaleDB (scripts/timescaledb.sh: built
 # once from ../shared/vendor into a cache, run as a throw-away cluster) and checks the machine's
 # PostgreSQL; runs the unit tests, the integration tests on TimescaleDB (bars_1m a hypertable), the
+# container image (built with podman or docker, then run against the same broker and database), the
 # write-path suites again on plain PostgreSQL, the core pipeline suites with the service behind PgBouncer
 # in transaction mode (scripts/pgbouncer.sh; pgbouncer installed from Debian when missing), then the
 # Kafka 3.9.x compatibility run and a shorter one on 4.1.x (the previous main line). Stops every
@@ -39,6 +40,11 @@ npm run --silent lint
 step "unit tests"
 npx jest --selectProjects unit --ci
 
+step "alert rules (promtool)"
+scripts/prometheus.sh install
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts.test.yml
+
 [ "${1:-}" = "--quick" ] && exit 0
 
 step "build"
@@ -56,7 +62,10 @@ started=()
 tsdb_started=""
 pgbouncer_port=${TEST_PGBOUNCER_PORT:-56432}
 pgbouncer_started=""
+prometheus_port=${TEST_PROMETHEUS_PORT:-59090}
+prometheus_started=""
 cleanup() {
+  if [ -n "$prometheus_started" ]; then PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh stop || true; fi
   if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbouncer.sh stop || true; fi
   for spec in "${started[@]}"; do
     KAFKA_VERSION=${spec%@*} KAFKA_PORT=${spec#*@} scripts/kafka.sh stop || true
@@ -110,12 +119,25 @@ start_kafka "$main_version" "$main_port"
 # Suites that start a broker of their own, and the interop suite's Java producer (kafka-clients), use
 # the line under test.
 export TEST_KAFKA_VERSION=$main_version
+# A real Prometheus with the shipped rules and job, for prometheus.test.ts (which writes its targets).
+if ! PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh status >/dev/null 2>&1; then
+  PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh start
+  prometheus_started=1
+fi
+export TEST_PROMETHEUS_URL=http://127.0.0.1:$prometheus_port
+export TEST_PROMETHEUS_TARGETS=$(PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh targets)
 if [ ${#on_tsdb[@]} -gt 0 ]; then
   env "${on_tsdb[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand
 else
   env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand \
     --testPathIgnorePatterns 'test/integration/timescale\.test\.ts'
 fi
+
+step "container image (scripts/image.sh: build, then test/image against the same broker and database)"
+scripts/image.sh build
+if [ ${#on_tsdb[@]} -gt 0 ]; then image_db=("${on_tsdb[@]}"); else image_db=("${on_plain[@]}"); fi
+env "${image_db[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port TEST_IMAGE=bar-writer:test \
+  npx jest --selectProjects image --ci --runInBand
 
 if [ ${#on_tsdb[@]} -gt 0 ]; then
   step "write path on plain PostgreSQL (127.0.0.1:5432)"

@@ -289,6 +289,7 @@ describe('deploy/', () => {
     expect(DEPLOY_YAML).toEqual(
       expect.arrayContaining([
         'deploy/prometheus/prometheus.yml',
+        'deploy/prometheus/alerts.test.yml',
         'deploy/prometheus/alerts.yml',
         'deploy/grafana/provisioning/datasources/prometheus.yml',
         'deploy/grafana/provisioning/dashboards/dashboards.yml',

@@ -4,7 +4,8 @@
  *
  * - the staging table: a per-connection temporary table the COPY fills; ON COMMIT DELETE ROWS empties it
  *   at every commit (no catalog churn), `part` and `kafka_offset` say where each row came from, so the
- *   fence filter runs in SQL;
+ *   fence filter runs in SQL; its symbol sorts byte-wise (COLLATE "C"): the upsert's sort compares bytes
+ *   instead of calling the database's collation (equality, hence which rows are one key, is the same);
  * - the fence (bar_writer_offsets, per consumer group, topic and partition): the first offset not yet
  *   written; its rows are created if missing, locked in partition order, and moved only forward;
  * - the upsert: the staged rows at or above their partition's fence, the newest version per key, and a
@@ -19,7 +20,7 @@ export const STAGING = 'bar_writer_staging';
 export const STAGING_COLUMNS = `(seq, symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time, part, kafka_offset)`;
 
 export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
-  seq integer NOT NULL, symbol text NOT NULL, "timestamp" timestamptz NOT NULL,
+  seq integer NOT NULL, symbol text COLLATE "C" NOT NULL, "timestamp" timestamptz NOT NULL,
   open double precision NOT NULL, high double precision NOT NULL,
   low double precision NOT NULL, close double precision NOT NULL,
   volume bigint NOT NULL, vwap double precision,

@@ -10,7 +10,6 @@
  *
  * BENCH_BACKFILL_ROWS rows (default 1,000,000; 2,000 symbols, minute by minute). Target: (b) ≥ 0.5 × (p).
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,7 +23,9 @@ import {
   log,
   makeBar,
   newPool,
-  nowMs,
+  leanLoadScript,
+  psqlArgs,
+  runTimed,
   PG,
   printTable,
   ratio,
@@ -36,20 +37,9 @@ import {
   uniqueName,
 } from './lib';
 
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = nowMs();
-    const p = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    p.once('error', reject);
-    p.once('close', (code) =>
-      code === 0
-        ? resolve((nowMs() - t0) / 1000)
-        : reject(new Error(`${cmd} exited ${code}: ${out.slice(-500)}`)),
-    );
-  });
+/** Wall seconds of `cmd` from spawn to exit. */
+async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return (await runTimed(cmd, args, env)).seconds;
 }
 
 runMain('bench:backfill', async (cleanup: Cleanup) => {
@@ -80,41 +70,9 @@ runMain('bench:backfill', async (cleanup: Cleanup) => {
   await createBenchSchema(pool, cleanup, pSchema);
   const script = path.join(os.tmpdir(), `${pSchema}.sql`);
   cleanup.add('remove the psql script', async () => fs.rmSync(script, { force: true }));
-  fs.writeFileSync(
-    script,
-    [
-      `CREATE TEMP TABLE s (symbol text, "timestamp" timestamptz, open float8, high float8, low float8, close float8, volume bigint, vwap float8);`,
-      'BEGIN;',
-      `\\copy s FROM '${file}' WITH (FORMAT csv, HEADER)`,
-      `INSERT INTO ${ident(pSchema)}.bars_1m AS t (symbol, "timestamp", open, high, low, close, volume, vwap)
-       SELECT symbol, "timestamp", open, high, low, close, volume, vwap FROM s
-       ON CONFLICT (symbol, "timestamp") DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high,
-         low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, vwap = EXCLUDED.vwap;`,
-      'COMMIT;',
-      '',
-    ].join('\n'),
-  );
+  fs.writeFileSync(script, leanLoadScript(file, pSchema, true));
   log('(p) psql \\copy + upsert');
-  const p = await timed(
-    'psql',
-    [
-      '-X',
-      '-q',
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-h',
-      PG.host,
-      '-p',
-      String(PG.port),
-      '-U',
-      PG.user,
-      '-d',
-      PG.database,
-      '-f',
-      script,
-    ],
-    process.env,
-  );
+  const p = await timed('psql', psqlArgs('-q', '-f', script), process.env);
 
   const bSchema = uniqueName('bench_bf_cli');
   await createBenchSchema(pool, cleanup, bSchema);

@@ -8,7 +8,11 @@
  *   3. "replay": the same topic, the same schema, a new group: every bar is written again, identical;
  *      bars/s, and the pg_stat_user_tables deltas of bars_1m across it (expected: 0 updates, 0 dead);
  *   4. the replay/new ratio, and e2e ÷ the psql reference (d) of bench:write when it is in
- *      bench/results/latest.json (the target: e2e ≥ 0.7 × (d)).
+ *      bench/results/latest.json;
+ *   5. the references of bench/references.ts on the same topic and rows, in this run: the bare kafkajs +
+ *      JSON.parse consumer (CPU per message) and the lean psql load; printed with the targets: service
+ *      CPU per bar ≤ 2.0 × the bare client's, bars/s ≥ 0.7 × lean psql's; and bars per CPU-second of the
+ *      service and its PostgreSQL backends together.
  *
  * BENCH_CPU_PROF=1 runs the "new" pass under `node --cpu-prof` (written to bench/results/) and prints
  * its top self-time functions; profiling slows the service, so that pass's figures are flagged.
@@ -41,6 +45,7 @@ import {
   type Cleanup,
 } from './lib';
 import { printProfile, summarizeProfile } from './profile-top';
+import { bareConsumerPass, leanPsqlLoad } from './references';
 
 runMain('bench:e2e', async (cleanup: Cleanup) => {
   const total = envInt('BENCH_E2E_BARS', 1_000_000);
@@ -99,6 +104,11 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
   const after = await settledStats(pool, schema, 'bars_1m');
   const delta = statsDelta(before, after);
   if ((await rowCount()) !== total) throw new Error('the replay changed the row count');
+
+  // The references of this run: the bare client on the same topic, the lean psql load of the same rows.
+  const bare = await bareConsumerPass({ topic, ends, groups });
+  const lean = await leanPsqlLoad({ pool, cleanup, fromSchema: schema });
+  if (lean.rows !== total) throw new Error(`the lean psql load wrote ${lean.rows} rows, expected ${total}`);
 
   // The psql reference of bench:write, when there is one.
   const wp = loadResults()[sectionName('writePath')] as
@@ -190,6 +200,60 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
     console.log('no bench:write result in bench/results/latest.json: run npm run bench for e2e ÷ (d)');
   }
 
+  // What the issue's targets compare (service CPU per bar ÷ the bare client's; drain ÷ lean psql), and
+  // bars per CPU-second of the service and its PostgreSQL backends together (what an operator sizes by).
+  const serviceUs = fresh.serviceCpuSeconds === null ? null : (fresh.serviceCpuSeconds * 1e6) / fresh.bars;
+  const cpuRatio = serviceUs === null ? null : serviceUs / bare.usPerMessage;
+  const workCpu =
+    fresh.cpuSeconds.service === null || fresh.cpuSeconds.postgresBackends === null
+      ? null
+      : fresh.cpuSeconds.service + fresh.cpuSeconds.postgresBackends;
+  const targets = {
+    serviceUsPerBar: serviceUs === null ? null : round(serviceUs, 2),
+    bareUsPerMessage: bare.usPerMessage,
+    cpuOverBare: cpuRatio === null ? null : round(cpuRatio, 3),
+    leanPsqlBarsPerSecond: lean.barsPerSecond,
+    newOverLeanPsql: round(ratio(fresh.barsPerSecond, lean.barsPerSecond), 3),
+    newAfterJoinOverLeanPsql:
+      fresh.drainBarsPerSecond === null
+        ? null
+        : round(ratio(fresh.drainBarsPerSecond, lean.barsPerSecond), 3),
+    barsPerCpuSecond: workCpu === null ? null : round(total / workCpu),
+  };
+  console.log('');
+  console.log('targets (this run, side by side):');
+  printTable([
+    ['measure', 'service', 'reference', 'ratio', 'target'],
+    [
+      'CPU µs per bar (service, spawn to done) vs bare kafkajs + JSON.parse (after start-up)',
+      targets.serviceUsPerBar ?? '?',
+      bare.usPerMessage,
+      targets.cpuOverBare ?? '?',
+      '≤ 2.0',
+    ],
+    [
+      'bars/s (new, from spawn) vs lean psql \\copy + upsert',
+      fmtInt(fresh.barsPerSecond),
+      fmtInt(lean.barsPerSecond),
+      targets.newOverLeanPsql,
+      '≥ 0.7',
+    ],
+    [
+      'bars/s (new, after the group join) vs lean psql',
+      fresh.drainBarsPerSecond === null ? '?' : fmtInt(fresh.drainBarsPerSecond),
+      fmtInt(lean.barsPerSecond),
+      targets.newAfterJoinOverLeanPsql ?? '?',
+      '',
+    ],
+    [
+      'bars per CPU-second, service + its PostgreSQL backends',
+      targets.barsPerCpuSecond === null ? '?' : fmtInt(targets.barsPerCpuSecond),
+      '',
+      '',
+      '',
+    ],
+  ]);
+
   let profile: unknown = null;
   if (cpuProf) {
     const file = path.join(RESULTS_DIR, profName);
@@ -219,6 +283,9 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
     replay: summarize(replay),
     replayOverNew: ratio(replay.barsPerSecond, fresh.barsPerSecond),
     replayStatsDelta: delta,
+    bare,
+    leanPsql: lean,
+    targets,
     vsWritePath:
       d === null
         ? null

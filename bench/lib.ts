@@ -14,6 +14,7 @@ import { Kafka, logLevel, Partitioners, type Admin, type Producer } from 'kafkaj
 import pg from 'pg';
 import type { Bar } from '../src/contract/bar';
 import { loadMigrations, migrate } from '../src/store/migrate';
+import { ident } from '../src/store/pool';
 
 export const REPO = path.resolve(__dirname, '..');
 export const RESULTS_DIR = path.join(REPO, 'bench', 'results');
@@ -237,6 +238,65 @@ export function barJson(bar: Bar): string {
 }
 
 // ---- PostgreSQL -----------------------------------------------------------------------------------
+
+/** psql's arguments for the benchmark database (no .psqlrc, stop at the first error), then `extra`. */
+export function psqlArgs(...extra: string[]): string[] {
+  return [
+    '-X',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-h',
+    PG.host,
+    '-p',
+    String(PG.port),
+    '-U',
+    PG.user,
+    '-d',
+    PG.database,
+    ...extra,
+  ];
+}
+
+/** Runs `cmd`; resolves with its stdout and the wall seconds from spawn to exit, rejects with its output. */
+export function runTimed(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ stdout: string; seconds: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = nowMs();
+    const p = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.once('error', reject);
+    p.once('close', (code) =>
+      code === 0
+        ? resolve({ stdout: out, seconds: (nowMs() - t0) / 1000 })
+        : reject(new Error(`${cmd} exited ${code}: ${(err || out).slice(-800)}`)),
+    );
+  });
+}
+
+/**
+ * The leanest load of a CSV file of bars (symbol, timestamp, open, high, low, close, volume, vwap) into
+ * `schema`.bars_1m, as a psql script: one transaction, `\copy` into a temporary table, one
+ * `INSERT … ON CONFLICT DO UPDATE`. The reference of bench:e2e (references.ts) and bench:backfill.
+ */
+export function leanLoadScript(csvFile: string, schema: string, header: boolean): string {
+  const columns = 'symbol, "timestamp", open, high, low, close, volume, vwap';
+  return [
+    'BEGIN;',
+    `CREATE TEMP TABLE s (symbol text, "timestamp" timestamptz, open float8, high float8, low float8, close float8, volume bigint, vwap float8) ON COMMIT DROP;`,
+    `\\copy s FROM '${csvFile}' WITH (FORMAT csv${header ? ', HEADER' : ''})`,
+    `INSERT INTO ${ident(schema)}.bars_1m AS t (${columns}) SELECT ${columns} FROM s
+     ON CONFLICT (symbol, "timestamp") DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high,
+       low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, vwap = EXCLUDED.vwap;`,
+    'COMMIT;',
+    '',
+  ].join('\n');
+}
 
 export function newPool(max = 4): pg.Pool {
   const pool = new pg.Pool({ ...PG, max, application_name: 'bar-writer-bench' });

@@ -43,6 +43,7 @@ import {
   newPool,
   nowMs,
   printTable,
+  psqlArgs,
   ratio,
   round,
   runMain,
@@ -307,25 +308,10 @@ runMain('bench:write', async (cleanup: Cleanup) => {
       ].join('\n'),
     );
     const text = await new Promise<string>((resolve, reject) => {
-      const p = spawn(
-        'psql',
-        [
-          '-X',
-          '-v',
-          'ON_ERROR_STOP=1',
-          '-h',
-          PG.host,
-          '-p',
-          String(PG.port),
-          '-U',
-          PG.user,
-          '-d',
-          PG.database,
-          '-f',
-          scriptFile,
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PGAPPNAME: appName } },
-      );
+      const p = spawn('psql', psqlArgs('-f', scriptFile), {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, PGAPPNAME: appName },
+      });
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       p.stderr.on('data', (d: Buffer) => (out += d.toString()));

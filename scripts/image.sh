@@ -27,19 +27,23 @@ engine_name() {
   if command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; then echo docker; else echo podman; fi
 }
 
-setup_podman() {
+# Installs the commands named (as Debian packages of the same name) that are missing; needs root and apt-get.
+need() {
   local -a want=()
-  command -v podman >/dev/null || want+=(podman)
-  command -v runc >/dev/null || want+=(runc)
-  command -v debootstrap >/dev/null || want+=(debootstrap)
-  if [ ${#want[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      log "installing ${want[*]} (apt-get)"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${want[@]}" >/dev/null
-    else
-      log "needs ${want[*]}: install them (Debian: apt-get install -y ${want[*]})"; exit 1
-    fi
+  local c
+  for c in "$@"; do command -v "$c" >/dev/null || want+=("$c"); done
+  [ ${#want[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing ${want[*]} (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${want[@]}" >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${want[@]}" >/dev/null; }
+  else
+    log "needs ${want[*]}: install them (Debian: apt-get install -y ${want[*]})"; exit 1
   fi
+}
+
+setup_podman() {
+  need podman runc
   mkdir -p "$cache"
   cat >"$cache/containers.conf" <<'CONF'
 [containers]
@@ -64,6 +68,7 @@ image_exists() {
 
 # Debian bookworm + this machine's Node 20, laid out like the official node:20-bookworm-slim.
 standin() {
+  need debootstrap
   local node_bin npm_dir version tarball root
   node_bin=$(readlink -f "$(command -v node)")
   version=$("$node_bin" --version)
@@ -90,7 +95,9 @@ standin() {
     mv "$tarball.tmp" "$tarball"
     rm -rf "$root"
   fi
-  engine import --quiet \
+  local -a quiet=()
+  if [ "$(engine_name)" = podman ]; then quiet=(--quiet); fi
+  engine import "${quiet[@]}" \
     --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["node"]' \
@@ -99,7 +106,9 @@ standin() {
 
 base_image() {
   if image_exists "$base"; then return 0; fi
-  if timeout 60 engine pull -q "$base" >/dev/null 2>&1; then log "pulled $base"; return 0; fi
+  local name; name=$(engine_name)
+  if [ "$name" = podman ]; then setup_podman; fi
+  if timeout 60 "$name" pull -q "$base" >/dev/null 2>&1; then log "pulled $base"; return 0; fi
   log "$base cannot be pulled (no Docker Hub here): using a stand-in, Debian bookworm with this machine's Node $(node --version) (../shared/notes/containers.md)"
   standin
 }

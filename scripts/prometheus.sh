@@ -24,7 +24,9 @@ install() {
   command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing prometheus (apt-get)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus >/dev/null
+    # Without recommends: Debian's prometheus recommends node-exporter, which would start a service of its own.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
     # Debian's own instance (port 9090), if its init started one: ours runs on its own port and config.
     systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
   else
@@ -35,6 +37,13 @@ install() {
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Prometheus answers /-/ready (curl where installed, else node, which the repository needs anyway).
+ready() {
+  local url="http://127.0.0.1:$port/-/ready"
+  if command -v curl >/dev/null; then curl -fsS "$url" >/dev/null 2>&1; return; fi
+  node -e "fetch('$url').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+}
 
 start() {
   if running; then log "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"; return 0; fi
@@ -51,20 +60,26 @@ start() {
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if ! running; then log "prometheus exited during start-up:"; tail -n 20 "$run/prometheus.log" >&2; exit 1; fi
-    if curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; then
+    if ready; then
       log "Prometheus on 127.0.0.1:$port (pid $(cat "$pidfile")), targets from $targets"; return 0
     fi
     sleep 0.25
   done
-  log "prometheus did not become ready within 30 s; see $run/prometheus.log"; exit 1
+  log "prometheus did not become ready within 30 s:"; tail -n 20 "$run/prometheus.log" >&2
+  stop >/dev/null 2>&1 || true
+  exit 1
 }
 
+# Stops it by its pid (when that pid is still a prometheus: a stale pid file is ignored), then removes
+# its run directory (configuration, targets, data).
 stop() {
-  if ! running; then log "not running"; rm -f "$pidfile"; return 0; fi
+  if ! running || ! grep -q prometheus "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; then
+    log "not running"; rm -rf "$run"; return 0
+  fi
   local pid; pid=$(cat "$pidfile")
   kill "$pid"
-  for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; log "stopped"; return 0; }; sleep 0.25; done
-  log "prometheus did not stop in 20 s; killing"; kill -9 "$pid" 2>/dev/null || true; rm -f "$pidfile"
+  for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || { rm -rf "$run"; log "stopped"; return 0; }; sleep 0.25; done
+  log "prometheus did not stop in 20 s; killing"; kill -9 "$pid" 2>/dev/null || true; rm -rf "$run"
 }
 
 case ${1:-} in

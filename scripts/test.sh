@@ -121,8 +121,8 @@ start_kafka "$main_version" "$main_port"
 export TEST_KAFKA_VERSION=$main_version
 # A real Prometheus with the shipped rules and job, for prometheus.test.ts (which writes its targets).
 if ! PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh status >/dev/null 2>&1; then
+  prometheus_started=1 # set first: a start that fails half-way is stopped at exit too
   PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh start
-  prometheus_started=1
 fi
 export TEST_PROMETHEUS_URL=http://127.0.0.1:$prometheus_port
 export TEST_PROMETHEUS_TARGETS=$(PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh targets)

@@ -5,7 +5,7 @@
  * exact contents after a produced feed, the non-root user, the HEALTHCHECK command, SIGTERM with
  * buffered bars, and a lean runtime (no compilers, production dependencies only).
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -24,6 +24,9 @@ import {
 
 const IMAGE = process.env.TEST_IMAGE ?? 'bar-writer:test';
 const exec = promisify(execFile);
+/** Podman here (its rlimit defaults fail in this sandbox: `--ulimit host`); docker where an engine answers. */
+const PODMAN =
+  execFileSync(path.join(REPO, 'scripts', 'image.sh'), ['which'], { encoding: 'utf8' }).trim() === 'podman';
 
 /** The container engine (scripts/image.sh engine …); resolves with its output, rejects on a non-zero exit. */
 async function engine(...args: string[]): Promise<{ stdout: string; stderr: string }> {
@@ -69,8 +72,7 @@ describe(`the image ${IMAGE}`, () => {
       name,
       '--network',
       'host',
-      '--ulimit',
-      'host',
+      ...(PODMAN ? ['--ulimit', 'host'] : []),
       '--read-only',
       ...envArgs(h.env({ HTTP_PORT: String(port), LOG_LEVEL: 'info', ...env })),
       IMAGE,

@@ -47,7 +47,7 @@ describe('Prometheus, for real: the shipped dashboard and alerts', () => {
   beforeAll(async () => {
     prom = await Prometheus.connect();
   });
-  afterAll(() => prom.stop());
+  afterAll(() => prom?.stop());
 
   /**
    * Points Prometheus at `service` alone, waits for a successful scrape of it and for the others to be
@@ -189,8 +189,12 @@ describe('Prometheus, for real: the shipped dashboard and alerts', () => {
     const h = new Harness();
     let blocker: PoolClient | null = null;
     afterAll(async () => {
-      await blocker?.query('ROLLBACK').catch(() => undefined);
-      blocker?.release();
+      // A client whose ROLLBACK failed is not given back to the pool.
+      const rolledBack = await blocker?.query('ROLLBACK').then(
+        () => true,
+        () => false,
+      );
+      blocker?.release(rolledBack === false);
       await h.cleanup();
     });
 

@@ -227,8 +227,9 @@ describe('(d) stop() during start-up', () => {
   afterAll(() => closeTracking());
 
   /**
-   * Timers created from now on and still pending, by where they were created; jest's own (its reporter
-   * runs in this process with --runInBand) and this test's sleeps are not counted.
+   * Timers created from now on and still pending, by where they were created; those jest creates (its
+   * reporter runs in this process with --runInBand) and this test's own sleeps are not counted, by the
+   * frame that called setTimeout (the service's timers count whoever called the service).
    */
   function trackTimers(): { pending: () => string[]; close: () => void } {
     const live = new Map<number, string>();
@@ -239,7 +240,15 @@ describe('(d) stop() during start-up', () => {
         Error.stackTraceLimit = 30;
         const stack = new Error('timer created').stack ?? '';
         Error.stackTraceLimit = limit;
-        if (!/node_modules\/(@jest|jest-)|test\/support\/harness\.ts|startup\.test\.ts/.test(stack))
+        // Who called setTimeout: the first frame past this hook and Node's timer internals.
+        const caller = stack
+          .split('\n')
+          .slice(1)
+          .find((f) => !/AsyncHook\.init|node:internal\/|\(node:timers/.test(f));
+        if (
+          caller &&
+          !/node_modules\/(@jest|jest-)|test\/support\/harness\.ts|startup\.test\.ts/.test(caller)
+        )
           live.set(id, stack);
       },
       destroy(id) {

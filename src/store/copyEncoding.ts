@@ -168,46 +168,114 @@ function writeDouble(buf: Buffer, v: number, at: number): number {
 }
 
 /**
+ * A buffer for `rows` rows whose symbols have `symbolChars` UTF-16 units in all, with the header
+ * written. Room for 3 UTF-8 bytes per unit (the most one takes; a surrogate pair's two take 4), without
+ * measuring each symbol's UTF-8 length: the contract's symbols are ASCII, and endCopy cuts the rest.
+ */
+function startCopy(rows: number, symbolChars: number, withOrigins: boolean): Buffer {
+  const size =
+    SIGNATURE.length + 8 + 2 + rows * (ROW_FIXED + (withOrigins ? ORIGIN_FIXED : 0)) + 3 * symbolChars;
+  const buf = Buffer.allocUnsafe(size);
+  const at = SIGNATURE.copy(buf, 0);
+  buf.writeInt32BE(0, at); // flags
+  buf.writeInt32BE(0, at + 4); // header extension length
+  return buf;
+}
+const HEADER_BYTES = SIGNATURE.length + 8;
+
+/** The trailer; the buffer cut to what was written (a symbol's UTF-8 may be shorter than counted). */
+function endCopy(buf: Buffer, at: number): Buffer {
+  at = buf.writeInt16BE(-1, at);
+  return at === buf.length ? buf : buf.subarray(0, at);
+}
+
+/** One row's columns up to the revision (the field count is written by the caller). */
+function writeBar(buf: Buffer, seq: number, b: Bar, at: number): number {
+  at = buf.writeInt32BE(4, at);
+  at = buf.writeInt32BE(seq, at);
+  const symbolBytes = buf.write(b.symbol, at + 4, 'utf8');
+  buf.writeInt32BE(symbolBytes, at);
+  at += 4 + symbolBytes;
+  at = buf.writeInt32BE(8, at);
+  at = buf.writeBigInt64BE(pgMicros(b.timestampMs), at);
+  at = writeDouble(buf, b.open, at);
+  at = writeDouble(buf, b.high, at);
+  at = writeDouble(buf, b.low, at);
+  at = writeDouble(buf, b.close, at);
+  at = buf.writeInt32BE(8, at);
+  at = writeSafeInt64(buf, b.volume, at);
+  if (b.vwap === null) at = buf.writeInt32BE(-1, at);
+  else at = writeDouble(buf, b.vwap, at);
+  at = buf.writeInt32BE(8, at);
+  return writeSafeInt64(buf, b.revision, at);
+}
+
+/** The origin columns: source_time, part, kafka_offset. */
+function writeOrigin(
+  buf: Buffer,
+  partition: number,
+  offset: bigint,
+  recordTimeMs: number,
+  at: number,
+): number {
+  at = buf.writeInt32BE(8, at);
+  at = writeTimestamp(buf, recordTimeMs, at);
+  at = buf.writeInt32BE(4, at);
+  at = buf.writeInt32BE(partition, at);
+  at = buf.writeInt32BE(8, at);
+  return buf.writeBigInt64BE(offset, at);
+}
+
+/**
  * The batch in binary COPY format, columns as encodeCopyRow: seq, symbol, timestamp, o, h, l, c,
  * volume, vwap, revision (and source_time, part, kafka_offset with origins).
  */
 export function encodeCopyBinary(bars: readonly Bar[], origins?: readonly BarOrigin[]): Buffer {
-  let size = SIGNATURE.length + 8 + 2;
-  for (const b of bars) size += ROW_FIXED + (origins ? ORIGIN_FIXED : 0) + Buffer.byteLength(b.symbol);
-  const buf = Buffer.allocUnsafe(size);
-  let at = SIGNATURE.copy(buf, 0);
-  at = buf.writeInt32BE(0, at); // flags
-  at = buf.writeInt32BE(0, at); // header extension length
+  let symbolChars = 0;
+  for (const b of bars) symbolChars += b.symbol.length;
+  const buf = startCopy(bars.length, symbolChars, origins !== undefined);
+  let at = HEADER_BYTES;
   for (let i = 0; i < bars.length; i++) {
-    const b = bars[i]!;
     at = buf.writeInt16BE(origins ? 13 : 10, at);
-    at = buf.writeInt32BE(4, at);
-    at = buf.writeInt32BE(i, at);
-    const symbolBytes = buf.write(b.symbol, at + 4, 'utf8');
-    buf.writeInt32BE(symbolBytes, at);
-    at += 4 + symbolBytes;
-    at = buf.writeInt32BE(8, at);
-    at = buf.writeBigInt64BE(pgMicros(b.timestampMs), at);
-    at = writeDouble(buf, b.open, at);
-    at = writeDouble(buf, b.high, at);
-    at = writeDouble(buf, b.low, at);
-    at = writeDouble(buf, b.close, at);
-    at = buf.writeInt32BE(8, at);
-    at = writeSafeInt64(buf, b.volume, at);
-    if (b.vwap === null) at = buf.writeInt32BE(-1, at);
-    else at = writeDouble(buf, b.vwap, at);
-    at = buf.writeInt32BE(8, at);
-    at = writeSafeInt64(buf, b.revision, at);
+    at = writeBar(buf, i, bars[i]!, at);
     if (origins) {
       const o = origins[i]!;
-      at = buf.writeInt32BE(8, at);
-      at = writeTimestamp(buf, o.recordTimeMs, at);
-      at = buf.writeInt32BE(4, at);
-      at = buf.writeInt32BE(o.partition, at);
-      at = buf.writeInt32BE(8, at);
-      at = buf.writeBigInt64BE(o.offset, at);
+      at = writeOrigin(buf, o.partition, o.offset, o.recordTimeMs, at);
     }
   }
-  at = buf.writeInt16BE(-1, at);
-  return at === size ? buf : buf.subarray(0, at);
+  return endCopy(buf, at);
+}
+
+/** A bar as it was consumed: what a staged row is made of. */
+export interface ConsumedBar {
+  bar: Bar;
+  offset: bigint;
+  /** Kafka record timestamp, epoch ms. */
+  messageTimeMs: number;
+}
+
+/**
+ * The bars of one flush, with origins, straight from the partitions' entries (no per-row origin
+ * object): the same bytes as encodeCopyBinary of the bars in this order with their origins.
+ */
+export function encodeCopyBinaryParts(
+  parts: readonly { partition: number; entries: readonly ConsumedBar[] }[],
+): Buffer {
+  let rows = 0;
+  let symbolChars = 0;
+  for (const p of parts) {
+    rows += p.entries.length;
+    for (const e of p.entries) symbolChars += e.bar.symbol.length;
+  }
+  const buf = startCopy(rows, symbolChars, true);
+  let at = HEADER_BYTES;
+  let seq = 0;
+  for (const p of parts) {
+    for (const e of p.entries) {
+      at = buf.writeInt16BE(13, at);
+      at = writeBar(buf, seq++, e.bar, at);
+      at = writeOrigin(buf, p.partition, e.offset, e.messageTimeMs, at);
+    }
+  }
+  return endCopy(buf, at);
 }

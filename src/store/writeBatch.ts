@@ -19,17 +19,13 @@
  * only after this returns.
  */
 import type { Bar } from '../contract/bar';
-import { encodeCopyBinary, type BarOrigin } from './copyEncoding';
+import { encodeCopyBinary, encodeCopyBinaryParts, type ConsumedBar } from './copyEncoding';
 import type { PoolClient } from './pool';
 import { runTransaction } from './transaction';
 import { CREATE_STAGING, writeSql } from './writeSql';
 
-export interface BarAtOffset {
-  offset: bigint;
-  bar: Bar;
-  /** Kafka record timestamp (ms): with the revision, the bar's version. */
-  messageTimeMs: number;
-}
+/** A bar at its Kafka offset, with its record timestamp (with the revision, the bar's version). */
+export type BarAtOffset = ConsumedBar;
 
 /**
  * One partition's share of a write: its bars in offset order, the offset after its batch, and the
@@ -85,14 +81,6 @@ export async function writeGroup(
   const sql = writeSql(schema);
   const ordered = [...parts].sort((x, y) => x.partition - y.partition);
   const partitions = ordered.map((p) => p.partition);
-  const bars: Bar[] = [];
-  const origins: BarOrigin[] = [];
-  for (const part of ordered) {
-    for (const e of part.entries) {
-      bars.push(e.bar);
-      origins.push({ partition: part.partition, offset: e.offset, recordTimeMs: e.messageTimeMs });
-    }
-  }
   const outcome = (fenceRows: (string | null)[][]): PartitionWriteResult[] => {
     const fences = new Map<number, bigint>();
     for (const row of fenceRows) fences.set(Number(row[0]), BigInt(row[1]!));
@@ -125,7 +113,7 @@ export async function writeGroup(
     client,
     [
       { name: 'createStaging', sql: CREATE_STAGING },
-      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
+      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinaryParts(ordered) },
       { name: 'createFences', sql: sql.insertFences(group, topic, partitions) },
       { name: 'lockFences', sql: sql.lockFences(group, topic, partitions) },
       { name: 'upsert', sql: sql.upsert(group, topic) },

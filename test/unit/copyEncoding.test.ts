@@ -1,6 +1,7 @@
 import type { Bar } from '../../src/contract/bar';
 import {
   encodeCopyBinary,
+  encodeCopyBinaryParts,
   encodeCopyRow,
   encodeCopyRows,
   escapeCopyText,
@@ -290,5 +291,33 @@ describe('encodeCopyBinary', () => {
 
   test('an empty batch is header and trailer only', () => {
     expect(decode(encodeCopyBinary([]))).toEqual([]);
+    expect(encodeCopyBinaryParts([])).toEqual(encodeCopyBinary([], []));
+    expect(encodeCopyBinaryParts([{ partition: 1, entries: [] }])).toEqual(encodeCopyBinary([], []));
+  });
+
+  test("a flush's parts encode to the same bytes as their bars with origins, seq counting across parts", () => {
+    const t = Date.UTC(2026, 11, 1, 9, 30, 1, 234);
+    const parts = [
+      {
+        partition: 0,
+        entries: [
+          { bar: b(), offset: 7n, messageTimeMs: t },
+          { bar: b({ symbol: 'Ä€𝄞', vwap: null }), offset: 8n, messageTimeMs: t + 1 }, // 2 + 3 + 4 bytes
+        ],
+      },
+      { partition: 5, entries: [{ bar: b({ revision: 3 }), offset: 2n ** 40n, messageTimeMs: 0 }] },
+    ];
+    const bars = parts.flatMap((p) => p.entries.map((e) => e.bar));
+    const origins = parts.flatMap((p) =>
+      p.entries.map((e) => ({ partition: p.partition, offset: e.offset, recordTimeMs: e.messageTimeMs })),
+    );
+    const bytes = encodeCopyBinaryParts(parts);
+    expect(bytes).toEqual(encodeCopyBinary(bars, origins));
+    const rows = decode(bytes);
+    expect(rows.map((r) => [r[0], r[1], r[11], r[12]])).toEqual([
+      [0, 'AAPL', 0, 7n],
+      [1, 'Ä€𝄞', 0, 8n],
+      [2, 'AAPL', 5, 2n ** 40n],
+    ]);
   });
 });

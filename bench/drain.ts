@@ -166,6 +166,11 @@ export interface DrainResult {
   /** CPU seconds the service used from spawn to done (user + system), and per 1,000 bars. */
   serviceCpuSeconds: number | null;
   serviceCpuMsPer1kBars: number | null;
+  /**
+   * The same after start-up (from the "starting bar-writer" line: modules loaded, configuration read),
+   * as the bare client's CPU is measured: like for like.
+   */
+  serviceCpuAfterStartSeconds: number | null;
   /** Cores the service kept busy on average (CPU seconds ÷ wall seconds). */
   serviceCores: number | null;
   /** The whole machine meanwhile (every process, other engineers' included): busy cores on average. */
@@ -255,6 +260,7 @@ export async function drainOnce(o: {
     if (waited !== null) waitedForRoomSeconds = Math.round(waited * 100) / 100;
   }
   const cpu = processCpuSeconds(svc.pid);
+  const cpuAtStart = svc.cpuAtStart();
   const readBytes = processReadBytes(svc.pid);
   const machineAfter = machineCpuSeconds();
   const workCpu = await work.finish();
@@ -289,6 +295,8 @@ export async function drainOnce(o: {
     stopSeconds,
     serviceCpuSeconds: cpu,
     serviceCpuMsPer1kBars: cpu === null ? null : Math.round((cpu * 1e9) / bars) / 1000,
+    serviceCpuAfterStartSeconds:
+      cpu === null || cpuAtStart === null ? null : Math.round((cpu - cpuAtStart) * 100) / 100,
     serviceCores: cpu === null ? null : Math.round((cpu / seconds) * 100) / 100,
     machineBusyCores: Math.round(((machineAfter.busy - machineBefore.busy) / seconds) * 100) / 100,
     cpuSeconds: {

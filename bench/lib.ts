@@ -694,6 +694,11 @@ export interface ServiceChild {
   spawnedAt: number;
   /** performance.now() when the service logged its partition assignment (null: not yet). */
   assignedAt: () => number | null;
+  /**
+   * The service's CPU seconds when it logged "starting bar-writer" (its modules loaded and its
+   * configuration read): what the bare client's "after start-up" leaves out too (null: not yet).
+   */
+  cpuAtStart: () => number | null;
   httpPort: () => number | null;
   tail: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -729,6 +734,7 @@ export function spawnService(
   const pid = child.pid;
   const lines: string[] = [];
   let assignedAt: number | null = null;
+  let cpuAtStart: number | null = null;
   let httpPort: number | null = null;
   let partial = '';
   // BENCH_SERVICE_LOG=file: every line the service prints, appended (with LOG_LEVEL=trace in
@@ -743,6 +749,7 @@ export function spawnService(
       partial = partial.slice(nl + 1);
       lines.push(line);
       if (lines.length > 200) lines.shift();
+      if (cpuAtStart === null && line.includes('"starting bar-writer"')) cpuAtStart = processCpuSeconds(pid);
       if (assignedAt === null && line.includes('"partitions assigned"')) assignedAt = nowMs();
       if (httpPort === null && line.includes('"http listening"')) {
         const m = /"port":(\d+)/.exec(line);
@@ -779,6 +786,7 @@ export function spawnService(
     pid,
     spawnedAt,
     assignedAt: () => assignedAt,
+    cpuAtStart: () => cpuAtStart,
     httpPort: () => httpPort,
     tail: () => lines.slice(-40).join('\n'),
     exited,

@@ -6,8 +6,20 @@
  * differ). Best of BENCH_MICRO_REPS (7) passes over BENCH_MICRO_BARS (100000) bars, so a
  * busy machine inflates the figures less than it does the end-to-end ones.
  */
-import { decodeBar, findDuplicateTopLevelKey, parseTimestamp, type Bar } from '../src/contract/bar';
-import { encodeCopyRows } from '../src/store/copyEncoding';
+import { Registry } from 'prom-client';
+import { PartitionBuffer, type BarEntry } from '../src/batch/buffer';
+import { Intake } from '../src/batch/intake';
+import type { InboundMessage } from '../src/consumer/port';
+import {
+  decodeBar,
+  decodeBarGeneral,
+  findDuplicateTopLevelKey,
+  parseTimestamp,
+  type Bar,
+} from '../src/contract/bar';
+import { createLogger } from '../src/observe/logger';
+import { createMetrics } from '../src/observe/metrics';
+import { encodeCopyBinaryParts, encodeCopyRows, type BarOrigin } from '../src/store/copyEncoding';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import { barJson, envInt, feedBar, nowMs, printTable, round, saveResult } from './lib';
 
@@ -37,11 +49,35 @@ const batches = (size: number): Bar[][] => {
 };
 const b1000 = batches(1000);
 
+// Messages as kafkajs hands them over (offset and timestamp as decimal strings, the key the symbol).
+const messages: InboundMessage[] = bars.map((b, i) => ({
+  offset: String(1_000_000 + i),
+  key: Buffer.from(b.symbol),
+  value: values[i]!,
+  headers: {},
+  timestamp: String(b.timestampMs + 1500),
+}));
+const flushParts = batches(1000).map((bs, k) => ({
+  partition: k % 6,
+  entries: bs.map((bar, i): Pick<BarEntry, 'bar' | 'offset' | 'messageTimeMs'> => ({
+    bar,
+    offset: BigInt(k * 1000 + i),
+    messageTimeMs: bar.timestampMs + 1500,
+  })),
+}));
+const intake = new Intake({ metrics: createMetrics(new Registry(), false), logger: createLogger('silent') });
+
 const rows: [string, number][] = [
   [
     'decodeBar (src/contract/bar.ts), whole',
     best(() => {
       for (const v of values) sink += decodeBar(v, now).ok ? 1 : 0;
+    }),
+  ],
+  [
+    '  decodeBarGeneral: the same without the fast path (JSON.parse)',
+    best(() => {
+      for (const v of values) sink += decodeBarGeneral(v, now).ok ? 1 : 0;
     }),
   ],
   [
@@ -85,6 +121,36 @@ const rows: [string, number][] = [
     '  alone: new Date(ms).toISOString()',
     best(() => {
       for (const b of bars) sink += new Date(b.timestampMs).toISOString().length;
+    }),
+  ],
+  [
+    'intake: per message as handleBatch does it (BigInt offset, Intake.entry, PartitionBuffer.push)',
+    best(() => {
+      const buffer = new PartitionBuffer();
+      for (const m of messages) {
+        buffer.push(intake.entry('bars', 0, m, BigInt(m.offset), now), now);
+        if (buffer.barCount === 1000) sink += buffer.take(1000)!.entries.length;
+      }
+    }),
+  ],
+  [
+    'flush encoding: encodeCopyBinaryParts, 1,000 consumed bars per flush (src/store/copyEncoding.ts)',
+    best(() => {
+      for (const p of flushParts) sink += encodeCopyBinaryParts([p]).length;
+    }),
+  ],
+  [
+    '  what-if: bars and origin arrays, then encodeCopyBinary (writeGroup before 2026-12-03)',
+    best(() => {
+      for (const p of flushParts) {
+        const bs: Bar[] = [];
+        const origins: BarOrigin[] = [];
+        for (const e of p.entries) {
+          bs.push(e.bar);
+          origins.push({ partition: p.partition, offset: e.offset, recordTimeMs: e.messageTimeMs });
+        }
+        sink += encodeCopyRowsBinary(bs, origins).length;
+      }
     }),
   ],
   [

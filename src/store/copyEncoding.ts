@@ -143,87 +143,122 @@ function pgMicros(ms: number): bigint {
   return us;
 }
 
-/** A safe integer as int8 (two 32-bit words; floor division keeps two's complement for negatives). */
-function writeSafeInt64(buf: Buffer, value: number, at: number): number {
-  const hi = Math.floor(value / TWO_32);
-  buf.writeInt32BE(hi, at);
-  buf.writeUInt32BE(value - hi * TWO_32, at + 4);
-  return at + 8;
-}
-
 /**
- * A timestamp of any millisecond (a record timestamp, not a minute: no cache) as int8 microseconds
- * since 2000, in Number arithmetic while that is exact (until the year 2285), else BigInt.
+ * Writes one COPY payload into a buffer through a DataView (its setters are compiled inline, where
+ * Buffer's write methods are calls with range checks each); `at` is where the next byte goes.
  */
-function writeTimestamp(buf: Buffer, ms: number, at: number): number {
-  const us = (ms - PG_EPOCH_MS) * 1000;
-  if (Number.isSafeInteger(us)) return writeSafeInt64(buf, us, at);
-  return buf.writeBigInt64BE(BigInt(ms - PG_EPOCH_MS) * 1000n, at);
-}
+class CopyWriter {
+  readonly buf: Buffer;
+  private readonly view: DataView;
+  at: number;
 
-function writeDouble(buf: Buffer, v: number, at: number): number {
-  if (!Number.isFinite(v)) throw new RangeError(`non-finite number ${v} cannot be written`);
-  buf.writeInt32BE(8, at);
-  return buf.writeDoubleBE(v, at + 4);
-}
+  /**
+   * A buffer for `rows` rows whose symbols have `symbolChars` UTF-16 units in all, with the header
+   * written. Room for 3 UTF-8 bytes per unit (the most one takes; a surrogate pair's two take 4),
+   * without measuring each symbol's UTF-8 length: the contract's symbols are ASCII, and end() cuts the
+   * rest.
+   */
+  constructor(rows: number, symbolChars: number, withOrigins: boolean) {
+    const size =
+      SIGNATURE.length + 8 + 2 + rows * (ROW_FIXED + (withOrigins ? ORIGIN_FIXED : 0)) + 3 * symbolChars;
+    this.buf = Buffer.allocUnsafe(size);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, size);
+    this.at = SIGNATURE.copy(this.buf, 0);
+    this.int32(0); // flags
+    this.int32(0); // header extension length
+  }
 
-/**
- * A buffer for `rows` rows whose symbols have `symbolChars` UTF-16 units in all, with the header
- * written. Room for 3 UTF-8 bytes per unit (the most one takes; a surrogate pair's two take 4), without
- * measuring each symbol's UTF-8 length: the contract's symbols are ASCII, and endCopy cuts the rest.
- */
-function startCopy(rows: number, symbolChars: number, withOrigins: boolean): Buffer {
-  const size =
-    SIGNATURE.length + 8 + 2 + rows * (ROW_FIXED + (withOrigins ? ORIGIN_FIXED : 0)) + 3 * symbolChars;
-  const buf = Buffer.allocUnsafe(size);
-  const at = SIGNATURE.copy(buf, 0);
-  buf.writeInt32BE(0, at); // flags
-  buf.writeInt32BE(0, at + 4); // header extension length
-  return buf;
-}
-const HEADER_BYTES = SIGNATURE.length + 8;
+  int16(v: number): void {
+    this.view.setInt16(this.at, v);
+    this.at += 2;
+  }
 
-/** The trailer; the buffer cut to what was written (a symbol's UTF-8 may be shorter than counted). */
-function endCopy(buf: Buffer, at: number): Buffer {
-  at = buf.writeInt16BE(-1, at);
-  return at === buf.length ? buf : buf.subarray(0, at);
-}
+  int32(v: number): void {
+    this.view.setInt32(this.at, v);
+    this.at += 4;
+  }
 
-/** One row's columns up to the revision (the field count is written by the caller). */
-function writeBar(buf: Buffer, seq: number, b: Bar, at: number): number {
-  at = buf.writeInt32BE(4, at);
-  at = buf.writeInt32BE(seq, at);
-  const symbolBytes = buf.write(b.symbol, at + 4, 'utf8');
-  buf.writeInt32BE(symbolBytes, at);
-  at += 4 + symbolBytes;
-  at = buf.writeInt32BE(8, at);
-  at = buf.writeBigInt64BE(pgMicros(b.timestampMs), at);
-  at = writeDouble(buf, b.open, at);
-  at = writeDouble(buf, b.high, at);
-  at = writeDouble(buf, b.low, at);
-  at = writeDouble(buf, b.close, at);
-  at = buf.writeInt32BE(8, at);
-  at = writeSafeInt64(buf, b.volume, at);
-  if (b.vwap === null) at = buf.writeInt32BE(-1, at);
-  else at = writeDouble(buf, b.vwap, at);
-  at = buf.writeInt32BE(8, at);
-  return writeSafeInt64(buf, b.revision, at);
-}
+  /** An int4 field: length word and value. */
+  int4Field(v: number): void {
+    this.view.setInt32(this.at, 4);
+    this.view.setInt32(this.at + 4, v);
+    this.at += 8;
+  }
 
-/** The origin columns: source_time, part, kafka_offset. */
-function writeOrigin(
-  buf: Buffer,
-  partition: number,
-  offset: bigint,
-  recordTimeMs: number,
-  at: number,
-): number {
-  at = buf.writeInt32BE(8, at);
-  at = writeTimestamp(buf, recordTimeMs, at);
-  at = buf.writeInt32BE(4, at);
-  at = buf.writeInt32BE(partition, at);
-  at = buf.writeInt32BE(8, at);
-  return buf.writeBigInt64BE(offset, at);
+  /** An int8 field of a safe integer (two 32-bit words; floor division keeps two's complement). */
+  safeInt8Field(v: number): void {
+    const hi = Math.floor(v / TWO_32);
+    this.view.setInt32(this.at, 8);
+    this.view.setInt32(this.at + 4, hi);
+    this.view.setUint32(this.at + 8, v - hi * TWO_32);
+    this.at += 12;
+  }
+
+  bigInt8Field(v: bigint): void {
+    this.view.setInt32(this.at, 8);
+    this.view.setBigInt64(this.at + 4, v);
+    this.at += 12;
+  }
+
+  float8Field(v: number): void {
+    if (!Number.isFinite(v)) throw new RangeError(`non-finite number ${v} cannot be written`);
+    this.view.setInt32(this.at, 8);
+    this.view.setFloat64(this.at + 4, v);
+    this.at += 12;
+  }
+
+  /**
+   * A timestamp of any millisecond (a record timestamp, not a minute: no cache) as an int8 field of
+   * microseconds since 2000, in Number arithmetic while that is exact (until the year 2285), else BigInt.
+   */
+  timestampField(ms: number): void {
+    const us = (ms - PG_EPOCH_MS) * 1000;
+    if (Number.isSafeInteger(us)) this.safeInt8Field(us);
+    else this.bigInt8Field(BigInt(ms - PG_EPOCH_MS) * 1000n);
+  }
+
+  /** A text field, UTF-8: ASCII byte by byte (the contract's symbols), anything else by Buffer.write. */
+  textField(s: string): void {
+    const start = this.at + 4;
+    const n = s.length;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      this.buf[start + i] = c;
+    }
+    const bytes = i === n ? n : this.buf.write(s, start, 'utf8');
+    this.view.setInt32(this.at, bytes);
+    this.at = start + bytes;
+  }
+
+  /** One row's columns up to the revision (the field count is written by the caller). */
+  bar(seq: number, b: Bar): void {
+    this.int4Field(seq);
+    this.textField(b.symbol);
+    this.bigInt8Field(pgMicros(b.timestampMs));
+    this.float8Field(b.open);
+    this.float8Field(b.high);
+    this.float8Field(b.low);
+    this.float8Field(b.close);
+    this.safeInt8Field(b.volume);
+    if (b.vwap === null) this.int32(-1);
+    else this.float8Field(b.vwap);
+    this.safeInt8Field(b.revision);
+  }
+
+  /** The origin columns: source_time, part, kafka_offset. */
+  origin(partition: number, offset: bigint, recordTimeMs: number): void {
+    this.timestampField(recordTimeMs);
+    this.int4Field(partition);
+    this.bigInt8Field(offset);
+  }
+
+  /** The trailer; the buffer cut to what was written (a symbol's UTF-8 may be shorter than counted). */
+  end(): Buffer {
+    this.int16(-1);
+    return this.at === this.buf.length ? this.buf : this.buf.subarray(0, this.at);
+  }
 }
 
 /**
@@ -233,17 +268,16 @@ function writeOrigin(
 export function encodeCopyBinary(bars: readonly Bar[], origins?: readonly BarOrigin[]): Buffer {
   let symbolChars = 0;
   for (const b of bars) symbolChars += b.symbol.length;
-  const buf = startCopy(bars.length, symbolChars, origins !== undefined);
-  let at = HEADER_BYTES;
+  const w = new CopyWriter(bars.length, symbolChars, origins !== undefined);
   for (let i = 0; i < bars.length; i++) {
-    at = buf.writeInt16BE(origins ? 13 : 10, at);
-    at = writeBar(buf, i, bars[i]!, at);
+    w.int16(origins ? 13 : 10);
+    w.bar(i, bars[i]!);
     if (origins) {
       const o = origins[i]!;
-      at = writeOrigin(buf, o.partition, o.offset, o.recordTimeMs, at);
+      w.origin(o.partition, o.offset, o.recordTimeMs);
     }
   }
-  return endCopy(buf, at);
+  return w.end();
 }
 
 /** A bar as it was consumed: what a staged row is made of. */
@@ -263,19 +297,21 @@ export function encodeCopyBinaryParts(
 ): Buffer {
   let rows = 0;
   let symbolChars = 0;
-  for (const p of parts) {
-    rows += p.entries.length;
-    for (const e of p.entries) symbolChars += e.bar.symbol.length;
+  for (let k = 0; k < parts.length; k++) {
+    const entries = parts[k]!.entries;
+    rows += entries.length;
+    for (let i = 0; i < entries.length; i++) symbolChars += entries[i]!.bar.symbol.length;
   }
-  const buf = startCopy(rows, symbolChars, true);
-  let at = HEADER_BYTES;
+  const w = new CopyWriter(rows, symbolChars, true);
   let seq = 0;
-  for (const p of parts) {
-    for (const e of p.entries) {
-      at = buf.writeInt16BE(13, at);
-      at = writeBar(buf, seq++, e.bar, at);
-      at = writeOrigin(buf, p.partition, e.offset, e.messageTimeMs, at);
+  for (let k = 0; k < parts.length; k++) {
+    const { partition, entries } = parts[k]!;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      w.int16(13);
+      w.bar(seq++, e.bar);
+      w.origin(partition, e.offset, e.messageTimeMs);
     }
   }
-  return endCopy(buf, at);
+  return w.end();
 }

@@ -559,6 +559,11 @@ function badTimestamp(detail: string): Rejection {
   return { reason: 'invalid_timestamp', detail };
 }
 
+// The last ISO-8601 timestamp read, and its epoch ms: the bars of a partition come minute by minute, so
+// consecutive messages mostly spell the same minute, and a string comparison replaces the parse.
+let lastIso = '';
+let lastIsoMs = 0;
+
 /** parseTimestamp without the result wrapper (no allocation on success): epoch ms, or the rejection. */
 function timestampToMs(v: unknown): number | Rejection {
   let ms: number;
@@ -567,9 +572,15 @@ function timestampToMs(v: unknown): number | Rejection {
       return badTimestamp(`timestamp in epoch milliseconds must be an integer, got ${v}`);
     ms = v;
   } else if (typeof v === 'string') {
-    const r = isoToMs(v);
-    if (typeof r !== 'number') return r;
-    ms = r;
+    if (v === lastIso) {
+      ms = lastIsoMs;
+    } else {
+      const r = isoToMs(v);
+      if (typeof r !== 'number') return r;
+      lastIso = v;
+      lastIsoMs = r;
+      ms = r;
+    }
   } else {
     return { reason: 'wrong_type', detail: `timestamp must be a string or number, got ${describe(v)}` };
   }

@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { createLogger } from '../../src/observe/logger';
 import { createMetrics } from '../../src/observe/metrics';
 import { fingerprint } from '../../src/offsets/fingerprint';
-import { ResumePoints, type StoredFence } from '../../src/offsets/resume';
+import { recordTime, ResumePoints, type StoredFence } from '../../src/offsets/resume';
 
 const TOPIC = 'bars.1m';
 
@@ -151,5 +151,28 @@ describe('ResumePoints.resume', () => {
       expect(durable).toEqual(['0:10']);
       expect(await value('resumeSkippedOffsets')).toBe(3);
     }
+  });
+});
+
+describe('recordTime', () => {
+  test('reads a record timestamp exactly as Number() does, 0 for none or nonsense', () => {
+    const cases = [
+      '1733212345678',
+      '0',
+      '007',
+      '999999999999999',
+      '1000000000000000',
+      '9007199254740993',
+      '-1',
+      '1e3',
+      '',
+      ' 12',
+      '12 ',
+      'abc',
+      '1.5',
+      '0x10',
+    ];
+    for (const s of cases) expect([s, recordTime({ timestamp: s })]).toEqual([s, Number(s) || 0]);
+    expect(recordTime({ timestamp: undefined as unknown as string })).toBe(0);
   });
 });

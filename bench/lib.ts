@@ -13,6 +13,7 @@ import path from 'node:path';
 import { Kafka, logLevel, Partitioners, type Admin, type Producer } from 'kafkajs';
 import pg from 'pg';
 import type { Bar } from '../src/contract/bar';
+import { mulberry32 } from '../src/demo/random';
 import { loadMigrations, migrate } from '../src/store/migrate';
 import { ident } from '../src/store/pool';
 
@@ -182,14 +183,9 @@ export function symbolName(i: number): string {
 
 /** A 32-bit hash of (symbol index, minute index, seed) → [0, 1) generator (mulberry32). */
 function rngFor(s: number, m: number, seed: number): () => number {
-  let a = (Math.imul(s + 1, 0x9e3779b1) ^ Math.imul(m + 1, 0x85ebca6b) ^ Math.imul(seed, 0xc2b2ae35)) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(
+    Math.imul(s + 1, 0x9e3779b1) ^ Math.imul(m + 1, 0x85ebca6b) ^ Math.imul(seed, 0xc2b2ae35),
+  );
 }
 
 const r4 = (x: number) => Math.round(x * 10_000) / 10_000;

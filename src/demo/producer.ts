@@ -9,6 +9,7 @@
  */
 import { CompressionTypes, Kafka, logLevel } from 'kafkajs';
 import { registerCodecs } from '../consumer/codecs';
+import { mulberry32 } from './random';
 
 const env = process.env;
 const brokers = (env.KAFKA_BROKERS ?? 'localhost:9092').split(',');
@@ -18,17 +19,8 @@ const historyMinutes = Number(env.DEMO_HISTORY_MINUTES ?? 120);
 const partitions = Number(env.DEMO_PARTITIONS ?? 6);
 const maxMinutes = Number(env.DEMO_MAX_MINUTES ?? 0);
 
-/** Deterministic pseudo-random numbers (mulberry32), so a demo run is reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers, so a demo run is reproducible. */
+const rng = mulberry32;
 
 export function demoSymbols(n: number): string[] {
   const out: string[] = [];

@@ -7,20 +7,11 @@
  * cannot pass by never taking it.
  */
 import { decodeBar, decodeBarGeneral, isPlainBar } from '../../src/contract/bar';
+import { mulberry32 } from '../../src/demo/random';
 
 const NOW = Date.UTC(2026, 11, 3, 12, 0);
 
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 type Rand = () => number;
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;

@@ -7,7 +7,7 @@
  * busy machine inflates the figures less than it does the end-to-end ones.
  */
 import { Registry } from 'prom-client';
-import { PartitionBuffer, type BarEntry } from '../src/batch/buffer';
+import { PartitionBuffer, SourceArena, type BarEntry } from '../src/batch/buffer';
 import { Intake } from '../src/batch/intake';
 import type { InboundMessage } from '../src/consumer/port';
 import {
@@ -127,8 +127,9 @@ const rows: [string, number][] = [
     'intake: per message as handleBatch does it (BigInt offset, Intake.entry, PartitionBuffer.push)',
     best(() => {
       const buffer = new PartitionBuffer();
+      const sources = new SourceArena();
       for (const m of messages) {
-        buffer.push(intake.entry('bars', 0, m, BigInt(m.offset), now), now);
+        buffer.push(intake.entry('bars', 0, m, BigInt(m.offset), now, sources), now);
         if (buffer.barCount === 1000) sink += buffer.take(1000)!.entries.length;
       }
     }),

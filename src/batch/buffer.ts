@@ -13,14 +13,49 @@ export interface BarEntry {
   /** Kafka record timestamp (ms; 0 when the message has none): the bar's version, the end-to-end delay. */
   messageTimeMs: number;
   /**
-   * The message as it came, for a dead letter should the database refuse the row: its value as decoded
-   * text (re-encoding it as UTF-8 gives the bytes back) or, when it would not, a copy of the bytes; its
-   * key (undefined: the same bytes as the symbol, the usual case, so nothing is copied) and all its
-   * headers (null: none).
+   * The message as it came, for a dead letter should the database refuse the row and for the fence's
+   * fingerprint: a copy of its value's bytes, in `sourceBytes` from `sourceStart` to `sourceEnd` (a slab
+   * of the partition's SourceArena: no object per message for the garbage collector to move; see
+   * sourceOf); its key (undefined: the same bytes as the symbol, the usual case, so nothing is copied)
+   * and all its headers (null: none).
    */
-  source: string | Buffer;
+  sourceBytes: Buffer;
+  sourceStart: number;
+  sourceEnd: number;
   key: Buffer | null | undefined;
   headers: Record<string, Buffer[]> | null;
+}
+
+/** The value bytes of a bar's message (a view of its arena's slab: slabs are never written twice). */
+export function sourceOf(e: Pick<BarEntry, 'sourceBytes' | 'sourceStart' | 'sourceEnd'>): Buffer {
+  return e.sourceBytes.subarray(e.sourceStart, e.sourceEnd);
+}
+
+/** Bytes of a SourceArena slab: ~100 bars. */
+export const SOURCE_SLAB_BYTES = 16 * 1024;
+
+/**
+ * Copies of one partition's message values, bump-allocated in slabs outside the JavaScript heap; copies
+ * are never written over. A slab is freed when no entry of it is left. A partition's entries leave in
+ * offset order, so beyond its entries' own bytes it holds less than two slabs: the flushed part of its
+ * oldest slab and the unused end of the one in use. Per partition, so one partition's stuck entries
+ * never hold slabs another partition filled.
+ */
+export class SourceArena {
+  slab: Buffer = Buffer.alloc(0);
+  private at = 0;
+
+  /** Copies `value` into the current slab (a new one when it does not fit); returns where it starts. */
+  store(value: Uint8Array): number {
+    if (this.at + value.length > this.slab.length) {
+      this.slab = Buffer.allocUnsafeSlow(Math.max(SOURCE_SLAB_BYTES, value.length));
+      this.at = 0;
+    }
+    const start = this.at;
+    this.slab.set(value, start);
+    this.at = start + value.length;
+    return start;
+  }
 }
 
 /** A message that will not be written: it stays in the buffer so the flush covering it dead-letters it. */
@@ -33,7 +68,7 @@ export type Entry = BarEntry | RejectedEntry;
 /** Estimated heap bytes of an entry: what the byte cap of the buffers counts. */
 export function entryBytes(e: Entry): number {
   if (e.kind === 'bar') {
-    let n = 184 + 2 * e.bar.symbol.length + e.source.length + (e.key?.length ?? 0);
+    let n = 184 + 2 * e.bar.symbol.length + (e.sourceEnd - e.sourceStart) + (e.key?.length ?? 0);
     if (e.headers) n += headerBytes(e.headers);
     return n;
   }

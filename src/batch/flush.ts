@@ -32,7 +32,7 @@ import { classifyDbError } from '../store/errors';
 import { readFences } from '../store/fences';
 import { withConnection, type Pool } from '../store/pool';
 import { writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
-import type { Batch, Entry, RejectedEntry } from './buffer';
+import { sourceOf, type Batch, type Entry, type RejectedEntry } from './buffer';
 
 export interface FlushJob {
   topic: string;
@@ -122,7 +122,7 @@ export function createFlush(deps: FlushDeps): FlushFn {
 /** The fingerprint of a range's last message: what the fence will say it covers. */
 function lastFingerprint(entries: readonly Entry[]): string {
   const last = entries[entries.length - 1]!;
-  return fingerprint(last.offset, last.messageTimeMs, last.kind === 'bar' ? last.source : last.value);
+  return fingerprint(last.offset, last.messageTimeMs, last.kind === 'bar' ? sourceOf(last) : last.value);
 }
 
 /** Dead letters, then one transaction, for every range (distinct partitions of one topic). */

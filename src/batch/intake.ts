@@ -1,14 +1,15 @@
 /**
- * Intake: a fetched message becomes a buffer entry. A valid bar becomes a bar entry; anything the
- * contract rejects becomes a rejected entry holding copies of its key, value and headers (the message
- * views the fetch buffer, which kafkajs reuses), and is counted and logged (rate-limited) here, once.
+ * Intake: a fetched message becomes a buffer entry. A valid bar becomes a bar entry (its value's bytes
+ * copied into the partition's SourceArena); anything the contract rejects becomes a rejected entry
+ * holding copies of its key, value and headers (the message views the fetch buffer, which kafkajs
+ * reuses), and is counted and logged (rate-limited) here, once.
  */
 import { decodeBar, MIN_TIMESTAMP_MS, type Rejection } from '../contract/bar';
 import type { InboundMessage } from '../consumer/port';
 import { RateLimiter, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
 import { recordTime } from '../offsets/resume';
-import type { Entry } from './buffer';
+import type { Entry, SourceArena } from './buffer';
 
 export class Intake {
   private readonly rejectLog = new RateLimiter(10, 10_000);
@@ -22,17 +23,31 @@ export class Intake {
     },
   ) {}
 
-  /** The entry for message `m` (at `offset`) of `topic`/`partition`, taken at `arrival` (ms). */
-  entry(topic: string, partition: number, m: InboundMessage, offset: bigint, arrival: number): Entry {
+  /**
+   * The entry for message `m` (at `offset`) of `topic`/`partition`, taken at `arrival` (ms); a bar's
+   * value bytes are copied into the partition's `sources`.
+   */
+  entry(
+    topic: string,
+    partition: number,
+    m: InboundMessage,
+    offset: bigint,
+    arrival: number,
+    sources: SourceArena,
+  ): Entry {
     const messageTimeMs = recordTime(m);
     const decoded = decodeBar(m.value, arrival, this.deps.minTimestampMs ?? MIN_TIMESTAMP_MS);
     if (decoded.ok) {
+      const value = m.value!;
+      const sourceStart = sources.store(value);
       return {
         kind: 'bar',
         offset,
         bar: decoded.bar,
         messageTimeMs,
-        source: decoded.exact ? decoded.text : Buffer.from(m.value!),
+        sourceBytes: sources.slab,
+        sourceStart,
+        sourceEnd: sourceStart + value.length,
         key: m.key === null ? null : sameBytes(m.key, decoded.bar.symbol) ? undefined : Buffer.from(m.key),
         headers: copyHeaders(m.headers),
       };

@@ -26,7 +26,7 @@
  */
 import type { ResumePoint } from '../offsets/resume';
 import type { ClassifiedDbError } from '../store/errors';
-import { PartitionBuffer, type Batch } from './buffer';
+import { PartitionBuffer, SourceArena, type Batch } from './buffer';
 import type { FlushReason } from './policy';
 
 export type Mode =
@@ -61,6 +61,8 @@ const TRANSITIONS: Record<ModeName, readonly ModeName[]> = {
 export class Partition {
   mode: Mode = { name: 'loading', attempts: 0, lastError: null };
   readonly buffer = new PartitionBuffer();
+  /** Where the buffered bars' value bytes are copied (see SourceArena). */
+  readonly sources = new SourceArena();
   /** Next offset expected from Kafka; lower offsets are duplicates of what we hold (after a rejoin). */
   nextExpected: bigint | null = null;
   /** The last fetch reached the end of the log. */

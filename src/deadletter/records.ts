@@ -75,7 +75,10 @@ export interface BarSource {
   offset: bigint;
   bar: Bar;
   messageTimeMs: number;
-  source: string | Buffer;
+  /** The value's bytes: `sourceBytes` from `sourceStart` to `sourceEnd`. */
+  sourceBytes: Buffer;
+  sourceStart: number;
+  sourceEnd: number;
   key: Buffer | null | undefined;
   headers: Record<string, Buffer[]> | null;
 }
@@ -89,7 +92,7 @@ export function refusedBar(bar: BarSource, error: { message: string; code: strin
     offset: bar.offset,
     rejection: { reason: 'database_rejected', detail: `the database refused the row: ${error.message}` },
     key: bar.key === undefined ? Buffer.from(bar.bar.symbol, 'latin1') : bar.key,
-    value: typeof bar.source === 'string' ? Buffer.from(bar.source, 'utf8') : bar.source,
+    value: bar.sourceBytes.subarray(bar.sourceStart, bar.sourceEnd),
     headers: bar.headers ?? {},
     messageTimeMs: bar.messageTimeMs,
     ...(error.code ? { sqlstate: error.code } : {}),

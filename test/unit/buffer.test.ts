@@ -1,6 +1,9 @@
 import {
   PartitionBuffer,
+  SOURCE_SLAB_BYTES,
+  SourceArena,
   entryBytes,
+  sourceOf,
   type BarEntry,
   type Entry,
   type RejectedEntry,
@@ -14,7 +17,9 @@ function bar(offset: number, symbol = 'AAPL'): BarEntry {
     offset: BigInt(offset),
     bar: { symbol, timestampMs: T0, open: 1, high: 1, low: 1, close: 1, volume: 1, vwap: null, revision: 0 },
     messageTimeMs: T0,
-    source: 'x'.repeat(100),
+    sourceBytes: Buffer.alloc(120, 'x'),
+    sourceStart: 10,
+    sourceEnd: 110,
     key: undefined,
     headers: null,
   };
@@ -32,7 +37,7 @@ function rejected(offset: number): RejectedEntry {
   };
 }
 
-const BAR_BYTES = 292; // 184 + 2 * 'AAPL'.length + 100 (the source text)
+const BAR_BYTES = 292; // 184 + 2 * 'AAPL'.length + 100 (the source bytes)
 const REJ_BYTES = 208; // 200 + 1 + 1 + 2 * 'abc'.length
 
 function offsets(entries: Entry[]): number[] {
@@ -283,5 +288,38 @@ describe('PartitionBuffer', () => {
     expect(rest.entries[0]!.offset).toBe(10_107n);
     expect(rest.nextOffset).toBe(11_011n);
     expect(b.bytes).toBe(0);
+  });
+});
+
+describe('SourceArena', () => {
+  test('copies values into shared slabs; each copy reads back, whatever happens to the original', () => {
+    const arena = new SourceArena();
+    const stored: { view: () => Buffer; expected: Buffer }[] = [];
+    const slabs = new Set<Buffer>();
+    for (let i = 0; i < 500; i++) {
+      const value = Buffer.from(`{"symbol":"S${i}","n":${'9'.repeat(i % 200)}}`);
+      const expected = Buffer.from(value);
+      const sourceStart = arena.store(value);
+      const entry = { sourceBytes: arena.slab, sourceStart, sourceEnd: sourceStart + value.length };
+      slabs.add(arena.slab);
+      value.fill(0); // the fetch buffer may be reused: the copy must not care
+      stored.push({ view: () => sourceOf(entry), expected });
+    }
+    for (const s of stored) expect(s.view().equals(s.expected)).toBe(true);
+    const total = stored.reduce((n, s) => n + s.expected.length, 0);
+    expect(slabs.size).toBeGreaterThan(1); // a new slab when one is full
+    expect(slabs.size).toBeLessThanOrEqual(Math.ceil(total / (SOURCE_SLAB_BYTES - 250)));
+  });
+
+  test('a value larger than a slab gets a slab of its own size', () => {
+    const arena = new SourceArena();
+    arena.store(Buffer.from('small'));
+    const big = Buffer.alloc(64 * 1024, 'b');
+    const start = arena.store(big);
+    expect(start).toBe(0);
+    expect(arena.slab.length).toBe(64 * 1024);
+    expect(
+      sourceOf({ sourceBytes: arena.slab, sourceStart: start, sourceEnd: start + big.length }).equals(big),
+    ).toBe(true);
   });
 });

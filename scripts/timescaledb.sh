@@ -24,6 +24,13 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 version=2.28.3
 tarball=${TIMESCALEDB_TARBALL:-$repo/../shared/vendor/timescaledb-$version.tar.gz}
+# A clone elsewhere (e.g. a clean clone under /tmp) of a checkout that has shared/ beside it: look there.
+if [ -z "${TIMESCALEDB_TARBALL:-}" ] && [ ! -f "$tarball" ]; then
+  origin=$(git -C "$repo" config --get remote.origin.url 2>/dev/null || true)
+  if [ -n "$origin" ] && [ -d "$origin" ] && [ -f "$origin/../shared/vendor/timescaledb-$version.tar.gz" ]; then
+    tarball=$(cd "$origin/.." && pwd)/shared/vendor/timescaledb-$version.tar.gz
+  fi
+fi
 sha256=${TIMESCALEDB_SHA256:-ec2f7de0ba53a473c01e0a57e09053898c6b1f7487228caff0f1d31c8cb2dedb}
 pg_major=15
 sys_pg=/usr/lib/postgresql/$pg_major

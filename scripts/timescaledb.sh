@@ -11,7 +11,8 @@
 #   scripts/timescaledb.sh bin      print the directory of the private PostgreSQL's binaries
 #
 # Environment:
-#   TIMESCALEDB_TARBALL   source tarball (default ../shared/vendor/timescaledb-2.28.3.tar.gz next to the repo)
+#   TIMESCALEDB_TARBALL   source tarball (default ../shared/vendor/timescaledb-2.28.3.tar.gz next to the repo,
+#                         or next to the origin checkout of a local clone)
 #   TIMESCALEDB_SHA256    its expected sha256 (default: that of the 2.28.3 tarball)
 #   TSDB_PORT             port of the cluster (default 55432); TSDB_RUN_DIR its data directory
 #                         (default /tmp/bar-writer-tsdb-<port>)

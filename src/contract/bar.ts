@@ -57,14 +57,6 @@ export interface Rejection {
 
 export type DecodeResult = { ok: true; bar: Bar } | { ok: false; rejection: Rejection };
 
-/**
- * decodeBar's result for a valid bar also says how to get the message's value back: `text` is the
- * value as decoded, and re-encodes (UTF-8) to the same bytes when `exact` (it is not exact only for a
- * value that began with a byte order mark, which decoding drops).
- */
-export type DecodedMessage =
-  { ok: true; bar: Bar; text: string; exact: boolean } | { ok: false; rejection: Rejection };
-
 /** Values above this size are rejected before parsing: a bar is ~150 bytes; 64 KiB leaves room for extras. */
 export const MAX_VALUE_BYTES = 64 * 1024;
 export const MAX_SYMBOL_LENGTH = 32;
@@ -101,7 +93,7 @@ export function decodeBar(
   value: Buffer | Uint8Array | null,
   nowMs: number,
   minTimestampMs: number = MIN_TIMESTAMP_MS,
-): DecodedMessage {
+): DecodeResult {
   return decode(value, nowMs, minTimestampMs, true);
 }
 
@@ -110,7 +102,7 @@ export function decodeBarGeneral(
   value: Buffer | Uint8Array | null,
   nowMs: number,
   minTimestampMs: number = MIN_TIMESTAMP_MS,
-): DecodedMessage {
+): DecodeResult {
   return decode(value, nowMs, minTimestampMs, false);
 }
 
@@ -124,7 +116,7 @@ function decode(
   nowMs: number,
   minTimestampMs: number,
   fast: boolean,
-): DecodedMessage {
+): DecodeResult {
   if (value === null)
     return reject('null_value', 'value is null (tombstone); a bar message needs a JSON value');
   if (value.length === 0) return reject('empty_value', 'value is empty; a bar message needs a JSON value');
@@ -132,7 +124,6 @@ function decode(
     return reject('too_large', `value is ${value.length} bytes; the limit is ${MAX_VALUE_BYTES}`);
   }
   let text: string;
-  let exact = true;
   if (isAscii(value)) {
     // The usual case: ASCII is valid UTF-8 and reads as Latin-1 byte for byte, without validation.
     const buf = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.length);
@@ -152,7 +143,7 @@ function decode(
         nowMs,
         minTimestampMs,
       );
-      if (result.ok) return { ok: true, bar: result.bar, text, exact };
+      if (result.ok) return result;
       // A rule refused it: the general path below says so, exactly as for any other message.
     }
   } else {
@@ -161,8 +152,6 @@ function decode(
     } catch {
       return reject('invalid_utf8', 'value is not valid UTF-8');
     }
-    // The decoder drops a leading byte order mark (EF BB BF): the text no longer gives the bytes back.
-    exact = !(value[0] === 0xef && value[1] === 0xbb && value[2] === 0xbf);
   }
   let parsed: unknown;
   try {
@@ -185,7 +174,7 @@ function decode(
     }
   }
   const result = validateFields(parsed as Record<string, unknown>, nowMs, minTimestampMs);
-  return result.ok ? { ok: true, bar: result.bar, text, exact } : result;
+  return result;
 }
 
 // ---- the fast path: a plain bar ----------------------------------------------------------------

@@ -30,6 +30,7 @@ import {
   printTable,
   ratio,
   REPO,
+  startAtCheckpoint,
   round,
   runMain,
   saveResult,
@@ -72,11 +73,13 @@ runMain('bench:backfill', async (cleanup: Cleanup) => {
   cleanup.add('remove the psql script', async () => fs.rmSync(script, { force: true }));
   fs.writeFileSync(script, leanLoadScript(file, pSchema, true));
   log('(p) psql \\copy + upsert');
+  await startAtCheckpoint(pool);
   const p = await timed('psql', psqlArgs('-q', '-f', script), process.env);
 
   const bSchema = uniqueName('bench_bf_cli');
   await createBenchSchema(pool, cleanup, bSchema);
   log('(b) bar-writer backfill');
+  await startAtCheckpoint(pool);
   const b = await timed(
     process.execPath,
     [path.join(REPO, 'dist', 'cli', 'main.js'), 'backfill', '--no-refresh', file],

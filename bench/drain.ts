@@ -23,6 +23,8 @@ import {
   waitUntil,
   groupCaughtUp,
   log,
+  startAtCheckpoint,
+  walBytesSince,
   type Cleanup,
 } from './lib';
 
@@ -185,6 +187,8 @@ export interface DrainResult {
   pgBackends: number;
   /** Bytes the service read (sockets included: mostly Kafka fetches), per bar; a bar's record is ~190 B. */
   serviceReadBytesPerBar: number | null;
+  /** WAL the server wrote, spawn → done (the pass starts at a fresh checkpoint: `startAtCheckpoint`), MiB. */
+  walMiB: number;
 }
 
 export async function drainOnce(o: {
@@ -201,6 +205,7 @@ export async function drainOnce(o: {
   timeoutMs?: number;
 }): Promise<DrainResult> {
   const bars = Number([...o.ends.values()].reduce((a, b) => a + b, 0n));
+  const walStart = await startAtCheckpoint(o.pool);
   const machineBefore = machineCpuSeconds();
   const svc = spawnService(o.env, o.cleanup, o.nodeArgs ?? []);
   const rss = new RssSampler(svc.pid, o.rssIntervalMs ?? 100);
@@ -264,6 +269,7 @@ export async function drainOnce(o: {
   const readBytes = processReadBytes(svc.pid);
   const machineAfter = machineCpuSeconds();
   const workCpu = await work.finish();
+  const walBytes = await walBytesSince(o.pool, walStart);
   const hwm = rss.hwmKb();
   rss.stop();
   const stopStart = nowMs();
@@ -317,5 +323,6 @@ export async function drainOnce(o: {
     },
     pgBackends: workCpu.pgBackends,
     serviceReadBytesPerBar: readBytes === null ? null : Math.round(readBytes / bars),
+    walMiB: mib(walBytes / 1024),
   };
 }

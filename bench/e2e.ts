@@ -86,7 +86,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
     });
     log(
       `  ${name}: ${fmtInt(r.barsPerSecond)} bars/s from spawn (${round(r.seconds, 2)} s; start-up ` +
-        `${r.startupSeconds === null ? '?' : round(r.startupSeconds, 2)} s), peak RSS ${r.peakRssMiB} MiB, VmHWM ${r.vmHwmMiB} MiB`,
+        `${r.startupSeconds === null ? '?' : round(r.startupSeconds, 2)} s), peak RSS ${r.peakRssMiB} MiB, VmHWM ${r.vmHwmMiB} MiB, WAL ${r.walMiB} MiB`,
     );
     return r;
   };
@@ -226,6 +226,9 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
         ? null
         : round(ratio(fresh.drainBarsPerSecond, lean.barsPerSecond), 3),
     barsPerCpuSecond: workCpu === null ? null : round(total / workCpu),
+    backendUsPerBar: round((fresh.cpuSeconds.postgresBackends * 1e6) / fresh.bars, 2),
+    leanBackendUsPerBar:
+      lean.backendCpuSeconds === null ? null : round((lean.backendCpuSeconds * 1e6) / lean.rows, 2),
   };
   console.log('');
   console.log('targets (this run, side by side):');
@@ -257,6 +260,15 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
       fresh.drainBarsPerSecond === null ? '?' : fmtInt(fresh.drainBarsPerSecond),
       fmtInt(lean.barsPerSecond),
       targets.newAfterJoinOverLeanPsql ?? '?',
+      '',
+    ],
+    [
+      "PostgreSQL backend CPU µs per bar: the service's (new) vs the lean psql load's",
+      targets.backendUsPerBar,
+      targets.leanBackendUsPerBar ?? '?',
+      targets.leanBackendUsPerBar === null
+        ? '?'
+        : round(targets.backendUsPerBar / targets.leanBackendUsPerBar, 3),
       '',
     ],
     [

@@ -439,6 +439,25 @@ export async function walBytesSince(pool: pg.Pool, lsn: string): Promise<number>
   return Number(r.rows[0]!.d);
 }
 
+/**
+ * Every timed pass that writes bars (a drain of the service, a psql reference) starts right after a
+ * CHECKPOINT, so that all start alike. A checkpoint that begins during a pass makes it write a full-page
+ * image of every page it then touches first (WAL and time), and when the server begins one depends on
+ * the WAL the passes before wrote: left to chance, it moved the lean psql load between 87,000 and
+ * 120,000 bars/s in runs minutes apart. Needs a superuser or pg_checkpoint; otherwise logs it and goes on.
+ * Returns the WAL position the pass starts at (for `walBytesSince`).
+ */
+export async function startAtCheckpoint(pool: pg.Pool): Promise<string> {
+  try {
+    await pool.query('CHECKPOINT');
+  } catch (err) {
+    log(
+      `CHECKPOINT refused (${(err as Error).message}): the pass starts wherever the server's checkpoints are`,
+    );
+  }
+  return walLsn(pool);
+}
+
 // ---- Kafka ----------------------------------------------------------------------------------------
 
 export function newKafka(clientPrefix = 'bench'): Kafka {

@@ -22,7 +22,9 @@ import {
   REPO,
   round,
   runTimed,
+  startAtCheckpoint,
   uniqueName,
+  walBytesSince,
   type Cleanup,
 } from './lib';
 
@@ -75,6 +77,17 @@ export interface PsqlResult {
   rows: number;
   seconds: number;
   barsPerSecond: number;
+  /** WAL the server wrote during the load (which starts at a fresh checkpoint), MiB. */
+  walMiB: number;
+  /** CPU seconds of the load's PostgreSQL backend (its /proc/self/stat, read at the end; null if refused). */
+  backendCpuSeconds: number | null;
+}
+
+/** user + system CPU seconds from a /proc/<pid>/stat line (fields 14 and 15, in clock ticks of 1/100 s). */
+export function statCpuSeconds(stat: string): number | null {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const [utime, stime] = [Number(fields[11]), Number(fields[12])];
+  return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / 100 : null;
 }
 
 /** The lean psql load of the rows of `fromSchema`.bars_1m into a fresh schema (dropped at cleanup). */
@@ -98,14 +111,29 @@ export async function leanPsqlLoad(o: {
   await createBenchSchema(o.pool, o.cleanup, schema);
   const script = `${file}.sql`;
   o.cleanup.add('remove the lean psql script', async () => fs.rmSync(script, { force: true }));
-  fs.writeFileSync(script, leanLoadScript(file, schema, false));
+  // Last, the backend's own CPU (pg_read_file: a superuser or pg_read_server_files; else no figure).
+  const cpuQuery = `\\set ON_ERROR_STOP 0\nSELECT 'backend-stat ' || pg_read_file('/proc/self/stat');\n`;
+  fs.writeFileSync(script, leanLoadScript(file, schema, false) + cpuQuery);
   log('lean psql reference: \\copy into a temporary table + one INSERT … ON CONFLICT DO UPDATE');
-  const r = await runTimed('psql', psqlArgs('-q', '-f', script));
+  const walStart = await startAtCheckpoint(o.pool);
+  const r = await runTimed('psql', psqlArgs('-q', '-At', '-f', script));
+  const stat = /^backend-stat (.*)$/m.exec(r.stdout);
+  const backendCpuSeconds = stat ? statCpuSeconds(stat[1]!) : null;
+  const walMiB = round((await walBytesSince(o.pool, walStart)) / 2 ** 20, 1);
   const rows = Number(
     (await o.pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${ident(schema)}.bars_1m`)).rows[0]!
       .n,
   );
-  const result = { rows, seconds: round(r.seconds, 3), barsPerSecond: round(rows / r.seconds) };
-  log(`  lean psql: ${rows} rows in ${result.seconds} s (${result.barsPerSecond} bars/s)`);
+  const result = {
+    rows,
+    seconds: round(r.seconds, 3),
+    barsPerSecond: round(rows / r.seconds),
+    walMiB,
+    backendCpuSeconds,
+  };
+  log(
+    `  lean psql: ${rows} rows in ${result.seconds} s (${result.barsPerSecond} bars/s), WAL ${walMiB} MiB, ` +
+      `its backend ${backendCpuSeconds ?? '?'} CPU s`,
+  );
   return result;
 }

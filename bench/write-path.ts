@@ -28,6 +28,7 @@ import { encodeCopyRows } from '../src/store/copyEncoding';
 import { createPool, ident, withConnection, type PoolClient } from '../src/store/pool';
 import { fingerprint } from '../src/offsets/fingerprint';
 import { writeGroup, type BarAtOffset } from '../src/store/writeBatch';
+import { stagedKeys } from '../src/store/stagedKeys';
 import { CREATE_STAGING, writeSql } from '../src/store/writeSql';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import {
@@ -76,7 +77,7 @@ function barParams(b: Bar): unknown[] {
 
 /** Our upsert's ON CONFLICT clause, taken from writeSql() so every variant resolves conflicts alike. */
 function onConflictClause(schema: string): string {
-  const upsert = writeSql(schema).upsert('-', '-');
+  const upsert = writeSql(schema).upsert('-', '-', 'repeated');
   return upsert.slice(upsert.indexOf('ON CONFLICT'));
 }
 
@@ -301,7 +302,7 @@ runMain('bench:write', async (cleanup: Cleanup) => {
         // The service's statements after its COPY, verbatim (writeSql()).
         `${sql.insertFences('psql', 'bench', [0])};`,
         `${sql.lockFences('psql', 'bench', [0])};`,
-        `${sql.upsert('psql', 'bench')};`,
+        `${sql.upsert('psql', 'bench', stagedKeys([bars.map((bar) => ({ bar }))]))};`,
         `${sql.advanceFences('psql', 'bench', [{ partition: 0, next: BigInt(bars.length), fingerprint: 'psql' }])};`,
         'COMMIT;',
         '',

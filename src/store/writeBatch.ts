@@ -7,8 +7,8 @@
  *   3. one INSERT … SELECT … ON CONFLICT (symbol, "timestamp") DO UPDATE into bars_1m of the staged rows
  *      at or above their partition's fence (rows below were written before: by us before a crash, or by
  *      the instance that owned the partition after us, and writing them again could overwrite a newer
- *      version), keeping the latest message (highest offset) per key and skipping rows whose stored
- *      values are already identical, so a replay creates no dead tuples;
+ *      version), keeping the newest version per key when a key is staged more than once (./stagedKeys.ts)
+ *      and skipping rows whose stored values are already identical, so a replay creates no dead tuples;
  *   4. advance each fence (it only ever moves forward) and COMMIT.
  *
  * The staging table is created inside the transaction when the connection lacks it (CREATE TEMP TABLE
@@ -21,6 +21,7 @@
 import type { Bar } from '../contract/bar';
 import { encodeCopyBinary, encodeCopyBinaryParts, type ConsumedBar } from './copyEncoding';
 import type { PoolClient } from './pool';
+import { stagedKeys } from './stagedKeys';
 import { runTransaction } from './transaction';
 import { CREATE_STAGING, writeSql } from './writeSql';
 
@@ -116,7 +117,10 @@ export async function writeGroup(
       { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinaryParts(ordered) },
       { name: 'createFences', sql: sql.insertFences(group, topic, partitions) },
       { name: 'lockFences', sql: sql.lockFences(group, topic, partitions) },
-      { name: 'upsert', sql: sql.upsert(group, topic) },
+      {
+        name: 'upsert',
+        sql: sql.upsert(group, topic, stagedKeys(ordered.map((p) => p.entries))),
+      },
       { name: 'advanceFences', sql: sql.advanceFences(group, topic, advances) },
     ],
     { lockTimeoutMs: options.lockTimeoutMs, statementTimeoutMs: options.statementTimeoutMs },
@@ -148,7 +152,7 @@ export async function writeBars(
     [
       { name: 'createStaging', sql: CREATE_STAGING },
       { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
-      { name: 'upsert', sql: sql.upsertAll },
+      { name: 'upsert', sql: sql.upsertAll(stagedKeys([rows])) },
     ],
     options,
   );

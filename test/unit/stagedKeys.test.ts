@@ -1,0 +1,107 @@
+import type { Bar } from '../../src/contract/bar';
+import { mulberry32 } from '../../src/demo/random';
+import { stagedKeys } from '../../src/store/stagedKeys';
+import { writeSql } from '../../src/store/writeSql';
+
+const T0 = Date.UTC(2026, 10, 24, 14, 30);
+
+const row = (symbol: string, minute: number): { bar: Bar } => ({
+  bar: {
+    symbol,
+    timestampMs: T0 + minute * 60_000,
+    open: 1,
+    high: 1,
+    low: 1,
+    close: 1,
+    volume: 1,
+    vwap: null,
+    revision: 0,
+  },
+});
+
+/** The obvious answer: a set of every (symbol, timestamp) pair. */
+const naive = (groups: { bar: Bar }[][]) => {
+  const seen = new Set<string>();
+  for (const rows of groups)
+    for (const { bar } of rows) {
+      const k = JSON.stringify([bar.symbol, bar.timestampMs]);
+      if (seen.has(k)) return 'repeated';
+      seen.add(k);
+    }
+  return 'unique';
+};
+
+describe('stagedKeys', () => {
+  test('no rows, one row, distinct symbols: unique', () => {
+    expect(stagedKeys([])).toBe('unique');
+    expect(stagedKeys([[]])).toBe('unique');
+    expect(stagedKeys([[row('AAA', 0)]])).toBe('unique');
+    expect(stagedKeys([[row('AAA', 0), row('BBB', 0)], [row('CCC', 0)]])).toBe('unique');
+  });
+
+  test('one symbol at distinct minutes is unique; a minute again is repeated, at any position', () => {
+    expect(stagedKeys([[row('AAA', 0), row('AAA', 1), row('AAA', 2)]])).toBe('unique');
+    // The repeat is of the symbol's first bar, of a later one, within a group or across groups.
+    expect(stagedKeys([[row('AAA', 0), row('AAA', 1), row('AAA', 0)]])).toBe('repeated');
+    expect(stagedKeys([[row('AAA', 0), row('AAA', 1), row('AAA', 2), row('AAA', 1)]])).toBe('repeated');
+    expect(stagedKeys([[row('AAA', 0)], [row('BBB', 0), row('AAA', 0)]])).toBe('repeated');
+    expect(stagedKeys([[row('AAA', 1), row('AAA', 2)], [row('AAA', 2)]])).toBe('repeated');
+  });
+
+  test('keys are the exact pair: other symbols, other times, look-alike texts do not collide', () => {
+    // `${timestamp}|${symbol}` must not make (1, "2|X") and (12, "|X")-like pairs equal.
+    const odd = (symbol: string, ms: number): { bar: Bar } => ({
+      bar: { ...row(symbol, 0).bar, timestampMs: ms },
+    });
+    expect(stagedKeys([[odd('2|X', 1), odd('2|X', 5), odd('|X', 12), odd('|X', 1)]])).toBe('unique');
+    expect(stagedKeys([[odd('A', 1), odd('A', 2), odd('a', 1), odd('A ', 2)]])).toBe('unique');
+    expect(stagedKeys([[odd('A', -60_000), odd('A', 60_000), odd('A', -60_000)]])).toBe('repeated');
+  });
+
+  test('agrees with the obvious set on 3,000 random flushes', () => {
+    const rand = mulberry32(20261203);
+    let repeated = 0;
+    for (let n = 0; n < 3000; n++) {
+      const symbols = 1 + Math.floor(rand() * 40);
+      const minutes = 1 + Math.floor(rand() * 40);
+      const groups: { bar: Bar }[][] = [];
+      for (let g = Math.floor(rand() * 4); g >= 0; g--) {
+        const rows: { bar: Bar }[] = [];
+        for (let i = Math.floor(rand() * 12); i > 0; i--)
+          rows.push(row(`S${Math.floor(rand() * symbols)}`, Math.floor(rand() * minutes)));
+        groups.push(rows);
+      }
+      const expected = naive(groups);
+      if (expected === 'repeated') repeated++;
+      expect(stagedKeys(groups)).toBe(expected);
+    }
+    // Both answers are exercised, many times.
+    expect(repeated).toBeGreaterThan(300);
+    expect(repeated).toBeLessThan(2700);
+  });
+});
+
+describe('the upsert by staged keys', () => {
+  const sql = writeSql('s');
+  test('repeated keys pick the newest version per key (DISTINCT ON); unique keys do not sort for it', () => {
+    for (const text of [sql.upsert('g', 't', 'repeated'), sql.upsertAll('repeated')]) {
+      expect(text).toContain('DISTINCT ON (s.symbol, s."timestamp")');
+      expect(text).toContain('s.revision DESC, s.source_time DESC, s.seq DESC');
+    }
+    for (const text of [sql.upsert('g', 't', 'unique'), sql.upsertAll('unique')]) {
+      expect(text).not.toContain('DISTINCT ON');
+      expect(text).toContain(
+        'SELECT s.symbol, s."timestamp", s.open, s.high, s.low, s.close, s.volume, s.vwap, s.revision, s.source_time',
+      );
+    }
+    // Both write in key order (concurrent flushes lock rows in one order) and resolve conflicts alike.
+    for (const keys of ['unique', 'repeated'] as const) {
+      const text = sql.upsert('g', 't', keys);
+      expect(text).toMatch(/ORDER BY s\.symbol, s\."timestamp"\s+ON CONFLICT/);
+      expect(text.slice(text.indexOf('ON CONFLICT'))).toBe(
+        sql.upsert('g', 't', 'repeated').slice(sql.upsert('g', 't', 'repeated').indexOf('ON CONFLICT')),
+      );
+      expect(text).toContain('WHERE s.kafka_offset >= f.next_offset');
+    }
+  });
+});

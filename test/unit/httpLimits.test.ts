@@ -1,6 +1,7 @@
 import { BearerToken } from '../../src/http/auth';
 import { Overloaded, ReadGate, ResponseBudget } from '../../src/http/limits';
 import { nextPage } from '../../src/http/server';
+import { flatBar } from '../support/flatBar';
 
 /** A promise with its resolve, for reads that finish when the test says so. */
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
@@ -129,17 +130,7 @@ describe('BearerToken', () => {
 });
 
 describe('nextPage', () => {
-  const bar = (iso: string) => ({
-    symbol: 'A/B',
-    timestampMs: Date.parse(iso),
-    open: 1,
-    high: 1,
-    low: 1,
-    close: 1,
-    volume: 1,
-    vwap: null,
-    revision: 0,
-  });
+  const bar = (iso: string) => flatBar('A/B', Date.parse(iso));
 
   test('the same range from the minute after the last bar, same limit, symbol encoded', () => {
     expect(nextPage('A/B', bar('2026-11-20T14:39:00Z'), Date.parse('2026-11-21T00:00:00Z'), 10)).toBe(

@@ -2,21 +2,12 @@ import type { Bar } from '../../src/contract/bar';
 import { mulberry32 } from '../../src/demo/random';
 import { stagedKeys } from '../../src/store/stagedKeys';
 import { writeSql } from '../../src/store/writeSql';
+import { flatBar } from '../support/flatBar';
 
 const T0 = Date.UTC(2026, 10, 24, 14, 30);
 
 const row = (symbol: string, minute: number): { bar: Bar } => ({
-  bar: {
-    symbol,
-    timestampMs: T0 + minute * 60_000,
-    open: 1,
-    high: 1,
-    low: 1,
-    close: 1,
-    volume: 1,
-    vwap: null,
-    revision: 0,
-  },
+  bar: flatBar(symbol, T0 + minute * 60_000),
 });
 
 /** The obvious answer: a set of every (symbol, timestamp) pair. */

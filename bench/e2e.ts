@@ -210,7 +210,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
       : (fresh.serviceCpuAfterStartSeconds * 1e6) / fresh.bars;
   const afterStartRatio = afterStartUs === null ? null : afterStartUs / bare.usPerMessage;
   const workCpu =
-    fresh.cpuSeconds.service === null || fresh.cpuSeconds.postgresBackends === null
+    fresh.cpuSeconds.service === null || fresh.pgBackends === 0
       ? null
       : fresh.cpuSeconds.service + fresh.cpuSeconds.postgresBackends;
   const targets = {
@@ -226,7 +226,9 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
         ? null
         : round(ratio(fresh.drainBarsPerSecond, lean.barsPerSecond), 3),
     barsPerCpuSecond: workCpu === null ? null : round(total / workCpu),
-    backendUsPerBar: round((fresh.cpuSeconds.postgresBackends * 1e6) / fresh.bars, 2),
+    // The service's backends are found through its TCP sockets: none over a Unix socket (no figure).
+    backendUsPerBar:
+      fresh.pgBackends === 0 ? null : round((fresh.cpuSeconds.postgresBackends * 1e6) / fresh.bars, 2),
     leanBackendUsPerBar:
       lean.backendCpuSeconds === null ? null : round((lean.backendCpuSeconds * 1e6) / lean.rows, 2),
   };
@@ -264,9 +266,9 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
     ],
     [
       "PostgreSQL backend CPU µs per bar: the service's (new) vs the lean psql load's",
-      targets.backendUsPerBar,
+      targets.backendUsPerBar ?? '?',
       targets.leanBackendUsPerBar ?? '?',
-      targets.leanBackendUsPerBar === null
+      targets.leanBackendUsPerBar === null || targets.backendUsPerBar === null
         ? '?'
         : round(targets.backendUsPerBar / targets.leanBackendUsPerBar, 3),
       '',

@@ -84,7 +84,7 @@ export interface PsqlResult {
 }
 
 /** user + system CPU seconds from a /proc/<pid>/stat line (fields 14 and 15, in clock ticks of 1/100 s). */
-export function statCpuSeconds(stat: string): number | null {
+function statCpuSeconds(stat: string): number | null {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const [utime, stime] = [Number(fields[11]), Number(fields[12])];
   return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / 100 : null;

@@ -78,24 +78,23 @@ export function writeSql(schema: string): WriteSql {
   const bars = `${ident(schema)}.bars_1m`;
   const offsets = `${ident(schema)}.bar_writer_offsets`;
   const columns = 'symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time';
+  const stagedColumns = columns
+    .split(', ')
+    .map((c) => `s.${c}`)
+    .join(', ');
   /**
    * The upsert of the staged rows that `filter` (a join and WHERE on staging `s`) lets through: with
    * repeated keys the newest version of each (DISTINCT ON), else every row as it is. Both in key order.
    */
-  const upsertFrom = (filter: string, keys: StagedKeys) =>
-    `INSERT INTO ${bars} AS t (${columns})
-     ${
-       keys === 'unique'
-         ? `SELECT ${columns.replace(/(^|, )/g, '$1s.')}
-     FROM pg_temp.${STAGING} s
-     ${filter}`
-         : `SELECT ${columns} FROM (
-       SELECT DISTINCT ON (s.symbol, s."timestamp") s.*
-       FROM pg_temp.${STAGING} s
-       ${filter}
-       ORDER BY s.symbol, s."timestamp", s.revision DESC, s.source_time DESC, s.seq DESC
-     ) s`
-     }
+  const upsertFrom = (filter: string, keys: StagedKeys) => {
+    const staged = `pg_temp.${STAGING} s ${filter}`;
+    const rows =
+      keys === 'unique'
+        ? staged
+        : `(SELECT DISTINCT ON (s.symbol, s."timestamp") s.* FROM ${staged}
+            ORDER BY s.symbol, s."timestamp", s.revision DESC, s.source_time DESC, s.seq DESC) s`;
+    return `INSERT INTO ${bars} AS t (${columns})
+     SELECT ${stagedColumns} FROM ${rows}
      ORDER BY s.symbol, s."timestamp"
      ON CONFLICT (symbol, "timestamp") DO UPDATE SET
        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
@@ -104,6 +103,7 @@ export function writeSql(schema: string): WriteSql {
      WHERE (EXCLUDED.revision, EXCLUDED.source_time) >= (t.revision, t.source_time)
        AND (t.open, t.high, t.low, t.close, t.volume, t.vwap)
            IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)`;
+  };
   sql = {
     insertFences: (group, topic, partitions) =>
       `INSERT INTO ${offsets} (consumer_group, topic, partition, next_offset)

@@ -13,6 +13,7 @@
  * transactions of 1,000 bars × 3 partitions, one at a time. Printed: bars/s, µs per bar, and (k) ÷ (u).
  */
 import type { Bar } from '../src/contract/bar';
+import { BarSlabs } from '../src/contract/packedBar';
 import { withConnection } from '../src/store/pool';
 import { writeGroup, type BarAtOffset } from '../src/store/writeBatch';
 import {
@@ -54,8 +55,9 @@ runMain('bench:compressed', async (cleanup: Cleanup) => {
   const write = async (schema: string, list: readonly Bar[], group: string): Promise<number> => {
     const recordMs = Date.now();
     const parts: BarAtOffset[][] = [[], [], []];
+    const slabs = new BarSlabs();
     list.forEach((bar, i) =>
-      parts[i % 3]!.push({ offset: BigInt(parts[i % 3]!.length), bar, messageTimeMs: recordMs }),
+      parts[i % 3]!.push({ offset: BigInt(parts[i % 3]!.length), ...slabs.packed(bar, recordMs) }),
     );
     const t0 = nowMs();
     for (let i = 0; i < parts[0]!.length; i += 1000) {

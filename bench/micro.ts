@@ -7,7 +7,7 @@
  * busy machine inflates the figures less than it does the end-to-end ones.
  */
 import { Registry } from 'prom-client';
-import { PartitionBuffer, SourceArena, type BarEntry } from '../src/batch/buffer';
+import { PartitionBuffer, SourceArena } from '../src/batch/buffer';
 import { Intake } from '../src/batch/intake';
 import type { InboundMessage } from '../src/consumer/port';
 import {
@@ -17,9 +17,15 @@ import {
   parseTimestamp,
   type Bar,
 } from '../src/contract/bar';
+import { BarSlabs, packBars } from '../src/contract/packedBar';
 import { createLogger } from '../src/observe/logger';
 import { createMetrics } from '../src/observe/metrics';
-import { encodeCopyBinaryParts, encodeCopyRows, type BarOrigin } from '../src/store/copyEncoding';
+import {
+  encodeCopyBinaryParts,
+  encodeCopyRows,
+  type BarOrigin,
+  type ConsumedBar,
+} from '../src/store/copyEncoding';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import { barJson, envInt, feedBar, nowMs, printTable, round, saveResult } from './lib';
 
@@ -57,13 +63,12 @@ const messages: InboundMessage[] = bars.map((b, i) => ({
   headers: {},
   timestamp: String(b.timestampMs + 1500),
 }));
-const flushParts = batches(1000).map((bs, k) => ({
+const flushBars = batches(1000);
+const flushParts = flushBars.map((bs, k) => ({
   partition: k % 6,
-  entries: bs.map((bar, i): Pick<BarEntry, 'bar' | 'offset' | 'messageTimeMs'> => ({
-    bar,
-    offset: BigInt(k * 1000 + i),
-    messageTimeMs: bar.timestampMs + 1500,
-  })),
+  entries: packBars(bs.map((bar) => ({ bar, messageTimeMs: bar.timestampMs + 1500 }))).map(
+    (p, i): ConsumedBar => ({ ...p, offset: BigInt(k * 1000 + i) }),
+  ),
 }));
 const intake = new Intake({ metrics: createMetrics(new Registry(), false), logger: createLogger('silent') });
 
@@ -127,9 +132,9 @@ const rows: [string, number][] = [
     'intake: per message as handleBatch does it (BigInt offset, Intake.entry, PartitionBuffer.push)',
     best(() => {
       const buffer = new PartitionBuffer();
-      const sources = new SourceArena();
+      const stores = { bars: new BarSlabs(), sources: new SourceArena() };
       for (const m of messages) {
-        buffer.push(intake.entry('bars', 0, m, BigInt(m.offset), now, sources), now);
+        buffer.push(intake.entry('bars', 0, m, BigInt(m.offset), now, stores), now);
         if (buffer.barCount === 1000) sink += buffer.take(1000)!.entries.length;
       }
     }),
@@ -141,17 +146,20 @@ const rows: [string, number][] = [
     }),
   ],
   [
-    '  what-if: bars and origin arrays, then encodeCopyBinary (writeGroup before 2026-12-03)',
+    '  what-if: Bar objects and origin arrays, then encodeCopyBinary (writeGroup before 2026-12-03)',
     best(() => {
-      for (const p of flushParts) {
-        const bs: Bar[] = [];
+      flushParts.forEach((p, k) => {
+        const bs = flushBars[k]!;
         const origins: BarOrigin[] = [];
-        for (const e of p.entries) {
-          bs.push(e.bar);
-          origins.push({ partition: p.partition, offset: e.offset, recordTimeMs: e.messageTimeMs });
+        for (let i = 0; i < bs.length; i++) {
+          origins.push({
+            partition: p.partition,
+            offset: p.entries[i]!.offset,
+            recordTimeMs: bs[i]!.timestampMs + 1500,
+          });
         }
         sink += encodeCopyRowsBinary(bs, origins).length;
-      }
+      });
     }),
   ],
   [

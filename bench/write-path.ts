@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
 import type { Bar } from '../src/contract/bar';
+import { BarSlabs, messageTimeOf, unpackBar } from '../src/contract/packedBar';
 import { encodeCopyRows } from '../src/store/copyEncoding';
 import { createPool, ident, withConnection, type PoolClient } from '../src/store/pool';
 import { fingerprint } from '../src/offsets/fingerprint';
@@ -218,7 +219,11 @@ runMain('bench:write', async (cleanup: Cleanup) => {
               return {
                 ...p,
                 nextOffset: last.offset + 1n,
-                lastFingerprint: fingerprint(last.offset, last.messageTimeMs, JSON.stringify(last.bar)),
+                lastFingerprint: fingerprint(
+                  last.offset,
+                  messageTimeOf(last),
+                  JSON.stringify(unpackBar(last)),
+                ),
               };
             });
           const r = await withConnection(pool, (client) =>
@@ -256,16 +261,16 @@ runMain('bench:write', async (cleanup: Cleanup) => {
   };
   // Record timestamps: one per bar, increasing, as a producer's would be.
   const recordTime = (i: number) => BENCH_RECORD_MS + i;
+  const slabs = new BarSlabs();
   const allEntries: BarAtOffset[] = bars.map((bar, i) => ({
     offset: BigInt(i),
-    bar,
-    messageTimeMs: recordTime(i),
+    ...slabs.packed(bar, recordTime(i)),
   }));
   const partitionEntries: BarAtOffset[][] = Array.from({ length: 6 }, () => []);
   for (const bar of bars) {
     const p = Number(bar.symbol.slice(1)) % 6;
     const offset = partitionEntries[p]!.length;
-    partitionEntries[p]!.push({ offset: BigInt(offset), bar, messageTimeMs: recordTime(offset) });
+    partitionEntries[p]!.push({ offset: BigInt(offset), ...slabs.packed(bar, recordTime(offset)) });
   }
   const serviceConfig = loadConfig({});
   const concurrency = serviceConfig.write.concurrency;
@@ -302,7 +307,7 @@ runMain('bench:write', async (cleanup: Cleanup) => {
         // The service's statements after its COPY, verbatim (writeSql()).
         `${sql.insertFences('psql', 'bench', [0])};`,
         `${sql.lockFences('psql', 'bench', [0])};`,
-        `${sql.upsert('psql', 'bench', stagedKeys([bars.map((bar) => ({ bar }))]))};`,
+        `${sql.upsert('psql', 'bench', stagedKeys([allEntries]))};`,
         `${sql.advanceFences('psql', 'bench', [{ partition: 0, next: BigInt(bars.length), fingerprint: 'psql' }])};`,
         'COMMIT;',
         '',

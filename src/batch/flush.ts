@@ -22,6 +22,7 @@
  * the other partitions of its group are written on their own. Transient and fatal errors are returned
  * for the scheduler to retry.
  */
+import { messageTimeOf } from '../contract/packedBar';
 import type { DeadLetterSink } from '../deadletter/producer';
 import { refusedBar } from '../deadletter/records';
 import { RateLimiter, type Logger } from '../observe/logger';
@@ -122,7 +123,9 @@ export function createFlush(deps: FlushDeps): FlushFn {
 /** The fingerprint of a range's last message: what the fence will say it covers. */
 function lastFingerprint(entries: readonly Entry[]): string {
   const last = entries[entries.length - 1]!;
-  return fingerprint(last.offset, last.messageTimeMs, last.kind === 'bar' ? sourceOf(last) : last.value);
+  return last.kind === 'bar'
+    ? fingerprint(last.offset, messageTimeOf(last), sourceOf(last))
+    : fingerprint(last.offset, last.messageTimeMs, last.value);
 }
 
 /** Dead letters, then one transaction, for every range (distinct partitions of one topic). */

@@ -1,6 +1,6 @@
 /**
- * Intake: a fetched message becomes a buffer entry. A valid bar becomes a bar entry (its value's bytes
- * copied into the partition's SourceArena); anything the contract rejects becomes a rejected entry
+ * Intake: a fetched message becomes a buffer entry. A valid bar becomes a bar entry (its numbers packed
+ * in the partition's BarSlabs, its value's bytes copied into its SourceArena); anything the contract rejects becomes a rejected entry
  * holding copies of its key, value and headers (the message views the fetch buffer, which kafkajs
  * reuses), and is counted and logged (rate-limited) here, once.
  */
@@ -9,7 +9,7 @@ import type { InboundMessage } from '../consumer/port';
 import { RateLimiter, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
 import { recordTime } from '../offsets/resume';
-import type { Entry, SourceArena } from './buffer';
+import type { Entry, EntryStores } from './buffer';
 
 export class Intake {
   private readonly rejectLog = new RateLimiter(10, 10_000);
@@ -25,7 +25,7 @@ export class Intake {
 
   /**
    * The entry for message `m` (at `offset`) of `topic`/`partition`, taken at `arrival` (ms); a bar's
-   * value bytes are copied into the partition's `sources`.
+   * numbers and value bytes go into the partition's `stores`.
    */
   entry(
     topic: string,
@@ -33,22 +33,26 @@ export class Intake {
     m: InboundMessage,
     offset: bigint,
     arrival: number,
-    sources: SourceArena,
+    stores: EntryStores,
   ): Entry {
     const messageTimeMs = recordTime(m);
     const decoded = decodeBar(m.value, arrival, this.deps.minTimestampMs ?? MIN_TIMESTAMP_MS);
     if (decoded.ok) {
+      const bar = decoded.bar;
       const value = m.value!;
+      const { sources, bars } = stores;
+      const at = bars.pack(bar, messageTimeMs);
       const sourceStart = sources.store(value);
       return {
         kind: 'bar',
         offset,
-        bar: decoded.bar,
-        messageTimeMs,
+        symbol: bar.symbol,
+        values: bars.values,
+        at,
         sourceBytes: sources.slab,
         sourceStart,
         sourceEnd: sourceStart + value.length,
-        key: m.key === null ? null : sameBytes(m.key, decoded.bar.symbol) ? undefined : Buffer.from(m.key),
+        key: m.key === null ? null : sameBytes(m.key, bar.symbol) ? undefined : Buffer.from(m.key),
         headers: copyHeaders(m.headers),
       };
     }

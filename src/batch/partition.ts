@@ -24,9 +24,10 @@
  * - revoked: the partition went to another member; its buffer is dropped, an in-flight write finishes
  *   but commits nothing (the new owner replays from the committed offset).
  */
+import { BarSlabs } from '../contract/packedBar';
 import type { ResumePoint } from '../offsets/resume';
 import type { ClassifiedDbError } from '../store/errors';
-import { PartitionBuffer, SourceArena, type Batch } from './buffer';
+import { PartitionBuffer, SourceArena, type Batch, type EntryStores } from './buffer';
 import type { FlushReason } from './policy';
 
 export type Mode =
@@ -58,9 +59,11 @@ const TRANSITIONS: Record<ModeName, readonly ModeName[]> = {
   revoked: [],
 };
 
-export class Partition {
+export class Partition implements EntryStores {
   mode: Mode = { name: 'loading', attempts: 0, lastError: null };
   readonly buffer = new PartitionBuffer();
+  /** Where the buffered bars' numbers are packed (see BarSlabs). */
+  readonly bars = new BarSlabs();
   /** Where the buffered bars' value bytes are copied (see SourceArena). */
   readonly sources = new SourceArena();
   /** Next offset expected from Kafka; lower offsets are duplicates of what we hold (after a rejoin). */

@@ -125,7 +125,7 @@ export class Pipeline {
         arrival = this.now();
       }
       const before = p.buffer.bytes;
-      p.buffer.push(this.intake.entry(batch.topic, batch.partition, m, offset, arrival, p.sources), arrival);
+      p.buffer.push(this.intake.entry(batch.topic, batch.partition, m, offset, arrival, p), arrival);
       this.admission.add(key, p.buffer.bytes - before);
       lastTaken = offset;
       last = m.offset;

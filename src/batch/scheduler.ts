@@ -20,6 +20,7 @@
  *   has committed its transaction (onFlushed), and only with the generation the partition had when it
  *   was assigned (the committer drops it if the partition was revoked since).
  */
+import { messageTimeOf } from '../contract/packedBar';
 import type { ClassifiedDbError } from '../store/errors';
 import type { Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
@@ -247,7 +248,7 @@ export class Scheduler {
     if (result.deadLettered > 0) metrics.barsDeadLettered.inc(result.deadLettered);
     const committedAt = this.deps.now();
     for (const e of batch.entries) {
-      if (e.kind === 'bar') metrics.endToEndDelay.observe(Math.max(0, committedAt - e.messageTimeMs) / 1000);
+      if (e.kind === 'bar') metrics.endToEndDelay.observe(Math.max(0, committedAt - messageTimeOf(e)) / 1000);
     }
     if (p.attempts > this.settings.maxRetries) {
       logger.info({ topic: p.topic, partition: p.partition, attempts: p.attempts + 1 }, 'write recovered');

@@ -5,7 +5,8 @@
  * A dead letter keeps the original key, value and headers (copies: the consumer's buffers are reused)
  * and adds headers saying why and where it came from.
  */
-import type { Bar, Rejection } from '../contract/bar';
+import type { Rejection } from '../contract/bar';
+import { messageTimeOf, type PackedBar } from '../contract/packedBar';
 
 /** A message that will not be written, with what it needs to become a dead letter. */
 export interface RejectedMessage {
@@ -70,11 +71,9 @@ export function recordBytes(r: DeadLetterRecord): number {
   return n;
 }
 
-/** What a decoded bar keeps of its message (batch/buffer.ts BarEntry). */
-export interface BarSource {
+/** What a decoded bar keeps of its message (batch/buffer.ts BarEntry); its record time is packed. */
+export interface BarSource extends PackedBar {
   offset: bigint;
-  bar: Bar;
-  messageTimeMs: number;
   /** The value's bytes: `sourceBytes` from `sourceStart` to `sourceEnd`. */
   sourceBytes: Buffer;
   sourceStart: number;
@@ -91,10 +90,10 @@ export function refusedBar(bar: BarSource, error: { message: string; code: strin
   return {
     offset: bar.offset,
     rejection: { reason: 'database_rejected', detail: `the database refused the row: ${error.message}` },
-    key: bar.key === undefined ? Buffer.from(bar.bar.symbol, 'latin1') : bar.key,
+    key: bar.key === undefined ? Buffer.from(bar.symbol, 'latin1') : bar.key,
     value: bar.sourceBytes.subarray(bar.sourceStart, bar.sourceEnd),
     headers: bar.headers ?? {},
-    messageTimeMs: bar.messageTimeMs,
+    messageTimeMs: messageTimeOf(bar),
     ...(error.code ? { sqlstate: error.code } : {}),
   };
 }

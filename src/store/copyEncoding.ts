@@ -12,6 +12,18 @@
  *   session TimeZone cannot change them.
  */
 import type { Bar } from '../contract/bar';
+import {
+  SLOT_CLOSE,
+  SLOT_HIGH,
+  SLOT_LOW,
+  SLOT_MESSAGE_TIME,
+  SLOT_OPEN,
+  SLOT_REVISION,
+  SLOT_TIMESTAMP,
+  SLOT_VOLUME,
+  SLOT_VWAP,
+  type PackedBar,
+} from '../contract/packedBar';
 
 /**
  * Where a staged bar came from. With origins, each row gets three more columns after revision:
@@ -247,6 +259,24 @@ class CopyWriter {
     this.safeInt8Field(b.revision);
   }
 
+  /** bar() of a packed bar (its missing vwap is NaN). */
+  packedBar(seq: number, p: PackedBar): void {
+    const v = p.values;
+    const at = p.at;
+    this.int4Field(seq);
+    this.textField(p.symbol);
+    this.bigInt8Field(pgMicros(v[at + SLOT_TIMESTAMP]!));
+    this.float8Field(v[at + SLOT_OPEN]!);
+    this.float8Field(v[at + SLOT_HIGH]!);
+    this.float8Field(v[at + SLOT_LOW]!);
+    this.float8Field(v[at + SLOT_CLOSE]!);
+    this.safeInt8Field(v[at + SLOT_VOLUME]!);
+    const vwap = v[at + SLOT_VWAP]!;
+    if (vwap !== vwap) this.int32(-1);
+    else this.float8Field(vwap);
+    this.safeInt8Field(v[at + SLOT_REVISION]!);
+  }
+
   /** The origin columns: source_time, part, kafka_offset. */
   origin(partition: number, offset: bigint, recordTimeMs: number): void {
     this.timestampField(recordTimeMs);
@@ -280,12 +310,9 @@ export function encodeCopyBinary(bars: readonly Bar[], origins?: readonly BarOri
   return w.end();
 }
 
-/** A bar as it was consumed: what a staged row is made of. */
-export interface ConsumedBar {
-  bar: Bar;
+/** A bar as it was consumed, its numbers and record time packed: what a staged row is made of. */
+export interface ConsumedBar extends PackedBar {
   offset: bigint;
-  /** Kafka record timestamp, epoch ms. */
-  messageTimeMs: number;
 }
 
 /**
@@ -300,7 +327,7 @@ export function encodeCopyBinaryParts(
   for (let k = 0; k < parts.length; k++) {
     const entries = parts[k]!.entries;
     rows += entries.length;
-    for (let i = 0; i < entries.length; i++) symbolChars += entries[i]!.bar.symbol.length;
+    for (let i = 0; i < entries.length; i++) symbolChars += entries[i]!.symbol.length;
   }
   const w = new CopyWriter(rows, symbolChars, true);
   let seq = 0;
@@ -309,8 +336,8 @@ export function encodeCopyBinaryParts(
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       w.int16(13);
-      w.bar(seq++, e.bar);
-      w.origin(partition, e.offset, e.messageTimeMs);
+      w.packedBar(seq++, e);
+      w.origin(partition, e.offset, e.values[e.at + SLOT_MESSAGE_TIME]!);
     }
   }
   return w.end();

@@ -11,11 +11,11 @@
  * Cost: one Map lookup and insert per bar while each symbol comes once; a symbol seen again moves to
  * a set of its (timestamp, symbol) pairs.
  */
-import type { Bar } from '../contract/bar';
+import { SLOT_TIMESTAMP, type PackedBar } from '../contract/packedBar';
 import type { StagedKeys } from './writeSql';
 
-/** The bars of one write, in groups (a partition's entries, say): anything with a `bar`. */
-export type StagedRows = Iterable<readonly { readonly bar: Bar }[]>;
+/** The bars of one write, in groups (a partition's entries, say). */
+export type StagedRows = Iterable<readonly PackedBar[]>;
 
 export function stagedKeys(groups: StagedRows): StagedKeys {
   /** Symbol → timestamp of its first bar, while the symbol has been seen once. */
@@ -24,7 +24,8 @@ export function stagedKeys(groups: StagedRows): StagedKeys {
   let again: Set<string> | null = null;
   for (const rows of groups) {
     for (let i = 0; i < rows.length; i++) {
-      const { symbol, timestampMs } = rows[i]!.bar;
+      const { symbol, values, at } = rows[i]!;
+      const timestampMs = values[at + SLOT_TIMESTAMP]!;
       const first = once.get(symbol);
       if (first === undefined) {
         once.set(symbol, timestampMs);

@@ -19,7 +19,8 @@
  * only after this returns.
  */
 import type { Bar } from '../contract/bar';
-import { encodeCopyBinary, encodeCopyBinaryParts, type ConsumedBar } from './copyEncoding';
+import { packBars, timestampOf } from '../contract/packedBar';
+import { encodeCopyBinaryParts, type ConsumedBar } from './copyEncoding';
 import type { PoolClient } from './pool';
 import { stagedKeys } from './stagedKeys';
 import { runTransaction } from './transaction';
@@ -94,7 +95,7 @@ export async function writeGroup(
       for (const e of part.entries) {
         if (e.offset < fenceBefore) continue;
         written++;
-        if (compressed?.(e.bar.timestampMs)) writtenCompressed++;
+        if (compressed?.(timestampOf(e))) writtenCompressed++;
       }
       return {
         partition: part.partition,
@@ -145,14 +146,14 @@ export async function writeBars(
   options: Pick<WriteOptions, 'statementTimeoutMs' | 'lockTimeoutMs'> = {},
 ): Promise<number> {
   const sql = writeSql(schema);
-  const bars = rows.map((r) => r.bar);
-  const origins = rows.map((r, i) => ({ partition: 0, offset: BigInt(i), recordTimeMs: r.recordTimeMs }));
+  const packed = packBars(rows.map((r) => ({ bar: r.bar, messageTimeMs: r.recordTimeMs })));
+  const entries = packed.map((p, i): ConsumedBar => ({ ...p, offset: BigInt(i) }));
   const results = await runTransaction(
     client,
     [
       { name: 'createStaging', sql: CREATE_STAGING },
-      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinary(bars, origins) },
-      { name: 'upsert', sql: sql.upsertAll(stagedKeys([rows])) },
+      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinaryParts([{ partition: 0, entries }]) },
+      { name: 'upsert', sql: sql.upsertAll(stagedKeys([entries])) },
     ],
     options,
   );

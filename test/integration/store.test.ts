@@ -4,6 +4,7 @@
  * COPY escaping, the read operations, and the migrations (twice, and concurrently).
  */
 import type { Bar } from '../../src/contract/bar';
+import { packBar } from '../../src/contract/packedBar';
 import { BarReader } from '../../src/store/readBars';
 import { migrate, loadMigrations } from '../../src/store/migrate';
 import { withConnection } from '../../src/store/pool';
@@ -32,8 +33,7 @@ const bar = (symbol: string, minute: number, close: number, extra: Partial<Bar> 
 const REC = Date.UTC(2026, 10, 24, 15);
 const at = (offset: bigint, b: Bar, recordMs = REC): BarAtOffset => ({
   offset,
-  bar: b,
-  messageTimeMs: recordMs,
+  ...packBar(b, recordMs),
 });
 /** A partition's share of a write; the fingerprint only has to be recorded as given. */
 const part = (partition: number, entries: BarAtOffset[], nextOffset: bigint): PartitionWrite => ({

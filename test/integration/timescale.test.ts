@@ -9,6 +9,7 @@
 import crypto from 'node:crypto';
 import pg from 'pg';
 import type { Bar } from '../../src/contract/bar';
+import { packBar } from '../../src/contract/packedBar';
 import { loadConfig } from '../../src/config';
 import { loadMigrations, migrate } from '../../src/store/migrate';
 import { createPool, withConnection } from '../../src/store/pool';
@@ -249,8 +250,7 @@ class Db {
       // Record times increase with the offsets: later messages are newer versions.
       const entries = bars.map((x, i) => ({
         offset: BigInt(i),
-        bar: toBar(x),
-        messageTimeMs: Date.now() + i,
+        ...packBar(toBar(x), Date.now() + i),
       }));
       await withConnection(pool, (c) =>
         writeGroup(c, this.schema, uniqueName('g'), 'topic', [

@@ -2,12 +2,15 @@ import {
   PartitionBuffer,
   SOURCE_SLAB_BYTES,
   SourceArena,
+  BAR_ENTRY_BYTES,
   entryBytes,
   sourceOf,
   type BarEntry,
   type Entry,
   type RejectedEntry,
 } from '../../src/batch/buffer';
+import { packBar } from '../../src/contract/packedBar';
+import { flatBar } from '../support/flatBar';
 
 const T0 = Date.UTC(2026, 10, 24, 14, 31);
 
@@ -15,8 +18,7 @@ function bar(offset: number, symbol = 'AAPL'): BarEntry {
   return {
     kind: 'bar',
     offset: BigInt(offset),
-    bar: { symbol, timestampMs: T0, open: 1, high: 1, low: 1, close: 1, volume: 1, vwap: null, revision: 0 },
-    messageTimeMs: T0,
+    ...packBar(flatBar(symbol, T0), T0),
     sourceBytes: Buffer.alloc(120, 'x'),
     sourceStart: 10,
     sourceEnd: 110,
@@ -37,7 +39,7 @@ function rejected(offset: number): RejectedEntry {
   };
 }
 
-const BAR_BYTES = 292; // 184 + 2 * 'AAPL'.length + 100 (the source bytes)
+const BAR_BYTES = 340; // BAR_ENTRY_BYTES (232) + 2 * 'AAPL'.length + 100 (the source bytes)
 const REJ_BYTES = 208; // 200 + 1 + 1 + 2 * 'abc'.length
 
 function offsets(entries: Entry[]): number[] {
@@ -45,17 +47,18 @@ function offsets(entries: Entry[]): number[] {
 }
 
 describe('entryBytes', () => {
-  test('a bar: 184 + 2 per symbol character + its source text, key and headers when kept', () => {
+  test('a bar: 232 + 2 per symbol character + its source text, key and headers when kept', () => {
+    expect(BAR_ENTRY_BYTES).toBe(232);
     expect(entryBytes(bar(0))).toBe(BAR_BYTES);
-    expect(entryBytes(bar(0, 'BRK.B'))).toBe(294);
-    // A key that is not the symbol (kept), and a header with two values: 292 + 3 + (2 + 40) + 2 × (1 + 16).
+    expect(entryBytes(bar(0, 'BRK.B'))).toBe(342);
+    // A key that is not the symbol (kept), and a header with two values: 340 + 3 + (2 + 40) + 2 × (1 + 16).
     expect(
       entryBytes({
         ...bar(0),
         key: Buffer.from('key'),
         headers: { h: [Buffer.from('a'), Buffer.from('b')] },
       }),
-    ).toBe(371);
+    ).toBe(419);
   });
 
   test('a rejected entry: 200 + key + value + 2 per detail char + headers', () => {

@@ -1,4 +1,5 @@
 import type { Bar } from '../../src/contract/bar';
+import { packBars } from '../../src/contract/packedBar';
 import {
   encodeCopyBinary,
   encodeCopyBinaryParts,
@@ -311,7 +312,16 @@ describe('encodeCopyBinary', () => {
     const origins = parts.flatMap((p) =>
       p.entries.map((e) => ({ partition: p.partition, offset: e.offset, recordTimeMs: e.messageTimeMs })),
     );
-    const bytes = encodeCopyBinaryParts(parts);
+    // As the service has them: numbers packed, several bars to a slab.
+    const bytes = encodeCopyBinaryParts(
+      parts.map((p) => {
+        const packed = packBars(p.entries);
+        return {
+          partition: p.partition,
+          entries: packed.map((q, i) => ({ ...q, offset: p.entries[i]!.offset })),
+        };
+      }),
+    );
     expect(bytes).toEqual(encodeCopyBinary(bars, origins));
     const rows = decode(bytes);
     expect(rows.map((r) => [r[0], r[1], r[11], r[12]])).toEqual([

@@ -1,4 +1,4 @@
-import type { Bar } from '../../src/contract/bar';
+import { packBar, timestampOf, type PackedBar } from '../../src/contract/packedBar';
 import { mulberry32 } from '../../src/demo/random';
 import { stagedKeys } from '../../src/store/stagedKeys';
 import { writeSql } from '../../src/store/writeSql';
@@ -6,16 +6,14 @@ import { flatBar } from '../support/flatBar';
 
 const T0 = Date.UTC(2026, 10, 24, 14, 30);
 
-const row = (symbol: string, minute: number): { bar: Bar } => ({
-  bar: flatBar(symbol, T0 + minute * 60_000),
-});
+const row = (symbol: string, minute: number): PackedBar => packBar(flatBar(symbol, T0 + minute * 60_000), 0);
 
 /** The obvious answer: a set of every (symbol, timestamp) pair. */
-const naive = (groups: { bar: Bar }[][]) => {
+const naive = (groups: PackedBar[][]) => {
   const seen = new Set<string>();
   for (const rows of groups)
-    for (const { bar } of rows) {
-      const k = JSON.stringify([bar.symbol, bar.timestampMs]);
+    for (const bar of rows) {
+      const k = JSON.stringify([bar.symbol, timestampOf(bar)]);
       if (seen.has(k)) return 'repeated';
       seen.add(k);
     }
@@ -41,9 +39,7 @@ describe('stagedKeys', () => {
 
   test('keys are the exact pair: other symbols, other times, look-alike texts do not collide', () => {
     // `${timestamp}|${symbol}` must not make (1, "2|X") and (12, "|X")-like pairs equal.
-    const odd = (symbol: string, ms: number): { bar: Bar } => ({
-      bar: { ...row(symbol, 0).bar, timestampMs: ms },
-    });
+    const odd = (symbol: string, ms: number): PackedBar => packBar(flatBar(symbol, ms), 0);
     expect(stagedKeys([[odd('2|X', 1), odd('2|X', 5), odd('|X', 12), odd('|X', 1)]])).toBe('unique');
     expect(stagedKeys([[odd('A', 1), odd('A', 2), odd('a', 1), odd('A ', 2)]])).toBe('unique');
     expect(stagedKeys([[odd('A', -60_000), odd('A', 60_000), odd('A', -60_000)]])).toBe('repeated');
@@ -55,9 +51,9 @@ describe('stagedKeys', () => {
     for (let n = 0; n < 3000; n++) {
       const symbols = 1 + Math.floor(rand() * 40);
       const minutes = 1 + Math.floor(rand() * 40);
-      const groups: { bar: Bar }[][] = [];
+      const groups: PackedBar[][] = [];
       for (let g = Math.floor(rand() * 4); g >= 0; g--) {
-        const rows: { bar: Bar }[] = [];
+        const rows: PackedBar[] = [];
         for (let i = Math.floor(rand() * 12); i > 0; i--)
           rows.push(row(`S${Math.floor(rand() * symbols)}`, Math.floor(rand() * minutes)));
         groups.push(rows);

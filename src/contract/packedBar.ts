@@ -1,0 +1,117 @@
+/**
+ * A bar with its numbers packed in a Float64Array slab: how bars wait in memory by the thousand (the
+ * partitions' buffers, a flush on its way to the database).
+ *
+ * V8 keeps a number-valued field of an object as a pointer to a heap object of its own (a HeapNumber)
+ * whenever the number is not a small integer: a Bar holds six of them (timestamp, four prices, vwap) and
+ * its entry a seventh (the record timestamp). Every object that is alive when the young generation is
+ * collected gets copied, once or twice, so a buffer of 10,000 bars meant ~80,000 objects for the
+ * collector to move at each scavenge. A packed bar is its symbol and a place (`at`) in a slab whose
+ * memory is outside the JavaScript heap: nothing there for the collector to trace or copy.
+ *
+ * Layout: BAR_SLOTS doubles per bar from `at`, in the SLOT_* order. Every number of a valid bar is a
+ * double exactly (volume and revision are safe integers); a missing vwap is NaN, which a valid bar's
+ * vwap never is (the contract takes finite numbers only).
+ */
+import type { Bar } from './bar';
+
+export const SLOT_TIMESTAMP = 0;
+export const SLOT_OPEN = 1;
+export const SLOT_HIGH = 2;
+export const SLOT_LOW = 3;
+export const SLOT_CLOSE = 4;
+export const SLOT_VOLUME = 5;
+/** NaN when the bar has no vwap. */
+export const SLOT_VWAP = 6;
+export const SLOT_REVISION = 7;
+/** The Kafka record timestamp of the bar's message (epoch ms; 0 when it had none): part of its version. */
+export const SLOT_MESSAGE_TIME = 8;
+export const BAR_SLOTS = 9;
+
+export interface PackedBar {
+  readonly symbol: string;
+  /** The slab holding the bar's numbers, from `at` to `at + BAR_SLOTS - 1`. */
+  readonly values: Float64Array;
+  readonly at: number;
+}
+
+/** Bars per slab: 72 KiB. */
+export const SLAB_BARS = 1024;
+
+/**
+ * Bump allocation of packed bars in slabs; a slab is never written twice and is freed with the last
+ * bar that points into it. One per partition, so one partition's stuck bars never hold slabs another
+ * partition filled (as SourceArena, ../batch/buffer.ts).
+ */
+export class BarSlabs {
+  /** The slab in use: a bar packed now goes here. */
+  values = new Float64Array(0);
+  private next = 0;
+
+  /** Packs `bar` with its message's record time (ms) into `values`; returns where it starts. */
+  pack(bar: Bar, messageTimeMs: number): number {
+    if (this.next + BAR_SLOTS > this.values.length) {
+      this.values = new Float64Array(SLAB_BARS * BAR_SLOTS);
+      this.next = 0;
+    }
+    const v = this.values;
+    const at = this.next;
+    v[at + SLOT_TIMESTAMP] = bar.timestampMs;
+    v[at + SLOT_OPEN] = bar.open;
+    v[at + SLOT_HIGH] = bar.high;
+    v[at + SLOT_LOW] = bar.low;
+    v[at + SLOT_CLOSE] = bar.close;
+    v[at + SLOT_VOLUME] = bar.volume;
+    v[at + SLOT_VWAP] = bar.vwap === null ? NaN : bar.vwap;
+    v[at + SLOT_REVISION] = bar.revision;
+    v[at + SLOT_MESSAGE_TIME] = messageTimeMs;
+    this.next = at + BAR_SLOTS;
+    return at;
+  }
+
+  /** pack() with the packed bar as an object of its own (for callers that keep no other object per bar). */
+  packed(bar: Bar, messageTimeMs: number): PackedBar {
+    const at = this.pack(bar, messageTimeMs);
+    return { symbol: bar.symbol, values: this.values, at };
+  }
+}
+
+/** Packs bars that do not come by the thousand from Kafka (a file load, tests): one slab for them all. */
+export function packBars(rows: readonly { bar: Bar; messageTimeMs: number }[]): PackedBar[] {
+  const slabs = new BarSlabs();
+  slabs.values = new Float64Array(rows.length * BAR_SLOTS);
+  return rows.map((r) => slabs.packed(r.bar, r.messageTimeMs));
+}
+
+/** packBars of one bar. */
+export function packBar(bar: Bar, messageTimeMs: number): PackedBar {
+  return packBars([{ bar, messageTimeMs }])[0]!;
+}
+
+/** The bar start (epoch ms). */
+export function timestampOf(p: PackedBar): number {
+  return p.values[p.at + SLOT_TIMESTAMP]!;
+}
+
+/** The record timestamp of the bar's message (epoch ms). */
+export function messageTimeOf(p: PackedBar): number {
+  return p.values[p.at + SLOT_MESSAGE_TIME]!;
+}
+
+/** The bar as an object again (a dead letter's key, tests). */
+export function unpackBar(p: PackedBar): Bar {
+  const v = p.values;
+  const at = p.at;
+  const vwap = v[at + SLOT_VWAP]!;
+  return {
+    symbol: p.symbol,
+    timestampMs: v[at + SLOT_TIMESTAMP]!,
+    open: v[at + SLOT_OPEN]!,
+    high: v[at + SLOT_HIGH]!,
+    low: v[at + SLOT_LOW]!,
+    close: v[at + SLOT_CLOSE]!,
+    volume: v[at + SLOT_VOLUME]!,
+    vwap: Number.isNaN(vwap) ? null : vwap,
+    revision: v[at + SLOT_REVISION]!,
+  };
+}

@@ -123,32 +123,34 @@ function decode(
   if (value.length > MAX_VALUE_BYTES) {
     return reject('too_large', `value is ${value.length} bytes; the limit is ${MAX_VALUE_BYTES}`);
   }
-  let text: string;
-  if (isAscii(value)) {
-    // The usual case: ASCII is valid UTF-8 and reads as Latin-1 byte for byte, without validation.
-    const buf = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.length);
-    text = buf.toString('latin1');
-    if (fast && scanPlainBar(text)) {
-      const s = scanned;
-      const result = checkFields(
-        s.symbol,
-        s.timestamp,
-        s.open,
-        s.high,
-        s.low,
-        s.close,
-        s.volume,
-        s.vwap,
-        s.revision,
-        nowMs,
-        minTimestampMs,
-      );
-      if (result.ok) return result;
-      // A rule refused it: the general path below says so, exactly as for any other message.
-    }
-  } else {
+  const buf = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.length);
+  // Read as Latin-1 (one character per byte, no validation): for ASCII, the usual case, that is the text.
+  let text = buf.toString('latin1');
+  // The fast path runs before the ASCII check: it accepts only ASCII. Every character it does not check
+  // against a fixed set (structure, keys, digits) is in the symbol or the timestamp, which checkFields
+  // accepts only as printable ASCII / ISO-8601; a byte of 0x80 or above fails one of those, and the
+  // message takes the general path below, which decodes it as UTF-8.
+  if (fast && scanPlainBar(text)) {
+    const s = scanned;
+    const result = checkFields(
+      s.symbol,
+      s.timestamp,
+      s.open,
+      s.high,
+      s.low,
+      s.close,
+      s.volume,
+      s.vwap,
+      s.revision,
+      nowMs,
+      minTimestampMs,
+    );
+    if (result.ok) return result;
+    // A rule refused it: the general path below says so, exactly as for any other message.
+  }
+  if (!isAscii(buf)) {
     try {
-      text = utf8.decode(value);
+      text = utf8.decode(buf);
     } catch {
       return reject('invalid_utf8', 'value is not valid UTF-8');
     }

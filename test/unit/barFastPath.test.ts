@@ -231,6 +231,29 @@ describe('decodeBar fast path = general path', () => {
     }
   });
 
+  test('bytes of 0x80 and above: read as Latin-1 by the fast path, decided as UTF-8 by the general one', () => {
+    const plain = Buffer.from(
+      '{"symbol":"AAPL","timestamp":"2026-11-24T14:31:00Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10}',
+    );
+    const swap = (from: string, to: number[]) => {
+      const at = plain.indexOf(from);
+      return Buffer.concat([plain.subarray(0, at), Buffer.from(to), plain.subarray(at + from.length)]);
+    };
+    const cases: [Buffer, string][] = [
+      [swap('AAPL', [0x41, 0xc3, 0xa9]), 'invalid_symbol'], // "Aé": valid UTF-8, not printable ASCII
+      [swap('AAPL', [0x41, 0xff]), 'invalid_utf8'],
+      [swap('AAPL', [0xe2, 0x82, 0xac]), 'invalid_symbol'], // "€", whose Latin-1 reading has no C1 byte
+      [swap('2026', [0xd9, 0xa2, 0x30, 0x32, 0x36]), 'invalid_timestamp'], // an Arabic-Indic digit
+      [swap(',"open"', [0xc2, 0xa0, 0x2c, 0x22, 0x6f, 0x70, 0x65, 0x6e, 0x22]), 'invalid_json'], // a no-break space
+      [swap('{', [0xef, 0xbb, 0xbf, 0x7b]), 'ok'], // a byte-order mark: the UTF-8 decoder drops it
+    ];
+    for (const [bytes, reason] of cases) {
+      const fast = decodeBar(bytes, NOW);
+      expect(JSON.stringify(fast)).toBe(JSON.stringify(decodeBarGeneral(bytes, NOW)));
+      expect(fast.ok ? 'ok' : fast.rejection.reason).toBe(reason);
+    }
+  });
+
   test('numbers read as JSON.parse reads them, exponents and long ones included', () => {
     const r = rng(99);
     for (let i = 0; i < 20_000; i++) {

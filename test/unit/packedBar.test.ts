@@ -15,20 +15,12 @@ import {
 import { mulberry32 } from '../../src/demo/random';
 import { createLogger } from '../../src/observe/logger';
 import { createMetrics } from '../../src/observe/metrics';
+import { flatBar } from '../support/flatBar';
 
 const T0 = Date.UTC(2026, 10, 24, 14, 31);
 
-const base: Bar = {
-  symbol: 'AAPL',
-  timestampMs: T0,
-  open: 1,
-  high: 2,
-  low: 0.5,
-  close: 1.5,
-  volume: 10,
-  vwap: null,
-  revision: 0,
-};
+/** Prices that differ from one another, so a slot read for another shows. */
+const base: Bar = { ...flatBar('AAPL', T0), high: 2, low: 0.5, close: 1.5, volume: 10 };
 
 describe('packed bars', () => {
   test('a bar unpacks to itself: edge values, vwap null and 0 told apart, record time and timestamp', () => {

@@ -1,8 +1,8 @@
 /**
  * Intake: a fetched message becomes a buffer entry. A valid bar becomes a bar entry (its numbers packed
- * in the partition's BarSlabs, its value's bytes copied into its SourceArena); anything the contract rejects becomes a rejected entry
- * holding copies of its key, value and headers (the message views the fetch buffer, which kafkajs
- * reuses), and is counted and logged (rate-limited) here, once.
+ * in the partition's BarSlabs, its value's bytes copied into its SourceArena); anything the contract
+ * rejects becomes a rejected entry holding copies of its key, value and headers (the message views the
+ * fetch buffer, which kafkajs reuses), and is counted and logged (rate-limited) here, once.
  */
 import { decodeBar, MIN_TIMESTAMP_MS, type Rejection } from '../contract/bar';
 import type { InboundMessage } from '../consumer/port';

@@ -35,8 +35,11 @@ export interface PackedBar {
   readonly at: number;
 }
 
-/** Bars per slab: 72 KiB. */
-export const SLAB_BARS = 1024;
+/**
+ * Bars per slab: 18 KiB, of the order of a SourceArena slab (16 KiB, ~100 values): a partition holds
+ * less than two slabs beyond its bars' own bytes, so a member with many partitions holds little more.
+ */
+export const SLAB_BARS = 256;
 
 /**
  * Bump allocation of packed bars in slabs; a slab is never written twice and is freed with the last

@@ -3,9 +3,10 @@
  * STAGING_COLUMNS): seq, symbol, timestamp, open, high, low, close, volume, vwap, revision, and with
  * origins source_time, part, kafka_offset.
  *
- * - Binary format (encodeCopyBinary, at the end): what the service sends. Doubles travel as their 8
- *   bytes, timestamps as microseconds since 2000: exact by construction, and cheaper to produce and to
- *   parse.
+ * - Binary format (at the end): what the service sends, encoded from packed bars (encodeCopyBinaryParts:
+ *   the partitions' entries of a flush, a backfill's rows). Doubles travel as their 8 bytes, timestamps
+ *   as microseconds since 2000: exact by construction, and cheaper to produce and to parse.
+ *   encodeCopyBinary writes the same bytes from Bar objects (bench/ and the tests' reference).
  * - Text format (encodeCopyRows: tab-separated, \N for NULL, backslash escapes): bench/'s psql \copy
  *   reference reads it. Numbers use JavaScript's shortest round-trip form (e.g. 0.1, 1e-7, 1.5e+300),
  *   which float8in parses to the same double; timestamps are ISO-8601 UTC with an explicit Z, so the

@@ -17,12 +17,12 @@ import {
   SLOT_CLOSE,
   SLOT_HIGH,
   SLOT_LOW,
-  SLOT_MESSAGE_TIME,
   SLOT_OPEN,
   SLOT_REVISION,
   SLOT_TIMESTAMP,
   SLOT_VOLUME,
   SLOT_VWAP,
+  messageTimeOf,
   type PackedBar,
 } from '../contract/packedBar';
 
@@ -338,7 +338,7 @@ export function encodeCopyBinaryParts(
       const e = entries[i]!;
       w.int16(13);
       w.packedBar(seq++, e);
-      w.origin(partition, e.offset, e.values[e.at + SLOT_MESSAGE_TIME]!);
+      w.origin(partition, e.offset, messageTimeOf(e));
     }
   }
   return w.end();

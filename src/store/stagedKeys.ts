@@ -11,7 +11,7 @@
  * Cost: one Map lookup and insert per bar while each symbol comes once; a symbol seen again moves to
  * a set of its (timestamp, symbol) pairs.
  */
-import { SLOT_TIMESTAMP, type PackedBar } from '../contract/packedBar';
+import { timestampOf, type PackedBar } from '../contract/packedBar';
 import type { StagedKeys } from './writeSql';
 
 /** The bars of one write, in groups (a partition's entries, say). */
@@ -24,8 +24,9 @@ export function stagedKeys(groups: StagedRows): StagedKeys {
   let again: Set<string> | null = null;
   for (const rows of groups) {
     for (let i = 0; i < rows.length; i++) {
-      const { symbol, values, at } = rows[i]!;
-      const timestampMs = values[at + SLOT_TIMESTAMP]!;
+      const row = rows[i]!;
+      const symbol = row.symbol;
+      const timestampMs = timestampOf(row);
       const first = once.get(symbol);
       if (first === undefined) {
         once.set(symbol, timestampMs);

@@ -56,9 +56,7 @@ runMain('bench:compressed', async (cleanup: Cleanup) => {
     const recordMs = Date.now();
     const parts: BarAtOffset[][] = [[], [], []];
     const slabs = new BarSlabs();
-    list.forEach((bar, i) =>
-      parts[i % 3]!.push({ offset: BigInt(parts[i % 3]!.length), ...slabs.packed(bar, recordMs) }),
-    );
+    list.forEach((bar, i) => parts[i % 3]!.push(slabs.packedAt(bar, recordMs, BigInt(parts[i % 3]!.length))));
     const t0 = nowMs();
     for (let i = 0; i < parts[0]!.length; i += 1000) {
       await withConnection(pool, (c) =>

@@ -17,15 +17,10 @@ import {
   parseTimestamp,
   type Bar,
 } from '../src/contract/bar';
-import { BarSlabs, packBars } from '../src/contract/packedBar';
+import { BarSlabs } from '../src/contract/packedBar';
 import { createLogger } from '../src/observe/logger';
 import { createMetrics } from '../src/observe/metrics';
-import {
-  encodeCopyBinaryParts,
-  encodeCopyRows,
-  type BarOrigin,
-  type ConsumedBar,
-} from '../src/store/copyEncoding';
+import { encodeCopyBinaryParts, encodeCopyRows, type BarOrigin } from '../src/store/copyEncoding';
 import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
 import { barJson, envInt, feedBar, nowMs, printTable, round, saveResult } from './lib';
 
@@ -64,11 +59,10 @@ const messages: InboundMessage[] = bars.map((b, i) => ({
   timestamp: String(b.timestampMs + 1500),
 }));
 const flushBars = batches(1000);
+const flushSlabs = new BarSlabs();
 const flushParts = flushBars.map((bs, k) => ({
   partition: k % 6,
-  entries: packBars(bs.map((bar) => ({ bar, messageTimeMs: bar.timestampMs + 1500 }))).map(
-    (p, i): ConsumedBar => ({ ...p, offset: BigInt(k * 1000 + i) }),
-  ),
+  entries: bs.map((bar, i) => flushSlabs.packedAt(bar, bar.timestampMs + 1500, BigInt(k * 1000 + i))),
 }));
 const intake = new Intake({ metrics: createMetrics(new Registry(), false), logger: createLogger('silent') });
 

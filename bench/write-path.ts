@@ -262,15 +262,12 @@ runMain('bench:write', async (cleanup: Cleanup) => {
   // Record timestamps: one per bar, increasing, as a producer's would be.
   const recordTime = (i: number) => BENCH_RECORD_MS + i;
   const slabs = new BarSlabs();
-  const allEntries: BarAtOffset[] = bars.map((bar, i) => ({
-    offset: BigInt(i),
-    ...slabs.packed(bar, recordTime(i)),
-  }));
+  const allEntries: BarAtOffset[] = bars.map((bar, i) => slabs.packedAt(bar, recordTime(i), BigInt(i)));
   const partitionEntries: BarAtOffset[][] = Array.from({ length: 6 }, () => []);
   for (const bar of bars) {
     const p = Number(bar.symbol.slice(1)) % 6;
     const offset = partitionEntries[p]!.length;
-    partitionEntries[p]!.push({ offset: BigInt(offset), ...slabs.packed(bar, recordTime(offset)) });
+    partitionEntries[p]!.push(slabs.packedAt(bar, recordTime(offset), BigInt(offset)));
   }
   const serviceConfig = loadConfig({});
   const concurrency = serviceConfig.write.concurrency;

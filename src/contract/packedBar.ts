@@ -48,8 +48,13 @@ export const SLAB_BARS = 256;
  */
 export class BarSlabs {
   /** The slab in use: a bar packed now goes here. */
-  values = new Float64Array(0);
+  values: Float64Array;
   private next = 0;
+
+  /** `firstSlabBars`: room for this many bars in the first slab (a load of known size: one slab). */
+  constructor(firstSlabBars = 0) {
+    this.values = new Float64Array(firstSlabBars * BAR_SLOTS);
+  }
 
   /** Packs `bar` with its message's record time (ms) into `values`; returns where it starts. */
   pack(bar: Bar, messageTimeMs: number): number {
@@ -72,17 +77,26 @@ export class BarSlabs {
     return at;
   }
 
-  /** pack() with the packed bar as an object of its own (for callers that keep no other object per bar). */
+  /**
+   * pack() with the packed bar as an object of its own (for callers that keep no other object per bar).
+   * To add fields, build one literal from pack() instead (as Intake does): an object made by spreading
+   * this one reads its fields several times slower (measured: encodeCopyBinaryParts ~4x).
+   */
   packed(bar: Bar, messageTimeMs: number): PackedBar {
     const at = this.pack(bar, messageTimeMs);
     return { symbol: bar.symbol, values: this.values, at };
+  }
+
+  /** packed() with the bar's Kafka offset, as one literal (see above). */
+  packedAt(bar: Bar, messageTimeMs: number, offset: bigint): PackedBar & { offset: bigint } {
+    const at = this.pack(bar, messageTimeMs);
+    return { offset, symbol: bar.symbol, values: this.values, at };
   }
 }
 
 /** Packs bars that do not come by the thousand from Kafka (a file load, tests): one slab for them all. */
 export function packBars(rows: readonly { bar: Bar; messageTimeMs: number }[]): PackedBar[] {
-  const slabs = new BarSlabs();
-  slabs.values = new Float64Array(rows.length * BAR_SLOTS);
+  const slabs = new BarSlabs(rows.length);
   return rows.map((r) => slabs.packed(r.bar, r.messageTimeMs));
 }
 

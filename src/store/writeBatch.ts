@@ -19,7 +19,7 @@
  * only after this returns.
  */
 import type { Bar } from '../contract/bar';
-import { packBars, timestampOf } from '../contract/packedBar';
+import { BarSlabs, timestampOf } from '../contract/packedBar';
 import { encodeCopyBinaryParts, type ConsumedBar } from './copyEncoding';
 import type { PoolClient } from './pool';
 import { stagedKeys } from './stagedKeys';
@@ -146,8 +146,8 @@ export async function writeBars(
   options: Pick<WriteOptions, 'statementTimeoutMs' | 'lockTimeoutMs'> = {},
 ): Promise<number> {
   const sql = writeSql(schema);
-  const packed = packBars(rows.map((r) => ({ bar: r.bar, messageTimeMs: r.recordTimeMs })));
-  const entries = packed.map((p, i): ConsumedBar => ({ ...p, offset: BigInt(i) }));
+  const slabs = new BarSlabs(rows.length);
+  const entries = rows.map((r, i): ConsumedBar => slabs.packedAt(r.bar, r.recordTimeMs, BigInt(i)));
   const results = await runTransaction(
     client,
     [

@@ -13,6 +13,7 @@
  *   minutes, so bars_5m and bars_15m are the same in every zone and stay UTC. A change rebuilds the two
  *   aggregates from bars_1m.
  */
+import pg from 'pg';
 import { withMigrationLock, type MigrationClient } from './migrate';
 import { ident } from './pool';
 
@@ -187,10 +188,10 @@ const ZONE_COMMENT = 'bar-writer: buckets in time zone ';
  * The SELECT of an aggregate: the columns and rules of migration 004 (see its header), bucketed in
  * `timezone` when given.
  */
-function aggregateQuery(width: string, timezone: string | null, literal: (s: string) => string): string {
+function aggregateQuery(width: string, timezone: string | null): string {
   const bucket = timezone
-    ? `time_bucket(${literal(width)}::interval, "timestamp", ${literal(timezone)})`
-    : `time_bucket(${literal(width)}::interval, "timestamp")`;
+    ? `time_bucket(${pg.escapeLiteral(width)}::interval, "timestamp", ${pg.escapeLiteral(timezone)})`
+    : `time_bucket(${pg.escapeLiteral(width)}::interval, "timestamp")`;
   return `SELECT symbol,
                  ${bucket} AS "timestamp",
                  first(open, "timestamp") AS open,
@@ -202,10 +203,6 @@ function aggregateQuery(width: string, timezone: string | null, literal: (s: str
                      / nullif(sum(volume) FILTER (WHERE vwap IS NOT NULL), 0) AS vwap
           FROM bars_1m
           GROUP BY symbol, ${bucket}`;
-}
-
-function quoteLiteral(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
 }
 
 /**
@@ -287,7 +284,7 @@ export async function applyAggregateTimezone(
         await client.query(
           `CREATE MATERIALIZED VIEW ${view}
            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-           ${aggregateQuery(a.width, wanted === 'UTC' ? null : wanted, quoteLiteral)}
+           ${aggregateQuery(a.width, wanted === 'UTC' ? null : wanted)}
            WITH NO DATA`,
         );
         await client.query(
@@ -295,7 +292,7 @@ export async function applyAggregateTimezone(
              end_offset => '1 minute'::interval, schedule_interval => $3::interval)`,
           [view, startOffset, a.schedule],
         );
-        await client.query(`COMMENT ON VIEW ${view} IS ${quoteLiteral(ZONE_COMMENT + wanted)}`);
+        await client.query(`COMMENT ON VIEW ${view} IS ${pg.escapeLiteral(ZONE_COMMENT + wanted)}`);
         if (writerRole) await client.query(`GRANT SELECT ON ${view} TO bar_writer_rw`);
       });
       options.log?.(`${a.name} re-created with buckets in ${wanted}; materializing it from bars_1m`);

@@ -21,7 +21,9 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { decodeBar, validateFields, type Bar, type DecodeResult } from '../contract/bar';
-import { createPool, ident, withConnection, type Pool } from '../store/pool';
+import { continuousAggregates, refreshContinuousAggregate } from '../store/aggregates';
+import { timescaleSchema } from '../store/catalog';
+import { createPool, withConnection, type Pool } from '../store/pool';
 import { writeBars, type LoadedBar } from '../store/writeBatch';
 import {
   config,
@@ -355,37 +357,21 @@ function closeRejects(out: fs.WriteStream | null): Promise<void> {
 
 /** Refreshes every continuous aggregate of bars_1m over the range loaded; a note, or null without any. */
 async function refreshAggregates(pool: Pool, schema: string, t: Totals, io: Io): Promise<string | null> {
-  const views = await pool
-    .query<{ view: string; width: string }>(
-      `SELECT ca.view_name AS view, d.time_interval::text AS width
-       FROM timescaledb_information.continuous_aggregates ca
-       JOIN timescaledb_information.dimensions d ON d.hypertable_schema = ca.materialization_hypertable_schema
-         AND d.hypertable_name = ca.materialization_hypertable_name
-       WHERE ca.hypertable_schema = $1 AND ca.hypertable_name = 'bars_1m'`,
-      [schema],
-    )
-    .then(
-      (r) => r.rows,
-      () => [], // no TimescaleDB
-    );
-  if (views.length === 0) return null;
+  // No TimescaleDB, or the aggregates cannot be listed: nothing to refresh (as before: no note).
+  const timescale = await timescaleSchema(pool).catch(() => null);
+  const views = timescale === null ? [] : await continuousAggregates(pool, schema).catch(() => []);
+  if (timescale === null || views.length === 0) return null;
   const from = new Date(t.minMs - 2 * 86_400_000).toISOString();
   const to = new Date(t.maxMs + 2 * 86_400_000).toISOString();
-  const client = await pool.connect();
   try {
-    for (const v of views) {
-      await client.query(
-        `CALL refresh_continuous_aggregate($1::regclass, $2::timestamptz, $3::timestamptz)`,
-        [`${ident(schema)}.${ident(v.view)}`, from, to],
-      );
-    }
+    await withConnection(pool, async (client) => {
+      for (const v of views) await refreshContinuousAggregate(client, timescale, schema, v.view, from, to);
+    });
   } catch (err) {
     io.err(
       `backfill: warning: the aggregates were not refreshed (${oneLine(err)}); their policies will at their next run`,
     );
     return null;
-  } finally {
-    client.release();
   }
   return `refreshed ${views.map((v) => v.view).join(', ')} from ${from.slice(0, 10)} to ${to.slice(0, 10)}`;
 }

@@ -18,7 +18,8 @@ import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { createKafka } from '../consumer/kafkajs';
 import { DLQ_HEADERS } from '../deadletter/records';
 import { createLogger } from '../observe/logger';
-import { createPool, ident } from '../store/pool';
+import { recordReplayed, replayedOffsets } from '../store/dlqReplayed';
+import { createPool } from '../store/pool';
 import { config, EXIT, guarded, instant, parse, UsageError, type Command, type Io } from './command';
 
 /** Marks a probe record of `bar-writer doctor` (never replayed). */
@@ -46,7 +47,6 @@ async function replay(args: string[], io: Io): Promise<number> {
   const kafka = createKafka(cfg.kafka, logger);
   const admin = kafka.admin();
   const pool = createPool({ ...cfg.db, maxConnections: 1, maxIdleConnections: 1 }, 'bar-writer-dlq');
-  const table = `${ident(cfg.db.schema)}.bar_writer_dlq_replayed`;
   const groupId = `${cfg.kafka.groupId}.dlq-replay.${process.pid}.${Date.now().toString(36)}`;
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   const consumer = kafka.consumer({ groupId, maxBytes: 8 * 1024 * 1024 });
@@ -109,13 +109,12 @@ async function replay(args: string[], io: Io): Promise<number> {
 
   async function handle(partition: number, messages: KafkaMessage[]): Promise<void> {
     counts.scanned += messages.length;
-    const done = new Set(
-      (
-        await pool.query<{ o: string }>(
-          `SELECT dlq_offset::text AS o FROM ${table} WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = ANY($3::bigint[])`,
-          [dlq, partition, messages.map((m) => m.offset)],
-        )
-      ).rows.map((r) => r.o),
+    const done = await replayedOffsets(
+      pool,
+      cfg.db.schema,
+      dlq,
+      partition,
+      messages.map((m) => m.offset),
     );
     const chosen: { m: KafkaMessage; reason: string; sourceTime: string | null }[] = [];
     for (const m of messages) {
@@ -156,10 +155,12 @@ async function replay(args: string[], io: Io): Promise<number> {
           };
         }),
       });
-      await pool.query(
-        `INSERT INTO ${table} (dlq_topic, dlq_partition, dlq_offset)
-         SELECT $1, $2, unnest($3::bigint[]) ON CONFLICT DO NOTHING`,
-        [dlq, partition, chosen.map(({ m }) => m.offset)],
+      await recordReplayed(
+        pool,
+        cfg.db.schema,
+        dlq,
+        partition,
+        chosen.map(({ m }) => m.offset),
       );
     }
     for (const { reason } of chosen) counts.replayed.set(reason, (counts.replayed.get(reason) ?? 0) + 1);

@@ -7,8 +7,16 @@
 import { registerCodecs } from '../consumer/codecs';
 import { createKafka } from '../consumer/kafkajs';
 import { createLogger } from '../observe/logger';
-import { loadMigrations } from '../store/migrate';
-import { createPool, ident, type Pool } from '../store/pool';
+import { AGGREGATES } from '../store/aggregates';
+import {
+  hypertableStatus,
+  policyJobs,
+  serverVersion,
+  timescaleStatus,
+  writerPrivileges,
+} from '../store/catalog';
+import { appliedMigrations, loadMigrations } from '../store/migrate';
+import { createPool, type Pool } from '../store/pool';
 import { config, EXIT, guarded, oneLine, parse, type Command, type Io } from './command';
 import { PROBE_HEADER } from './dlq';
 
@@ -29,22 +37,16 @@ class Report {
 async function checkDatabase(r: Report, pool: Pool, schema: string, user: string): Promise<void> {
   let version: string;
   try {
-    version = (await pool.query<{ v: string }>('SHOW server_version')).rows[0]!.v;
+    version = await serverVersion(pool);
   } catch (err) {
     r.line('fail', 'PostgreSQL', `unreachable: ${oneLine(err)}`);
     return;
   }
   r.line('ok', 'PostgreSQL', `reachable, version ${version}`);
-  const q = async <T extends object>(text: string, params: unknown[] = []) =>
-    (await pool.query<T>(text, params)).rows;
-  const [ts] = await q<{ created: string | null; available: boolean; preloaded: boolean }>(
-    `SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS created,
-            EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') AS available,
-            EXISTS (SELECT 1 FROM pg_settings WHERE name = 'timescaledb.max_background_workers') AS preloaded`,
-  );
-  const timescale = ts!.created !== null && ts!.preloaded;
-  if (timescale) r.line('ok', 'TimescaleDB', `extension ${ts!.created}, preloaded`);
-  else if (ts!.available && !ts!.preloaded)
+  const ts = await timescaleStatus(pool);
+  const timescale = ts.version !== null && ts.preloaded;
+  if (timescale) r.line('ok', 'TimescaleDB', `extension ${ts.version}, preloaded`);
+  else if (ts.available && !ts.preloaded)
     r.line(
       'fail',
       'TimescaleDB',
@@ -53,16 +55,12 @@ async function checkDatabase(r: Report, pool: Pool, schema: string, user: string
   else
     r.line('warn', 'TimescaleDB', 'not installed: bars_1m is a plain table (no compression, no aggregates)');
 
-  const s = ident(schema);
-  const recorded = await q<{ version: number; checksum: string }>(
-    `SELECT version, checksum FROM ${s}.bar_writer_migrations`,
-  ).catch(() => null);
+  const byVersion = await appliedMigrations(pool, schema).catch(() => null);
   const known = loadMigrations();
-  if (recorded === null) {
+  if (byVersion === null) {
     r.line('fail', 'migrations', `none applied in schema ${schema}: run bar-writer migrate as the owner`);
     return;
   }
-  const byVersion = new Map(recorded.map((m) => [m.version, m.checksum]));
   const missing = known.filter((m) => !byVersion.has(m.version)).map((m) => m.name);
   const changed = known
     .filter((m) => byVersion.has(m.version) && byVersion.get(m.version) !== m.checksum)
@@ -74,53 +72,30 @@ async function checkDatabase(r: Report, pool: Pool, schema: string, user: string
   else r.line('ok', 'migrations', `${known.length} of ${known.length} applied in schema ${schema}`);
 
   if (timescale) {
-    const [ht] = await q<{
-      chunks: number;
-      compressed: number;
-      interval: string | null;
-      compression: boolean | null;
-    }>(
-      `SELECT (SELECT count(*)::int FROM timescaledb_information.chunks WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m') AS chunks,
-              (SELECT count(*)::int FROM timescaledb_information.chunks WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m' AND is_compressed) AS compressed,
-              (SELECT time_interval::text FROM timescaledb_information.dimensions WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m') AS interval,
-              (SELECT compression_enabled FROM timescaledb_information.hypertables WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m') AS compression`,
-      [schema],
-    );
-    if (ht!.interval === null)
+    const ht = await hypertableStatus(pool, schema);
+    if (ht.interval === null)
       r.line('warn', 'hypertable', `${schema}.bars_1m is a plain table in a TimescaleDB database`);
     else
       r.line(
         'ok',
         'hypertable',
-        `bars_1m, chunks of ${ht!.interval}, ${ht!.chunks} chunks (${ht!.compressed} compressed)`,
+        `bars_1m, chunks of ${ht.interval}, ${ht.chunks} chunks (${ht.compressed} compressed)`,
       );
-    const jobs = await q<{
-      name: string;
-      proc: string;
-      scheduled: boolean;
-      status: string | null;
-      failures: number | null;
-    }>(
-      `SELECT j.hypertable_name AS name, j.proc_name AS proc, j.scheduled, s.last_run_status AS status,
-              s.total_failures::int AS failures
-       FROM timescaledb_information.jobs j LEFT JOIN timescaledb_information.job_stats s USING (job_id)
-       WHERE j.hypertable_schema = $1 ORDER BY j.job_id`,
-      [schema],
-    );
+    const jobs = await policyJobs(pool, schema);
     const compression = jobs.filter((j) => j.proc === 'policy_compression');
     r.line(
-      ht!.compression && compression.length > 0 ? 'ok' : 'warn',
+      ht.compression && compression.length > 0 ? 'ok' : 'warn',
       'compression',
-      ht!.compression ? `enabled, ${compression.length} policy` : 'not enabled (migration 003)',
+      ht.compression ? `enabled, ${compression.length} policy` : 'not enabled (migration 003)',
     );
     const aggregates = jobs.filter((j) => j.proc === 'policy_refresh_continuous_aggregate');
     const names = aggregates.map((j) => j.name).sort();
     const failing = aggregates.filter((j) => j.status === 'Failed' || !j.scheduled);
-    if (names.length < 4)
+    if (AGGREGATES.some((a) => !names.includes(a.name)))
       r.line(
         'warn',
         'aggregates',
-        `refresh policies for ${names.join(', ') || 'none'} (expected bars_5m, bars_15m, bars_1h, bars_1d)`,
+        `refresh policies for ${names.join(', ') || 'none'} (expected ${AGGREGATES.map((a) => a.name).join(', ')})`,
       );
     else if (failing.length > 0)
       r.line(
@@ -131,43 +106,16 @@ async function checkDatabase(r: Report, pool: Pool, schema: string, user: string
     else r.line('ok', 'aggregates', `${names.join(', ')}: policies scheduled, none failing`);
   }
 
-  const [p] = await q<Record<string, boolean>>(
-    `SELECT has_schema_privilege($1, $2, 'USAGE') AS usage,
-            has_table_privilege($1, $3, 'SELECT') AND has_table_privilege($1, $3, 'INSERT') AND has_table_privilege($1, $3, 'UPDATE') AS bars,
-            has_table_privilege($1, $4, 'SELECT') AND has_table_privilege($1, $4, 'INSERT') AND has_table_privilege($1, $4, 'UPDATE') AS fence,
-            has_database_privilege($1, current_database(), 'TEMPORARY') AS temp,
-            (SELECT rolsuper FROM pg_roles WHERE rolname = $1) AS superuser,
-            has_table_privilege($1, $3, 'DELETE') OR has_table_privilege($1, $3, 'TRUNCATE') AS destroy,
-            has_schema_privilege($1, $2, 'CREATE') AS ddl`,
-    [user, schema, `${s}.bars_1m`, `${s}.bar_writer_offsets`],
-  );
-  const lacking = ['usage', 'bars', 'fence', 'temp'].filter((k) => !p![k]);
-  if (lacking.length > 0) {
-    const names: Record<string, string> = {
-      usage: `USAGE on schema ${schema}`,
-      bars: 'SELECT, INSERT, UPDATE on bars_1m',
-      fence: 'SELECT, INSERT, UPDATE on bar_writer_offsets',
-      temp: 'TEMPORARY on the database',
-    };
+  const { lacking, excess } = await writerPrivileges(pool, user, schema);
+  if (lacking.length > 0)
+    r.line('fail', `privileges of ${user}`, `lacks ${lacking.join('; ')} (GRANT bar_writer_rw TO ${user})`);
+  else if (excess.length > 0)
     r.line(
-      'fail',
+      'warn',
       `privileges of ${user}`,
-      `lacks ${lacking.map((k) => names[k]).join('; ')} (GRANT bar_writer_rw TO ${user})`,
+      `sufficient, and more than needed: ${excess.join(', ')} (run the service as a member of bar_writer_rw)`,
     );
-  } else {
-    const excess = [
-      p!.superuser && 'superuser',
-      p!.destroy && 'DELETE/TRUNCATE on bars_1m',
-      p!.ddl && `CREATE on schema ${schema}`,
-    ].filter(Boolean);
-    if (excess.length > 0)
-      r.line(
-        'warn',
-        `privileges of ${user}`,
-        `sufficient, and more than needed: ${excess.join(', ')} (run the service as a member of bar_writer_rw)`,
-      );
-    else r.line('ok', `privileges of ${user}`, 'what the writer needs and no more');
-  }
+  else r.line('ok', `privileges of ${user}`, 'what the writer needs and no more');
 }
 
 async function checkKafka(r: Report, cfg: ReturnType<typeof config>): Promise<void> {

@@ -5,9 +5,8 @@
  * (compression is a background policy acting on chunks days old, so a minute-old view is close enough);
  * nothing is ever compressed on plain PostgreSQL.
  */
-interface Queryable {
-  query<R extends object>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
-}
+import { timescaleSchema } from './catalog';
+import type { Queryable } from './pool';
 
 export class CompressedChunks {
   /** Sorted, disjoint [start, end) in epoch ms. */
@@ -21,8 +20,7 @@ export class CompressedChunks {
 
   /** Reads the compressed chunks again; on plain PostgreSQL (no such view) there are none. */
   async refresh(): Promise<void> {
-    const ext = await this.db.query(`SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'`);
-    if (ext.rows.length === 0) return this.set([]);
+    if ((await timescaleSchema(this.db)) === null) return this.set([]);
     const r = await this.db.query<{ start_ms: string; end_ms: string }>(
       `SELECT (extract(epoch FROM range_start) * 1000)::bigint::text AS start_ms,
               (extract(epoch FROM range_end) * 1000)::bigint::text AS end_ms

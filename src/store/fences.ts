@@ -3,11 +3,7 @@
  * dead letters, lag tooling, the offsets CLI) and moving it on purpose (a replaced log, an operator's
  * reset). Writes lock and advance it inside their transaction (./writeBatch.ts).
  */
-import { ident } from './pool';
-
-interface Queryable {
-  query<R extends object>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
-}
+import { ident, type Queryable } from './pool';
 
 export interface Fence {
   /** The first offset not yet written. */

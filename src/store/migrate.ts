@@ -24,25 +24,14 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type pg from 'pg';
 import { errorMessage } from '../observe/logger';
-import { ident } from './pool';
+import { timescaleStatus } from './catalog';
+import { ident, type Queryable } from './pool';
 
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
 
 /** First line of a migration file that must run outside a transaction block. */
 export const NO_TRANSACTION_MARKER = '-- bar-writer:no-transaction';
-
-/**
- * The part of pg.ClientBase the runner uses: `query(text, params)` resolving to `{ rows }`. A pg client
- * is one. Without params the text may hold several statements.
- */
-export interface MigrationClient {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
-    text: string,
-    params?: unknown[],
-  ): Promise<{ rows: R[] }>;
-}
 
 export interface Migration {
   version: number;
@@ -164,13 +153,9 @@ export function splitSqlStatements(sql: string): string[] {
  * itself is readable by superusers only). Stopping is deliberate: carrying on would make bars_1m a plain
  * table for good, and adding TimescaleDB later means migrating into a new schema.
  */
-export async function checkTimescaleLoadable(client: MigrationClient): Promise<void> {
-  const r = await client.query<{ created: boolean; available: boolean; preloaded: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') AS created,
-            EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') AS available,
-            EXISTS (SELECT 1 FROM pg_settings WHERE name = 'timescaledb.max_background_workers') AS preloaded`,
-  );
-  const { created, available, preloaded } = r.rows[0]!;
+export async function checkTimescaleLoadable(client: Queryable): Promise<void> {
+  const { version, available, preloaded } = await timescaleStatus(client);
+  const created = version !== null;
   if ((created || available) && !preloaded) {
     throw new Error(
       `TimescaleDB is ${created ? 'created in this database' : 'installed on this server'} but not preloaded: ` +
@@ -184,7 +169,7 @@ export async function checkTimescaleLoadable(client: MigrationClient): Promise<v
 const LOCK_KEY = 0x62617277; // 'barw'
 
 /** Runs `fn` holding the migration runners' advisory lock (migrations and applied settings alike). */
-export async function withMigrationLock<T>(client: MigrationClient, fn: () => Promise<T>): Promise<T> {
+export async function withMigrationLock<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
   await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
   try {
     return await fn();
@@ -193,13 +178,21 @@ export async function withMigrationLock<T>(client: MigrationClient, fn: () => Pr
   }
 }
 
+/** The migrations recorded in `schema`: version → checksum (fails when none ever ran there). */
+export async function appliedMigrations(db: Queryable, schema: string): Promise<Map<number, string>> {
+  const r = await db.query<{ version: number; checksum: string }>(
+    `SELECT version, checksum FROM ${ident(schema)}.bar_writer_migrations`,
+  );
+  return new Map(r.rows.map((m) => [m.version, m.checksum]));
+}
+
 export interface MigrateResult {
   applied: string[];
   skipped: string[];
 }
 
 export async function migrate(
-  client: MigrationClient,
+  client: Queryable,
   schema: string,
   migrations: Migration[] = loadMigrations(),
   log: (msg: string) => void = () => undefined,
@@ -215,13 +208,7 @@ export async function migrate(
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.bar_writer_migrations (
       version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now())`);
-      const applied = new Map(
-        (
-          await client.query<{ version: number; checksum: string }>(
-            `SELECT version, checksum FROM ${s}.bar_writer_migrations`,
-          )
-        ).rows.map((r) => [r.version, r.checksum]),
-      );
+      const applied = await appliedMigrations(client, schema);
       const record = `INSERT INTO ${s}.bar_writer_migrations (version, name, checksum) VALUES ($1, $2, $3)`;
       for (const m of migrations) {
         const done = applied.get(m.version);

@@ -8,6 +8,18 @@ import type { Config } from '../config';
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
+/**
+ * What a statement function of store/ takes: a pool, a pooled client or a client (each has this
+ * `query`), or a transaction's client (./transaction.ts). Without values the text may hold several
+ * statements (a simple query).
+ */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values?: unknown[],
+  ): Promise<{ rows: R[]; command?: string }>;
+}
+
 export interface PoolOptions {
   /** Idle connections kept; a released connection beyond this is closed (Go's SetMaxIdleConns). */
   maxIdle: number;

@@ -14,18 +14,12 @@
  *   aggregates from bars_1m.
  */
 import pg from 'pg';
-import { withMigrationLock, type MigrationClient } from './migrate';
-import { ident } from './pool';
+import { AGGREGATES, refreshContinuousAggregate } from './aggregates';
+import { timescaleSchema } from './catalog';
+import { withMigrationLock } from './migrate';
+import { ident, type Queryable } from './pool';
 
 const DAY_MS = 86_400_000;
-
-/** The continuous aggregates of migration 004, with their refresh policies' schedule. */
-export const AGGREGATES = [
-  { name: 'bars_5m', width: '5 minutes', schedule: '1 minute', zoned: false },
-  { name: 'bars_15m', width: '15 minutes', schedule: '5 minutes', zoned: false },
-  { name: 'bars_1h', width: '1 hour', schedule: '15 minutes', zoned: true },
-  { name: 'bars_1d', width: '1 day', schedule: '1 hour', zoned: true },
-] as const;
 
 /** `400 days` for whole days, else milliseconds: a literal PostgreSQL reads as an interval. */
 export function retentionInterval(retentionMs: number): string {
@@ -33,27 +27,26 @@ export function retentionInterval(retentionMs: number): string {
 }
 
 interface Hypertable {
-  /** The extension's schema, quoted: the caller's search_path may not include it. */
+  /** The extension's schema: the caller's search_path may not include it. */
+  extension: string;
+  /** The same, quoted. */
   ts: string;
 }
 
 /** The extension's schema when `schema`.bars_1m is a hypertable; else why not. */
-async function hypertable(client: MigrationClient, schema: string): Promise<Hypertable | string> {
-  const ext = await client.query<{ schema: string }>(
-    `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-     WHERE e.extname = 'timescaledb'`,
-  );
-  if (ext.rows.length === 0) return 'the timescaledb extension is not installed';
+async function hypertable(client: Queryable, schema: string): Promise<Hypertable | string> {
+  const extension = await timescaleSchema(client);
+  if (extension === null) return 'the timescaledb extension is not installed';
   const ht = await client.query(
     `SELECT 1 FROM timescaledb_information.hypertables
      WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
     [schema],
   );
   if (ht.rows.length === 0) return `${schema}.bars_1m is not a hypertable`;
-  return { ts: ident(ext.rows[0]!.schema) };
+  return { extension, ts: ident(extension) };
 }
 
-async function inTransaction<T>(client: MigrationClient, fn: () => Promise<T>): Promise<T> {
+async function inTransaction<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
   await client.query('BEGIN');
   try {
     const out = await fn();
@@ -84,7 +77,7 @@ interface RefreshPolicy {
   start_offset: string | null;
 }
 
-async function refreshPolicies(client: MigrationClient, schema: string): Promise<RefreshPolicy[]> {
+async function refreshPolicies(client: Queryable, schema: string): Promise<RefreshPolicy[]> {
   return (
     await client.query<RefreshPolicy>(
       `SELECT j.job_id, j.hypertable_name AS view, j.config->>'start_offset' AS start_offset
@@ -104,7 +97,7 @@ async function refreshPolicies(client: MigrationClient, schema: string): Promise
  * policy of its aggregates start where retention ends (or at the start of history), in one transaction.
  */
 export async function applyRetention(
-  client: MigrationClient,
+  client: Queryable,
   schema: string,
   retentionMs: number,
 ): Promise<RetentionResult> {
@@ -213,7 +206,7 @@ function aggregateQuery(width: string, timezone: string | null): string {
  * retention: their buckets would be lost), unless `allowLoss`.
  */
 export async function applyAggregateTimezone(
-  client: MigrationClient,
+  client: Queryable,
   schema: string,
   timezone: string,
   options: { allowLoss?: boolean; log?: (msg: string) => void } = {},
@@ -221,7 +214,7 @@ export async function applyAggregateTimezone(
   return withMigrationLock(client, async () => {
     const found = await hypertable(client, schema);
     if (typeof found === 'string') return { action: 'unavailable', timezone: null, reason: found };
-    const { ts } = found;
+    const { extension, ts } = found;
     const zone = await client.query<{ name: string }>(
       `SELECT name FROM pg_timezone_names WHERE lower(name) = lower($1) ORDER BY name = $1 DESC LIMIT 1`,
       [timezone],
@@ -297,7 +290,7 @@ export async function applyAggregateTimezone(
       });
       options.log?.(`${a.name} re-created with buckets in ${wanted}; materializing it from bars_1m`);
       // Outside a transaction block: refresh_continuous_aggregate refuses to run inside one.
-      await client.query(`CALL ${ts}.refresh_continuous_aggregate($1::regclass, NULL, NULL)`, [view]);
+      await refreshContinuousAggregate(client, extension, schema, a.name, null, null);
     }
     return { action: 'rebuilt', timezone: wanted };
   });

@@ -304,6 +304,7 @@ describe('bar-writer doctor', () => {
     ]) {
       expect(ok.stdout).toMatch(new RegExp(`^[✓!] ${check}: `, 'm'));
     }
+    expect(ok.stdout).toMatch(/^✓ PostgreSQL: reachable, version \d+/m);
     expect(ok.stdout).toMatch(/^✓ topic: .*: 3 partition\(s\)$/m);
     expect(ok.stdout).toMatch(/^! privileges of postgres: sufficient, and more than needed: superuser/m);
     expect(ok.stdout).toMatch(/^ready: nothing failed/m);

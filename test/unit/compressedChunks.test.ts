@@ -8,7 +8,8 @@ const DAY = 86_400_000;
 function catalog(ranges: [number, number][] | null) {
   return {
     query: async <R extends object>(text: string): Promise<{ rows: R[] }> => {
-      if (text.includes('pg_extension')) return { rows: (ranges === null ? [] : [{}]) as R[] };
+      if (text.includes('pg_extension'))
+        return { rows: (ranges === null ? [] : [{ schema: 'public' }]) as R[] };
       return {
         rows: (ranges ?? []).map(([s, e]) => ({ start_ms: String(s), end_ms: String(e) })) as unknown as R[],
       };

@@ -27,6 +27,7 @@ import path from 'node:path';
 import { errorMessage } from '../observe/logger';
 import { timescaleStatus } from './catalog';
 import { ident, type Queryable } from './pool';
+import { withTransaction } from './transaction';
 
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
 
@@ -222,15 +223,12 @@ export async function migrate(
           continue;
         }
         if (m.transaction) {
-          await client.query('BEGIN');
-          try {
-            await client.query(m.sql);
-            await client.query(record, [m.version, m.name, m.checksum]);
-            await client.query('COMMIT');
-          } catch (err) {
-            await client.query('ROLLBACK').catch(() => undefined);
+          await withTransaction(client, async (tx) => {
+            await tx.query(m.sql);
+            await tx.query(record, [m.version, m.name, m.checksum]);
+          }).catch((err: unknown) => {
             throw new Error(`migration ${m.name} failed: ${errorMessage(err)}`, { cause: err });
-          }
+          });
         } else {
           const statements = splitSqlStatements(m.sql);
           for (const [i, statement] of statements.entries()) {

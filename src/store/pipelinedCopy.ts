@@ -7,18 +7,20 @@
  *
  * - the data goes out right behind the query, without waiting for CopyInResponse (the protocol allows
  *   it: when a statement before the COPY fails, PostgreSQL drops the CopyData and CopyDone that follow);
- * - the query string may hold statements before and after the COPY: each statement's rows (as text) and
- *   command-tag count are kept in `results`, in order.
+ * - the query string may hold statements before and after the COPY: each statement's rows (as text),
+ *   command and command-tag count are kept in `results`, in order (./transaction.ts names them).
  *
  * So a whole flush is one simple-query string with its COPY data: one round trip. It relies on two
  * internals of pg-copy-streams 7 (handleCopyInResponse, handleCommandComplete), pinned in package.json.
  */
 import { from as copyFrom } from 'pg-copy-streams';
 
-/** One statement's outcome: its rows (text) and its command tag's count. */
+/** One statement's outcome: its rows (text), its command tag's first word and count. */
 export interface StatementResult {
   rows: (string | null)[][];
   rowCount: number | null;
+  /** INSERT, COPY, COMMIT … (as pg's QueryResult.command). */
+  command: string | null;
 }
 
 type CopyStream = ReturnType<typeof copyFrom>;
@@ -32,7 +34,7 @@ const base = CopyStreamQuery.prototype as unknown as CopyStreamInternals;
 
 export class PipelinedCopy extends CopyStreamQuery {
   readonly results: StatementResult[] = [];
-  private current: StatementResult = { rows: [], rowCount: null };
+  private current: StatementResult = { rows: [], rowCount: null, command: null };
 
   override submit(connection: Parameters<CopyStream['submit']>[0]): void {
     super.submit(connection);
@@ -49,9 +51,11 @@ export class PipelinedCopy extends CopyStreamQuery {
 
   handleCommandComplete(msg: { text?: string }): void {
     base.handleCommandComplete.call(this, msg);
-    const count = /\s(\d+)$/.exec(msg.text ?? '');
+    const tag = msg.text ?? '';
+    const count = /\s(\d+)$/.exec(tag);
     this.current.rowCount = count ? Number(count[1]) : null;
+    this.current.command = /^[A-Za-z]+/.exec(tag)?.[0] ?? null;
     this.results.push(this.current);
-    this.current = { rows: [], rowCount: null };
+    this.current = { rows: [], rowCount: null, command: null };
   }
 }

@@ -3,7 +3,8 @@
  * scan for the newest bars.
  *
  * Reads run on their own small pool (never the writer's connections) and each is one read-only
- * transaction with its own statement_timeout, sent as one simple-query string:
+ * transaction with its own statement_timeout, sent as one simple-query string (./transaction.ts
+ * runStatements):
  *
  *   BEGIN READ ONLY; SET LOCAL statement_timeout = N; SELECT …; COMMIT
  *
@@ -14,6 +15,7 @@
 import pg from 'pg';
 import type { Bar } from '../contract/bar';
 import { ident, withConnection, type Pool } from './pool';
+import { runStatements } from './transaction';
 
 interface BarRow {
   symbol: string;
@@ -85,16 +87,13 @@ export class BarReader {
   }
 
   private async select(sql: string): Promise<Bar[]> {
-    const timeout =
-      this.timeoutMs > 0 ? `SET LOCAL statement_timeout = ${Math.trunc(this.timeoutMs)};\n` : '';
-    const text = `BEGIN READ ONLY;\n${timeout}${sql};\nCOMMIT`;
     // On an error (a timeout, say) withConnection closes the connection, and its transaction with it.
-    const results = await withConnection(
-      this.pool,
-      async (client) => (await client.query<BarRow>(text)) as unknown as pg.QueryResult<BarRow>[],
+    const results = await withConnection(this.pool, (client) =>
+      runStatements<'bars', BarRow>(client, [{ name: 'bars', sql }], {
+        readOnly: true,
+        statementTimeoutMs: this.timeoutMs,
+      }),
     );
-    // One result per statement: BEGIN, [SET], SELECT, COMMIT.
-    const select = results[results.length - 2]!;
-    return select.rows.map(toBar);
+    return results.rows('bars').map(toBar);
   }
 }

@@ -18,6 +18,7 @@ import { AGGREGATES, refreshContinuousAggregate } from './aggregates';
 import { timescaleSchema } from './catalog';
 import { withMigrationLock } from './migrate';
 import { ident, type Queryable } from './pool';
+import { withTransaction } from './transaction';
 
 const DAY_MS = 86_400_000;
 
@@ -44,18 +45,6 @@ async function hypertable(client: Queryable, schema: string): Promise<Hypertable
   );
   if (ht.rows.length === 0) return `${schema}.bars_1m is not a hypertable`;
   return { extension, ts: ident(extension) };
-}
-
-async function inTransaction<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const out = await fn();
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
 }
 
 // ---- retention ------------------------------------------------------------------------------------
@@ -129,10 +118,10 @@ export async function applyRetention(
     if (retentionSame && stale.length === 0) {
       return { action: wanted === null ? 'none' : 'unchanged', dropAfter: wanted, refreshPoliciesChanged: 0 };
     }
-    await inTransaction(client, async () => {
+    await withTransaction(client, async (tx) => {
       // Windows first: inside this transaction the scheduler sees both changes at once anyway.
       for (const p of stale) {
-        await client.query(
+        await tx.query(
           `SELECT ${ts}.alter_job($1, config => config || jsonb_build_object('start_offset', $2::text))
            FROM timescaledb_information.jobs WHERE job_id = $1`,
           [p.job_id, wanted],
@@ -140,12 +129,10 @@ export async function applyRetention(
       }
       if (!retentionSame) {
         if (current !== undefined) {
-          await client.query(`SELECT ${ts}.remove_retention_policy($1::regclass, if_exists => true)`, [
-            table,
-          ]);
+          await tx.query(`SELECT ${ts}.remove_retention_policy($1::regclass, if_exists => true)`, [table]);
         }
         if (wanted !== null) {
-          await client.query(`SELECT ${ts}.add_retention_policy($1::regclass, drop_after => $2::interval)`, [
+          await tx.query(`SELECT ${ts}.add_retention_policy($1::regclass, drop_after => $2::interval)`, [
             table,
             wanted,
           ]);
@@ -271,22 +258,22 @@ export async function applyAggregateTimezone(
       .length;
     for (const a of todo) {
       const view = `${s}.${ident(a.name)}`;
-      await inTransaction(client, async () => {
-        await client.query(`SET LOCAL search_path TO ${s}, public`);
-        await client.query(`DROP MATERIALIZED VIEW IF EXISTS ${view}`);
-        await client.query(
+      await withTransaction(client, async (tx) => {
+        await tx.query(`SET LOCAL search_path TO ${s}, public`);
+        await tx.query(`DROP MATERIALIZED VIEW IF EXISTS ${view}`);
+        await tx.query(
           `CREATE MATERIALIZED VIEW ${view}
            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
            ${aggregateQuery(a.width, wanted === 'UTC' ? null : wanted)}
            WITH NO DATA`,
         );
-        await client.query(
+        await tx.query(
           `SELECT ${ts}.add_continuous_aggregate_policy($1::regclass, start_offset => $2::interval,
              end_offset => '1 minute'::interval, schedule_interval => $3::interval)`,
           [view, startOffset, a.schedule],
         );
-        await client.query(`COMMENT ON VIEW ${view} IS ${pg.escapeLiteral(ZONE_COMMENT + wanted)}`);
-        if (writerRole) await client.query(`GRANT SELECT ON ${view} TO bar_writer_rw`);
+        await tx.query(`COMMENT ON VIEW ${view} IS ${pg.escapeLiteral(ZONE_COMMENT + wanted)}`);
+        if (writerRole) await tx.query(`GRANT SELECT ON ${view} TO bar_writer_rw`);
       });
       options.log?.(`${a.name} re-created with buckets in ${wanted}; materializing it from bars_1m`);
       // Outside a transaction block: refresh_continuous_aggregate refuses to run inside one.

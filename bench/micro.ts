@@ -1,8 +1,8 @@
 /**
  * bench:micro — CPU cost per bar of the service's per-message JavaScript, in isolation (no I/O), to put
  * numbers on what the e2e CPU profile points at: decoding (src/contract/bar.ts) and COPY encoding
- * (src/store/copyEncoding.ts), against baselines (the JSON.parse alone; binary COPY from
- * encodeCopyBinary in src/store/copyEncoding.ts). The "alone:" rows time one step by itself (not additive: JIT and GC
+ * (src/store/copyEncoding.ts), against baselines (the JSON.parse alone; the text COPY and the binary
+ * COPY from Bar objects of test/support/copyReference.ts). The "alone:" rows time one step by itself (not additive: JIT and GC
  * differ). Best of BENCH_MICRO_REPS (7) passes over BENCH_MICRO_BARS (100000) bars, so a
  * busy machine inflates the figures less than it does the end-to-end ones.
  */
@@ -20,8 +20,12 @@ import {
 import { BarSlabs } from '../src/contract/packedBar';
 import { createLogger } from '../src/observe/logger';
 import { createMetrics } from '../src/observe/metrics';
-import { encodeCopyBinaryParts, encodeCopyRows, type BarOrigin } from '../src/store/copyEncoding';
-import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
+import { encodeCopyBinaryParts } from '../src/store/copyEncoding';
+import {
+  encodeCopyBinary as encodeCopyRowsBinary,
+  encodeCopyRows,
+  type BarOrigin,
+} from '../test/support/copyReference';
 import { barJson, envInt, feedBar, nowMs, printTable, round, saveResult } from './lib';
 
 const n = envInt('BENCH_MICRO_BARS', 100_000);
@@ -99,7 +103,7 @@ const rows: [string, number][] = [
     }),
   ],
   [
-    'encodeCopyRows, text (src/store/copyEncoding.ts)',
+    'encodeCopyRows, text (test/support/copyReference.ts)',
     best(() => {
       for (const b of b1000) sink += encodeCopyRows(b).length;
     }),
@@ -157,7 +161,7 @@ const rows: [string, number][] = [
     }),
   ],
   [
-    'encodeCopyRowsBinary (encodeCopyBinary in src/store/copyEncoding.ts what-if)',
+    'encodeCopyRowsBinary (encodeCopyBinary in test/support/copyReference.ts, what-if)',
     best(() => {
       for (const b of b1000) sink += encodeCopyRowsBinary(b).length;
     }),

@@ -25,13 +25,13 @@ import path from 'node:path';
 import { loadConfig } from '../src/config';
 import type { Bar } from '../src/contract/bar';
 import { BarSlabs, messageTimeOf, unpackBar } from '../src/contract/packedBar';
-import { encodeCopyRows } from '../src/store/copyEncoding';
 import { createPool, ident, withConnection, type PoolClient } from '../src/store/pool';
 import { fingerprint } from '../src/offsets/fingerprint';
 import { writeGroup, type BarAtOffset } from '../src/store/writeBatch';
 import { stagedKeys } from '../src/store/stagedKeys';
-import { CREATE_STAGING, writeSql } from '../src/store/writeSql';
-import { encodeCopyBinary as encodeCopyRowsBinary } from '../src/store/copyEncoding';
+import { CREATE_STAGING, STAGING, STAGING_COLUMN_LIST } from '../src/store/staging';
+import { writeSql } from '../src/store/writeSql';
+import { encodeCopyBinary as encodeCopyRowsBinary, encodeCopyRows } from '../test/support/copyReference';
 import {
   Cleanup,
   PG,
@@ -291,7 +291,6 @@ runMain('bench:write', async (cleanup: Cleanup) => {
 
   const psqlRun = async (schema: string, binary = false): Promise<Partial<VariantResult>> => {
     const sql = writeSql(schema);
-    const copyCols = sql.copy.slice(sql.copy.indexOf('('), sql.copy.indexOf(')') + 1);
     fs.writeFileSync(
       scriptFile,
       [
@@ -299,8 +298,8 @@ runMain('bench:write', async (cleanup: Cleanup) => {
         `${CREATE_STAGING};`,
         'BEGIN;',
         binary
-          ? `\\copy pg_temp.bar_writer_staging ${copyCols} FROM '${binaryFile}' WITH (FORMAT binary)`
-          : `\\copy pg_temp.bar_writer_staging ${copyCols} FROM '${copyFile}'`,
+          ? `\\copy pg_temp.${STAGING} ${STAGING_COLUMN_LIST} FROM '${binaryFile}' WITH (FORMAT binary)`
+          : `\\copy pg_temp.${STAGING} ${STAGING_COLUMN_LIST} FROM '${copyFile}'`,
         // The service's statements after its COPY, verbatim (writeSql()).
         `${sql.insertFences('psql', 'bench', [0])};`,
         `${sql.lockFences('psql', 'bench', [0])};`,

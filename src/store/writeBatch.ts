@@ -24,7 +24,8 @@ import { encodeCopyBinaryParts, type ConsumedBar } from './copyEncoding';
 import type { PoolClient } from './pool';
 import { stagedKeys } from './stagedKeys';
 import { runTransaction } from './transaction';
-import { CREATE_STAGING, writeSql } from './writeSql';
+import { CREATE_STAGING } from './staging';
+import { writeSql } from './writeSql';
 
 /** A bar at its Kafka offset, with its record timestamp (with the revision, the bar's version). */
 export type BarAtOffset = ConsumedBar;

@@ -2,10 +2,7 @@
  * The statements of the write path, by name. The fence statements take the group and topic as escaped
  * literals (never parameters): a whole flush goes out as one simple-query string (./transaction.ts).
  *
- * - the staging table: a per-connection temporary table the COPY fills; ON COMMIT DELETE ROWS empties it
- *   at every commit (no catalog churn), `part` and `kafka_offset` say where each row came from, so the
- *   fence filter runs in SQL; its symbol sorts byte-wise (COLLATE "C"): the upsert's sort compares bytes
- *   instead of calling the database's collation (equality, hence which rows are one key, is the same);
+ * - the staging table (./staging.ts): a per-connection temporary table the COPY fills;
  * - the fence (bar_writer_offsets, per consumer group, topic and partition): the first offset not yet
  *   written; its rows are created if missing, locked in partition order, and moved only forward;
  * - the upsert: the staged rows at or above their partition's fence, the newest version per key, and a
@@ -15,20 +12,7 @@
  */
 import pg from 'pg';
 import { ident } from './pool';
-
-export const STAGING = 'bar_writer_staging';
-
-/** The staging table's columns, in COPY order (copyEncoding.ts writes them so). */
-export const STAGING_COLUMNS = `(seq, symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time, part, kafka_offset)`;
-
-export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
-  seq integer NOT NULL, symbol text COLLATE "C" NOT NULL, "timestamp" timestamptz NOT NULL,
-  open double precision NOT NULL, high double precision NOT NULL,
-  low double precision NOT NULL, close double precision NOT NULL,
-  volume bigint NOT NULL, vwap double precision,
-  revision bigint NOT NULL, source_time timestamptz NOT NULL,
-  part integer NOT NULL, kafka_offset bigint NOT NULL
-) ON COMMIT DELETE ROWS`;
+import { STAGING, STAGING_COLUMN_LIST } from './staging';
 
 export interface FenceAdvance {
   partition: number;
@@ -125,8 +109,8 @@ export function writeSql(schema: string): WriteSql {
          .join(', ')})
          AS v (partition, next_offset, fingerprint)
        WHERE ${fenceKey('o.', group, topic)} AND o.partition = v.partition AND o.next_offset < v.next_offset`,
-    copy: `COPY pg_temp.${STAGING} ${STAGING_COLUMNS} FROM STDIN`,
-    copyBinary: `COPY pg_temp.${STAGING} ${STAGING_COLUMNS} FROM STDIN (FORMAT binary)`,
+    copy: `COPY pg_temp.${STAGING} ${STAGING_COLUMN_LIST} FROM STDIN`,
+    copyBinary: `COPY pg_temp.${STAGING} ${STAGING_COLUMN_LIST} FROM STDIN (FORMAT binary)`,
     // The version of a bar is (revision, source_time): the producer's revision (0 when none), then the
     // Kafka record timestamp. DISTINCT ON keeps the newest version per key, ties by seq (which follows
     // offsets within a partition); a key staged once is its own newest version. A stored row is replaced only by a version at least as new, and only

@@ -1,12 +1,13 @@
+/**
+ * The staging table's COPY: the service's encoder (src/store/copyEncoding.ts) decoded by the columns
+ * src/store/staging.ts declares, and the references of test/support/copyReference.ts (text format, and
+ * the binary format from Bar objects) it must agree with.
+ */
 import type { Bar } from '../../src/contract/bar';
-import { packBars } from '../../src/contract/packedBar';
-import {
-  encodeCopyBinary,
-  encodeCopyBinaryParts,
-  encodeCopyRow,
-  encodeCopyRows,
-  escapeCopyText,
-} from '../../src/store/copyEncoding';
+import { BarSlabs, packBars } from '../../src/contract/packedBar';
+import { encodeCopyBinaryParts } from '../../src/store/copyEncoding';
+import { CREATE_STAGING, STAGING_COLUMN_LIST, STAGING_COLUMNS } from '../../src/store/staging';
+import { encodeCopyBinary, encodeCopyRow, encodeCopyRows, escapeCopyText } from '../support/copyReference';
 
 const BAR: Bar = {
   symbol: 'AAPL',
@@ -19,6 +20,92 @@ const BAR: Bar = {
   vwap: null,
   revision: 0,
 };
+
+/**
+ * Decodes binary COPY back by the staging table's declaration: field f of a row is column f of
+ * STAGING_COLUMNS, read by its encoding (a reader independent of the encoder's code paths). Each row is
+ * a list of [column name, value]; 10 fields (a Bar-object reference without origins) or all of them.
+ */
+function decodeByDeclaration(buf: Buffer): [string, unknown][][] {
+  expect(buf.subarray(0, 11).toString('latin1')).toBe('PGCOPY\n\xff\r\n\0');
+  expect(buf.readInt32BE(11)).toBe(0);
+  expect(buf.readInt32BE(15)).toBe(0);
+  let at = 19;
+  const rows: [string, unknown][][] = [];
+  for (;;) {
+    const fields = buf.readInt16BE(at);
+    at += 2;
+    if (fields === -1) break;
+    expect([10, STAGING_COLUMNS.length]).toContain(fields);
+    const row: [string, unknown][] = [];
+    for (const column of STAGING_COLUMNS.slice(0, fields)) {
+      const len = buf.readInt32BE(at);
+      at += 4;
+      if (len === -1) {
+        row.push([column.name, null]);
+        continue;
+      }
+      const v = buf.subarray(at, at + len);
+      at += len;
+      const width = { int4: 4, int8: 8, float8: 8, timestamp: 8, text: len }[column.encoding];
+      expect([column.name, len]).toEqual([column.name, width]);
+      const value = {
+        int4: () => v.readInt32BE(0),
+        int8: () => v.readBigInt64BE(0),
+        timestamp: () => v.readBigInt64BE(0),
+        float8: () => v.readDoubleBE(0),
+        text: () => v.toString('utf8'),
+      }[column.encoding]();
+      row.push([column.name, value]);
+    }
+    rows.push(row);
+  }
+  expect(at).toBe(buf.length);
+  return rows;
+}
+
+describe('the staging table, declared once', () => {
+  test('the DDL and the COPY column list name the declared columns, in order', () => {
+    const names = STAGING_COLUMNS.map((c) => `"${c.name}"`);
+    expect(STAGING_COLUMN_LIST).toBe(`(${names.join(', ')})`);
+    const ddl = [...CREATE_STAGING.matchAll(/^\s+("\w+") (.+?),?$/gm)].map((m) => [m[1], m[2]]);
+    expect(ddl).toEqual(STAGING_COLUMNS.map((c) => [`"${c.name}"`, c.type]));
+  });
+
+  test('the service encoder writes exactly the declared columns: each value lands in its named column', () => {
+    const t = Date.UTC(2026, 11, 1, 9, 30, 1, 234);
+    const bar: Bar = {
+      symbol: 'MSFT',
+      timestampMs: Date.UTC(2026, 10, 24, 14, 31),
+      open: 1.5,
+      high: 2.5,
+      low: 0.5,
+      close: 2,
+      volume: 1234,
+      vwap: 1.75,
+      revision: 3,
+    };
+    const entry = new BarSlabs(1).packedAt(bar, t, 77n);
+    const [row] = decodeByDeclaration(encodeCopyBinaryParts([{ partition: 4, entries: [entry] }]));
+    const micros = (ms: number) => BigInt(ms - Date.UTC(2000, 0, 1)) * 1000n;
+    expect(Object.fromEntries(row!)).toEqual({
+      seq: 0,
+      symbol: 'MSFT',
+      timestamp: micros(bar.timestampMs),
+      open: 1.5,
+      high: 2.5,
+      low: 0.5,
+      close: 2,
+      volume: 1234n,
+      vwap: 1.75,
+      revision: 3n,
+      source_time: micros(t),
+      part: 4,
+      kafka_offset: 77n,
+    });
+    expect(row!.map(([name]) => name)).toEqual(STAGING_COLUMNS.map((c) => c.name));
+  });
+});
 
 describe('escapeCopyText', () => {
   test('plain printable ASCII is returned unchanged (fast path)', () => {
@@ -186,39 +273,7 @@ describe('encodeCopyBinary', () => {
     ...over,
   });
 
-  /** Decodes the format back (a reader independent of the encoder's code paths). */
-  function decode(buf: Buffer) {
-    expect(buf.subarray(0, 11).toString('latin1')).toBe('PGCOPY\n\xff\r\n\0');
-    expect(buf.readInt32BE(11)).toBe(0);
-    expect(buf.readInt32BE(15)).toBe(0);
-    let at = 19;
-    const rows: unknown[][] = [];
-    for (;;) {
-      const fields = buf.readInt16BE(at);
-      at += 2;
-      if (fields === -1) break;
-      expect([10, 13]).toContain(fields);
-      const row: unknown[] = [];
-      for (let f = 0; f < fields; f++) {
-        const len = buf.readInt32BE(at);
-        at += 4;
-        if (len === -1) {
-          row.push(null);
-          continue;
-        }
-        const v = buf.subarray(at, at + len);
-        at += len;
-        if (f === 0) row.push(v.readInt32BE(0));
-        else if (f === 1) row.push(v.toString('utf8'));
-        else if (f === 2 || f === 7 || f === 9 || f === 10 || f === 12) row.push(v.readBigInt64BE(0));
-        else if (f === 11) row.push(v.readInt32BE(0));
-        else row.push(v.readDoubleBE(0));
-      }
-      rows.push(row);
-    }
-    expect(at).toBe(buf.length);
-    return rows;
-  }
+  const decode = (buf: Buffer) => decodeByDeclaration(buf).map((row) => row.map(([, v]) => v));
 
   test('with origins: the record time (int8 µs since 2000), the partition (int4) and the Kafka offset (int8) after the revision, on every row', () => {
     const t = Date.UTC(2026, 11, 1, 9, 30, 1, 234); // any millisecond, not a minute

@@ -1,10 +1,13 @@
 /**
  * The stage layout, checked: every import of src/ goes to the module's own folder or to a folder it
  * is allowed to call (a lower stage or a shared leaf). A stage importing from the stage that calls it
- * (batch from service, store from batch, …) fails here, naming the file and the import.
+ * (batch from service, store from batch, …) fails here, naming the file and the import. And SQL lives
+ * in store/: a string or template literal elsewhere in src/ that begins with a SQL verb fails here,
+ * naming the file and the line.
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import ts from 'typescript';
 
 const SRC = path.resolve(__dirname, '..', '..', 'src');
 
@@ -54,6 +57,56 @@ const folderOf = (file: string) => {
   return fs.existsSync(file) && fs.statSync(file).isDirectory() ? rel : '.';
 };
 
+/** Statements begin so (upper case, after optional whitespace); a message or a name rarely does. */
+const SQL_VERBS = [
+  'SELECT',
+  'INSERT',
+  'UPDATE',
+  'DELETE',
+  'WITH',
+  'BEGIN',
+  'COMMIT',
+  'ROLLBACK',
+  'CREATE',
+  'ALTER',
+  'DROP',
+  'CALL',
+  'COPY',
+  'SET',
+  'TRUNCATE',
+  'GRANT',
+  'REVOKE',
+  'COMMENT',
+  'VACUUM',
+  'ANALYZE',
+  'SHOW', // doctor's `SHOW server_version` was one
+];
+const SQL_START = new RegExp(`^\\s*(?:${SQL_VERBS.join('|')})\\b`);
+
+/**
+ * The string and template literals of a source text that begin with a SQL verb, as `line: start`
+ * (comments and identifiers are not literals; a template is judged by its text before the first `${`).
+ */
+function sqlLiterals(fileName: string, text: string): string[] {
+  const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true);
+  const found: string[] = [];
+  const visit = (node: ts.Node): void => {
+    const literal =
+      ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node)
+        ? node.text
+        : ts.isTemplateExpression(node)
+          ? node.head.text
+          : null;
+    if (literal !== null && SQL_START.test(literal)) {
+      const line = source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
+      found.push(`${line}: ${literal.trim().split('\n')[0]!.slice(0, 60)}`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
 describe('src/ layering', () => {
   const files = sources(SRC);
 
@@ -74,6 +127,34 @@ describe('src/ layering', () => {
       }
     }
     expect(violations).toEqual([]);
+  });
+
+  test('no SQL outside store/: no string or template literal begins with a SQL verb', () => {
+    const violations: string[] = [];
+    for (const file of files) {
+      if (folderOf(file) === 'store') continue;
+      const rel = path.relative(SRC, file);
+      for (const hit of sqlLiterals(rel, fs.readFileSync(file, 'utf8'))) violations.push(`${rel}:${hit}`);
+    }
+    expect(violations).toEqual([]);
+  });
+
+  test('the SQL check sees literals, not comments, names or other words', () => {
+    const text = [
+      "const a = 'SELECT 1';",
+      'const b = `',
+      '  INSERT INTO ${table} VALUES (1)`;',
+      '// SELECT in a comment, and UPDATE in this one',
+      "const c = ['selected', 'SETTINGS', 'Select', 'the SELECT', `${x}DELETE`];",
+      'const d = sql`CALL refresh()`;',
+      'const e = "COMMIT";',
+    ].join('\n');
+    expect(sqlLiterals('sample.ts', text)).toEqual([
+      '1: SELECT 1',
+      '2: INSERT INTO',
+      '6: CALL refresh()',
+      '7: COMMIT',
+    ]);
   });
 
   test('the check sees imports: batch/pipeline.ts reaches store, offsets and consumer', () => {

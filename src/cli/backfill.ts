@@ -3,16 +3,18 @@
  * and the same write path as the service: every row is validated like a Kafka message (same rules, same
  * reasons), and written by COPY into the staging table and one upsert per transaction.
  *
- * - Streamed: a file is read line by line and written in batches of --batch rows, at most two
- *   transactions in flight (the next batch is parsed while the last one is written); memory stays
- *   bounded whatever the file's size. `.gz` files are decompressed on the way.
+ * - Streamed: a file is read record by record (./records.ts: CSV as RFC 4180, quoted fields may span
+ *   lines; JSON lines a record per line; a record longer than 1 MiB is rejected, never held) and
+ *   written in batches of --batch rows, at most two transactions in flight (the next batch is parsed
+ *   while the last one is written); memory stays bounded whatever the file's size. `.gz` files are
+ *   decompressed on the way.
  * - Versions: the rows of a run are versioned at the time of the load (and by a `revision` column when
  *   the file has one), each batch a millisecond after the one before: the latest row of the file wins
  *   for a key, and the load replaces stored rows with other values unless they have a higher revision.
  *   A row with the values already stored is not rewritten, so running the same file again changes
  *   nothing, and a run stopped half-way can simply be run again.
- * - Broken rows never stop the load: each goes to the rejects file (JSON lines: file, line, reason,
- *   detail, text), and the summary counts them by reason; exit 3 then.
+ * - Broken rows never stop the load: each goes to the rejects file (JSON lines: file, line it starts
+ *   on, reason, detail, text), and the summary counts them by reason; exit 3 then.
  * - Afterwards the continuous aggregates are refreshed over the time range loaded (their policies would
  *   catch up at their next run anyway).
  */
@@ -25,6 +27,7 @@ import { continuousAggregates, refreshContinuousAggregate } from '../store/aggre
 import { timescaleSchema } from '../store/catalog';
 import { createPool, withConnection, type Pool } from '../store/pool';
 import { writeBars, type LoadedBar } from '../store/writeBatch';
+import { readRecords, type FileRecord, type Refusal } from './records';
 import {
   config,
   EXIT,
@@ -52,43 +55,6 @@ const CSV_FIELDS = [
 ] as const;
 const REQUIRED = ['symbol', 'timestamp', 'open', 'high', 'low', 'close', 'volume'];
 const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
-
-/** The fields of one CSV line (RFC 4180: quoted fields, "" for a quote inside; one line per record). */
-export function csvFields(line: string): string[] | null {
-  const out: string[] = [];
-  let i = 0;
-  for (;;) {
-    if (line[i] === '"') {
-      let value = '';
-      i++;
-      for (;;) {
-        if (i >= line.length) return null; // unterminated quote
-        if (line[i] === '"') {
-          if (line[i + 1] === '"') {
-            value += '"';
-            i += 2;
-            continue;
-          }
-          i++;
-          break;
-        }
-        value += line[i++];
-      }
-      out.push(value);
-      if (i === line.length) return out;
-      if (line[i] !== ',') return null;
-      i++;
-    } else {
-      const comma = line.indexOf(',', i);
-      if (comma === -1) {
-        out.push(line.slice(i));
-        return out;
-      }
-      out.push(line.slice(i, comma));
-      i = comma + 1;
-    }
-  }
-}
 
 /**
  * A CSV row as the message it stands for: numbers where the text is a number, epoch milliseconds where
@@ -227,38 +193,31 @@ async function run(args: string[], io: Io): Promise<number> {
       raw.on('data', (chunk: Buffer) => (bytes += chunk.length));
       const input = file.endsWith('.gz') ? raw.pipe(zlib.createGunzip()) : raw;
       const name = file === '-' ? 'stdin' : file;
-      let lineNo = 0;
       let columns: Map<string, number> | null = null;
       let batch: LoadedBar[] = [];
       const now = Date.now();
-      for await (const line of linesOf(input)) {
-        lineNo++;
+      for await (const record of readRecords(input, formats[k] === 'csv' ? 'csv' : 'lines')) {
         if (formats[k] === 'csv' && columns === null) {
-          columns = header(line, name);
+          columns = header(record, name);
           continue;
         }
-        if (line.trim() === '') continue;
+        if (record.refusal === null && record.text.trim() === '') continue;
         totals.read++;
-        let result: DecodeResult | { ok: false; rejection: { reason: string; detail: string } };
-        if (formats[k] === 'jsonl') {
-          result = decodeBar(Buffer.from(line, 'utf8'), now, cfg.write.minTimestampMs);
+        let result: DecodeResult | { ok: false; rejection: Refusal };
+        if (record.refusal !== null) {
+          result = { ok: false, rejection: record.refusal };
+        } else if (formats[k] === 'jsonl') {
+          result = decodeBar(Buffer.from(record.text, 'utf8'), now, cfg.write.minTimestampMs);
         } else {
-          const fields = csvFields(line);
-          result =
-            fields === null
-              ? {
-                  ok: false,
-                  rejection: { reason: 'invalid_csv', detail: 'not a CSV record: a quote is not closed' },
-                }
-              : validateFields(csvObject(columns!, fields), now, cfg.write.minTimestampMs);
+          result = validateFields(csvObject(columns!, record.fields!), now, cfg.write.minTimestampMs);
         }
         if (!result.ok) {
           reject({
             file: name,
-            line: lineNo,
+            line: record.line,
             reason: result.rejection.reason,
             detail: result.rejection.detail,
-            text: line,
+            text: record.text,
           });
           continue;
         }
@@ -306,23 +265,6 @@ async function run(args: string[], io: Io): Promise<number> {
   return rejected > 0 ? EXIT.finding : EXIT.ok;
 }
 
-/**
- * The lines of a stream, without their line ends (\n or \r\n), decoded as UTF-8. Pulled chunk by chunk:
- * while the caller awaits (a write in flight), nothing more is read, so memory stays bounded.
- */
-async function* linesOf(input: Readable): AsyncGenerator<string> {
-  const decoder = new TextDecoder('utf-8');
-  let rest = '';
-  for await (const chunk of input as AsyncIterable<Buffer>) {
-    const text = rest + decoder.decode(chunk, { stream: true });
-    const parts = text.split('\n');
-    rest = parts.pop()!;
-    for (const p of parts) yield p.endsWith('\r') ? p.slice(0, -1) : p;
-  }
-  rest += decoder.decode();
-  if (rest !== '') yield rest.endsWith('\r') ? rest.slice(0, -1) : rest;
-}
-
 function formatOf(file: string, given: Format | undefined): Format {
   if (given) return given;
   const base = file.replace(/\.gz$/, '');
@@ -331,8 +273,8 @@ function formatOf(file: string, given: Format | undefined): Format {
   throw new UsageError(`${file}: cannot tell the format from its name; add --format csv or --format jsonl`);
 }
 
-function header(line: string, file: string): Map<string, number> {
-  const names = (csvFields(line.replace(/^\uFEFF/, '')) ?? []).map((n) => n.trim().toLowerCase());
+function header(record: FileRecord, file: string): Map<string, number> {
+  const names = (record.fields ?? []).map((n) => n.trim().toLowerCase());
   const columns = new Map<string, number>();
   names.forEach((n, i) => {
     if (!columns.has(n)) columns.set(n, i);
@@ -386,8 +328,10 @@ path, streamed in transactions of --batch rows (default 10000).
 
   csv    a header line naming the columns symbol,timestamp,open,high,low,close,volume (vwap and
          revision optional; any order; other columns ignored); timestamp ISO-8601 with a zone or epoch
-         milliseconds; an empty vwap is null
+         milliseconds; an empty vwap is null; RFC 4180 quoting ("" for a quote, a quoted field may
+         hold commas and line breaks)
   jsonl  one message value (the Kafka contract's JSON object) per line
+A record (a CSV record, a JSON line) longer than 1 MiB is rejected (record_too_long).
 The format comes from the file name (.csv, .jsonl, .ndjson, with or without .gz) or --format.
 
 The latest row of the input wins for a key; rows replace stored ones with other values (the load's

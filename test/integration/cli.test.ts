@@ -154,13 +154,15 @@ describe('bar-writer backfill', () => {
       high: Math.max(bars[5]!.high, bars[5]!.open),
       low: Math.min(bars[5]!.low, bars[5]!.open),
     };
+    // One record a bar; the first spans two lines (RFC 4180: a quoted field may hold a line break).
     const lines = [
       'close,symbol,timestamp,open,high,low,exchange,volume,vwap', // any order, an extra column
-      ...bars.map(csvLine),
+      csvLine(bars[0]!).replace(',XNAS,', ',"XN\nAS ""Q"" ",'),
+      ...bars.slice(1).map(csvLine),
       csvLine({ ...bars[0]!, timestamp: '1764600000' }), // epoch seconds
       csvLine({ ...bars[1]!, open: 'x' as unknown as number }),
-      '"unterminated,AAA,2026-11-02T14:30:00Z',
       csvLine(later), // the same key again, later in the file: wins
+      '"unterminated,AAA,2026-11-02T14:30:00Z', // a quote never closed: takes the rest of the file
     ];
     const file = path.join(dir, 'history.csv');
     fs.writeFileSync(file, lines.join('\n') + '\n');
@@ -178,10 +180,11 @@ describe('bar-writer backfill', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { line: number; reason: string; text: string });
+    // Rejects name the line a record starts on: one more than its index, and one more after bars[0].
     expect(rejects.map((r) => [r.line, r.reason, r.text])).toEqual([
-      [602, 'timestamp_in_seconds', lines[601]],
-      [603, 'wrong_type', lines[602]],
-      [604, 'invalid_csv', lines[603]],
+      [603, 'timestamp_in_seconds', lines[601]],
+      [604, 'wrong_type', lines[602]],
+      [606, 'invalid_csv', lines[604]],
     ]);
     const before = await h.tableStats();
     const again = await runCli(CLI, ['backfill', file], h.env(), { cwd: dir });

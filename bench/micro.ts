@@ -10,13 +10,8 @@ import { Registry } from 'prom-client';
 import { PartitionBuffer, SourceArena } from '../src/batch/buffer';
 import { Intake } from '../src/batch/intake';
 import type { InboundMessage } from '../src/consumer/port';
-import {
-  decodeBar,
-  decodeBarGeneral,
-  findDuplicateTopLevelKey,
-  parseTimestamp,
-  type Bar,
-} from '../src/contract/bar';
+import { decodeBar, decodeBarGeneral, parseTimestamp, type Bar } from '../src/contract/bar';
+import { findDuplicateTopLevelKey } from '../src/contract/jsonScan';
 import { BarSlabs } from '../src/contract/packedBar';
 import { createLogger } from '../src/observe/logger';
 import { createMetrics } from '../src/observe/metrics';

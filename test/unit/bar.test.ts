@@ -5,13 +5,13 @@ import {
   MIN_TIMESTAMP_MS,
   REJECT_REASONS,
   decodeBar,
-  findDuplicateTopLevelKey,
   parseTimestamp,
   validateFields,
   type Bar,
   type DecodeResult,
   type RejectReason,
 } from '../../src/contract/bar';
+import { findDuplicateTopLevelKey } from '../../src/contract/jsonScan';
 
 /** The consumer clock used throughout: 2026-11-24T14:31:00.000Z. */
 const NOW = Date.UTC(2026, 10, 24, 14, 31, 0, 0);

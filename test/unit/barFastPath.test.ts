@@ -6,7 +6,8 @@
  * seed. Each group also checks that the fast path did read a share of its messages, so the comparison
  * cannot pass by never taking it.
  */
-import { decodeBar, decodeBarGeneral, isPlainBar } from '../../src/contract/bar';
+import { decodeBar, decodeBarGeneral } from '../../src/contract/bar';
+import { isPlainBar } from '../../src/contract/jsonScan';
 import { mulberry32 } from '../../src/demo/random';
 
 const NOW = Date.UTC(2026, 11, 3, 12, 0);

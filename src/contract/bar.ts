@@ -29,6 +29,10 @@ export interface Bar {
   revision: number;
 }
 
+/**
+ * Why the contract refuses a message: one reason per rule. (A row the database refuses after the contract
+ * accepted it is a write outcome: deadletter/records.ts `DATABASE_REJECTED`.)
+ */
 export const REJECT_REASONS = [
   'null_value',
   'empty_value',
@@ -50,8 +54,6 @@ export const REJECT_REASONS = [
   'ohlc_inconsistent',
   'vwap_out_of_range',
   'invalid_revision',
-  // Not a contract rule: the database refused a row that passed the contract (SQLSTATE class 22/23).
-  'database_rejected',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

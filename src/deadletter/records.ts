@@ -5,20 +5,32 @@
  * A dead letter keeps the original key, value and headers (copies: the consumer's buffers are reused)
  * and adds headers saying why and where it came from.
  */
-import type { Rejection } from '../contract/bar';
+import { REJECT_REASONS, type RejectReason } from '../contract/bar';
 import { messageTimeOf, type PackedBar } from '../contract/packedBar';
+
+/**
+ * A write outcome, not a contract rule: the database refused a row that passed the contract (SQLSTATE
+ * class 22/23), isolated by bisection. Dashboards and alerts read it as bars_rejected_total's `reason`.
+ */
+export const DATABASE_REJECTED = 'database_rejected';
+
+/** Why a message is not written: a rule of the contract, or the database's refusal of its row. */
+export type NotWrittenReason = RejectReason | typeof DATABASE_REJECTED;
+
+/** Every NotWrittenReason: the values of bars_rejected_total's `reason` label, each zeroed at start. */
+export const NOT_WRITTEN_REASONS: readonly NotWrittenReason[] = [...REJECT_REASONS, DATABASE_REJECTED];
 
 /** A message that will not be written, with what it needs to become a dead letter. */
 export interface RejectedMessage {
   offset: bigint;
-  rejection: Rejection;
+  rejection: { reason: NotWrittenReason; detail: string };
   key: Buffer | null;
   value: Buffer | null;
   /** Every header of the message, each with all its values in order (a header may repeat). */
   headers: Record<string, Buffer[]>;
   /** Kafka message timestamp (ms). */
   messageTimeMs: number;
-  /** Set when the database refused the row (reason database_rejected). */
+  /** Set when the database refused the row (reason DATABASE_REJECTED). */
   sqlstate?: string;
 }
 
@@ -52,7 +64,7 @@ export function deadLetterRecord(
   for (const [k, vs] of Object.entries(m.headers)) headers[k] = vs.length === 1 ? vs[0]! : vs;
   headers[DLQ_HEADERS.reason] = m.rejection.reason;
   headers[DLQ_HEADERS.detail] = m.rejection.detail;
-  headers[DLQ_HEADERS.stage] = m.rejection.reason.startsWith('database_') ? 'database' : 'contract';
+  headers[DLQ_HEADERS.stage] = m.rejection.reason === DATABASE_REJECTED ? 'database' : 'contract';
   if (m.sqlstate) headers[DLQ_HEADERS.sqlstate] = m.sqlstate;
   headers[DLQ_HEADERS.topic] = sourceTopic;
   headers[DLQ_HEADERS.partition] = String(sourcePartition);
@@ -89,7 +101,7 @@ export interface BarSource extends PackedBar {
 export function refusedBar(bar: BarSource, error: { message: string; code: string | null }): RejectedMessage {
   return {
     offset: bar.offset,
-    rejection: { reason: 'database_rejected', detail: `the database refused the row: ${error.message}` },
+    rejection: { reason: DATABASE_REJECTED, detail: `the database refused the row: ${error.message}` },
     key: bar.key === undefined ? Buffer.from(bar.symbol, 'latin1') : bar.key,
     value: bar.sourceBytes.subarray(bar.sourceStart, bar.sourceEnd),
     headers: bar.headers ?? {},

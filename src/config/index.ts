@@ -99,6 +99,14 @@ function nonEmptyString(rule: string) {
   };
 }
 
+/**
+ * A `format` that takes one of `values` (convict's list format), typed as their union; the leaf's
+ * default is written `as const`, so that convict's typing checks it is one of them.
+ */
+function oneOf<T extends string>(...values: T[]): T[] {
+  return values;
+}
+
 const schema = {
   db: {
     host: {
@@ -145,8 +153,8 @@ const schema = {
     },
     sslMode: {
       doc: 'TLS to PostgreSQL',
-      format: ['disable', 'require', 'verify-full'],
-      default: 'disable',
+      format: oneOf('disable', 'require', 'verify-full'),
+      default: 'disable' as const,
       env: 'DB_SSL_MODE',
     },
     sslRootCert: {
@@ -379,8 +387,8 @@ const schema = {
     },
     saslMechanism: {
       doc: 'SASL mechanism',
-      format: ['none', 'plain', 'scram-sha-256', 'scram-sha-512'],
-      default: 'none',
+      format: oneOf('none', 'plain', 'scram-sha-256', 'scram-sha-512'),
+      default: 'none' as const,
       env: 'KAFKA_SASL_MECHANISM',
     },
     saslUsername: { doc: 'SASL user name', format: String, default: '', env: 'KAFKA_SASL_USERNAME' },
@@ -469,8 +477,8 @@ const schema = {
   },
   logLevel: {
     doc: 'pino log level',
-    format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
-    default: 'info',
+    format: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+    default: 'info' as const,
     env: 'LOG_LEVEL',
   },
   shutdownTimeoutMs: {
@@ -481,78 +489,35 @@ const schema = {
   },
 };
 
-export interface Config {
-  db: {
-    host: string;
-    port: number;
-    user: string;
-    password: string;
-    name: string;
-    schema: string;
-    sslMode: 'disable' | 'require' | 'verify-full';
-    sslRootCert: string;
-    maxConnections: number;
-    maxIdleConnections: number;
-    connMaxLifetimeMs: number;
-    statementTimeoutMs: number;
-    readMaxConnections: number;
-    readTimeoutMs: number;
-    lockTimeoutMs: number;
-    /** TimescaleDB retention of bars_1m, applied by the migrate CLI (0 = none). */
-    retentionMs: number;
-    /** Time zone of bars_1h and bars_1d, applied by the migrate CLI. */
-    aggregateTimezone: string;
-  };
-  write: {
-    batchSize: number;
-    concurrency: number;
-    intervalMs: number;
-    queueSize: number;
-    queueBytes: number;
-    flushOnCaughtUp: boolean;
-    maxRetries: number;
-    retryDelayMs: number;
-    retryMaxDelayMs: number;
+type Schema = typeof schema;
+
+/** What a schema leaf holds once validated: one of its `format` list, else a value of its default's type. */
+type LeafValue<L> = L extends { format: (infer V)[] } ? V : L extends { default: infer D } ? D : never;
+
+/** The properties the schema describes (convict's getProperties()), derived from it. */
+type Properties<S = Schema> = {
+  [K in keyof S]: S[K] extends { default: unknown } ? LeafValue<S[K]> : Properties<S[K]>;
+};
+
+/** A key of the schema with its env variable: `db.port`, `logLevel`. */
+type Key = {
+  [G in keyof Schema]: Schema[G] extends { env: string } ? G : `${G}.${keyof Schema[G] & string}`;
+}[keyof Schema];
+
+/**
+ * The configuration the service reads: the schema's properties, but for what loadConfig derives from
+ * them. Secrets are read from their *_FILE (the file keys are not kept), the broker list is split and
+ * the earliest bar start (BARS_MIN_TIMESTAMP) is epoch ms.
+ */
+export type Config = Omit<Properties, 'db' | 'write' | 'kafka' | 'http'> & {
+  db: Omit<Properties['db'], 'passwordFile'>;
+  write: Omit<Properties['write'], 'minTimestamp'> & {
     /** BARS_MIN_TIMESTAMP as epoch ms. */
     minTimestampMs: number;
   };
-  kafka: {
-    brokers: string[];
-    topic: string;
-    groupId: string;
-    clientId: string;
-    dlqTopic: string;
-    sessionTimeoutMs: number;
-    fromBeginning: boolean;
-    maxBytesPerPartition: number;
-    maxBytes: number;
-    maxWaitMs: number;
-    metadataMaxAgeMs: number;
-    ssl: boolean;
-    sslCaFile: string;
-    sslCertFile: string;
-    sslKeyFile: string;
-    sslRejectUnauthorized: boolean;
-    saslMechanism: 'none' | 'plain' | 'scram-sha-256' | 'scram-sha-512';
-    saslUsername: string;
-    saslPassword: string;
-  };
-  http: {
-    port: number;
-    readApi: boolean;
-    maxRangeMs: number;
-    maxLimit: number;
-    maxConnections: number;
-    requestTimeoutMs: number;
-    idleTimeoutMs: number;
-    maxQueuedReads: number;
-    responseBufferBytes: number;
-    /** Empty: the read API is open. */
-    readToken: string;
-  };
-  logLevel: string;
-  shutdownTimeoutMs: number;
-}
+  kafka: Omit<Properties['kafka'], 'brokers' | 'saslPasswordFile'> & { brokers: string[] };
+  http: Omit<Properties['http'], 'readTokenFile'>;
+};
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -563,12 +528,22 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-/** Map a convict key (db.port) to the env variable that sets it, for messages users can act on. */
-function envNameOf(key: string): string {
+/** The env variable that sets a convict key (db.port → DB_PORT), if the key is the schema's. */
+function envOf(key: string): string | undefined {
   let node: unknown = schema;
   for (const part of key.split('.')) node = (node as Record<string, unknown> | undefined)?.[part];
-  const env = (node as { env?: string } | undefined)?.env;
+  return (node as { env?: string } | undefined)?.env;
+}
+
+/** A key as messages name it, for users to act on: its env variable and the key, `DB_PORT (db.port)`. */
+function envNameOf(key: string): string {
+  const env = envOf(key);
   return env ? `${env} (${key})` : key;
+}
+
+/** The env variable of a key of the schema, for a rule that names another setting. */
+function envVar(key: Key): string {
+  return envOf(key) ?? key;
 }
 
 /**
@@ -576,8 +551,12 @@ function envNameOf(key: string): string {
  * process.env; tests pass their own.
  */
 export function loadConfig(env: Env = process.env): Config {
-  const c = convict(schema, { env: env as NodeJS.ProcessEnv, args: [] });
+  const c = convict<Properties>(schema, { env: env as NodeJS.ProcessEnv, args: [] });
   const problems: string[] = [];
+  /** A problem with `key`, in words naming the setting: `DB_PORT (db.port): <rule>`. */
+  const problem = (key: Key, rule: string): void => {
+    problems.push(`${envNameOf(key)}: ${rule}`);
+  };
 
   const file = env.CONFIG_FILE;
   if (file) {
@@ -606,35 +585,31 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const raw = c.getProperties() as unknown as Omit<Config, 'kafka'> & {
-    kafka: Omit<Config['kafka'], 'brokers'> & { brokers: string };
-  };
+  const raw = c.getProperties();
   /** A secret given inline, else read from its *_FILE (a mounted secret; one trailing newline dropped). */
-  const secret = (value: string, file: string | undefined, key: string): string => {
+  const secret = (value: string, file: string, key: Key): string => {
     if (value || !file) return value;
     try {
       return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
     } catch (err) {
-      problems.push(
-        `${envNameOf(key)}: cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
-      );
+      problem(key, `cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
       return '';
     }
   };
-  const { passwordFile, ...dbRest } = raw.db as Config['db'] & { passwordFile?: string };
+  const { passwordFile, ...dbRest } = raw.db;
   const db: Config['db'] = { ...dbRest, password: secret(dbRest.password, passwordFile, 'db.passwordFile') };
-  const { saslPasswordFile, ...kafkaRest } = raw.kafka as typeof raw.kafka & { saslPasswordFile?: string };
+  const { saslPasswordFile, ...kafkaRest } = raw.kafka;
   const kafka: Config['kafka'] = {
     ...kafkaRest,
     brokers: kafkaRest.brokers.split(',').map((b) => b.trim()),
     saslPassword: secret(kafkaRest.saslPassword, saslPasswordFile, 'kafka.saslPasswordFile'),
   };
-  const { readTokenFile, ...httpRest } = raw.http as Config['http'] & { readTokenFile?: string };
+  const { readTokenFile, ...httpRest } = raw.http;
   const http: Config['http'] = {
     ...httpRest,
     readToken: secret(httpRest.readToken, readTokenFile, 'http.readTokenFile'),
   };
-  const { minTimestamp, ...write } = raw.write as Config['write'] & { minTimestamp: string };
+  const { minTimestamp, ...write } = raw.write;
   const config: Config = {
     ...raw,
     db,
@@ -643,63 +618,61 @@ export function loadConfig(env: Env = process.env): Config {
     write: { ...write, minTimestampMs: isoInstant(minTimestamp)! },
   };
 
-  // Cross-field rules.
+  // Cross-field rules. Each names its settings through the schema (envNameOf, envVar), never by hand.
   const w = config.write;
-  if (w.intervalMs <= 0) problems.push('BARS_DB_WRITE_INTERVAL (write.intervalMs): must be greater than 0');
+  if (w.intervalMs <= 0) problem('write.intervalMs', 'must be greater than 0');
   if (w.intervalMs >= config.kafka.sessionTimeoutMs) {
-    problems.push('BARS_DB_WRITE_INTERVAL (write.intervalMs): must be shorter than KAFKA_SESSION_TIMEOUT');
+    problem('write.intervalMs', `must be shorter than ${envVar('kafka.sessionTimeoutMs')}`);
   }
   if (w.concurrency > config.db.maxConnections) {
-    problems.push('BARS_DB_WRITE_CONCURRENCY (write.concurrency): must not exceed DB_MAX_CONNECTIONS');
+    problem('write.concurrency', `must not exceed ${envVar('db.maxConnections')}`);
   }
   if (w.batchSize > w.queueSize) {
-    problems.push('BARS_DB_WRITE_BATCH_SIZE (write.batchSize): must not exceed BARS_DB_WRITE_QUEUE_SIZE');
+    problem('write.batchSize', `must not exceed ${envVar('write.queueSize')}`);
   }
-  if (w.retryDelayMs <= 0) problems.push('BARS_DB_RETRY_DELAY (write.retryDelayMs): must be greater than 0');
+  if (w.retryDelayMs <= 0) problem('write.retryDelayMs', 'must be greater than 0');
   if (w.retryMaxDelayMs < w.retryDelayMs) {
-    problems.push('BARS_DB_RETRY_MAX_DELAY (write.retryMaxDelayMs): must be at least BARS_DB_RETRY_DELAY');
+    problem('write.retryMaxDelayMs', `must be at least ${envVar('write.retryDelayMs')}`);
   }
   if (config.db.maxIdleConnections > config.db.maxConnections) {
-    problems.push('DB_MAX_IDLE_CONNS (db.maxIdleConnections): must not exceed DB_MAX_CONNECTIONS');
+    problem('db.maxIdleConnections', `must not exceed ${envVar('db.maxConnections')}`);
   }
   if (config.db.retentionMs !== 0 && config.db.retentionMs < 3 * UNIT_MS.d!) {
-    problems.push(
-      "BARS_DB_RETENTION (db.retentionMs): must be 0 (keep everything) or at least 3d (the daily aggregate's refresh window must hold two days)",
+    problem(
+      'db.retentionMs',
+      "must be 0 (keep everything) or at least 3d (the daily aggregate's refresh window must hold two days)",
     );
   }
   if (config.db.sslMode === 'verify-full' && config.db.sslRootCert) {
     const why = unreadable(config.db.sslRootCert);
-    if (why) problems.push(`DB_SSL_ROOT_CERT (db.sslRootCert): ${why}`);
+    if (why) problem('db.sslRootCert', why);
   }
   const k = config.kafka;
   if (k.saslMechanism !== 'none' && (!k.saslUsername || !k.saslPassword)) {
-    problems.push(
-      'KAFKA_SASL_MECHANISM (kafka.saslMechanism): needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)',
+    problem(
+      'kafka.saslMechanism',
+      `needs ${envVar('kafka.saslUsername')} and ${envVar('kafka.saslPassword')} (or ${envVar('kafka.saslPasswordFile')})`,
     );
   }
-  for (const [name, file] of [
-    ['KAFKA_SSL_CA_FILE (kafka.sslCaFile)', k.sslCaFile],
-    ['KAFKA_SSL_CERT_FILE (kafka.sslCertFile)', k.sslCertFile],
-    ['KAFKA_SSL_KEY_FILE (kafka.sslKeyFile)', k.sslKeyFile],
-  ] as const) {
-    if (file && !k.ssl) problems.push(`${name}: is set but KAFKA_SSL is false`);
-    else if (file && unreadable(file)) problems.push(`${name}: ${unreadable(file)}`);
+  for (const leaf of ['sslCaFile', 'sslCertFile', 'sslKeyFile'] as const) {
+    const file = k[leaf];
+    if (!file) continue;
+    const why = k.ssl ? unreadable(file) : `is set but ${envVar('kafka.ssl')} is false`;
+    if (why) problem(`kafka.${leaf}`, why);
   }
   if (Boolean(k.sslCertFile) !== Boolean(k.sslKeyFile)) {
-    problems.push(
-      'KAFKA_SSL_CERT_FILE (kafka.sslCertFile): mutual TLS needs both KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE',
+    problem(
+      'kafka.sslCertFile',
+      `mutual TLS needs both ${envVar('kafka.sslCertFile')} and ${envVar('kafka.sslKeyFile')}`,
     );
   }
   if (config.kafka.dlqTopic === config.kafka.topic) {
-    problems.push('KAFKA_DLQ_TOPIC (kafka.dlqTopic): must differ from KAFKA_TOPIC');
+    problem('kafka.dlqTopic', `must differ from ${envVar('kafka.topic')}`);
   }
   // 0 would switch node's timeout off: the very thing these bound.
-  if (config.http.requestTimeoutMs < 1000)
-    problems.push('HTTP_REQUEST_TIMEOUT (http.requestTimeoutMs): must be at least 1s');
-  if (config.http.idleTimeoutMs < 1000)
-    problems.push('HTTP_IDLE_TIMEOUT (http.idleTimeoutMs): must be at least 1s');
-  if (config.shutdownTimeoutMs < 1000)
-    problems.push('SHUTDOWN_TIMEOUT (shutdownTimeoutMs): must be at least 1s');
+  if (config.http.requestTimeoutMs < 1000) problem('http.requestTimeoutMs', 'must be at least 1s');
+  if (config.http.idleTimeoutMs < 1000) problem('http.idleTimeoutMs', 'must be at least 1s');
+  if (config.shutdownTimeoutMs < 1000) problem('shutdownTimeoutMs', 'must be at least 1s');
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

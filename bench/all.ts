@@ -7,7 +7,10 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
-import { REPO, buildService, log, uniqueName } from './lib';
+import { uniqueName } from '../test/support/common';
+import { REPO } from './env';
+import { log } from './report';
+import { buildService } from './serviceChild';
 import { printSummary } from './summary';
 
 function answers(host: string, port: number): Promise<boolean> {

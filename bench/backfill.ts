@@ -14,29 +14,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ident } from '../src/store/pool';
+import { uniqueName } from '../test/support/common';
+import { makeBar } from './bars';
+import { Cleanup, runMain } from './cleanup';
+import { envInt, PG, REPO, TARGET } from './env';
 import {
-  buildService,
-  Cleanup,
   createBenchSchema,
-  envInt,
-  fmtInt,
-  log,
-  makeBar,
-  newPool,
   leanLoadScript,
+  newPool,
   psqlArgs,
   runTimed,
-  PG,
-  printTable,
-  ratio,
-  REPO,
   startAtCheckpoint,
-  round,
-  runMain,
-  saveResult,
-  TARGET,
-  uniqueName,
-} from './lib';
+} from './postgres';
+import { fmtInt, log, printTable, ratio, round } from './report';
+import { saveResult } from './results';
+import { buildService } from './serviceChild';
 
 /** Wall seconds of `cmd` from spawn to exit. */
 async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {

@@ -7,22 +7,14 @@
  * the peak V8 heap used and buffered messages, from /metrics every second.
  */
 import { ident } from '../src/store/pool';
+import { uniqueName } from '../test/support/common';
+import { type Cleanup, runMain } from './cleanup';
 import { drainOnce } from './drain';
-import {
-  buildService,
-  configText,
-  envInt,
-  fmtInt,
-  log,
-  prepareFeed,
-  printTable,
-  round,
-  runMain,
-  saveResult,
-  serviceEnv,
-  uniqueName,
-  type Cleanup,
-} from './lib';
+import { envInt } from './env';
+import { prepareFeed } from './feed';
+import { fmtInt, log, printTable, round } from './report';
+import { saveResult } from './results';
+import { buildService, configText, serviceEnv } from './serviceChild';
 
 runMain('bench:backlog', async (cleanup: Cleanup) => {
   const total = envInt('BENCH_BACKLOG_BARS', 5_000_000);

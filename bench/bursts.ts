@@ -18,37 +18,16 @@
  */
 import pg from 'pg';
 import { ident } from '../src/store/pool';
-import {
-  configText,
-  BENCH_START_MS,
-  PG,
-  RssSampler,
-  barJson,
-  buildService,
-  connectAdmin,
-  connectProducer,
-  createBenchSchema,
-  createTopics,
-  envInt,
-  fmtInt,
-  log,
-  machineInfo,
-  makeBar,
-  newKafka,
-  newPool,
-  nowMs,
-  percentile,
-  printTable,
-  round,
-  runMain,
-  saveResult,
-  serviceEnv,
-  sleep,
-  spawnService,
-  uniqueName,
-  waitUntil,
-  type Cleanup,
-} from './lib';
+import { sleep, uniqueName, waitFor } from '../test/support/common';
+import { barJson, BENCH_START_MS, makeBar } from './bars';
+import { type Cleanup, runMain } from './cleanup';
+import { envInt, PG } from './env';
+import { connectAdmin, connectProducer, createTopics, newKafka } from './kafka';
+import { createBenchSchema, newPool } from './postgres';
+import { RssSampler } from './procfs';
+import { fmtInt, log, nowMs, percentile, printTable, round } from './report';
+import { machineInfo, saveResult } from './results';
+import { buildService, configText, serviceEnv, spawnService } from './serviceChild';
 
 runMain('bench:bursts', async (cleanup: Cleanup) => {
   const symbols = envInt('BENCH_BURST_SYMBOLS', 12_000);
@@ -80,7 +59,7 @@ runMain('bench:bursts', async (cleanup: Cleanup) => {
   let exited: string | null = null;
   void svc.exited.then((e) => (exited = `the service exited (${e.code ?? e.signal})`));
   try {
-    await waitUntil(
+    await waitFor(
       'the service to be ready',
       async () => {
         const port = svc.httpPort();
@@ -88,7 +67,9 @@ runMain('bench:bursts', async (cleanup: Cleanup) => {
         const res = await fetch(`http://127.0.0.1:${port}/readyz`);
         return res.status === 200;
       },
-      { intervalMs: 100, timeoutMs: 120_000, failIf: () => exited },
+      120_000,
+      100,
+      () => exited,
     );
   } catch (err) {
     log(`service output:\n${svc.tail()}`);

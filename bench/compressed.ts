@@ -16,23 +16,13 @@ import type { Bar } from '../src/contract/bar';
 import { BarSlabs } from '../src/contract/packedBar';
 import { withConnection } from '../src/store/pool';
 import { writeGroup, type BarAtOffset } from '../src/store/writeBatch';
-import {
-  Cleanup,
-  createBenchSchema,
-  envInt,
-  fmtInt,
-  log,
-  makeBar,
-  newPool,
-  nowMs,
-  printTable,
-  ratio,
-  round,
-  runMain,
-  saveResult,
-  TARGET,
-  uniqueName,
-} from './lib';
+import { uniqueName } from '../test/support/common';
+import { makeBar } from './bars';
+import { Cleanup, runMain } from './cleanup';
+import { envInt, TARGET } from './env';
+import { createBenchSchema, newPool } from './postgres';
+import { fmtInt, log, nowMs, printTable, ratio, round } from './report';
+import { saveResult } from './results';
 
 const DAY = 86_400_000;
 

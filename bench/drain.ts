@@ -9,24 +9,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Admin } from 'kafkajs';
 import type pg from 'pg';
-import {
-  PG,
-  REPO,
-  KAFKA_VERSION,
-  RssSampler,
-  machineCpuSeconds,
-  processCpuSeconds,
-  processReadBytes,
-  metricSum,
-  nowMs,
-  spawnService,
-  waitUntil,
-  groupCaughtUp,
-  log,
-  startAtCheckpoint,
-  walBytesSince,
-  type Cleanup,
-} from './lib';
+import { metricSum, waitFor } from '../test/support/common';
+import { type Cleanup } from './cleanup';
+import { KAFKA_VERSION, PG, REPO } from './env';
+import { groupCaughtUp } from './kafka';
+import { startAtCheckpoint, walBytesSince } from './postgres';
+import { machineCpuSeconds, processCpuSeconds, processReadBytes, RssSampler } from './procfs';
+import { log, nowMs } from './report';
+import { spawnService } from './serviceChild';
 
 /**
  * CPU seconds of the processes doing the work, sampled every second: the PostgreSQL backends serving
@@ -232,15 +222,14 @@ export async function drainOnce(o: {
   void svc.exited.then((e) => (exitInfo = `the service exited early (${e.code ?? e.signal})`));
   let doneAt: number;
   try {
-    doneAt = await waitUntil(
+    await waitFor(
       `group ${o.group} caught up`,
       () => groupCaughtUp(o.admin, o.group, o.topic, o.ends),
-      {
-        intervalMs: 200,
-        timeoutMs: o.timeoutMs ?? 60 * 60_000,
-        failIf: () => exitInfo,
-      },
+      o.timeoutMs ?? 60 * 60_000,
+      200,
+      () => exitInfo,
     );
+    doneAt = nowMs();
   } catch (err) {
     log(`service output (last lines):\n${svc.tail()}`);
     throw err;

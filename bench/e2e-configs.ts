@@ -10,23 +10,14 @@
  * For experiments only: the reference figures are bench:e2e's, with the default configuration.
  */
 import { ident } from '../src/store/pool';
+import { uniqueName } from '../test/support/common';
+import { type Cleanup, runMain } from './cleanup';
 import { drainOnce, type DrainResult } from './drain';
-import {
-  buildService,
-  envInt,
-  fmtInt,
-  log,
-  parsePairs,
-  prepareFeed,
-  printTable,
-  ratio,
-  round,
-  runMain,
-  saveResult,
-  serviceEnv,
-  uniqueName,
-  type Cleanup,
-} from './lib';
+import { envInt } from './env';
+import { prepareFeed } from './feed';
+import { fmtInt, log, printTable, ratio, round } from './report';
+import { saveResult } from './results';
+import { buildService, parsePairs, serviceEnv } from './serviceChild';
 
 const DEFAULT_CONFIGS = 'default|KAFKA_MAX_WAIT=100ms|BARS_DB_WRITE_QUEUE_SIZE=30000';
 

@@ -19,33 +19,17 @@
  */
 import path from 'node:path';
 import { ident } from '../src/store/pool';
+import { uniqueName } from '../test/support/common';
+import { type Cleanup, runMain } from './cleanup';
 import { drainOnce, type DrainResult } from './drain';
-import {
-  buildService,
-  configText,
-  envFlag,
-  envInt,
-  fmtInt,
-  loadResults,
-  log,
-  prepareFeed,
-  printTable,
-  ratio,
-  RESULTS_DIR,
-  round,
-  RUN_ID,
-  runMain,
-  TARGET,
-  saveResult,
-  sectionName,
-  serviceEnv,
-  settledStats,
-  statsDelta,
-  uniqueName,
-  type Cleanup,
-} from './lib';
+import { envFlag, envInt, TARGET } from './env';
+import { prepareFeed } from './feed';
+import { settledStats, statsDelta } from './postgres';
 import { printProfile, summarizeProfile } from './profile-top';
 import { bareConsumerPass, leanPsqlLoad } from './references';
+import { fmtInt, log, printTable, ratio, round } from './report';
+import { loadResults, RESULTS_DIR, RUN_ID, saveResult, sectionName } from './results';
+import { buildService, configText, serviceEnv } from './serviceChild';
 
 runMain('bench:e2e', async (cleanup: Cleanup) => {
   const total = envInt('BENCH_E2E_BARS', 1_000_000);

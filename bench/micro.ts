@@ -21,7 +21,10 @@ import {
   encodeCopyRows,
   type BarOrigin,
 } from '../test/support/copyReference';
-import { barJson, envInt, feedBar, nowMs, printTable, round, saveResult } from './lib';
+import { barJson, feedBar } from './bars';
+import { envInt } from './env';
+import { nowMs, printTable, round } from './report';
+import { saveResult } from './results';
 
 const n = envInt('BENCH_MICRO_BARS', 100_000);
 const reps = envInt('BENCH_MICRO_REPS', 7);

@@ -8,7 +8,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { REPO, RESULTS_DIR, printTable, round } from './lib';
+import { REPO } from './env';
+import { printTable, round } from './report';
+import { RESULTS_DIR } from './results';
 
 interface CallFrame {
   functionName: string;

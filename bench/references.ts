@@ -13,20 +13,18 @@ import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import { ident } from '../src/store/pool';
+import { uniqueName } from '../test/support/common';
+import { type Cleanup } from './cleanup';
+import { KAFKA_BROKERS, REPO } from './env';
 import {
   createBenchSchema,
-  KAFKA_BROKERS,
-  log,
   leanLoadScript,
   psqlArgs,
-  REPO,
-  round,
   runTimed,
   startAtCheckpoint,
-  uniqueName,
   walBytesSince,
-  type Cleanup,
-} from './lib';
+} from './postgres';
+import { log, round } from './report';
 
 export interface BareResult {
   messages: number;

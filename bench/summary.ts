@@ -4,7 +4,8 @@
  * from another run than the newest write-path one are marked, since only figures measured in one run
  * (same machine load) compare fairly.
  */
-import { RESULTS_FILE, fmtInt, loadResults, printTable, ratio, round } from './lib';
+import { fmtInt, printTable, ratio, round } from './report';
+import { loadResults, RESULTS_FILE } from './results';
 
 interface Variant {
   label: string;

@@ -32,31 +32,23 @@ import { stagedKeys } from '../src/store/stagedKeys';
 import { CREATE_STAGING, STAGING, STAGING_COLUMN_LIST } from '../src/store/staging';
 import { writeSql } from '../src/store/writeSql';
 import { encodeCopyBinary as encodeCopyRowsBinary, encodeCopyRows } from '../test/support/copyReference';
+import { uniqueName } from '../test/support/common';
+import { feedBar } from './bars';
+import { Cleanup, runMain } from './cleanup';
+import { envInt, PG } from './env';
 import {
-  Cleanup,
-  PG,
   createBenchSchema,
   dropSchema,
-  envInt,
-  feedBar,
-  fmtInt,
-  log,
-  machineInfo,
   newPool,
-  nowMs,
-  printTable,
   psqlArgs,
-  ratio,
-  round,
-  runMain,
-  saveResult,
   settledStats,
   statsDelta,
-  uniqueName,
+  type TableStats,
   walBytesSince,
   walLsn,
-  type TableStats,
-} from './lib';
+} from './postgres';
+import { fmtInt, log, nowMs, printTable, ratio, round } from './report';
+import { machineInfo, saveResult } from './results';
 
 interface VariantResult {
   key: string;

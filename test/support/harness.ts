@@ -5,7 +5,6 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import crypto from 'node:crypto';
 import path from 'node:path';
 import { Kafka, logLevel, type Admin, type Producer, type IHeaders, type SASLOptions } from 'kafkajs';
 import pg from 'pg';
@@ -15,7 +14,11 @@ import { registerCodecs } from '../../src/consumer/codecs';
 import { createLogger } from '../../src/observe/logger';
 import { Service } from '../../src/service';
 import { migrate } from '../../src/store/migrate';
+import { sleep, uniqueName, waitFor } from './common';
 import { KAFKA_BROKERS, PG, PG_IS_TIMESCALEDB, SERVICE_PG } from './env';
+
+// The helpers the benchmarks share too, where the tests have always found them.
+export { metricValue, sleep, uniqueName, waitFor } from './common';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 
@@ -32,37 +35,6 @@ export interface TestBar {
 
 /** A row of bars_1m as storedBars() reads it (timestamp as ISO-8601 UTC). */
 export type StoredBar = TestBar;
-
-export function uniqueName(prefix: string): string {
-  return `${prefix}_${Date.now().toString(36)}_${crypto.randomBytes(3).toString('hex')}`;
-}
-
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | null | undefined | false>,
-  timeoutMs = 60_000,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== null && v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    await sleep(intervalMs);
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 /** Deterministic bars: `symbols` × `minutes`, random-walk-ish but reproducible from `seed`. */
 export function makeBars(
@@ -531,19 +503,6 @@ export function runCli(
 export async function httpGet(port: number, p: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${p}`);
   return { status: res.status, body: await res.text() };
-}
-
-/** A counter's value from /metrics text (sum over label sets matching `labels`). */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-z_]+)(\{[^}]*\})? (.+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const labelText = m[2] ?? '';
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += Number(m[3]);
-  }
-  return total;
 }
 
 /**

@@ -193,8 +193,9 @@ export class Harness {
   }
 
   /**
-   * Reads the dead-letter topic from the beginning until `count` messages are in (60 s at most), then
-   * 500 ms more, so a message beyond `count` would show too. The reader group is deleted at cleanup.
+   * Reads the dead-letter topic from the beginning until `count` messages are in, then 500 ms more, so
+   * a message beyond `count` would show too; fails if fewer than `count` came within 60 s. The reader
+   * group is deleted at cleanup.
    */
   async readDeadLetters(count: number): Promise<DeadLetter[]> {
     const out: DeadLetter[] = [];
@@ -218,10 +219,15 @@ export class Harness {
         out.push({ key: message.key?.toString() ?? null, value: message.value, headers, repeated });
       },
     });
-    const deadline = Date.now() + 60_000;
-    while (out.length < count && Date.now() < deadline) await sleep(100);
-    await sleep(500);
-    await consumer.stop();
+    try {
+      await waitFor(`${count} dead letters on ${this.dlqTopic}`, async () => {
+        if (out.length < count) throw new Error(`${out.length} so far`);
+        return true;
+      });
+      await sleep(500);
+    } finally {
+      await consumer.stop();
+    }
     return out;
   }
 

@@ -103,55 +103,14 @@ export class BarDecoder {
   /**
    * Decode a raw message value. `nowMs` is the consumer's clock, used only for the future-timestamp rule;
    * `minTimestampMs` is the earliest bar start accepted (BARS_MIN_TIMESTAMP; the default only refuses
-   * what no timestamp can express).
+   * what no timestamp can express). `fastPath` false sends every message the general way (JSON.parse):
+   * the reference the fast path (scanPlainBar) is tested against.
    */
   decode(
     value: Buffer | Uint8Array | null,
     nowMs: number,
     minTimestampMs: number = MIN_TIMESTAMP_MS,
-  ): DecodeResult {
-    return this.run(value, nowMs, minTimestampMs, true);
-  }
-
-  /** decode without its fast path (see scanPlainBar): the reference the fast path is tested against. */
-  decodeGeneral(
-    value: Buffer | Uint8Array | null,
-    nowMs: number,
-    minTimestampMs: number = MIN_TIMESTAMP_MS,
-  ): DecodeResult {
-    return this.run(value, nowMs, minTimestampMs, false);
-  }
-
-  /** Validate an already-parsed object against the contract (for producers and tests). */
-  validate(
-    o: Record<string, unknown>,
-    nowMs: number,
-    minTimestampMs: number = MIN_TIMESTAMP_MS,
-  ): DecodeResult {
-    // Each field is read once; a field that is absent, undefined or null is missing. Checked in contract order.
-    const symbol = o.symbol;
-    if (symbol === undefined || symbol === null) return missing('symbol');
-    const timestamp = o.timestamp;
-    if (timestamp === undefined || timestamp === null) return missing('timestamp');
-    const open = o.open;
-    if (open === undefined || open === null) return missing('open');
-    const high = o.high;
-    if (high === undefined || high === null) return missing('high');
-    const low = o.low;
-    if (low === undefined || low === null) return missing('low');
-    const close = o.close;
-    if (close === undefined || close === null) return missing('close');
-    const volume = o.volume;
-    if (volume === undefined || volume === null) return missing('volume');
-    const fields = { symbol, timestamp, open, high, low, close, volume, vwap: o.vwap, revision: o.revision };
-    return checkFields(fields, nowMs, minTimestampMs, this.isoTimes);
-  }
-
-  private run(
-    value: Buffer | Uint8Array | null,
-    nowMs: number,
-    minTimestampMs: number,
-    fast: boolean,
+    fastPath = true,
   ): DecodeResult {
     if (value === null)
       return reject('null_value', 'value is null (tombstone); a bar message needs a JSON value');
@@ -166,7 +125,7 @@ export class BarDecoder {
     // against a fixed set (structure, keys, digits) is in the symbol or the timestamp, which checkFields
     // accepts only as printable ASCII / ISO-8601; a byte of 0x80 or above fails one of those, and the
     // message takes the general path below, which decodes it as UTF-8.
-    if (fast && scanPlainBar(text, this.scan)) {
+    if (fastPath && scanPlainBar(text, this.scan)) {
       const result = checkFields(this.scan, nowMs, minTimestampMs, this.isoTimes);
       if (result.ok) return result;
       // A rule refused it: the general path below says so, exactly as for any other message.
@@ -200,6 +159,31 @@ export class BarDecoder {
     }
     return this.validate(parsed as Record<string, unknown>, nowMs, minTimestampMs);
   }
+
+  /** Validate an already-parsed object against the contract (for producers and tests). */
+  validate(
+    o: Record<string, unknown>,
+    nowMs: number,
+    minTimestampMs: number = MIN_TIMESTAMP_MS,
+  ): DecodeResult {
+    // Each field is read once; a field that is absent, undefined or null is missing. Checked in contract order.
+    const symbol = o.symbol;
+    if (symbol === undefined || symbol === null) return missing('symbol');
+    const timestamp = o.timestamp;
+    if (timestamp === undefined || timestamp === null) return missing('timestamp');
+    const open = o.open;
+    if (open === undefined || open === null) return missing('open');
+    const high = o.high;
+    if (high === undefined || high === null) return missing('high');
+    const low = o.low;
+    if (low === undefined || low === null) return missing('low');
+    const close = o.close;
+    if (close === undefined || close === null) return missing('close');
+    const volume = o.volume;
+    if (volume === undefined || volume === null) return missing('volume');
+    const fields = { symbol, timestamp, open, high, low, close, volume, vwap: o.vwap, revision: o.revision };
+    return checkFields(fields, nowMs, minTimestampMs, this.isoTimes);
+  }
 }
 
 /**
@@ -211,32 +195,19 @@ export class BarDecoder {
  */
 const sharedDecoder = new BarDecoder();
 
-/** BarDecoder.decode with the shared decoder. */
-export function decodeBar(
-  value: Buffer | Uint8Array | null,
-  nowMs: number,
-  minTimestampMs: number = MIN_TIMESTAMP_MS,
-): DecodeResult {
-  return sharedDecoder.decode(value, nowMs, minTimestampMs);
-}
+type Decode = (value: Buffer | Uint8Array | null, nowMs: number, minTimestampMs?: number) => DecodeResult;
 
-/** BarDecoder.decodeGeneral with the shared decoder. */
-export function decodeBarGeneral(
-  value: Buffer | Uint8Array | null,
-  nowMs: number,
-  minTimestampMs: number = MIN_TIMESTAMP_MS,
-): DecodeResult {
-  return sharedDecoder.decodeGeneral(value, nowMs, minTimestampMs);
-}
+/** Decode a raw message value with the shared decoder (BarDecoder.decode). */
+export const decodeBar: Decode = (value, nowMs, minTimestampMs) =>
+  sharedDecoder.decode(value, nowMs, minTimestampMs);
 
-/** BarDecoder.validate with the shared decoder: an already-parsed object against the contract. */
-export function validateFields(
-  o: Record<string, unknown>,
-  nowMs: number,
-  minTimestampMs: number = MIN_TIMESTAMP_MS,
-): DecodeResult {
-  return sharedDecoder.validate(o, nowMs, minTimestampMs);
-}
+/** decodeBar without its fast path: the reference the fast path is tested against. */
+export const decodeBarGeneral: Decode = (value, nowMs, minTimestampMs) =>
+  sharedDecoder.decode(value, nowMs, minTimestampMs, false);
+
+/** Validate an already-parsed object against the contract, with the shared decoder (BarDecoder.validate). */
+export const validateFields: BarDecoder['validate'] = (o, nowMs, minTimestampMs) =>
+  sharedDecoder.validate(o, nowMs, minTimestampMs);
 
 /**
  * A message's fields as read, before the rules: what checkFields checks. The required ones are known

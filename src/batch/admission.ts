@@ -18,14 +18,18 @@
  *   batches that find them full pause at once, without a second wait. A partition paused for its own
  *   share resumes once it holds half of it; every partition paused for backpressure resumes once the
  *   totals drain to half. Nothing is ever dropped to make room.
- * - A partition is paused in the consumer while any reason holds: its resume point is loading, it is
+ * - A partition is paused in the consumer while any reason holds: its state machine does not fetch
+ *   (./partition.ts: reading its resume point, moving its fence, backing off a failed write), it is
  *   paused for backpressure, or the pipeline has stopped taking messages. Only changes are sent.
+ * - A partition whose writes fail holds nothing (its buffer is dropped and fetched again for the
+ *   retry), so the room it leaves is the healthy partitions', however many fail.
  */
 import type { ConsumerPort, TopicPartition } from '../consumer/port';
 import { errorMessage, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
+import type { Clock } from './clock';
 
-export type PauseReason = 'loading' | 'backpressure';
+export type PauseReason = 'machine' | 'backpressure';
 
 export interface AdmissionLimits {
   queueSize: number;
@@ -54,7 +58,6 @@ export class Admission {
   private waiters: (() => void)[] = [];
   /** A wait for room timed out and the totals have not drained since: pause without waiting. */
   private waitTimedOut = false;
-  private accepting = true;
   private readonly tracked = new Map<string, Tracked>();
 
   constructor(
@@ -63,7 +66,9 @@ export class Admission {
       consumer: Pick<ConsumerPort, 'pause' | 'resume'>;
       metrics: Metrics;
       logger: Logger;
-      now: () => number;
+      clock: Clock;
+      /** The pipeline stopped taking messages (its lifecycle: ./pipeline.ts). */
+      stopping: () => boolean;
     },
   ) {}
 
@@ -133,7 +138,7 @@ export class Admission {
     }
     this.publishDepth();
     this.wake();
-    if (!this.accepting) return;
+    if (this.deps.stopping()) return;
     if (this.hasRoom()) this.liftBackpressure([...this.tracked.values()]);
     else if (t && !this.isFull() && t.entries <= this.shareEntries() / 2) this.liftBackpressure([t]);
   }
@@ -148,13 +153,13 @@ export class Admission {
   async waitForRoom(key: string, live: () => boolean, heartbeat?: () => Promise<void>): Promise<boolean> {
     // Once a wait for the totals has timed out, the others pause at once until room comes back.
     if (this.waitTimedOut && this.isFull()) return false;
-    const started = this.deps.now();
+    const started = this.deps.clock.now();
     try {
       const room = await this.roomWithin(key, live, started + this.limits.roomWaitMs, heartbeat);
       if (!room && this.isFull()) this.waitTimedOut = true;
       return room;
     } finally {
-      this.deps.metrics.backpressureSeconds.inc((this.deps.now() - started) / 1000);
+      this.deps.metrics.backpressureSeconds.inc((this.deps.clock.now() - started) / 1000);
     }
   }
 
@@ -165,12 +170,12 @@ export class Admission {
     heartbeat?: () => Promise<void>,
   ): Promise<boolean> {
     while (!this.hasRoomFor(key)) {
-      const left = deadline - this.deps.now();
-      if (left <= 0 || !this.accepting || !live()) return false;
+      const left = deadline - this.deps.clock.now();
+      if (left <= 0 || this.deps.stopping() || !live()) return false;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(left, ROOM_HEARTBEAT_MS)).unref();
+        const cancel = this.deps.clock.after(Math.min(left, ROOM_HEARTBEAT_MS), done);
         function done() {
-          clearTimeout(timer);
+          cancel();
           resolve();
         }
         this.waiters.push(done);
@@ -184,7 +189,7 @@ export class Admission {
         }
       }
     }
-    return this.accepting && live();
+    return !this.deps.stopping() && live();
   }
 
   /** Wakes every waiting handler (each looks again); drained totals also end the no-wait period. */
@@ -198,9 +203,9 @@ export class Admission {
 
   // ---- pausing ------------------------------------------------------------------------------------
 
-  /** A partition was assigned: it starts paused, its resume point loading. */
+  /** A partition was assigned (its state machine says at once whether it fetches). */
   track(key: string, tp: TopicPartition): void {
-    this.tracked.set(key, { tp, entries: 0, bytes: 0, reasons: new Set(['loading']), paused: false });
+    this.tracked.set(key, { tp, entries: 0, bytes: 0, reasons: new Set(), paused: false });
   }
 
   /** A partition was revoked: its remaining entries leave the totals; nothing more is said about it. */
@@ -214,6 +219,11 @@ export class Admission {
   isPaused(key: string): boolean {
     const t = this.tracked.get(key);
     return t !== undefined && t.reasons.size > 0;
+  }
+
+  /** Paused for backpressure: the buffers hold no room for it (not a stall of its own). */
+  heldForRoom(key: string): boolean {
+    return this.tracked.get(key)?.reasons.has('backpressure') ?? false;
   }
 
   /** Adds or lifts a reason to pause `key`, then tells the consumer what changed. */
@@ -247,9 +257,8 @@ export class Admission {
     this.sync([...this.tracked.values()], true);
   }
 
-  /** Stops taking messages: every partition is paused and stays so. */
-  close(): void {
-    this.accepting = false;
+  /** The pipeline stopped taking messages: waiters give up, every partition is paused and stays so. */
+  stopped(): void {
     this.wake();
     this.sync([...this.tracked.values()]);
   }
@@ -258,7 +267,7 @@ export class Admission {
     const pause: TopicPartition[] = [];
     const resume: TopicPartition[] = [];
     for (const t of list) {
-      const want = t.reasons.size > 0 || !this.accepting;
+      const want = t.reasons.size > 0 || this.deps.stopping();
       if (!force && want === t.paused) continue;
       t.paused = want;
       (want ? pause : resume).push(t.tp);

@@ -28,7 +28,6 @@ import { refusedBar } from '../deadletter/records';
 import { RateLimiter, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
 import { fingerprint } from '../offsets/fingerprint';
-import { commitOffsetAfter } from '../offsets/resume';
 import { classifyDbError } from '../store/errors';
 import { readFences } from '../store/fences';
 import { withConnection, type Pool } from '../store/pool';
@@ -39,6 +38,11 @@ export interface FlushJob {
   topic: string;
   partition: number;
   batch: Batch;
+  /**
+   * The fence the partition last left (null: unknown). A fence found below it was moved back (an
+   * operator's offsets reset): the job writes nothing and reports `rewound`.
+   */
+  expect: bigint | null;
 }
 
 export interface FlushResult {
@@ -52,6 +56,10 @@ export interface FlushResult {
   deadLettered: number;
   /** Offset to commit: the batch's nextOffset, or the database fence if that is further. */
   commitOffset: bigint;
+  /** The fence found by the write. */
+  fenceBefore: bigint;
+  /** The fence was below the job's expectation: nothing written, nothing to commit. */
+  rewound: boolean;
 }
 
 export type FlushOutcome = { ok: true; result: FlushResult } | { ok: false; error: unknown };
@@ -98,6 +106,8 @@ export function createFlush(deps: FlushDeps): FlushFn {
         writtenCompressed: 0,
         deadLettered: 0,
         commitOffset: job.batch.nextOffset,
+        fenceBefore: -1n,
+        rewound: false,
       },
     }));
     try {
@@ -149,6 +159,7 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
       entries: bars,
       nextOffset: r.nextOffset,
       lastFingerprint: lastFingerprint(r.entries),
+      expect: r.job.expect,
     });
   }
   const deadLettered = await sendDeadLetters(deps, topic, rejected);
@@ -161,13 +172,21 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
   );
   for (const res of out.parts) {
     const r = ranges.find((x) => x.job.partition === res.partition)!;
+    if (r.total.fenceBefore < 0n) r.total.fenceBefore = res.fenceBefore;
+    if (res.rewound) {
+      r.total.rewound = true;
+      continue;
+    }
     r.total.written += res.written;
     r.total.skippedFenced += res.skippedFenced;
     r.total.writtenCompressed += res.writtenCompressed;
     r.total.deadLettered += deadLettered.get(res.partition) ?? 0;
-    r.total.commitOffset = commitOffsetAfter(r.total.commitOffset, res.fenceBefore);
+    // Another writer got further than this batch: what lies between was written by it.
+    r.total.commitOffset = maxOf(r.total.commitOffset, res.fenceBefore);
   }
 }
+
+const maxOf = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 
 /**
  * Sends the dead letters of the rejected messages at or above their partition's fence (below it, they
@@ -193,6 +212,7 @@ async function sendDeadLetters(
 
 /** One partition's range; on a refused row, halves in their own transactions, recursively. */
 async function writeRange(deps: FlushDeps, r: Range, refusedLog: RateLimiter): Promise<void> {
+  if (r.total.rewound) return; // the fence moved back: nothing more of this job is written
   try {
     await writeTogether(deps, [r]);
   } catch (err) {

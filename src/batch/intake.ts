@@ -8,7 +8,7 @@ import { decodeBar, MIN_TIMESTAMP_MS, type Rejection } from '../contract/bar';
 import type { InboundMessage } from '../consumer/port';
 import { RateLimiter, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
-import { recordTime } from '../offsets/resume';
+import { recordTime } from '../consumer/recordTime';
 import type { Entry, EntryStores } from './buffer';
 
 export class Intake {

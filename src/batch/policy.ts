@@ -9,7 +9,8 @@ export interface FlushPolicy {
   flushOnCaughtUp: boolean;
 }
 
-export type FlushReason = 'size' | 'interval' | 'caught-up' | 'pressure' | 'drain';
+/** Why a partition flushes: its flush rule, or a failed batch fetched again for its retry. */
+export type FlushReason = 'size' | 'interval' | 'caught-up' | 'pressure' | 'drain' | 'retry';
 
 export interface FlushInput {
   barCount: number;

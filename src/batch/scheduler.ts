@@ -1,53 +1,54 @@
 /**
- * The flush scheduler: decides when each partition flushes, runs the flushes in a bounded number of
- * slots, and handles their outcomes (offsets committed after success, retries with backoff after
- * failure).
+ * Flush slots: which due partitions are written together, when, and in how many transactions at once.
+ * It decides nothing about a partition itself (its state machine, ./partition.ts, says when it is due,
+ * what a failure means, what to commit): it hands out slots and reports each write's outcome as an
+ * event.
  *
- * - A partition whose flush rule fires (./policy.ts) is *due*; a timer wakes it when only the interval
- *   rule will fire later.
- * - At most `concurrency` flushes run at once. A flush starts as soon as a slot is free and some
- *   partition is due, and takes in one transaction up to MAX_BATCHES_PER_FLUSH batches of every
+ * - At most `concurrency` flushes run at once. A flush starts as soon as a slot is free and some healthy
+ *   partition is due, and takes in one transaction up to `maxBarsPerFlush` bars of every healthy
  *   partition of that topic that holds entries and is not being written (group commit): the others
  *   ride along rather than wait for their own turn. While the database is busy, bars gather, so a
- *   backlog is written in large transactions (fewer commits, statements and round trips per bar), and
- *   a lone due partition never waits for company.
- * - A partition whose write failed is retried alone, once its backoff has passed, in a slot of its own
- *   (never all of them): one partition that cannot be written does not hold the others back (pump).
+ *   backlog is written in large transactions, and a lone due partition never waits for company.
+ * - A partition whose write failed is retried alone (its failure would fail the others too), and
+ *   retries take at most all slots but one: a retry slot is granted to a partition whose backoff has
+ *   passed, it fetches its batch again, and that batch is written alone. However many partitions fail,
+ *   one slot stays with the healthy ones.
  * - Flushes of one partition are strictly sequential and in offset order: a partition is in at most one
- *   flush, and a failed batch is retried (same batch, exponential backoff with jitter) before anything
- *   after it.
- * - Invariant: an offset is handed to the committer only after the flush covering every entry below it
- *   has committed its transaction (onFlushed), and only with the generation the partition had when it
- *   was assigned (the committer drops it if the partition was revoked since).
+ *   flush (its machine is `flushing` meanwhile).
+ * - Invariant: an offset is committed only after the transaction covering every entry below it has
+ *   committed: the machine asks for the commit on the `flushed` event, never before.
  */
 import { messageTimeOf } from '../contract/packedBar';
 import type { ClassifiedDbError } from '../store/errors';
 import type { Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
-import type { OffsetCommitter } from '../offsets/committer';
-import type { Admission } from './admission';
+import type { Clock } from './clock';
 import type { Batch } from './buffer';
-import type { FlushFn, FlushJob, FlushOutcome, FlushResult } from './flush';
-import type { Partition } from './partition';
-import { flushDecision, retryDelayMs, type FlushPolicy } from './policy';
+import type { FlushFn, FlushJob, FlushOutcome } from './flush';
+import type { BatchInfo, Event, Partition } from './partition';
 
-export interface SchedulerSettings extends FlushPolicy {
+/** The pipeline's one stopping state: taking messages, draining what it holds, or closed. */
+export type Lifecycle = 'running' | 'draining' | 'closed';
+
+export interface SchedulerSettings {
   /** Flushes (transactions) in flight at once. */
   concurrency: number;
-  maxRetries: number;
-  retryDelayMs: number;
-  retryMaxDelayMs: number;
+  /** Most bars one flush takes from a partition. */
+  maxBarsPerFlush: number;
 }
 
 export interface SchedulerDeps {
   flush: FlushFn;
   classify: (err: unknown) => ClassifiedDbError;
-  committer: Pick<OffsetCommitter, 'durable'>;
-  admission: Pick<Admission, 'release' | 'isFull' | 'atShare'>;
+  /** Entries left the buffers (written, or failed: the machine drops and refetches them). */
+  release: (key: string, entries: number, bytes: number) => void;
+  /** Steps a partition's machine and carries out the effects (the pipeline). */
+  apply: (p: Partition, event: Event) => void;
+  /** The pipeline's lifecycle: draining still writes what is due (no retries); closed writes nothing. */
+  lifecycle: () => Lifecycle;
   metrics: Metrics;
   logger: Logger;
-  now: () => number;
-  random?: () => number;
+  clock: Clock;
 }
 
 /**
@@ -57,12 +58,13 @@ export interface SchedulerDeps {
  */
 export const MAX_BATCHES_PER_FLUSH = 3;
 
+export function batchInfo(b: Batch): BatchInfo {
+  return { first: b.entries[0]!.offset, next: b.nextOffset, entries: b.entries.length, bars: b.barCount };
+}
+
 export class Scheduler {
   private running = 0;
-  /** Flushes in flight that retry a failed partition (alone). */
-  private runningRetries = 0;
   private pumpRequested = false;
-  private draining = false;
   private readonly flushes = new Set<Promise<void>>();
 
   constructor(
@@ -72,52 +74,9 @@ export class Scheduler {
     private readonly partitions: () => Iterable<Partition>,
   ) {}
 
-  /** From now on every partition holding entries is due at once (graceful drain). */
-  drainAll(): void {
-    this.draining = true;
-  }
-
   /** Flushes in flight. */
   inFlight(): Promise<void>[] {
     return [...this.flushes];
-  }
-
-  /** Applies the flush rule to a filling partition: due now, or a timer for when it will be. */
-  consider(p: Partition): void {
-    const m = p.mode;
-    if (m.name !== 'filling') return;
-    const d = flushDecision(
-      this.settings,
-      {
-        barCount: p.buffer.barCount,
-        entryCount: p.buffer.size,
-        oldestArrivalMs: p.buffer.oldestArrivalMs,
-        caughtUp: p.caughtUp,
-        pressure: this.deps.admission.isFull() || this.deps.admission.atShare(p.key),
-        draining: this.draining,
-      },
-      this.deps.now(),
-    );
-    if (d.reason !== null) {
-      if (m.timer) clearTimeout(m.timer);
-      m.timer = null;
-      m.due = d.reason;
-      this.requestPump();
-    } else if (d.nextCheckMs !== null && m.timer === null) {
-      m.timer = setTimeout(
-        () => {
-          m.timer = null;
-          this.consider(p);
-        },
-        Math.max(0, d.nextCheckMs - this.deps.now()),
-      );
-      m.timer.unref();
-    }
-  }
-
-  /** The buffers are full: every filling partition is due (flush whatever is there). */
-  considerAll(): void {
-    for (const p of this.partitions()) this.consider(p);
   }
 
   /**
@@ -127,88 +86,97 @@ export class Scheduler {
   requestPump(): void {
     if (this.pumpRequested) return;
     this.pumpRequested = true;
-    setImmediate(() => {
+    this.deps.clock.soon(() => {
       this.pumpRequested = false;
       this.pump();
     });
   }
 
-  /**
-   * Starts flushes while a slot is free: first the partitions that are due, together (with every other
-   * healthy partition of that topic holding entries); then, alone, a partition whose write failed and
-   * whose backoff has passed. A failing partition is never retried in one transaction with healthy ones
-   * (its failure would fail them too), and failing partitions take at most all slots but one, so a
-   * partition that cannot be written (a lock held elsewhere, a dead-letter topic that refuses it) does
-   * not stop the others.
-   */
+  /** Grants retry slots, then starts flushes while a slot is free: healthy groups first, retries alone. */
   pump(): void {
+    const lifecycle = this.deps.lifecycle();
+    if (lifecycle === 'closed') return;
+    if (lifecycle === 'running') this.grantRetrySlots();
     while (this.running < this.settings.concurrency) {
-      const group = this.healthyGroup() ?? this.retryAlone();
+      const group = this.healthyGroup() ?? this.retry();
       if (group === null) return;
       const jobs: FlushJob[] = [];
+      const members: Partition[] = [];
       for (const p of group) {
-        const m = p.mode;
-        let batch: Batch;
-        let attempts = 0;
-        let lastError: ClassifiedDbError | null = null;
-        if (m.name === 'filling') {
-          const taken = p.buffer.take(this.settings.batchSize * MAX_BATCHES_PER_FLUSH);
-          if (!taken) {
-            p.to({ name: 'idle' });
-            continue;
-          }
-          this.deps.logger.trace(
-            { topic: p.topic, partition: p.partition, reason: m.due ?? 'along', size: taken.entries.length },
-            'flush',
-          );
-          batch = taken;
-        } else if (m.name === 'retrying') {
-          ({ batch, attempts, lastError } = m);
-        } else {
-          continue;
-        }
-        p.to({ name: 'flushing', batch, attempts, lastError });
-        jobs.push({ topic: p.topic, partition: p.partition, batch });
+        const batch = p.buffer.take(this.settings.maxBarsPerFlush);
+        if (!batch) continue;
+        this.deps.apply(p, { kind: 'flushStarted', batch: batchInfo(batch) });
+        this.deps.logger.trace(
+          { topic: p.topic, partition: p.partition, size: batch.entries.length },
+          'flush',
+        );
+        members.push(p);
+        jobs.push({ topic: p.topic, partition: p.partition, batch, expect: p.state.written });
       }
       if (jobs.length === 0) continue;
-      const members = group.filter((p) => p.name === 'flushing');
-      const retry = members.some((p) => p.attempts > 0);
       this.running++;
-      if (retry) this.runningRetries++;
-      const done = this.run(members, jobs)
-        .finally(() => {
-          if (retry) this.runningRetries--;
-        })
-        .finally(() => this.flushes.delete(done));
+      const done = this.run(members, jobs).finally(() => this.flushes.delete(done));
       this.flushes.add(done);
     }
   }
 
-  /** The first due partition and every other filling partition of its topic (group commit), or null. */
+  /** Retries at once: partitions fetching their failed batch again, or writing it. */
+  private retriesActive(): number {
+    let n = 0;
+    for (const p of this.partitions()) {
+      const m = p.mode;
+      if (p.state.failing?.stage !== 'write') continue;
+      if (
+        (m.name === 'retrying' && m.phase === 'refetching') ||
+        m.name === 'filling' ||
+        m.name === 'flushing'
+      )
+        n++;
+    }
+    return n;
+  }
+
+  private grantRetrySlots(): void {
+    const max = Math.max(1, this.settings.concurrency - 1);
+    let active = this.retriesActive();
+    for (const p of this.partitions()) {
+      if (active >= max) return;
+      const m = p.mode;
+      if (m.name === 'retrying' && m.phase === 'ready') {
+        this.deps.apply(p, { kind: 'retrySlot' });
+        active++;
+      }
+    }
+  }
+
+  /** The first due healthy partition and every other healthy filling partition of its topic, or null. */
   private healthyGroup(): Partition[] | null {
     let topic: string | null = null;
     for (const p of this.partitions()) {
-      if (p.mode.name === 'filling' && p.mode.due !== null) {
+      if (p.mode.name === 'filling' && p.mode.due !== null && p.state.failing === null) {
         topic = p.topic;
         break;
       }
     }
     if (topic === null) return null;
     const group: Partition[] = [];
-    for (const p of this.partitions()) if (p.topic === topic && p.mode.name === 'filling') group.push(p);
+    for (const p of this.partitions()) {
+      if (p.topic === topic && p.mode.name === 'filling' && p.state.failing === null) group.push(p);
+    }
     return group;
   }
 
-  /** A failed partition whose backoff has passed, alone, while retries hold fewer than their slots. */
-  private retryAlone(): Partition[] | null {
-    if (this.runningRetries >= Math.max(1, this.settings.concurrency - 1)) return null;
-    for (const p of this.partitions()) if (p.mode.name === 'retrying' && p.mode.ready) return [p];
+  /** A failed partition holding its refetched batch (its retry slot was granted), alone. */
+  private retry(): Partition[] | null {
+    for (const p of this.partitions()) {
+      if (p.mode.name === 'filling' && p.mode.due !== null && p.state.failing !== null) return [p];
+    }
     return null;
   }
 
   private async run(members: Partition[], jobs: FlushJob[]): Promise<void> {
     const { metrics } = this.deps;
-    const started = process.hrtime.bigint();
+    const started = this.deps.clock.now();
     let outcomes: FlushOutcome[];
     try {
       outcomes = await this.deps.flush(jobs);
@@ -216,18 +184,40 @@ export class Scheduler {
       outcomes = jobs.map(() => ({ ok: false, error: err })); // a FlushFn should not throw; be safe
     }
     this.running--;
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const seconds = (this.deps.clock.now() - started) / 1000;
     let bars = 0;
     let failed = false;
     members.forEach((p, i) => {
       const outcome = outcomes[i]!;
-      const batch = jobs[i]!.batch;
+      const { batch } = jobs[i]!;
+      this.deps.release(p.key, batch.entries.length, batch.bytes);
+      const info = batchInfo(batch);
       if (outcome.ok) {
+        const r = outcome.result;
         bars += batch.barCount;
-        this.onFlushed(p, batch, outcome.result);
+        metrics.barsWritten.inc(r.written);
+        if (r.skippedFenced > 0) metrics.barsSkippedFenced.inc(r.skippedFenced);
+        if (r.writtenCompressed > 0) metrics.barsWrittenCompressed.inc(r.writtenCompressed);
+        if (r.deadLettered > 0) metrics.barsDeadLettered.inc(r.deadLettered);
+        if (!r.rewound) {
+          const committedAt = this.deps.clock.now();
+          for (const e of batch.entries) {
+            if (e.kind === 'bar')
+              metrics.endToEndDelay.observe(Math.max(0, committedAt - messageTimeOf(e)) / 1000);
+          }
+        }
+        this.deps.apply(p, {
+          kind: 'flushed',
+          batch: info,
+          commitOffset: r.commitOffset,
+          fenceBefore: r.fenceBefore,
+          rewound: r.rewound,
+        });
       } else {
         failed = true;
-        this.onFlushError(p, batch, outcome.error);
+        const error = this.deps.classify(outcome.error);
+        metrics.writeErrors.inc({ class: error.class });
+        this.deps.apply(p, { kind: 'flushFailed', batch: info, error });
       }
     });
     if (!failed || bars > 0) {
@@ -236,86 +226,6 @@ export class Scheduler {
       this.deps.logger.trace({ partitions: jobs.length, bars, ms: Math.round(seconds * 1000) }, 'flushed');
       metrics.batchSize.observe(bars);
     }
-    for (const p of members) this.afterFlush(p);
     this.requestPump();
-  }
-
-  private onFlushed(p: Partition, batch: Batch, result: FlushResult): void {
-    const { metrics, logger } = this.deps;
-    metrics.barsWritten.inc(result.written);
-    if (result.skippedFenced > 0) metrics.barsSkippedFenced.inc(result.skippedFenced);
-    if (result.writtenCompressed > 0) metrics.barsWrittenCompressed.inc(result.writtenCompressed);
-    if (result.deadLettered > 0) metrics.barsDeadLettered.inc(result.deadLettered);
-    const committedAt = this.deps.now();
-    for (const e of batch.entries) {
-      if (e.kind === 'bar') metrics.endToEndDelay.observe(Math.max(0, committedAt - messageTimeOf(e)) / 1000);
-    }
-    if (p.attempts > this.settings.maxRetries) {
-      logger.info({ topic: p.topic, partition: p.partition, attempts: p.attempts + 1 }, 'write recovered');
-    }
-    if (p.attempts > 0 && p.name !== 'revoked')
-      metrics.partitionFailures.set({ partition: String(p.partition) }, 0);
-    this.deps.admission.release(p.key, batch.entries.length, batch.bytes);
-    // The rows are durable: now, and only now, the offsets (skipped if revoked meanwhile). Not awaited:
-    // the committer sends one commit per partition at a time, always forward, and drain() waits for
-    // pending commits; the next flush need not wait for the broker's answer.
-    if (p.name !== 'revoked') {
-      void this.deps.committer.durable(p.topic, p.partition, result.commitOffset, p.generation);
-    }
-  }
-
-  private onFlushError(p: Partition, batch: Batch, err: unknown): void {
-    const info = this.deps.classify(err);
-    this.deps.metrics.writeErrors.inc({ class: info.class });
-    if (p.name === 'revoked') {
-      // Not written: the new owner replays it from the committed offset.
-      this.deps.admission.release(p.key, batch.entries.length, batch.bytes);
-      return;
-    }
-    const attempts = p.attempts + 1;
-    const delay = retryDelayMs(
-      attempts,
-      this.settings.retryDelayMs,
-      this.settings.retryMaxDelayMs,
-      this.deps.random,
-    );
-    const fields = {
-      topic: p.topic,
-      partition: p.partition,
-      attempt: attempts,
-      class: info.class,
-      code: info.code,
-      error: info.message,
-      retryInMs: delay,
-      firstOffset: batch.entries[0]?.offset.toString(),
-      nextOffset: batch.nextOffset.toString(),
-    };
-    if (attempts === this.settings.maxRetries + 1) {
-      this.deps.logger.error(
-        fields,
-        'write keeps failing; partition not ready, data kept, retrying at the cap',
-      );
-    } else if (attempts <= this.settings.maxRetries) {
-      this.deps.logger.warn(fields, 'write failed; retrying');
-    }
-    this.deps.metrics.partitionFailures.set({ partition: String(p.partition) }, attempts);
-    const retrying = p.to({ name: 'retrying', batch, attempts, lastError: info, ready: false, timer: null });
-    retrying.timer = setTimeout(() => {
-      retrying.timer = null;
-      if (p.mode !== retrying) return;
-      retrying.ready = true;
-      this.requestPump();
-    }, delay);
-    retrying.timer.unref();
-  }
-
-  private afterFlush(p: Partition): void {
-    if (p.name !== 'flushing') return; // retrying or revoked
-    if (p.buffer.size === 0) {
-      p.to({ name: 'idle' });
-      return;
-    }
-    p.to({ name: 'filling', due: null, timer: null });
-    this.consider(p);
   }
 }

@@ -326,6 +326,12 @@ const schema = {
       default: 30_000,
       env: 'KAFKA_SESSION_TIMEOUT',
     },
+    stallTimeoutMs: {
+      doc: 'An assigned partition behind its log end with nothing fetched and nothing written for this long is stalled: reported (readiness, kafka_partition_stalled) and recovered by leaving and joining the group again',
+      format: 'duration-ms',
+      default: 60_000,
+      env: 'KAFKA_STALL_TIMEOUT',
+    },
     fromBeginning: {
       doc: 'Where a group with no committed offset starts (true: earliest, so nothing is skipped)',
       format: 'strict-boolean',
@@ -673,6 +679,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.http.requestTimeoutMs < 1000) problem('http.requestTimeoutMs', 'must be at least 1s');
   if (config.http.idleTimeoutMs < 1000) problem('http.idleTimeoutMs', 'must be at least 1s');
   if (config.shutdownTimeoutMs < 1000) problem('shutdownTimeoutMs', 'must be at least 1s');
+  if (k.stallTimeoutMs < 10_000)
+    problem(
+      'kafka.stallTimeoutMs',
+      'must be at least 10s (a partition waits that long for its flush and its fetch)',
+    );
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

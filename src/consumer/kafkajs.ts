@@ -41,14 +41,37 @@ export interface KafkaSettings {
   metadataMaxAgeMs: number;
 }
 
-/** Routes kafkajs's own log lines into our pino logger. */
-export function kafkaLogCreator(logger: Logger): KafkaConfig['logCreator'] {
+/**
+ * What kafkajs says only in its log: it reset a partition's fetch position after an out-of-range answer
+ * ("Offset out of range, resetting to default offset", consumerGroup.js recoverFromOffsetOutOfRange),
+ * and then fetches from its default offset without telling the handler. The consumer listens here.
+ */
+export class KafkaSignals {
+  private listener: ((tp: TopicPartition) => void) | null = null;
+
+  onOutOfRange(listener: (tp: TopicPartition) => void): void {
+    this.listener = listener;
+  }
+
+  /** Reads one kafkajs log line. */
+  heard(message: string, extra: Record<string, unknown>): void {
+    if (message !== OUT_OF_RANGE_RESET) return;
+    const { topic, partition } = extra;
+    if (typeof topic === 'string' && typeof partition === 'number') this.listener?.({ topic, partition });
+  }
+}
+
+const OUT_OF_RANGE_RESET = 'Offset out of range, resetting to default offset';
+
+/** Routes kafkajs's own log lines into our pino logger (and the ones that signal something, to `signals`). */
+export function kafkaLogCreator(logger: Logger, signals?: KafkaSignals): KafkaConfig['logCreator'] {
   const child = logger.child({ component: 'kafkajs' });
   return () =>
     ({ level, log }: LogEntry) => {
       const { message, timestamp: _t, logger: _l, ...extra } = log;
       void _t;
       void _l;
+      signals?.heard(message, extra);
       if (level === logLevel.ERROR) child.error(extra, message);
       else if (level === logLevel.WARN) child.warn(extra, message);
       else if (level === logLevel.INFO) child.debug(extra, message);
@@ -89,6 +112,7 @@ export function kafkaSecurityOptions(s: KafkaSecurity): Pick<KafkaConfig, 'ssl' 
 export function createKafka(
   settings: Pick<KafkaSettings, 'brokers' | 'clientId'> & Partial<KafkaSecurity>,
   logger: Logger,
+  signals?: KafkaSignals,
 ): Kafka {
   registerCodecs();
   return new Kafka({
@@ -96,7 +120,7 @@ export function createKafka(
     brokers: settings.brokers,
     ...(settings.saslMechanism !== undefined ? kafkaSecurityOptions(settings as KafkaSecurity) : {}),
     logLevel: logLevel.INFO,
-    logCreator: kafkaLogCreator(logger),
+    logCreator: kafkaLogCreator(logger, signals),
     connectionTimeout: 3000,
     // Capped: the service's own start-up loop retries forever with backoff and reports why.
     retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 5 },
@@ -115,6 +139,7 @@ export class KafkajsConsumer implements ConsumerPort {
     kafka: Kafka,
     private readonly settings: KafkaSettings,
     private readonly logger: Logger,
+    private readonly signals?: KafkaSignals,
   ) {
     this.consumer = kafka.consumer({
       groupId: settings.groupId,
@@ -134,12 +159,24 @@ export class KafkajsConsumer implements ConsumerPort {
   }
 
   private listening = false;
+  /** Counts start() and stop() calls: a start overtaken by a stop (or a later start) gives up. */
+  private attempt = 0;
 
   async start(handlers: ConsumerHandlers): Promise<void> {
     const { consumer, settings } = this;
+    const mine = ++this.attempt;
+    // kafkajs keeps retrying a connection for a while after disconnect(): a start that a stop
+    // overtook must not go on to subscribe and run once the connection finally succeeds.
+    const overtaken = async () => {
+      if (this.attempt === mine) return;
+      await consumer.disconnect().catch(() => undefined);
+      throw new Error('consumer start abandoned: stop() was called');
+    };
     if (!this.listening) this.listen(handlers);
     await consumer.connect();
+    await overtaken();
     await consumer.subscribe({ topic: settings.topic, fromBeginning: settings.fromBeginning });
+    await overtaken();
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -170,6 +207,10 @@ export class KafkajsConsumer implements ConsumerPort {
   private listen(handlers: ConsumerHandlers): void {
     this.listening = true;
     const { consumer, settings } = this;
+    this.signals?.onOutOfRange((tp) => {
+      if (tp.topic === settings.topic)
+        handlers.onPositionReset?.(tp, 'offset out of range (kafkajs reset the position)');
+    });
     const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT } = consumer.events;
     consumer.on(GROUP_JOIN, (e) => {
       this.joined = true;
@@ -255,8 +296,7 @@ export class KafkajsConsumer implements ConsumerPort {
     const wanted = new Set(partitions);
     const out = new Map<number, bigint | null>();
     for (const t of res) {
-      for (const p of t.partitions)
-        if (wanted.has(p.partition)) out.set(p.partition, p.offset === '-1' ? null : BigInt(p.offset));
+      for (const p of t.partitions) if (wanted.has(p.partition)) out.set(p.partition, committedOf(p.offset));
     }
     return out;
   }
@@ -276,7 +316,7 @@ export class KafkajsConsumer implements ConsumerPort {
     ]);
     const committed = new Map<number, bigint | null>();
     for (const t of groupOffsets) {
-      for (const p of t.partitions) committed.set(p.partition, p.offset === '-1' ? null : BigInt(p.offset));
+      for (const p of t.partitions) committed.set(p.partition, committedOf(p.offset));
     }
     return ends.map((e) => ({
       partition: e.partition,
@@ -291,6 +331,7 @@ export class KafkajsConsumer implements ConsumerPort {
   }
 
   async stop(): Promise<void> {
+    this.attempt++;
     this.joined = false;
     await this.consumer.disconnect();
     if (this.adminConnected) {
@@ -298,4 +339,13 @@ export class KafkajsConsumer implements ConsumerPort {
       await this.admin.disconnect().catch(() => undefined);
     }
   }
+}
+
+/**
+ * A committed offset as the group coordinator returns it: -1 for none, and kafkajs itself commits its
+ * special offsets (-1 latest, -2 earliest) when it resets a position: none of them is a position.
+ */
+export function committedOf(offset: string): bigint | null {
+  const o = BigInt(offset);
+  return o < 0n ? null : o;
 }

@@ -41,6 +41,12 @@ export interface ConsumerHandlers {
   onAssignment(assigned: TopicPartition[], epoch: number): void;
   /** The client gave up (it will not restart by itself). */
   onFatal(err: Error): void;
+  /**
+   * The client moved a partition's fetch position by itself (an out-of-range answer: the log was
+   * truncated, deleted and created again, or retention passed the position): where it goes on may not
+   * be where the partition resumes.
+   */
+  onPositionReset?(tp: TopicPartition, reason: string): void;
 }
 
 export interface OffsetToCommit extends TopicPartition {

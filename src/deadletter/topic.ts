@@ -10,9 +10,18 @@ import { errorMessage, type Logger } from '../observe/logger';
  * Resolves true once the topic is known to exist (or was created), false when that could not be
  * checked; rejects when the brokers cannot be reached (a start-up attempt fails there, once).
  */
-export async function ensureDeadLetterTopic(kafka: Kafka, topic: string, logger: Logger): Promise<boolean> {
+export async function ensureDeadLetterTopic(
+  kafka: Kafka,
+  topic: string,
+  logger: Logger,
+  /** Aborted: the admin client disconnects, so a connection attempt in flight ends. */
+  signal?: AbortSignal,
+): Promise<boolean> {
   const admin = kafka.admin();
+  const giveUp = () => void admin.disconnect().catch(() => undefined);
+  signal?.addEventListener('abort', giveUp, { once: true });
   try {
+    if (signal?.aborted) throw new Error('aborted');
     await admin.connect();
     try {
       const existing = await admin.listTopics();
@@ -26,6 +35,7 @@ export async function ensureDeadLetterTopic(kafka: Kafka, topic: string, logger:
       return false;
     }
   } finally {
+    signal?.removeEventListener('abort', giveUp);
     await admin.disconnect().catch(() => undefined);
   }
 }

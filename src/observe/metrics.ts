@@ -28,6 +28,12 @@ export interface Metrics {
   ready: Gauge;
   resumeSkippedOffsets: Counter;
   logReplaced: Counter;
+  resumeRereadOffsets: Counter;
+  retentionSkippedOffsets: Counter;
+  positionDoubts: Counter<'reason'>;
+  partitionStalled: Gauge<'partition'>;
+  consumerRestarts: Counter<'reason'>;
+  versionTimeBounded: Counter;
   partitionFailures: Gauge<'partition'>;
   barsWrittenCompressed: Counter;
   readPoolConnections: Gauge<'state'>;
@@ -151,6 +157,39 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
     logReplaced: new Counter({
       name: 'kafka_log_replaced_total',
       help: 'Partitions found, at assignment, with another log than the one their fence was written against (topic re-created or log truncated); consumed from the committed offset or the start policy',
+      registers: r,
+    }),
+    resumeRereadOffsets: new Counter({
+      name: 'kafka_resume_reread_offsets_total',
+      help: 'Offsets read again at a resume because the committed offset was ahead of the database fence (the fence wins: another deployment sharing the group id, or an offsets reset made with Kafka tools alone)',
+      registers: r,
+    }),
+    retentionSkippedOffsets: new Counter({
+      name: 'kafka_retention_skipped_offsets_total',
+      help: 'Offsets deleted by retention before they were written (the position was below the log start at a resume)',
+      registers: r,
+    }),
+    positionDoubts: new Counter({
+      name: 'kafka_position_doubts_total',
+      help: "Signs that a partition's position does not belong to its log (offset out of range, offsets going backwards, a log end below the position, the fence moved back), each followed by the resume check",
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    partitionStalled: new Gauge({
+      name: 'kafka_partition_stalled',
+      help: 'Per partition owned by this instance: 1 while it is behind its log end with nothing fetched and nothing written for longer than KAFKA_STALL_TIMEOUT',
+      labelNames: ['partition'],
+      registers: r,
+    }),
+    consumerRestarts: new Counter({
+      name: 'kafka_consumer_restarts_total',
+      help: 'Times the service left the group and joined again by itself, by reason (stalled: a partition made no progress)',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    versionTimeBounded: new Counter({
+      name: 'bars_version_time_bounded_total',
+      help: "Bars whose Kafka record timestamp was unusable as a version (more than BARS_VERSION_MAX_FUTURE ahead of receipt, or negative): versioned at their bar's close instead",
       registers: r,
     }),
     partitionFailures: new Gauge({

@@ -5,10 +5,11 @@
  * it has committed its database transaction (the pipeline calls `durable()` after that), only for a
  * partition this member still owns in the same ownership generation, and only forwards.
  *
- * Ownership generations: every partition that appears in an assignment without having been in the
- * previous one gets a new generation. A flush carries the generation it started under; a flush that
- * finishes after its partition was revoked (even if assigned back since) cannot commit. Kept partitions
- * keep their generation across rebalances, so their in-flight flushes still commit.
+ * Ownership generations: every time a partition starts from a freshly read resume point (assigned, or
+ * its position doubted: ../batch/partition.ts) it gets a new generation (`renew`), with nothing durable
+ * or committed yet. A flush carries the generation it started under: one that finishes after its
+ * partition was revoked or resumed again cannot commit, and a replaced log's offsets (lower than the
+ * old log's) are committed from scratch, not held back by the old ones.
  *
  * Failed commits (rebalance in progress, coordinator moved, broker away) are not rethrown: the
  * offset stays pending and `commitPending()` (called on a timer and after every flush) retries it. The
@@ -41,28 +42,18 @@ export class OffsetCommitter {
     private readonly metrics: Metrics,
   ) {}
 
-  /**
-   * New assignment (join `epoch`): forget revoked partitions, open a generation for new ones. Returns
-   * generations.
-   */
-  assign(partitions: TopicPartition[], epoch = 0): Map<string, number> {
+  /** New assignment (join `epoch`): every commit is made under it; revoked partitions are forgotten. */
+  assign(partitions: readonly TopicPartition[], epoch = 0): void {
     this.epoch = epoch;
-    const next = new Map<string, Owned>();
-    for (const tp of partitions) {
-      const key = tpKey(tp.topic, tp.partition);
-      next.set(
-        key,
-        this.owned.get(key) ?? {
-          generation: this.nextGeneration++,
-          durable: null,
-          committed: null,
-          inFlight: null,
-        },
-      );
-    }
-    this.owned.clear();
-    for (const [k, v] of next) this.owned.set(k, v);
-    return new Map([...next].map(([k, v]) => [k, v.generation]));
+    const keep = new Set(partitions.map((tp) => tpKey(tp.topic, tp.partition)));
+    for (const key of [...this.owned.keys()]) if (!keep.has(key)) this.owned.delete(key);
+  }
+
+  /** A partition starts from a new resume point: a new generation, nothing durable or committed yet. */
+  renew(topic: string, partition: number): number {
+    const generation = this.nextGeneration++;
+    this.owned.set(tpKey(topic, partition), { generation, durable: null, committed: null, inFlight: null });
+    return generation;
   }
 
   generation(topic: string, partition: number): number | null {

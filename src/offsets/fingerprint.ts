@@ -5,6 +5,8 @@
  * message: another timestamp or another value.
  */
 import crypto from 'node:crypto';
+import type { InboundMessage } from '../consumer/port';
+import { recordTime } from '../consumer/recordTime';
 
 export function fingerprint(
   offset: bigint,
@@ -15,4 +17,9 @@ export function fingerprint(
   if (value === null) hash.update('\u0000null');
   else hash.update(value);
   return `${offset}:${recordTimeMs}:${hash.digest('base64url').slice(0, 22)}`;
+}
+
+/** The fingerprint of a fetched message. */
+export function messageFingerprint(m: Pick<InboundMessage, 'offset' | 'timestamp' | 'value'>): string {
+  return fingerprint(BigInt(m.offset), recordTime(m), m.value);
 }

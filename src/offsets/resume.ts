@@ -1,39 +1,26 @@
 /**
- * Where a partition resumes, and which offset a write lets us commit. Two records say how far a
- * partition was written: the group's committed offset in Kafka, and the database fence
- * (bar_writer_offsets, moved in the same transaction as the rows, with the fingerprint of the last
- * message it covers). The fence is the truth for the log it was written against.
+ * Where a partition resumes. Two records say how far a partition was written: the group's committed
+ * offset in Kafka, and the database fence (bar_writer_offsets, moved in the same transaction as the
+ * rows, with the fingerprint of the last message it covers). The fence is the truth for the log it was
+ * written against; `decideResume` (pure) turns the facts into a decision, `ResumeReader` reads the
+ * facts and moves a fence. The partition's state machine (../batch/partition.ts) runs both.
  *
- * On assignment, per partition (fence F, committed offset C, the log from L to its end E):
- * - no fence, or C > F (an operator moved the group forward): Kafka's committed offset decides.
- *   C = F is the usual restart, and checked like the rest: a topic re-created under the same name may
- *   keep neither, both, or stale offsets of the old log.
+ * Per partition (fence F, committed offset C, the log from L to its end E):
+ * - no fence: the committed offset, when it lies within the log; below L (deleted by retention) the
+ *   log start, counted; none, or beyond E (another log), the start policy (KAFKA_FROM_BEGINNING: L,
+ *   else E).
  * - E < F: the log ends before the fence: it is not the log the fence was written against (topic
- *   re-created, or truncated): replaced (below).
- * - the message at F−1 still exists and the fence has its fingerprint: the consumer is sought to F−1 and
- *   the batching stage compares the first message it fetches (`verify`): the same message confirms the
- *   fence (it is skipped, fetching goes on at F); another message means another log: replaced.
- * - otherwise (F−1 deleted by retention, or a fence written before fingerprints existed): the fence is
- *   trusted, sought to.
- * When the fence holds and C < F, the offsets between are skipped (written before a crash lost the
- * commit, or by another instance): logged once with the count, counted in
- * kafka_resume_skipped_offsets_total, and F is committed to Kafka so lag tooling agrees.
- * Replaced: logged with both positions, counted in kafka_log_replaced_total, the fence is moved to
- * where the new log is consumed from (C when the group has one within the log, else the start policy:
- * the log's start with KAFKA_FROM_BEGINNING, else its end), and the consumer is sought there. Never a
- * silent skip of the new log.
+ *   re-created, or truncated): replaced.
+ * - the message at F−1 still exists and the fence has its fingerprint: verify (sought to F−1; the first
+ *   message fetched confirms the fence, or says the log was replaced).
+ * - otherwise (F−1 deleted by retention, or a fence without a fingerprint): the fence is trusted; when
+ *   F < L, the log start (what lay between was deleted before it was written: counted).
+ * With a fence, C does not decide: C < F is moved up to F (written already), C > F is overruled (the
+ *   fence wins; the offsets between are read again). Both are logged with the count, and counted.
+ * Replaced: the fence moves to the new log's start (KAFKA_FROM_BEGINNING) or end; the committed offset
+ * is not trusted there (it may be the old log's, or one kafkajs set while resetting).
  */
-import type { ConsumerPort, InboundMessage } from '../consumer/port';
-import type { Logger } from '../observe/logger';
-import type { Metrics } from '../observe/metrics';
-import type { OffsetCommitter } from './committer';
-import { fingerprint } from './fingerprint';
-
-/** A partition to resume, with the ownership generation its commits must carry. */
-export interface Resumable {
-  partition: number;
-  generation: number;
-}
+import type { ConsumerPort, LogOffsets } from '../consumer/port';
 
 /** A fence as stored: the next offset to write, and the fingerprint of the message before it. */
 export interface StoredFence {
@@ -41,185 +28,84 @@ export interface StoredFence {
   fingerprint: string | null;
 }
 
-/** Where a partition resumes. */
-export type ResumePoint =
-  /** Kafka's committed offset (or the start policy) decides. */
-  | { kind: 'committed' }
-  /** Sought to `next`: expect nothing below it. */
-  | { kind: 'at'; next: bigint }
-  /**
-   * Sought to `offset`, the last message the fence covers: the first message fetched must be it, with
-   * `fingerprint` (see confirm / replaced).
-   */
-  | { kind: 'verify'; offset: bigint; fingerprint: string; fence: bigint; committed: bigint | null };
-
-/** What the batching stage calls. */
-export interface ResumePort {
-  /** Where each partition resumes; rejects when the fence or the offsets cannot be read (retried). */
-  resume(topic: string, partitions: readonly Resumable[]): Promise<Map<number, ResumePoint>>;
-  /**
-   * The first message fetched after a `verify` point: 'same' when it is the message the fence covers
-   * (confirmed: skip it), 'replaced' when it is another, 'unknown' when that offset is gone (the fence
-   * is trusted).
-   */
-  check(
-    point: Extract<ResumePoint, { kind: 'verify' }>,
-    first: InboundMessage,
-  ): 'same' | 'replaced' | 'unknown';
-  /** The fence of a `verify` point holds: commits it to Kafka when ahead, logs and counts the skip. */
-  confirmed(topic: string, p: Resumable, point: Extract<ResumePoint, { kind: 'verify' }>): void;
-  /**
-   * The log was replaced (`found`: what is there instead of the fence's message): moves the fence and
-   * the consumer to where the new log is consumed from; resolves to the next offset to expect.
-   */
-  replaced(topic: string, p: Resumable, found: string, fence: bigint): Promise<bigint>;
+/** What a resume decision is made from. */
+export interface ResumeFacts {
+  fence: StoredFence | null;
+  committed: bigint | null;
+  log: LogOffsets;
 }
 
-export interface ResumeDeps {
-  /** The database fences of some partitions of a topic. */
-  fences(topic: string, partitions: readonly number[]): Promise<Map<number, StoredFence>>;
-  /** Moves a partition's fence to `next` (back or forward), forgetting its fingerprint. */
-  resetFence(topic: string, partition: number, next: bigint): Promise<void>;
-  consumer: Pick<ConsumerPort, 'committedOffsets' | 'seek' | 'logOffsets'>;
-  committer: Pick<OffsetCommitter, 'durable'>;
-  /** KAFKA_FROM_BEGINNING: where a log without a committed offset is consumed from. */
-  fromBeginning: boolean;
-  metrics: Pick<Metrics, 'resumeSkippedOffsets' | 'logReplaced'>;
-  logger: Logger;
-}
+export type ResumeDecision =
+  | { kind: 'replaced'; fence: bigint; why: string }
+  | { kind: 'verify'; check: bigint; fingerprint: string; fence: bigint; committed: bigint | null }
+  /** Consume from `next`; `retentionSkipped` offsets below it were deleted before they were written. */
+  | { kind: 'at'; next: bigint; fence: bigint | null; committed: bigint | null; retentionSkipped: bigint };
 
-export class ResumePoints implements ResumePort {
-  constructor(private readonly deps: ResumeDeps) {}
-
-  async resume(topic: string, partitions: readonly Resumable[]): Promise<Map<number, ResumePoint>> {
-    const numbers = partitions.map((p) => p.partition);
-    const [fences, committed, logs] = await Promise.all([
-      this.deps.fences(topic, numbers),
-      this.deps.consumer.committedOffsets(topic, numbers),
-      this.deps.consumer.logOffsets(topic),
-    ]);
-    const out = new Map<number, ResumePoint>();
-    for (const p of partitions) {
-      const fence = fences.get(p.partition);
-      const kafka = committed.get(p.partition) ?? null;
-      const log = logs.get(p.partition);
-      if (!fence || fence.next === 0n || (kafka !== null && kafka > fence.next)) {
-        out.set(p.partition, { kind: 'committed' });
-      } else if (log && log.high < fence.next) {
-        const next = await this.replaced(topic, p, `a log that ends at ${log.high}`, fence.next);
-        out.set(p.partition, { kind: 'at', next });
-      } else if (
-        fence.fingerprint !== null &&
-        log &&
-        log.low <= (fingerprintOffset(fence.fingerprint) ?? -1n)
-      ) {
-        // The message the fingerprint names: fence − 1, or earlier when the log has a gap there.
-        const offset = fingerprintOffset(fence.fingerprint)!;
-        this.deps.consumer.seek({ topic, partition: p.partition }, offset.toString());
-        out.set(p.partition, {
-          kind: 'verify',
-          offset,
-          fingerprint: fence.fingerprint,
-          fence: fence.next,
-          committed: kafka,
-        });
-      } else {
-        this.deps.consumer.seek({ topic, partition: p.partition }, fence.next.toString());
-        this.skip(topic, p, fence.next, kafka);
-        out.set(p.partition, { kind: 'at', next: fence.next });
-      }
+export function decideResume(f: ResumeFacts, fromBeginning: boolean): ResumeDecision {
+  const { fence, committed, log } = f;
+  const start = fromBeginning ? log.low : log.high;
+  if (fence === null) {
+    if (committed === null || committed > log.high) {
+      return { kind: 'at', next: start, fence: null, committed, retentionSkipped: 0n };
     }
-    return out;
+    if (committed < log.low) {
+      return { kind: 'at', next: log.low, fence: null, committed, retentionSkipped: log.low - committed };
+    }
+    return { kind: 'at', next: committed, fence: null, committed, retentionSkipped: 0n };
   }
-
-  check(
-    point: Extract<ResumePoint, { kind: 'verify' }>,
-    first: InboundMessage,
-  ): 'same' | 'replaced' | 'unknown' {
-    const offset = BigInt(first.offset);
-    if (offset !== point.offset) return 'unknown';
-    const found = fingerprint(offset, recordTime(first), first.value);
-    return found === point.fingerprint ? 'same' : 'replaced';
+  if (log.high < fence.next) {
+    return { kind: 'replaced', fence: fence.next, why: `a log that ends at ${log.high}` };
   }
-
-  confirmed(topic: string, p: Resumable, point: Extract<ResumePoint, { kind: 'verify' }>): void {
-    this.skip(topic, p, point.fence, point.committed);
+  const named = fence.fingerprint === null ? null : fingerprintOffset(fence.fingerprint);
+  if (named !== null && named >= log.low && named < fence.next) {
+    return { kind: 'verify', check: named, fingerprint: fence.fingerprint!, fence: fence.next, committed };
   }
-
-  /** The fence holds and is ahead of the committed offset: say so, count it, commit the fence. */
-  private skip(topic: string, p: Resumable, fence: bigint, committed: bigint | null): void {
-    if (committed !== null && committed >= fence) return;
-    const skipped = committed === null ? null : fence - committed;
-    if (skipped !== null) this.deps.metrics.resumeSkippedOffsets.inc(Number(skipped));
-    void this.deps.committer.durable(topic, p.partition, fence, p.generation);
-    this.deps.logger.info(
-      {
-        topic,
-        partition: p.partition,
-        fence: fence.toString(),
-        committed: committed?.toString() ?? null,
-        skipped: skipped?.toString() ?? null,
-      },
-      'resuming from the database fence, ahead of the committed offset: the offsets between were written already (a commit lost in a crash, or another instance)',
-    );
+  if (fence.next < log.low) {
+    return { kind: 'at', next: log.low, fence: log.low, committed, retentionSkipped: log.low - fence.next };
   }
-
-  async replaced(topic: string, p: Resumable, found: string, fence: bigint): Promise<bigint> {
-    const [committed, logs] = await Promise.all([
-      this.deps.consumer.committedOffsets(topic, [p.partition]),
-      this.deps.consumer.logOffsets(topic),
-    ]);
-    const log = logs.get(p.partition) ?? { low: 0n, high: 0n };
-    const kafka = committed.get(p.partition) ?? null;
-    const within = kafka !== null && kafka >= log.low && kafka <= log.high;
-    const next = within ? kafka : this.deps.fromBeginning ? log.low : log.high;
-    await this.deps.resetFence(topic, p.partition, next);
-    this.deps.consumer.seek({ topic, partition: p.partition }, next.toString());
-    this.deps.metrics.logReplaced.inc();
-    this.deps.logger.warn(
-      {
-        topic,
-        partition: p.partition,
-        fence: fence.toString(),
-        found,
-        logStart: log.low.toString(),
-        logEnd: log.high.toString(),
-        committed: kafka?.toString() ?? null,
-        resumeAt: next.toString(),
-      },
-      `the partition's log is not the one the fence was written against (topic re-created or log truncated): consuming it from ${within ? 'the committed offset' : this.deps.fromBeginning ? 'its start (KAFKA_FROM_BEGINNING)' : 'its end (KAFKA_FROM_BEGINNING=false)'}, not from the old fence`,
-    );
-    return next;
-  }
+  return { kind: 'at', next: fence.next, fence: fence.next, committed, retentionSkipped: 0n };
 }
 
 /** The offset a fingerprint names, or null when it does not parse (then the fence is not checked). */
-function fingerprintOffset(fp: string): bigint | null {
+export function fingerprintOffset(fp: string): bigint | null {
   const m = /^(\d+):/.exec(fp);
   return m ? BigInt(m[1]!) : null;
 }
 
-/** A message's Kafka record timestamp in epoch ms (0 when it has none), as the fence records it. */
-export function recordTime(m: Pick<InboundMessage, 'timestamp'>): number {
-  const s = m.timestamp;
-  // Per message: a decimal string of up to 15 digits (epoch ms has 13) is read digit by digit, exactly
-  // as Number() reads it, without the general number parser; anything else goes through Number().
-  if (typeof s === 'string' && s.length > 0 && s.length <= 15) {
-    let v = 0;
-    for (let i = 0; i < s.length; i++) {
-      const d = s.charCodeAt(i) - 0x30;
-      if (d < 0 || d > 9) return Number(s) || 0;
-      v = v * 10 + d;
-    }
-    return v;
-  }
-  return Number(s) || 0;
+export interface ResumeReaderDeps {
+  /** The database fences of some partitions of a topic. */
+  fences(topic: string, partitions: readonly number[]): Promise<Map<number, StoredFence>>;
+  /** Moves a partition's fence to `next` (back or forward), forgetting its fingerprint. */
+  resetFence(topic: string, partition: number, next: bigint): Promise<void>;
+  consumer: Pick<ConsumerPort, 'committedOffsets' | 'logOffsets'>;
 }
 
-/**
- * The offset to commit once a batch is durable: the batch's end, or the fence it found if that is
- * further (another writer got there first: what lies between was written by it).
- */
-export function commitOffsetAfter(batchNextOffset: bigint, fenceBefore: bigint): bigint {
-  return fenceBefore > batchNextOffset ? fenceBefore : batchNextOffset;
+/** Reads resume facts and moves fences: the I/O the partition machine asks for. */
+export class ResumeReader {
+  constructor(private readonly deps: ResumeReaderDeps) {}
+
+  /** The facts of some partitions of `topic`; rejects when any of them cannot be read. */
+  async read(topic: string, partitions: readonly number[]): Promise<Map<number, ResumeFacts>> {
+    const [fences, committed, logs] = await Promise.all([
+      this.deps.fences(topic, partitions),
+      this.deps.consumer.committedOffsets(topic, [...partitions]),
+      this.deps.consumer.logOffsets(topic),
+    ]);
+    const out = new Map<number, ResumeFacts>();
+    for (const p of partitions) {
+      const log = logs.get(p);
+      if (!log) throw new Error(`partition ${p} of ${topic} has no log offsets (the topic changed?)`);
+      out.set(p, { fence: fences.get(p) ?? null, committed: committed.get(p) ?? null, log });
+    }
+    return out;
+  }
+
+  /** Moves the fence to the log's start or end; resolves to that offset. */
+  async moveFence(topic: string, partition: number, to: 'start' | 'end'): Promise<bigint> {
+    const log = (await this.deps.consumer.logOffsets(topic)).get(partition);
+    if (!log) throw new Error(`partition ${partition} of ${topic} has no log offsets (the topic changed?)`);
+    const next = to === 'start' ? log.low : log.high;
+    await this.deps.resetFence(topic, partition, next);
+    return next;
+  }
 }

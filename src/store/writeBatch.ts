@@ -39,6 +39,8 @@ export interface PartitionWrite {
   entries: readonly BarAtOffset[];
   nextOffset: bigint;
   lastFingerprint: string;
+  /** The least fence this write accepts (null or absent: any); see FenceAdvance.expect. */
+  expect?: bigint | null;
 }
 
 export interface WriteOptions {
@@ -62,6 +64,8 @@ export interface PartitionWriteResult {
   skippedFenced: number;
   /** The fence before this write. */
   fenceBefore: bigint;
+  /** The fence was below the write's expectation (moved back): nothing of this partition was written. */
+  rewound: boolean;
   /** Of the bars written, those whose chunk is compressed (by `inCompressedChunk`). */
   writtenCompressed: number;
 }
@@ -90,6 +94,16 @@ export async function writeGroup(
     if (fences.size !== partitions.length) throw new Error('fence rows missing after they were created');
     return ordered.map((part) => {
       const fenceBefore = fences.get(part.partition)!;
+      if (part.expect !== null && part.expect !== undefined && fenceBefore < part.expect) {
+        return {
+          partition: part.partition,
+          written: 0,
+          skippedFenced: 0,
+          fenceBefore,
+          rewound: true,
+          writtenCompressed: 0,
+        };
+      }
       const compressed = options.inCompressedChunk;
       let written = 0;
       let writtenCompressed = 0;
@@ -103,6 +117,7 @@ export async function writeGroup(
         written,
         skippedFenced: part.entries.length - written,
         fenceBefore,
+        rewound: false,
         writtenCompressed,
       };
     });
@@ -111,6 +126,7 @@ export async function writeGroup(
     partition: p.partition,
     next: p.nextOffset,
     fingerprint: p.lastFingerprint,
+    expect: p.expect,
   }));
   const results = await runTransaction(
     client,
@@ -121,7 +137,7 @@ export async function writeGroup(
       { name: 'lockFences', sql: sql.lockFences(group, topic, partitions) },
       {
         name: 'upsert',
-        sql: sql.upsert(group, topic, stagedKeys(ordered.map((p) => p.entries))),
+        sql: sql.upsert(group, topic, stagedKeys(ordered.map((p) => p.entries)), advances),
       },
       { name: 'advanceFences', sql: sql.advanceFences(group, topic, advances) },
     ],

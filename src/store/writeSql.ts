@@ -18,6 +18,12 @@ export interface FenceAdvance {
   partition: number;
   next: bigint;
   fingerprint: string;
+  /**
+   * The fence this write expects to find at least (null: no expectation). A fence found below it was
+   * moved back by someone (an operator's offsets reset): nothing of this partition is written nor
+   * advanced, and the caller resumes from the fence instead.
+   */
+  expect?: bigint | null;
 }
 
 /**
@@ -40,8 +46,11 @@ export interface WriteSql {
   copy: string;
   /** COPY in binary format, with origins: what the service sends. */
   copyBinary: string;
-  /** The staged rows at or above their partition's fence (locked first), newest version per key. */
-  upsert(group: string, topic: string, keys: StagedKeys): string;
+  /**
+   * The staged rows at or above their partition's fence (locked first), newest version per key; a
+   * partition whose fence is below its expectation writes nothing.
+   */
+  upsert(group: string, topic: string, keys: StagedKeys, advances?: readonly FenceAdvance[]): string;
   /** Every staged row, newest version per key: loads that are not Kafka partitions (backfill). */
   upsertAll(keys: StagedKeys): string;
 }
@@ -55,6 +64,10 @@ function fenceKey(alias: string, group: string, topic: string): string {
 
 const partitionList = (partitions: readonly number[]) =>
   partitions.map((p) => String(Math.trunc(p))).join(',');
+
+/** The least fence each partition's write accepts (-1: any), as a VALUES list `(partition, expect)`. */
+const expected = (a: FenceAdvance): bigint =>
+  a.expect === null || a.expect === undefined ? -1n : BigInt(a.expect);
 
 export function writeSql(schema: string): WriteSql {
   let sql = sqlCache.get(schema);
@@ -104,11 +117,12 @@ export function writeSql(schema: string): WriteSql {
        FROM (VALUES ${advances
          .map(
            (a) =>
-             `(${Math.trunc(a.partition)}, ${BigInt(a.next)}::bigint, ${pg.escapeLiteral(a.fingerprint)})`,
+             `(${Math.trunc(a.partition)}, ${BigInt(a.next)}::bigint, ${pg.escapeLiteral(a.fingerprint)}, ${expected(a)}::bigint)`,
          )
          .join(', ')})
-         AS v (partition, next_offset, fingerprint)
-       WHERE ${fenceKey('o.', group, topic)} AND o.partition = v.partition AND o.next_offset < v.next_offset`,
+         AS v (partition, next_offset, fingerprint, expect)
+       WHERE ${fenceKey('o.', group, topic)} AND o.partition = v.partition AND o.next_offset < v.next_offset
+         AND o.next_offset >= v.expect`,
     copy: `COPY pg_temp.${STAGING} ${STAGING_COLUMN_LIST} FROM STDIN`,
     copyBinary: `COPY pg_temp.${STAGING} ${STAGING_COLUMN_LIST} FROM STDIN (FORMAT binary)`,
     // The version of a bar is (revision, source_time): the producer's revision (0 when none), then the
@@ -118,9 +132,14 @@ export function writeSql(schema: string): WriteSql {
     // stored version, so replays and re-sends of identical bars write nothing (no dead tuples). The
     // stored version is thus that of the last change. ORDER BY the key also makes concurrent flushes
     // lock rows in one order, so they cannot deadlock.
-    upsert: (group, topic, keys) =>
+    upsert: (group, topic, keys, advances = []) =>
       upsertFrom(
-        `JOIN ${offsets} f ON ${fenceKey('f.', group, topic)} AND f.partition = s.part
+        advances.some((a) => expected(a) >= 0n)
+          ? `JOIN ${offsets} f ON ${fenceKey('f.', group, topic)} AND f.partition = s.part
+         JOIN (VALUES ${advances.map((a) => `(${Math.trunc(a.partition)}, ${expected(a)}::bigint)`).join(', ')})
+           AS e (part, expect) ON e.part = s.part
+         WHERE s.kafka_offset >= f.next_offset AND f.next_offset >= e.expect`
+          : `JOIN ${offsets} f ON ${fenceKey('f.', group, topic)} AND f.partition = s.part
          WHERE s.kafka_offset >= f.next_offset`,
         keys,
       ),

@@ -247,7 +247,7 @@ describe('(d) stop() during start-up', () => {
           .find((f) => !/AsyncHook\.init|node:internal\/|\(node:timers/.test(f));
         if (
           caller &&
-          !/node_modules\/(@jest|jest-)|test\/support\/harness\.ts|startup\.test\.ts/.test(caller)
+          !/node_modules\/(@jest|jest-)|test\/support\/(harness|common)\.ts|startup\.test\.ts/.test(caller)
         )
           live.set(id, stack);
       },
@@ -258,7 +258,7 @@ describe('(d) stop() during start-up', () => {
     return { pending: () => [...live.values()], close: () => hook.disable() };
   }
 
-  test('leaves nothing behind: HTTP closed, no periodic task, start() resolves, a second start() does nothing', async () => {
+  test('leaves nothing behind: HTTP closed, no periodic task, start() resolves; a start() after stop() is a new run, stopped the same way', async () => {
     const timers = trackTimers();
     closeTracking = timers.close;
     const config = h.config({ KAFKA_BROKERS: '127.0.0.1:1', SHUTDOWN_TIMEOUT: '5s' });
@@ -266,12 +266,22 @@ describe('(d) stop() during start-up', () => {
     const started = service.start();
     // Right away, and again while start-up is waiting for the broker.
     const stopped = service.stop();
+    expect(service.stop()).toBe(stopped); // idempotent: the stop in flight
     await expect(stopped).resolves.toBe(true);
     await expect(started).resolves.toBeUndefined();
-    await expect(service.start()).resolves.toBeUndefined();
     if (service.port > 0) {
       await expect(httpGet(service.port, '/healthz')).rejects.toThrow(/fetch failed/);
     }
+    // Restartable: a new run listens again, and its stop closes it too.
+    const again = service.start();
+    expect(service.start()).toBe(again); // idempotent: the start in flight
+    await waitFor(
+      'HTTP listening again',
+      async () => (await httpGet(service.port, '/healthz')).status === 200,
+    );
+    await expect(service.stop()).resolves.toBe(true);
+    await expect(again).resolves.toBeUndefined();
+    await expect(httpGet(service.port, '/healthz')).rejects.toThrow(/fetch failed/);
     await sleep(1200); // past every periodic task's first tick
     expect(timers.pending()).toEqual([]);
 

@@ -93,6 +93,38 @@ describe('store', () => {
     expect(fence.rows).toEqual([{ n: '6' }]);
   });
 
+  test('a write that finds its fence moved back (below what it expects) writes nothing and leaves the fence', async () => {
+    const group = uniqueName('rewound');
+    const w = (entries: BarAtOffset[], next: bigint, expect: bigint | null) =>
+      withConnection(h.pool, (c) =>
+        writeGroup(c, h.schema, group, ref.topic, [{ ...part(0, entries, next), expect }]),
+      );
+    await w([at(0n, bar('RWD', 0, 1))], 200n, null);
+    const fence = () =>
+      h.pool
+        .query(
+          `SELECT next_offset::text AS n FROM "${h.schema}".bar_writer_offsets WHERE consumer_group = $1`,
+          [group],
+        )
+        .then((r) => r.rows);
+    // An operator moves the fence back to 50 while the writer expects it at 200.
+    await h.pool.query(
+      `UPDATE "${h.schema}".bar_writer_offsets SET next_offset = 50 WHERE consumer_group = $1`,
+      [group],
+    );
+    const r = await w([at(200n, bar('RWD', 0, 2)), at(201n, bar('RWD', 1, 2))], 210n, 200n);
+    expect(r.parts).toEqual([
+      { partition: 0, written: 0, skippedFenced: 0, fenceBefore: 50n, rewound: true, writtenCompressed: 0 },
+    ]);
+    expect(r.rowsChanged).toBe(0);
+    expect(await fence()).toEqual([{ n: '50' }]);
+    expect((await reader().latest('RWD', 5)).map((b) => b.close)).toEqual([1]);
+    // Expecting what is there (or less): written, the fence advanced.
+    const ok = await w([at(50n, bar('RWD', 0, 3))], 51n, 50n);
+    expect(ok.parts[0]).toMatchObject({ written: 1, rewound: false });
+    expect(await fence()).toEqual([{ n: '51' }]);
+  });
+
   test('one transaction for several partitions: a fence each, all or nothing', async () => {
     // A group and topic that need escaping (they go into the statements as literals).
     const group = `g'q\\"x`;
@@ -150,8 +182,8 @@ describe('store', () => {
       ]),
     );
     expect(again.parts).toEqual([
-      { partition: 1, written: 0, skippedFenced: 2, fenceBefore: 12n, writtenCompressed: 0 },
-      { partition: 3, written: 1, skippedFenced: 0, fenceBefore: 2n, writtenCompressed: 0 },
+      { partition: 1, written: 0, skippedFenced: 2, fenceBefore: 12n, rewound: false, writtenCompressed: 0 },
+      { partition: 3, written: 1, skippedFenced: 0, fenceBefore: 2n, rewound: false, writtenCompressed: 0 },
     ]);
     expect(again.rowsChanged).toBe(1);
     expect((await reader().latest('GRP1', 2)).map((b) => b.close)).toEqual([1, 1]);

@@ -107,6 +107,39 @@ function sqlLiterals(fileName: string, text: string): string[] {
   return found;
 }
 
+/** The holder's state (`state`, `current`) and the mode: what a write to a partition goes through. */
+const PARTITION_STATE = ['state', 'current', 'mode'];
+
+/**
+ * Assignments to a partition's state fields outside partition.ts, as `line: text`: `x.mode = …`,
+ * `x.mode.due = …`, compound assignments and increments included. The state is readonly to the type
+ * checker too; this catches a cast or a new mutable field.
+ */
+function partitionWrites(fileName: string, text: string): string[] {
+  const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true);
+  const found: string[] = [];
+  const touchesState = (e: ts.Expression): boolean =>
+    ts.isPropertyAccessExpression(e) && (PARTITION_STATE.includes(e.name.text) || touchesState(e.expression));
+  const visit = (node: ts.Node): void => {
+    const target =
+      ts.isBinaryExpression(node) &&
+      node.operatorToken.kind >= ts.SyntaxKind.FirstAssignment &&
+      node.operatorToken.kind <= ts.SyntaxKind.LastAssignment
+        ? node.left
+        : (ts.isPrefixUnaryExpression(node) || ts.isPostfixUnaryExpression(node)) &&
+            (node.operator === ts.SyntaxKind.PlusPlusToken || node.operator === ts.SyntaxKind.MinusMinusToken)
+          ? node.operand
+          : null;
+    if (target && touchesState(target)) {
+      const line = source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
+      found.push(`${line}: ${node.getText(source).slice(0, 60)}`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
 describe('src/ layering', () => {
   const files = sources(SRC);
 
@@ -127,6 +160,23 @@ describe('src/ layering', () => {
       }
     }
     expect(violations).toEqual([]);
+  });
+
+  test("no partition state is written outside batch/partition.ts (the machine's step is its one writer)", () => {
+    const violations: string[] = [];
+    for (const file of files) {
+      const rel = path.relative(SRC, file);
+      if (rel === path.join('batch', 'partition.ts') || folderOf(file) !== 'batch') continue; // only batch/ holds partitions
+      for (const hit of partitionWrites(rel, fs.readFileSync(file, 'utf8'))) violations.push(`${rel}:${hit}`);
+    }
+    expect(violations).toEqual([]);
+    // The detector itself: it finds what it must.
+    expect(
+      partitionWrites(
+        'x.ts',
+        'p.mode = { name: "idle" }; q.state.next = 3n; r.mode.timer = null; s.state.attempts++;',
+      ),
+    ).toHaveLength(4);
   });
 
   test('no SQL outside store/: no string or template literal begins with a SQL verb', () => {

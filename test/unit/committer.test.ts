@@ -1,5 +1,5 @@
 import { Registry } from 'prom-client';
-import { StaleCommitError, type OffsetToCommit } from '../../src/consumer/port';
+import { StaleCommitError, type OffsetToCommit, type TopicPartition } from '../../src/consumer/port';
 import { createLogger } from '../../src/observe/logger';
 import { createMetrics, type Metrics } from '../../src/observe/metrics';
 import { OffsetCommitter, tpKey } from '../../src/offsets/committer';
@@ -39,6 +39,25 @@ function setup() {
   return { consumer, logger, metrics, committer };
 }
 
+/**
+ * As the pipeline does: an assignment (join `epoch`), then a new generation for each partition that
+ * starts from a freshly read resume point (the new ones); kept ones keep theirs.
+ */
+function own(c: OffsetCommitter, tps: TopicPartition[], epoch = 0): Map<string, number> {
+  const kept = new Set(
+    tps
+      .filter((tp) => c.generation(tp.topic, tp.partition) !== null)
+      .map((tp) => tpKey(tp.topic, tp.partition)),
+  );
+  c.assign(tps, epoch);
+  const out = new Map<string, number>();
+  for (const tp of tps) {
+    const key = tpKey(tp.topic, tp.partition);
+    out.set(key, kept.has(key) ? c.generation(tp.topic, tp.partition)! : c.renew(tp.topic, tp.partition));
+  }
+  return out;
+}
+
 /** The offsets committed so far, one "partition:offset" string per call. */
 function commits(consumer: { commit: jest.Mock<Promise<void>, [OffsetToCommit[], number]> }): string[] {
   return consumer.commit.mock.calls.map(([offsets]) =>
@@ -61,7 +80,7 @@ describe('tpKey', () => {
 describe('OffsetCommitter: assignment and generations', () => {
   test('new partitions get fresh, increasing generations', () => {
     const { committer } = setup();
-    const gens = committer.assign([P0, P1]);
+    const gens = own(committer, [P0, P1]);
     expect([...gens]).toEqual([
       [tpKey(TOPIC, 0), 1],
       [tpKey(TOPIC, 1), 2],
@@ -74,8 +93,8 @@ describe('OffsetCommitter: assignment and generations', () => {
 
   test('kept partitions keep their generation; revoked ones are forgotten; new ones get the next', () => {
     const { committer } = setup();
-    committer.assign([P0, P1]);
-    const gens = committer.assign([P0, P2]);
+    own(committer, [P0, P1]);
+    const gens = own(committer, [P0, P2]);
     expect(gens.get(tpKey(TOPIC, 0))).toBe(1);
     expect(gens.get(tpKey(TOPIC, 2))).toBe(3);
     expect(gens.size).toBe(2);
@@ -84,18 +103,31 @@ describe('OffsetCommitter: assignment and generations', () => {
 
   test('a partition revoked and assigned back gets a new generation', () => {
     const { committer } = setup();
-    committer.assign([P0]);
-    committer.assign([]);
+    own(committer, [P0]);
+    own(committer, []);
     expect(committer.generation(TOPIC, 0)).toBeNull();
-    committer.assign([P0]);
+    own(committer, [P0]);
     expect(committer.generation(TOPIC, 0)).toBe(2);
+  });
+});
+
+describe('OffsetCommitter: renew (a partition resumes from a new resume point)', () => {
+  test('a new generation with nothing durable: the old one no longer commits, and the offset may go back', async () => {
+    const { consumer, committer } = setup();
+    const old = own(committer, [P0]).get(tpKey(TOPIC, 0))!;
+    await committer.durable(TOPIC, 0, 900n, old);
+    const fresh = committer.renew(TOPIC, 0);
+    expect(fresh).toBeGreaterThan(old);
+    await committer.durable(TOPIC, 0, 1000n, old); // a flush of the old position: dropped
+    await committer.durable(TOPIC, 0, 3n, fresh); // a replaced log's offsets are lower: committed
+    expect(commits(consumer)).toEqual([`${TOPIC}/0:900`, `${TOPIC}/0:3`]);
   });
 });
 
 describe('OffsetCommitter: durable()', () => {
   test('commits an owned partition in its generation', async () => {
     const { consumer, committer, metrics } = setup();
-    const g = committer.assign([P0, P1]).get(tpKey(TOPIC, 1))!;
+    const g = own(committer, [P0, P1]).get(tpKey(TOPIC, 1))!;
     await committer.durable(TOPIC, 1, 42n, g);
     expect(consumer.commit).toHaveBeenCalledTimes(1);
     // Under the join epoch of the assignment (0: assigned without one).
@@ -107,14 +139,14 @@ describe('OffsetCommitter: durable()', () => {
 
   test('offsets beyond 2^53 are committed exactly', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     await committer.durable(TOPIC, 0, 9_007_199_254_740_993n, 1);
     expect(commits(consumer)).toEqual([`${TOPIC}/0:9007199254740993`]);
   });
 
   test('an unowned partition is not committed', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     await committer.durable(TOPIC, 1, 5n, 1);
     await committer.durable('other-topic', 0, 5n, 1);
     expect(consumer.commit).not.toHaveBeenCalled();
@@ -123,7 +155,7 @@ describe('OffsetCommitter: durable()', () => {
 
   test('a wrong generation is not committed', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     await committer.durable(TOPIC, 0, 5n, 2);
     await committer.durable(TOPIC, 0, 5n, 0);
     expect(consumer.commit).not.toHaveBeenCalled();
@@ -132,9 +164,9 @@ describe('OffsetCommitter: durable()', () => {
 
   test('after revoke and re-assign, the old generation is ignored and the new one commits', async () => {
     const { consumer, committer } = setup();
-    const old = committer.assign([P0]).get(tpKey(TOPIC, 0))!;
-    committer.assign([]);
-    const fresh = committer.assign([P0]).get(tpKey(TOPIC, 0))!;
+    const old = own(committer, [P0]).get(tpKey(TOPIC, 0))!;
+    own(committer, []);
+    const fresh = own(committer, [P0]).get(tpKey(TOPIC, 0))!;
     expect(fresh).not.toBe(old);
     await committer.durable(TOPIC, 0, 100n, old);
     expect(consumer.commit).not.toHaveBeenCalled();
@@ -144,15 +176,15 @@ describe('OffsetCommitter: durable()', () => {
 
   test('a kept partition’s flush from before the rebalance still commits', async () => {
     const { consumer, committer } = setup();
-    const g = committer.assign([P0, P1]).get(tpKey(TOPIC, 0))!;
-    committer.assign([P0]);
+    const g = own(committer, [P0, P1]).get(tpKey(TOPIC, 0))!;
+    own(committer, [P0]);
     await committer.durable(TOPIC, 0, 11n, g);
     expect(commits(consumer)).toEqual([`${TOPIC}/0:11`]);
   });
 
   test('commits only forwards', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     await committer.durable(TOPIC, 0, 10n, 1);
     await committer.durable(TOPIC, 0, 5n, 1);
     await committer.durable(TOPIC, 0, 10n, 1);
@@ -163,7 +195,7 @@ describe('OffsetCommitter: durable()', () => {
 
   test('partitions are committed independently', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0, P1]);
+    own(committer, [P0, P1]);
     await committer.durable(TOPIC, 0, 10n, 1);
     await committer.durable(TOPIC, 1, 3n, 2);
     await committer.durable(TOPIC, 1, 4n, 2);
@@ -175,7 +207,7 @@ describe('OffsetCommitter: failed commits', () => {
   test('a failed commit is not thrown, stays pending, and commitPending() retries it', async () => {
     const { consumer, committer, metrics, logger } = setup();
     const warn = jest.spyOn(logger, 'warn');
-    committer.assign([P0]);
+    own(committer, [P0]);
     consumer.commit.mockRejectedValueOnce(rebalanceError());
     await expect(committer.durable(TOPIC, 0, 10n, 1)).resolves.toBeUndefined();
     expect(committer.pendingCount()).toBe(1);
@@ -199,7 +231,7 @@ describe('OffsetCommitter: failed commits', () => {
 
   test('a retry that fails again stays pending', async () => {
     const { consumer, committer, metrics } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     consumer.commit.mockRejectedValue(rebalanceError());
     await committer.durable(TOPIC, 0, 10n, 1);
     await committer.commitPending();
@@ -211,7 +243,7 @@ describe('OffsetCommitter: failed commits', () => {
 
   test('a later durable offset supersedes a failed one', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     consumer.commit.mockRejectedValueOnce(rebalanceError());
     await committer.durable(TOPIC, 0, 10n, 1);
     await committer.durable(TOPIC, 0, 20n, 1);
@@ -221,7 +253,7 @@ describe('OffsetCommitter: failed commits', () => {
 
   test('commitPending retries every pending partition and nothing else', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0, P1, P2]);
+    own(committer, [P0, P1, P2]);
     consumer.commit.mockRejectedValueOnce(rebalanceError()).mockRejectedValueOnce(rebalanceError());
     await committer.durable(TOPIC, 0, 5n, 1);
     await committer.durable(TOPIC, 1, 6n, 2);
@@ -235,7 +267,7 @@ describe('OffsetCommitter: failed commits', () => {
 
   test('commitPending with nothing durable does nothing', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0, P1]);
+    own(committer, [P0, P1]);
     await committer.commitPending();
     expect(consumer.commit).not.toHaveBeenCalled();
     expect(committer.pendingCount()).toBe(0);
@@ -243,13 +275,13 @@ describe('OffsetCommitter: failed commits', () => {
 
   test('a revoked partition’s pending commit is dropped', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     consumer.commit.mockRejectedValueOnce(rebalanceError());
     await committer.durable(TOPIC, 0, 10n, 1);
     expect(committer.pendingCount()).toBe(1);
-    committer.assign([]);
+    own(committer, []);
     expect(committer.pendingCount()).toBe(0);
-    committer.assign([P0]);
+    own(committer, [P0]);
     expect(committer.pendingCount()).toBe(0);
     await committer.commitPending();
     expect(consumer.commit).toHaveBeenCalledTimes(1);
@@ -257,7 +289,7 @@ describe('OffsetCommitter: failed commits', () => {
 
   test('a plain Error without a Kafka error type is handled too', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     consumer.commit.mockImplementationOnce(() => Promise.reject(new Error('broker away')));
     await expect(committer.durable(TOPIC, 0, 1n, 1)).resolves.toBeUndefined();
     expect(committer.pendingCount()).toBe(1);
@@ -267,7 +299,7 @@ describe('OffsetCommitter: failed commits', () => {
 describe('OffsetCommitter: concurrency', () => {
   test('one commit per partition at a time; a newer offset is committed after the in-flight one', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     const gates: Deferred[] = [];
     let inFlight = 0;
     let maxInFlight = 0;
@@ -303,7 +335,7 @@ describe('OffsetCommitter: concurrency', () => {
 
   test('a lower offset arriving during an in-flight commit is not committed afterwards', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     const gate = deferred();
     consumer.commit.mockImplementationOnce(() => gate.promise);
     const first = committer.durable(TOPIC, 0, 9n, 1);
@@ -315,16 +347,16 @@ describe('OffsetCommitter: concurrency', () => {
 
   test('revoked while a commit is in flight: no further commit for the old ownership', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0]);
+    own(committer, [P0]);
     const gate = deferred();
     consumer.commit.mockImplementationOnce(() => gate.promise);
     const first = committer.durable(TOPIC, 0, 5n, 1);
-    committer.assign([]);
+    own(committer, []);
     const late = committer.durable(TOPIC, 0, 6n, 1);
     gate.resolve();
     await Promise.all([first, late]);
     expect(commits(consumer)).toEqual([`${TOPIC}/0:5`]);
-    committer.assign([P0]);
+    own(committer, [P0]);
     await committer.commitPending();
     expect(consumer.commit).toHaveBeenCalledTimes(1);
   });
@@ -333,21 +365,21 @@ describe('OffsetCommitter: concurrency', () => {
 describe('OffsetCommitter: join epochs', () => {
   test('each commit carries the epoch of the latest assignment; a kept partition commits under the new one', async () => {
     const { consumer, committer } = setup();
-    committer.assign([P0], 4);
+    own(committer, [P0], 4);
     await committer.durable(TOPIC, 0, 3n, 1);
-    committer.assign([P0, P1], 5); // P0 kept (same generation), a new join
+    own(committer, [P0, P1], 5); // P0 kept (same generation), a new join
     await committer.durable(TOPIC, 0, 7n, 1);
     expect(consumer.commit.mock.calls.map(([, epoch]) => epoch)).toEqual([4, 5]);
   });
 
   test('a commit the consumer refuses as stale (rejoined meanwhile) is not recorded: still pending, sent again', async () => {
     const { consumer, committer, metrics } = setup();
-    committer.assign([P0], 1);
+    own(committer, [P0], 1);
     consumer.commit.mockImplementationOnce(() => Promise.reject(new StaleCommitError('during')));
     await committer.durable(TOPIC, 0, 12n, 1);
     expect(committer.pendingCount()).toBe(1);
     expect(await commitCount(metrics, 'failed')).toBe(1);
-    committer.assign([P0], 2);
+    own(committer, [P0], 2);
     await committer.commitPending();
     expect(committer.pendingCount()).toBe(0);
     expect(consumer.commit.mock.calls.map(([o, epoch]) => [o[0]!.offset, epoch])).toEqual([

@@ -1,17 +1,20 @@
 /**
- * The batching stage's flush scheduling, without Kafka or a database: partitions that hold entries
- * ride along in one flush (group commit), at most `concurrency` flushes run at once, a partition is
- * never in two flushes, failed jobs are retried alone or with others, and offsets are committed only
- * for the jobs that succeeded.
+ * The batching stage's executors, without Kafka or a database (the partition machine itself has its
+ * table-driven tests in partition.test.ts): partitions that hold entries ride along in one flush
+ * (group commit), at most `concurrency` flushes run at once, a partition is never in two flushes,
+ * a failed partition drops what it holds and is fetched again for its retry, alone, and never holds
+ * back the healthy ones; offsets are committed only for the jobs that succeeded; a fetch below the
+ * position, a replaced log and a fence moved back run the resume check again.
  */
 import { Registry } from 'prom-client';
 import type { FlushJob, FlushOutcome } from '../../src/batch/flush';
-import { Pipeline, type PipelineSettings } from '../../src/batch/pipeline';
+import { Pipeline, type PipelineSettings, type ResumeIo } from '../../src/batch/pipeline';
 import type { InboundBatch, OffsetToCommit } from '../../src/consumer/port';
 import { createLogger } from '../../src/observe/logger';
 import { createMetrics } from '../../src/observe/metrics';
 import { OffsetCommitter } from '../../src/offsets/committer';
-import { ResumePoints, type ResumePort } from '../../src/offsets/resume';
+import { fingerprint } from '../../src/offsets/fingerprint';
+import type { ResumeFacts } from '../../src/offsets/resume';
 
 const TOPIC = 'bars.1m';
 const T0 = Date.UTC(2026, 10, 24, 14, 31);
@@ -28,9 +31,11 @@ const SETTINGS: PipelineSettings = {
   retryMaxDelayMs: 1,
   roomWaitMs: 50,
   partitionFloor: 1000, // no partition share below the whole buffers (shares: their own tests)
+  fromBeginning: true,
+  stallMs: 60_000,
 };
 
-function message(offset: number, minute: number) {
+function value(minute: number): Buffer {
   const bar = {
     symbol: 'AAA',
     timestamp: new Date(T0 + minute * 60_000).toISOString(),
@@ -40,21 +45,19 @@ function message(offset: number, minute: number) {
     close: 1.5,
     volume: 10,
   };
-  return {
-    offset: String(offset),
-    key: null,
-    value: Buffer.from(JSON.stringify(bar)),
-    headers: {},
-    timestamp: String(T0),
-  };
+  return Buffer.from(JSON.stringify(bar));
+}
+
+function message(offset: number, minute: number) {
+  return { offset: String(offset), key: null, value: value(minute), headers: {}, timestamp: String(T0) };
 }
 
 /** `count` messages of a partition from offset `from`, the log end far ahead (not caught up). */
-function batch(partition: number, from: number, count: number): InboundBatch {
+function batch(partition: number, from: number, count: number, highWatermark = 1_000_000): InboundBatch {
   return {
     topic: TOPIC,
     partition,
-    highWatermark: '1000000',
+    highWatermark: String(highWatermark),
     messages: Array.from({ length: count }, (_, i) => message(from + i, from + i)),
   };
 }
@@ -72,28 +75,58 @@ const ok = (job: FlushJob): FlushOutcome => ({
     writtenCompressed: 0,
     deadLettered: 0,
     commitOffset: job.batch.nextOffset,
+    fenceBefore: job.batch.entries[0]!.offset,
+    rewound: false,
   },
 });
 
-/** Lets setImmediate callbacks (the pipeline's pump) and promise continuations run. */
+/** Lets the clock's "soon" callbacks (the pump) and promise continuations run. */
 const settle = async () => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 };
 
-/** Settles until `done()` holds (commits go through the committer's own promise chain). */
-async function until(done: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setTimeout(r, 2));
+/** Settles until `done()` holds; fails here, naming `what`, if it does not within 2 s. */
+async function until(what: string, done: () => boolean): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (done()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }
 
-async function setup(settings: Partial<PipelineSettings> = {}, partitions = [0, 1, 2]) {
+/** Resume facts: no fence and nothing committed (so: the log start), unless given per partition. */
+function resumeIo(facts: Record<number, ResumeFacts> = {}): ResumeIo & { moves: string[] } {
+  const moves: string[] = [];
+  return {
+    moves,
+    read: async (_topic, partitions) =>
+      new Map(
+        partitions.map((p) => [
+          p,
+          facts[p] ?? { fence: null, committed: null, log: { low: 0n, high: 1_000_000n } },
+        ]),
+      ),
+    moveFence: async (_topic, partition, to) => {
+      moves.push(`${partition}:${to}`);
+      return 0n;
+    },
+  };
+}
+
+async function setup(
+  settings: Partial<PipelineSettings> = {},
+  partitions = [0, 1, 2],
+  resume: ResumeIo = resumeIo(),
+) {
   const calls: Call[] = [];
   const commits: string[] = [];
+  const seeks: string[] = [];
   const consumer = {
     pause: jest.fn(),
     resume: jest.fn(),
-    seek: jest.fn(),
-    committedOffsets: jest.fn(async () => new Map<number, bigint>()),
-    logOffsets: jest.fn(async () => new Map()),
+    seek: jest.fn(
+      (tp: { partition: number }, offset: string) => void seeks.push(`${tp.partition}:${offset}`),
+    ),
     commit: jest.fn(async (offsets: OffsetToCommit[]) => {
       for (const o of offsets) commits.push(`${o.partition}:${o.offset}`);
     }),
@@ -116,33 +149,34 @@ async function setup(settings: Partial<PipelineSettings> = {}, partitions = [0, 
         }),
       classify: (err) => ({ class: 'transient', code: null, message: String(err) }),
       consumer,
-      resume: new ResumePoints({
-        fences: async () => new Map(),
-        resetFence: async () => undefined,
-        consumer,
-        committer,
-        fromBeginning: true,
-        metrics,
-        logger,
-      }),
+      resume,
       committer,
       metrics,
       logger,
+      random: () => 0.5,
     },
   );
   pipeline.handleAssignment(partitions.map((partition) => ({ topic: TOPIC, partition })));
-  await settle(); // fences loaded
-  return { pipeline, calls, commits, metrics, consumer };
+  await settle(); // resume points read
+  seeks.length = 0;
+  return { pipeline, calls, commits, metrics, consumer, seeks };
 }
 
 describe('pipeline flush scheduling', () => {
+  test('a new partition reads where it resumes while paused, then is sought there and resumed', async () => {
+    const { consumer } = await setup({}, [0]);
+    expect(consumer.pause).toHaveBeenCalledWith([{ topic: TOPIC, partition: 0 }]);
+    expect(consumer.seek).toHaveBeenCalledWith({ topic: TOPIC, partition: 0 }, '0');
+    expect(consumer.resume).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 0 }]);
+  });
+
   test('a due partition takes the others that hold entries along, in one flush', async () => {
     const { pipeline, calls, commits } = await setup();
-    pipeline.handleBatch(batch(1, 0, 2)); // below the batch size: not due
-    pipeline.handleBatch(batch(2, 0, 1));
+    void pipeline.handleBatch(batch(1, 0, 2)); // below the batch size: not due
+    void pipeline.handleBatch(batch(2, 0, 1));
     await settle();
     expect(calls).toHaveLength(0);
-    pipeline.handleBatch(batch(0, 10, 3)); // due (size)
+    void pipeline.handleBatch(batch(0, 10, 3)); // due (size); offsets 0-9 are a gap, not a doubt
     await settle();
     expect(calls.map((c) => c.jobs)).toEqual([
       [
@@ -152,21 +186,20 @@ describe('pipeline flush scheduling', () => {
       ],
     ]);
     calls[0]!.finish();
-    await settle();
-    await until(() => commits.length === 3);
+    await until('three commits', () => commits.length === 3);
     expect(commits.sort()).toEqual(['0:13', '1:2', '2:1']);
     expect(pipeline.status().depth).toBe(0);
   });
 
   test('while the only slot is busy, due partitions gather and go together; each takes up to 3 batches', async () => {
     const { pipeline, calls } = await setup({ concurrency: 1 });
-    pipeline.handleBatch(batch(0, 0, 3));
+    void pipeline.handleBatch(batch(0, 0, 3));
     await settle();
     expect(calls).toHaveLength(1);
     // Partition 0 is being written: its new entries wait; 1 and 2 become due meanwhile.
-    pipeline.handleBatch(batch(0, 3, 4));
-    pipeline.handleBatch(batch(1, 0, 3));
-    pipeline.handleBatch(batch(2, 0, 11));
+    void pipeline.handleBatch(batch(0, 3, 4));
+    void pipeline.handleBatch(batch(1, 0, 3));
+    void pipeline.handleBatch(batch(2, 0, 11));
     await settle();
     expect(calls).toHaveLength(1);
     calls[0]!.finish();
@@ -186,10 +219,10 @@ describe('pipeline flush scheduling', () => {
 
   test('two slots: the second flush takes only partitions not already being written', async () => {
     const { pipeline, calls } = await setup({ concurrency: 2 });
-    pipeline.handleBatch(batch(0, 0, 3));
+    void pipeline.handleBatch(batch(0, 0, 3));
     await settle();
-    pipeline.handleBatch(batch(1, 0, 3));
-    pipeline.handleBatch(batch(0, 3, 3));
+    void pipeline.handleBatch(batch(1, 0, 3));
+    void pipeline.handleBatch(batch(0, 3, 3));
     await settle();
     expect(calls.map((c) => c.jobs.map((j) => j.partition))).toEqual([[0], [1]]);
     calls[1]!.finish();
@@ -199,26 +232,26 @@ describe('pipeline flush scheduling', () => {
     expect(calls).toHaveLength(3);
   });
 
-  test('a failed job is retried with its own batch; only the jobs that succeeded are committed', async () => {
-    const { pipeline, calls, commits, metrics } = await setup();
-    pipeline.handleBatch(batch(1, 0, 2));
-    pipeline.handleBatch(batch(0, 0, 3));
+  test('a failed job drops what its partition holds; it is fetched again and retried alone; only successes commit', async () => {
+    const { pipeline, calls, commits, metrics, seeks } = await setup();
+    void pipeline.handleBatch(batch(1, 0, 2));
+    void pipeline.handleBatch(batch(0, 0, 3));
     await settle();
     calls[0]!.finish((job) => (job.partition === 1 ? { ok: false, error: new Error('boom') } : ok(job)));
-    await settle();
-    await until(() => commits.length === 1);
+    await until('the commit of 0', () => commits.length === 1);
     expect(commits).toEqual(['0:3']);
-    expect(pipeline.status().depth).toBe(2); // partition 1's batch, kept for the retry
-    // More for partition 0 arrives meanwhile; the retry goes alone or with it, whichever comes first.
-    pipeline.handleBatch(batch(0, 3, 3));
-    await until(() => {
+    // Partition 1 holds nothing: after its backoff it is sought back to its batch and fetched again.
+    await until('partition 1 sought back', () => seeks.includes('1:0'));
+    expect(pipeline.status().depth).toBe(0);
+    void pipeline.handleBatch(batch(1, 0, 2)); // the refetch: due at once
+    void pipeline.handleBatch(batch(0, 3, 3));
+    await until('both written', () => {
       for (const c of calls.slice(1)) c.finish();
       return commits.length === 3;
     });
-    const later = calls.slice(1).flatMap((c) => c.jobs);
-    expect(later).toHaveLength(2);
-    expect(later).toContainEqual({ partition: 1, offsets: '0,1' });
-    expect(later).toContainEqual({ partition: 0, offsets: '3,4,5' });
+    const later = calls.slice(1).map((c) => c.jobs);
+    expect(later).toContainEqual([{ partition: 1, offsets: '0,1' }]); // alone
+    expect(later.flat()).toContainEqual({ partition: 0, offsets: '3,4,5' });
     expect(commits.sort()).toEqual(['0:3', '0:6', '1:2']);
     expect(pipeline.status().depth).toBe(0);
     expect((await metrics.writeErrors.get()).values.map((v) => v.value)).toEqual([1]);
@@ -226,8 +259,8 @@ describe('pipeline flush scheduling', () => {
 
   test('drain flushes everything through the slots and resolves once committed', async () => {
     const { pipeline, calls, commits } = await setup({ concurrency: 1 });
-    pipeline.handleBatch(batch(0, 0, 2));
-    pipeline.handleBatch(batch(1, 0, 13));
+    void pipeline.handleBatch(batch(0, 0, 2));
+    void pipeline.handleBatch(batch(1, 0, 13));
     await settle();
     // Partition 1 is due (size): one flush with 0 along.
     expect(calls).toHaveLength(1);
@@ -243,6 +276,19 @@ describe('pipeline flush scheduling', () => {
       [{ partition: 1, offsets: '9,10,11,12' }],
     ]);
     expect(commits.sort()).toEqual(['0:2', '1:13', '1:9']);
+    // Nothing more is taken once draining.
+    await expect(pipeline.handleBatch(batch(0, 2, 3))).resolves.toBeNull();
+  });
+
+  test('drain does not wait for a partition whose writes fail: it holds nothing, and drained is false', async () => {
+    const { pipeline, calls } = await setup({ concurrency: 1 }, [0]);
+    void pipeline.handleBatch(batch(0, 0, 3));
+    await settle();
+    calls[0]!.finish(() => ({ ok: false, error: new Error('down') }));
+    await settle();
+    const started = Date.now();
+    await expect(pipeline.drain(Date.now() + 5_000)).resolves.toBe(false);
+    expect(Date.now() - started).toBeLessThan(2_000);
   });
 });
 
@@ -253,6 +299,7 @@ describe('pipeline backpressure: full buffers', () => {
   test('the handler waits for room, then takes the rest of its batch: nothing paused or dropped', async () => {
     const { pipeline, calls, consumer } = await setup({ ...full, roomWaitMs: 5_000 });
     const heartbeat = jest.fn(async () => undefined);
+    consumer.pause.mockClear();
     let result: string | null | undefined;
     void pipeline.handleBatch(batch(0, 0, 10), heartbeat).then((r) => (result = r));
     await settle();
@@ -262,13 +309,13 @@ describe('pipeline backpressure: full buffers', () => {
     expect(calls.map((c) => c.jobs)).toEqual([[{ partition: 0, offsets: '0,1,2' }]]);
     // Each finished flush makes room: the handler goes on, fills up again, waits again.
     let finished = 0;
-    await until(() => {
+    await until('the handler to return', () => {
       for (const c of calls.slice(finished)) c.finish();
       finished = calls.length;
       return result !== undefined;
     });
     expect(result).toBe('9');
-    expect(consumer.pause).not.toHaveBeenCalledWith([{ topic: TOPIC, partition: 0 }]);
+    expect(consumer.pause).not.toHaveBeenCalled();
     expect(calls.map((c) => c.jobs)).toEqual([
       [{ partition: 0, offsets: '0,1,2' }],
       [{ partition: 0, offsets: '3,4,5' }],
@@ -280,16 +327,17 @@ describe('pipeline backpressure: full buffers', () => {
 
   test('the handler goes on as soon as a flush frees any room, not only below half', async () => {
     const { pipeline, calls, consumer } = await setup({ queueSize: 8, batchSize: 1, roomWaitMs: 5_000 });
+    consumer.pause.mockClear();
     let result: string | null | undefined;
     void pipeline.handleBatch(batch(0, 0, 10), async () => undefined).then((r) => (result = r));
     await settle();
     expect(pipeline.status().depth).toBe(8); // offsets 0..7 taken (full); 0,1,2 being written
     expect(result).toBeUndefined();
     calls[0]!.finish(); // 5 left of 8, above half: room for 3
-    await until(() => result !== undefined);
+    await until('the handler to return', () => result !== undefined);
     expect(result).toBe('9'); // 8 and 9 taken at once
     expect(pipeline.status().depth).toBe(7);
-    expect(consumer.pause).not.toHaveBeenCalledWith([{ topic: TOPIC, partition: 0 }]);
+    expect(consumer.pause).not.toHaveBeenCalled();
   });
 
   test('without room within roomWaitMs the partition is paused and the rest is left for a refetch', async () => {
@@ -327,64 +375,95 @@ describe('pipeline backpressure: full buffers', () => {
     await expect(first).resolves.toBe('5');
     expect(rebalancing).toHaveBeenCalledTimes(1);
 
-    const second = pipeline.handleBatch(batch(1, 0, 3), async () => undefined);
+    void pipeline.handleBatch(batch(1, 0, 6), async () => undefined);
+    await settle();
+    const second = pipeline.handleBatch(batch(2, 0, 3), async () => undefined);
     const drained = pipeline.drain(Date.now() + 50);
     await expect(second).resolves.toBeNull(); // full: nothing taken, and drain does not wait for room
     await drained;
   });
 });
 
-describe('pipeline: one partition that cannot be written', () => {
-  const failing = (job: FlushJob): FlushOutcome =>
-    job.partition === 0 ? { ok: false, error: new Error('lock timeout on the fence row') } : ok(job);
+describe('pipeline: partitions that cannot be written', () => {
+  const failing =
+    (bad: number[]) =>
+    (job: FlushJob): FlushOutcome =>
+      bad.includes(job.partition)
+        ? { ok: false, error: new Error('lock timeout on the fence row') }
+        : ok(job);
 
-  test('it is retried alone, never in a transaction with healthy partitions; they keep being written', async () => {
-    const { pipeline, calls, commits } = await setup({ concurrency: 2, batchSize: 3 });
-    pipeline.handleBatch(batch(0, 0, 3)); // due: partition 0 alone in the first flush
-    pipeline.handleBatch(batch(1, 0, 2)); // rides along
+  test('a failing partition is retried alone, never in a transaction with healthy ones; they keep being written', async () => {
+    const { pipeline, calls, commits, seeks } = await setup({ concurrency: 2, batchSize: 3 });
+    void pipeline.handleBatch(batch(0, 0, 3)); // due: partition 0 alone in the first flush
+    void pipeline.handleBatch(batch(1, 0, 2)); // rides along
     await settle();
     expect(calls[0]!.jobs.map((j) => j.partition)).toEqual([0, 1]);
-    calls[0]!.finish(() => ({ ok: false, error: new Error('lock timeout on the fence row') }));
-    // Both retry alone (one slot for retries, one kept for healthy work); partition 1 succeeds alone.
-    await until(() => {
-      for (const c of calls.slice(1)) c.finish(failing);
+    calls[0]!.finish(failing([0, 1]));
+    // Both are fetched again; each retry goes alone (one slot for retries, one kept for healthy work).
+    let fed = 0;
+    const refeed = () => {
+      for (const s of seeks.slice(fed)) {
+        const [p, o] = s.split(':').map(Number) as [number, number];
+        void pipeline.handleBatch(batch(p, o, p === 0 ? 3 : 2));
+      }
+      fed = seeks.length;
+    };
+    await until('partition 1 recovered', () => {
+      refeed();
+      for (const c of calls.slice(1)) c.finish(failing([0]));
       return commits.includes('1:2');
     });
-    pipeline.handleBatch(batch(1, 2, 6));
-    pipeline.handleBatch(batch(2, 0, 3));
-    await until(() => {
-      for (const c of calls.slice(1)) c.finish(failing);
+    void pipeline.handleBatch(batch(1, 2, 6));
+    void pipeline.handleBatch(batch(2, 0, 3));
+    await until('1 and 2 written', () => {
+      refeed();
+      for (const c of calls.slice(1)) c.finish(failing([0]));
       return commits.includes('1:8') && commits.includes('2:3');
     });
     const later = calls.slice(1).map((c) => c.jobs.map((j) => j.partition));
     // Every flush that held partition 0 held nothing else.
     expect(later.filter((ps) => ps.includes(0)).every((ps) => ps.length === 1)).toBe(true);
     expect(later.filter((ps) => ps.includes(0)).length).toBeGreaterThan(1);
-    expect(pipeline.status().depth).toBe(3); // partition 0's batch, kept for the next retry
     expect(commits.some((c) => c.startsWith('0:'))).toBe(false);
   });
 
-  test('it fills its share of the buffers and is paused at once; the others still find room', async () => {
-    // queueSize 12 over 3 partitions: a share of 4 each (the floor is 3).
-    const { pipeline, calls, consumer } = await setup({
-      queueSize: 12,
-      batchSize: 2,
-      partitionFloor: 3,
-      roomWaitMs: 60_000,
+  test('however many fail (all but one), they hold no room: the healthy one takes the whole buffers', async () => {
+    const partitions = [0, 1, 2, 3, 4, 5];
+    const { pipeline, calls, commits } = await setup(
+      {
+        queueSize: 12,
+        batchSize: 2,
+        partitionFloor: 2,
+        concurrency: 2,
+        roomWaitMs: 60_000,
+        retryDelayMs: 60_000,
+        retryMaxDelayMs: 60_000,
+      },
+      partitions,
+    );
+    for (const p of [0, 1, 2, 3, 4]) void pipeline.handleBatch(batch(p, 0, 2));
+    await settle();
+    calls[0]!.finish(failing([0, 1, 2, 3, 4]));
+    await settle();
+    expect(pipeline.status()).toMatchObject({ depth: 0 }); // the failing ones dropped what they held
+    // Partition 5 alone: it may take whole buffers' worth, flushed as it goes; never waits for them.
+    let result: string | null | undefined;
+    void pipeline.handleBatch(batch(5, 0, 30), async () => undefined).then((r) => (result = r));
+    await until('partition 5 taken whole', () => {
+      for (const c of calls.slice(1)) c.finish(failing([0, 1, 2, 3, 4]));
+      return result !== undefined;
     });
-    pipeline.handleBatch(batch(0, 0, 2));
-    await settle();
-    calls[0]!.finish(() => ({ ok: false, error: new Error('down') }));
-    await settle();
-    // Partition 0 holds its failed batch (2); 2 more fit its share, then it pauses without waiting.
-    const started = Date.now();
-    await expect(pipeline.handleBatch(batch(0, 2, 10), async () => undefined)).resolves.toBe('3');
-    expect(Date.now() - started).toBeLessThan(1000);
-    expect(consumer.pause).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 0 }]);
-    expect(pipeline.status()).toMatchObject({ depth: 4, paused: 1 });
-    // Partition 1 is not held back by it.
-    await expect(pipeline.handleBatch(batch(1, 0, 4), async () => undefined)).resolves.toBe('3');
-    expect(pipeline.status()).toMatchObject({ depth: 8, paused: 1 });
+    expect(result).toBe('29');
+    await until('partition 5 committed', () => {
+      for (const c of calls.slice(1)) c.finish();
+      return commits.includes('5:30');
+    });
+    expect(
+      calls
+        .slice(1)
+        .flatMap((c) => c.jobs)
+        .every((j) => j.partition === 5),
+    ).toBe(true);
   });
 
   test('a healthy partition at its share waits for its own flush, then goes on', async () => {
@@ -394,93 +473,88 @@ describe('pipeline: one partition that cannot be written', () => {
       partitionFloor: 3,
       roomWaitMs: 5000,
     });
+    consumer.pause.mockClear();
     let result: string | null | undefined;
     void pipeline.handleBatch(batch(0, 0, 6), async () => undefined).then((r) => (result = r));
     await settle();
     expect(result).toBeUndefined(); // 4 taken (its share), waiting
     expect(pipeline.status().depth).toBe(4);
-    await until(() => {
+    await until('the handler to return', () => {
       for (const c of calls) c.finish();
       return result !== undefined;
     });
     expect(result).toBe('5');
-    expect(consumer.pause).not.toHaveBeenCalledWith([{ topic: TOPIC, partition: 0 }]);
+    expect(consumer.pause).not.toHaveBeenCalled();
   });
 });
 
-describe('pipeline: a fence to check on assignment', () => {
-  async function withResume(resume: ResumePort) {
-    const consumer = {
-      pause: jest.fn(),
-      resume: jest.fn(),
-      commit: jest.fn(async () => undefined),
-    };
-    const logger = createLogger('silent');
-    const metrics = createMetrics(new Registry(), false);
-    const calls: Call[] = [];
-    const pipeline = new Pipeline(SETTINGS, {
-      flush: (jobs) =>
-        new Promise<FlushOutcome[]>((resolve) => {
-          calls.push({
-            jobs: jobs.map((j) => ({
-              partition: j.partition,
-              offsets: j.batch.entries.map((e) => e.offset).join(','),
-            })),
-            finish: (outcome = ok) => resolve(jobs.map(outcome)),
-          });
-        }),
-      classify: (err) => ({ class: 'transient', code: null, message: String(err) }),
-      consumer,
-      resume,
-      committer: new OffsetCommitter(consumer, logger, metrics),
-      metrics,
-      logger,
-    });
-    pipeline.handleAssignment([{ topic: TOPIC, partition: 0 }]);
-    await settle();
-    return { pipeline, calls, consumer };
-  }
+describe('pipeline: where a partition resumes, and doubts', () => {
+  const fp9 = fingerprint(9n, T0, value(9));
 
-  const point = { kind: 'verify', offset: 9n, fingerprint: 'fp9', fence: 10n, committed: 4n } as const;
-
-  test('the same message at the checked offset: it is skipped, the rest taken from the fence on', async () => {
-    const confirmed = jest.fn();
-    const { pipeline, calls } = await withResume({
-      resume: async () => new Map([[0, point]]),
-      check: (_p, first) => (first.offset === '9' ? 'same' : 'replaced'),
-      confirmed,
-      replaced: jest.fn(),
-    });
+  test('a fence to check: the same message there is skipped, the rest taken from the fence on', async () => {
+    const { pipeline, calls, commits } = await setup(
+      {},
+      [0],
+      resumeIo({
+        0: { fence: { next: 10n, fingerprint: fp9 }, committed: 4n, log: { low: 0n, high: 100n } },
+      }),
+    );
     await expect(pipeline.handleBatch(batch(0, 9, 4))).resolves.toBe('12');
-    expect(confirmed).toHaveBeenCalledTimes(1);
     await settle();
     expect(calls[0]!.jobs).toEqual([{ partition: 0, offsets: '10,11,12' }]);
+    expect(commits).toEqual(['0:10']); // the fence, ahead of the committed offset, committed
   });
 
-  test('another message: nothing taken, the partition paused while the fence moves, then consumed from there', async () => {
-    let moved!: (next: bigint) => void;
-    const replaced = jest.fn(() => new Promise<bigint>((r) => (moved = r)));
-    const { pipeline, calls, consumer } = await withResume({
-      resume: async () => new Map([[0, point]]),
-      check: () => 'replaced',
-      confirmed: jest.fn(),
-      replaced,
+  test('another message there: nothing taken, the fence moved to the new log, consumed from its start', async () => {
+    const io = resumeIo({
+      0: { fence: { next: 10n, fingerprint: fp9 }, committed: null, log: { low: 0n, high: 100n } },
     });
-    await expect(pipeline.handleBatch(batch(0, 9, 4))).resolves.toBeNull();
-    expect(replaced).toHaveBeenCalledWith(
-      TOPIC,
-      expect.objectContaining({ partition: 0 }),
-      '9:' + String(T0),
-      10n,
-    );
-    expect(consumer.pause).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 0 }]);
-    await expect(pipeline.handleBatch(batch(0, 0, 3))).resolves.toBeNull(); // paused meanwhile
-    moved(0n);
+    const { pipeline, calls, seeks } = await setup({}, [0], io);
+    const other = batch(0, 9, 4);
+    other.messages[0]!.value = Buffer.from('another log');
+    await expect(pipeline.handleBatch(other)).resolves.toBeNull();
     await settle();
-    expect(consumer.resume).toHaveBeenLastCalledWith([{ topic: TOPIC, partition: 0 }]);
+    expect(io.moves).toEqual(['0:start']);
+    expect(seeks).toEqual(['0:0']);
     // The new log from its start: offsets below the old fence are taken, not skipped.
     await expect(pipeline.handleBatch(batch(0, 0, 3))).resolves.toBe('2');
     await settle();
     expect(calls[0]!.jobs).toEqual([{ partition: 0, offsets: '0,1,2' }]);
+  });
+
+  test('a fetch below the position (kafkajs reset it): nothing taken, buffer dropped, the resume point read again', async () => {
+    let reads = 0;
+    const io = resumeIo();
+    const counting: ResumeIo = { ...io, read: (t, ps) => (reads++, io.read(t, ps)) };
+    const { pipeline, metrics, seeks } = await setup({ batchSize: 100 }, [0], counting);
+    await pipeline.handleBatch(batch(0, 0, 5)); // buffered, not due
+    expect(pipeline.status().depth).toBe(5);
+    await expect(pipeline.handleBatch(batch(0, 2, 5))).resolves.toBeNull();
+    expect(pipeline.status().depth).toBe(0);
+    await settle();
+    expect(reads).toBe(2);
+    expect(seeks).toEqual(['0:0']); // no fence: where the log starts
+    const doubts = (await metrics.positionDoubts.get()).values;
+    expect(doubts.find((v) => v.labels.reason === 'offsets_backwards')?.value).toBe(1);
+  });
+
+  test('a write that finds its fence moved back writes nothing, and resumes from the fence', async () => {
+    const io = resumeIo();
+    const { pipeline, calls, commits, seeks } = await setup({}, [0], io);
+    void pipeline.handleBatch(batch(0, 0, 3));
+    await settle();
+    calls[0]!.finish(); // fence 3
+    await until('commit', () => commits.length === 1);
+    void pipeline.handleBatch(batch(0, 3, 3));
+    await settle();
+    calls[1]!.finish((job) => {
+      const done = ok(job);
+      return done.ok
+        ? { ok: true, result: { ...done.result, rewound: true, fenceBefore: 1n, written: 0 } }
+        : done;
+    });
+    await settle();
+    expect(commits).toEqual(['0:3']); // nothing for the rewound batch
+    expect(seeks).toEqual(['0:0']); // read again (the fake has no fence: the log start)
   });
 });

@@ -1,156 +1,153 @@
 /**
- * Where a partition resumes (src/offsets/resume.ts), with fakes for the database fence and Kafka: the
- * fence is checked against the log before it is trusted, a replaced log is consumed from the committed
- * offset or the start policy, and skipping below the fence is counted.
+ * Where a partition resumes (src/offsets/resume.ts): the pure decision from the fence, the committed
+ * offset and the log's bounds, every case of its header; the reader that gathers those facts and moves
+ * a fence; and the record time the fingerprint reads (src/consumer/recordTime.ts).
  */
-import { Registry } from 'prom-client';
-import { createLogger } from '../../src/observe/logger';
-import { createMetrics } from '../../src/observe/metrics';
+import { recordTime } from '../../src/consumer/recordTime';
 import { fingerprint } from '../../src/offsets/fingerprint';
-import { recordTime, ResumePoints, type StoredFence } from '../../src/offsets/resume';
-
-const TOPIC = 'bars.1m';
-
-function setup(
-  fences: Record<number, StoredFence>,
-  committed: Record<number, bigint | null>,
-  logs: Record<number, { low: bigint; high: bigint }>,
-  fromBeginning = true,
-) {
-  const metrics = createMetrics(new Registry(), false);
-  const resets: string[] = [];
-  const durable: string[] = [];
-  const consumer = {
-    seek: jest.fn(),
-    committedOffsets: jest.fn(async () => new Map(Object.entries(committed).map(([p, o]) => [Number(p), o]))),
-    logOffsets: jest.fn(async () => new Map(Object.entries(logs).map(([p, l]) => [Number(p), l]))),
-  };
-  const resume = new ResumePoints({
-    fences: async () => new Map(Object.entries(fences).map(([p, f]) => [Number(p), f])),
-    resetFence: async (_topic, partition, next) => void resets.push(`${partition}:${next}`),
-    consumer,
-    committer: { durable: async (_t, partition, offset) => void durable.push(`${partition}:${offset}`) },
-    fromBeginning,
-    metrics,
-    logger: createLogger('silent'),
-  });
-  const value = async (name: 'resumeSkippedOffsets' | 'logReplaced') =>
-    (await metrics[name].get()).values[0]?.value ?? 0;
-  return { resume, consumer, resets, durable, value };
-}
+import { decideResume, ResumeReader, type ResumeFacts } from '../../src/offsets/resume';
 
 const fp = (offset: bigint, ms = 1000, value = 'bar') => fingerprint(offset, ms, value);
-const message = (offset: bigint, ms = 1000, value = 'bar') => ({
-  offset: offset.toString(),
-  key: null,
-  value: Buffer.from(value),
-  headers: {},
-  timestamp: String(ms),
+const log = (low: bigint, high: bigint) => ({ low, high });
+
+describe('decideResume', () => {
+  const cases: [string, ResumeFacts, boolean, ReturnType<typeof decideResume>][] = [
+    // No fence: the committed offset within the log, else the start policy; below the log start, the start.
+    [
+      'no fence, committed within the log',
+      { fence: null, committed: 5n, log: log(0n, 20n) },
+      true,
+      { kind: 'at', next: 5n, fence: null, committed: 5n, retentionSkipped: 0n },
+    ],
+    [
+      'no fence, none committed, from the beginning',
+      { fence: null, committed: null, log: log(3n, 20n) },
+      true,
+      { kind: 'at', next: 3n, fence: null, committed: null, retentionSkipped: 0n },
+    ],
+    [
+      'no fence, none committed, from the end',
+      { fence: null, committed: null, log: log(3n, 20n) },
+      false,
+      { kind: 'at', next: 20n, fence: null, committed: null, retentionSkipped: 0n },
+    ],
+    [
+      'no fence, committed below the log start (retention)',
+      { fence: null, committed: 1n, log: log(3n, 20n) },
+      true,
+      { kind: 'at', next: 3n, fence: null, committed: 1n, retentionSkipped: 2n },
+    ],
+    [
+      'no fence, committed beyond the log end (another log)',
+      { fence: null, committed: 50n, log: log(0n, 20n) },
+      true,
+      { kind: 'at', next: 0n, fence: null, committed: 50n, retentionSkipped: 0n },
+    ],
+    // A fence: checked by its fingerprint where the message still exists.
+    [
+      'a fence with a fingerprint',
+      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 4n, log: log(0n, 20n) },
+      true,
+      { kind: 'verify', check: 9n, fingerprint: fp(9n), fence: 10n, committed: 4n },
+    ],
+    [
+      'the usual restart (committed = fence) is checked too',
+      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 10n, log: log(0n, 20n) },
+      true,
+      { kind: 'verify', check: 9n, fingerprint: fp(9n), fence: 10n, committed: 10n },
+    ],
+    [
+      'a committed offset ahead of the fence does not decide: checked, the fence wins',
+      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 15n, log: log(0n, 20n) },
+      true,
+      { kind: 'verify', check: 9n, fingerprint: fp(9n), fence: 10n, committed: 15n },
+    ],
+    [
+      'a fingerprint naming an earlier message (a gap before the fence)',
+      { fence: { next: 10n, fingerprint: fp(7n) }, committed: null, log: log(0n, 20n) },
+      true,
+      { kind: 'verify', check: 7n, fingerprint: fp(7n), fence: 10n, committed: null },
+    ],
+    [
+      'a log that ends before the fence: replaced',
+      { fence: { next: 810n, fingerprint: fp(809n) }, committed: null, log: log(0n, 300n) },
+      true,
+      { kind: 'replaced', fence: 810n, why: 'a log that ends at 300' },
+    ],
+    [
+      'a fence without a fingerprint: trusted',
+      { fence: { next: 10n, fingerprint: null }, committed: 7n, log: log(0n, 20n) },
+      true,
+      { kind: 'at', next: 10n, fence: 10n, committed: 7n, retentionSkipped: 0n },
+    ],
+    [
+      'a fence whose message retention deleted: trusted',
+      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 7n, log: log(10n, 20n) },
+      true,
+      { kind: 'at', next: 10n, fence: 10n, committed: 7n, retentionSkipped: 0n },
+    ],
+    [
+      'a fence below the log start: the log start, the gap counted',
+      { fence: { next: 10n, fingerprint: null }, committed: null, log: log(15n, 20n) },
+      true,
+      { kind: 'at', next: 15n, fence: 15n, committed: null, retentionSkipped: 5n },
+    ],
+    [
+      'a fence at 0 (reset to the start of an empty log)',
+      { fence: { next: 0n, fingerprint: null }, committed: 40n, log: log(0n, 0n) },
+      true,
+      { kind: 'at', next: 0n, fence: 0n, committed: 40n, retentionSkipped: 0n },
+    ],
+    [
+      'an unparsable fingerprint: trusted',
+      { fence: { next: 10n, fingerprint: 'garbage' }, committed: null, log: log(0n, 20n) },
+      true,
+      { kind: 'at', next: 10n, fence: 10n, committed: null, retentionSkipped: 0n },
+    ],
+  ];
+  test.each(cases)('%s', (_name, facts, fromBeginning, expected) => {
+    expect(decideResume(facts, fromBeginning)).toEqual(expected);
+  });
 });
-const P0 = [{ partition: 0, generation: 1 }];
 
-describe('ResumePoints.resume', () => {
-  test('no fence, or a committed offset past it (moved forward by an operator): Kafka decides, nothing sought', async () => {
-    for (const [fences, committed] of [
-      [{}, { 0: 5n }],
-      [{ 0: { next: 10n, fingerprint: fp(9n) } }, { 0: 12n }],
-    ] as const) {
-      const { resume, consumer } = setup(fences, committed, { 0: { low: 0n, high: 20n } });
-      expect((await resume.resume(TOPIC, P0)).get(0)).toEqual({ kind: 'committed' });
-      expect(consumer.seek).not.toHaveBeenCalled();
-    }
-  });
-
-  test('a fence with a fingerprint is checked: sought to the message it names', async () => {
-    const { resume, consumer } = setup(
-      { 0: { next: 10n, fingerprint: fp(9n) } },
-      { 0: 4n },
-      { 0: { low: 0n, high: 20n } },
-    );
-    expect((await resume.resume(TOPIC, P0)).get(0)).toEqual({
-      kind: 'verify',
-      offset: 9n,
-      fingerprint: fp(9n),
-      fence: 10n,
-      committed: 4n,
+describe('ResumeReader', () => {
+  function reader(logs: Record<number, { low: bigint; high: bigint }>) {
+    const resets: string[] = [];
+    const r = new ResumeReader({
+      fences: async (_topic, partitions) =>
+        new Map(
+          partitions.filter((p) => p !== 2).map((p) => [p, { next: 10n + BigInt(p), fingerprint: null }]),
+        ),
+      resetFence: async (_topic, partition, next) => void resets.push(`${partition}:${next}`),
+      consumer: {
+        committedOffsets: async (_t, partitions) => new Map(partitions.map((p) => [p, p === 1 ? null : 5n])),
+        logOffsets: async () => new Map(Object.entries(logs).map(([p, l]) => [Number(p), l])),
+      },
     });
-    expect(consumer.seek).toHaveBeenCalledWith({ topic: TOPIC, partition: 0 }, '9');
-  });
+    return { r, resets };
+  }
 
-  test('a committed offset equal to the fence (the usual restart) is checked too', async () => {
-    const { resume } = setup(
-      { 0: { next: 10n, fingerprint: fp(9n) } },
-      { 0: 10n },
-      { 0: { low: 0n, high: 20n } },
+  test('reads the facts of several partitions together', async () => {
+    const { r } = reader({ 0: log(0n, 20n), 1: log(0n, 30n), 2: log(1n, 2n) });
+    expect(await r.read('t', [0, 1, 2])).toEqual(
+      new Map([
+        [0, { fence: { next: 10n, fingerprint: null }, committed: 5n, log: log(0n, 20n) }],
+        [1, { fence: { next: 11n, fingerprint: null }, committed: null, log: log(0n, 30n) }],
+        [2, { fence: null, committed: 5n, log: log(1n, 2n) }],
+      ]),
     );
-    const point = (await resume.resume(TOPIC, P0)).get(0)!;
-    expect(point).toMatchObject({ kind: 'verify', offset: 9n, committed: 10n });
   });
 
-  test('the same message there: confirmed, the skip is logged and counted, the fence committed', async () => {
-    const { resume, durable, value } = setup(
-      { 0: { next: 10n, fingerprint: fp(9n) } },
-      { 0: 4n },
-      { 0: { low: 0n, high: 20n } },
-    );
-    const point = (await resume.resume(TOPIC, P0)).get(0)!;
-    if (point.kind !== 'verify') throw new Error('expected verify');
-    expect(resume.check(point, message(9n))).toBe('same');
-    resume.confirmed(TOPIC, P0[0]!, point);
-    expect(durable).toEqual(['0:10']);
-    expect(await value('resumeSkippedOffsets')).toBe(6);
+  test('a partition the log offsets do not know (the topic changed) fails the read: it is retried', async () => {
+    const { r } = reader({ 0: log(0n, 20n) });
+    await expect(r.read('t', [0, 1])).rejects.toThrow(/partition 1 of t has no log offsets/);
   });
 
-  test('another message at that offset (another timestamp or value): replaced', async () => {
-    const { resume } = setup(
-      { 0: { next: 10n, fingerprint: fp(9n) } },
-      { 0: null },
-      { 0: { low: 0n, high: 30n } },
-    );
-    const point = (await resume.resume(TOPIC, P0)).get(0)!;
-    if (point.kind !== 'verify') throw new Error('expected verify');
-    expect(resume.check(point, message(9n, 2000))).toBe('replaced');
-    expect(resume.check(point, message(9n, 1000, 'other'))).toBe('replaced');
-    expect(resume.check(point, message(11n))).toBe('unknown'); // that offset is gone: not checkable
-  });
-
-  test('a log that ends before the fence is replaced at once: the fence moves to its start, not skipped', async () => {
-    const { resume, consumer, resets, value } = setup(
-      { 0: { next: 810n, fingerprint: fp(809n) } },
-      { 0: null },
-      { 0: { low: 0n, high: 300n } },
-    );
-    expect((await resume.resume(TOPIC, P0)).get(0)).toEqual({ kind: 'at', next: 0n });
-    expect(resets).toEqual(['0:0']);
-    expect(consumer.seek).toHaveBeenCalledWith({ topic: TOPIC, partition: 0 }, '0');
-    expect(await value('logReplaced')).toBe(1);
-  });
-
-  test('replaced: the committed offset when it lies in the new log, else its start or end by the start policy', async () => {
-    const within = setup({}, { 0: 120n }, { 0: { low: 0n, high: 300n } });
-    expect(await within.resume.replaced(TOPIC, P0[0]!, 'x', 810n)).toBe(120n);
-    const outside = setup({}, { 0: 900n }, { 0: { low: 50n, high: 300n } });
-    expect(await outside.resume.replaced(TOPIC, P0[0]!, 'x', 810n)).toBe(50n);
-    const latest = setup({}, { 0: null }, { 0: { low: 50n, high: 300n } }, false);
-    expect(await latest.resume.replaced(TOPIC, P0[0]!, 'x', 810n)).toBe(300n);
-    expect(latest.resets).toEqual(['0:300']);
-  });
-
-  test('a fence without a fingerprint, or whose message retention deleted: trusted, sought to, the skip counted', async () => {
-    for (const fence of [
-      { next: 10n, fingerprint: null },
-      { next: 10n, fingerprint: fp(9n) },
-    ]) {
-      const { resume, consumer, durable, value } = setup(
-        { 0: fence },
-        { 0: 7n },
-        { 0: { low: 9n + (fence.fingerprint ? 1n : 0n), high: 20n } },
-      );
-      expect((await resume.resume(TOPIC, P0)).get(0)).toEqual({ kind: 'at', next: 10n });
-      expect(consumer.seek).toHaveBeenCalledWith({ topic: TOPIC, partition: 0 }, '10');
-      expect(durable).toEqual(['0:10']);
-      expect(await value('resumeSkippedOffsets')).toBe(3);
-    }
+  test("moves a fence to the log's start or end", async () => {
+    const { r, resets } = reader({ 0: log(40n, 300n) });
+    expect(await r.moveFence('t', 0, 'start')).toBe(40n);
+    expect(await r.moveFence('t', 0, 'end')).toBe(300n);
+    expect(resets).toEqual(['0:40', '0:300']);
   });
 });
 

@@ -198,6 +198,7 @@ export class Service {
         ),
         roomWaitMs: ROOM_WAIT_MS,
         minTimestampMs: config.write.minTimestampMs,
+        versionMaxFutureMs: config.write.versionMaxFutureMs,
         maxRetries: config.write.maxRetries,
         retryDelayMs: config.write.retryDelayMs,
         retryMaxDelayMs: config.write.retryMaxDelayMs,

@@ -76,10 +76,10 @@ export type Entry = BarEntry | RejectedEntry;
 /**
  * Bytes of a bar entry besides its symbol's characters and its value's copy: the entry object and its
  * offset (a BigInt) with the symbol string's header, ~144 on the heap (measured: 200,000 entries made
- * by Intake.entry held 155 bytes each with 6-character symbols), its packed numbers (72, in a slab)
+ * by Intake.entry held 155 bytes each with 6-character symbols), its packed numbers (80, in a slab)
  * and its two places in the buffer's arrays (16).
  */
-export const BAR_ENTRY_BYTES = 232;
+export const BAR_ENTRY_BYTES = 240;
 
 /** Estimated bytes of an entry: what the byte cap of the buffers counts. */
 export function entryBytes(e: Entry): number {

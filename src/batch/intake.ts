@@ -5,14 +5,19 @@
  * fetch buffer, which kafkajs reuses), and is counted and logged (rate-limited) here, once.
  */
 import { decodeBar, MIN_TIMESTAMP_MS, type Rejection } from '../contract/bar';
+import { boundedVersionTime, headerVersionTime } from '../contract/version';
 import type { InboundMessage } from '../consumer/port';
 import { RateLimiter, type Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
 import { recordTime } from '../consumer/recordTime';
 import type { Entry, EntryStores } from './buffer';
 
+/** BARS_VERSION_MAX_FUTURE's default: Kafka 4's broker refuses record timestamps further ahead too. */
+export const DEFAULT_VERSION_MAX_FUTURE_MS = 3_600_000;
+
 export class Intake {
   private readonly rejectLog = new RateLimiter(10, 10_000);
+  private readonly boundedLog = new RateLimiter(10, 10_000);
 
   constructor(
     private readonly deps: {
@@ -20,6 +25,8 @@ export class Intake {
       logger: Logger;
       /** BARS_MIN_TIMESTAMP: the earliest bar start accepted. */
       minTimestampMs?: number;
+      /** BARS_VERSION_MAX_FUTURE: a version time further ahead of receipt is bounded (../contract/version.ts). */
+      versionMaxFutureMs?: number;
     },
   ) {}
 
@@ -41,7 +48,15 @@ export class Intake {
       const bar = decoded.bar;
       const value = m.value!;
       const { sources, bars } = stores;
-      const at = bars.pack(bar, messageTimeMs);
+      const claimed = headerVersionTime(m.headers) ?? messageTimeMs;
+      const versionMs = boundedVersionTime(
+        claimed,
+        arrival,
+        bar.timestampMs,
+        this.deps.versionMaxFutureMs ?? DEFAULT_VERSION_MAX_FUTURE_MS,
+      );
+      if (versionMs !== claimed) this.noteBounded(topic, partition, m.offset, claimed, versionMs);
+      const at = bars.pack(bar, messageTimeMs, versionMs);
       const sourceStart = sources.store(value);
       return {
         kind: 'bar',
@@ -66,6 +81,16 @@ export class Intake {
       headers: copyHeaders(m.headers) ?? {},
       messageTimeMs,
     };
+  }
+
+  private noteBounded(topic: string, partition: number, offset: string, claimed: number, used: number): void {
+    this.deps.metrics.versionTimeBounded.inc();
+    const suppressed = this.boundedLog.take('bounded');
+    if (suppressed === null) return;
+    this.deps.logger.warn(
+      { topic, partition, offset, claimedMs: claimed, versionMs: used, suppressed },
+      "a message's version time is further ahead than BARS_VERSION_MAX_FUTURE (or negative): the bar is versioned at its close instead",
+    );
   }
 
   private noteRejection(topic: string, partition: number, offset: string, r: Rejection): void {

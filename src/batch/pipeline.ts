@@ -41,6 +41,8 @@ export interface PipelineSettings
   concurrency: number;
   /** BARS_MIN_TIMESTAMP: the earliest bar start accepted. */
   minTimestampMs?: number;
+  /** BARS_VERSION_MAX_FUTURE: how far ahead of receipt a version time is taken as it is. */
+  versionMaxFutureMs?: number;
   /** How long a retry slot waits for the refetched batch (default 10 s). */
   refetchWaitMs?: number;
 }
@@ -123,7 +125,11 @@ export class Pipeline {
       clock: this.clock,
       stopping: () => this.lifecycle !== 'running',
     });
-    this.intake = new Intake({ ...deps, minTimestampMs: settings.minTimestampMs });
+    this.intake = new Intake({
+      ...deps,
+      minTimestampMs: settings.minTimestampMs,
+      versionMaxFutureMs: settings.versionMaxFutureMs,
+    });
     this.scheduler = new Scheduler(
       { concurrency: settings.concurrency, maxBarsPerFlush: this.settings.maxBarsPerFlush },
       {

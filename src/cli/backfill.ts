@@ -32,6 +32,7 @@ import {
   config,
   EXIT,
   guarded,
+  instant,
   oneLine,
   parse,
   positiveInt,
@@ -135,18 +136,35 @@ interface Totals {
   maxMs: number;
 }
 
+/**
+ * The time part of the load's versions (README "Which version wins"): 0 by default, the oldest there
+ * is, so a backfill fills what Kafka has not delivered and never replaces a bar Kafka delivered at the
+ * same revision (a live correction); `now`, or a time, to make the file win over what is older.
+ */
+function versionTime(value: string | undefined): number {
+  if (value === undefined) return 0;
+  if (value === 'now') return Date.now();
+  const ms = instant('version-time', value)!;
+  if (ms < 0 || ms > Date.now() + 3_600_000) {
+    throw new UsageError('--version-time must lie between 1970 and an hour from now (or be "now")');
+  }
+  return ms;
+}
+
 async function run(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, {
     format: { type: 'string' },
     rejects: { type: 'string' },
     batch: { type: 'string' },
     'no-refresh': { type: 'boolean' },
+    'version-time': { type: 'string' },
   });
   if (positionals.length === 0) throw new UsageError('name at least one FILE (or - for stdin)');
   if (values.format !== undefined && values.format !== 'csv' && values.format !== 'jsonl') {
     throw new UsageError(`--format must be csv or jsonl, got "${values.format}"`);
   }
   const batchSize = positiveInt('batch', values.batch, 10_000);
+  const versionTimeMs = versionTime(values['version-time']);
   const formats = positionals.map((f) => formatOf(f, values.format as Format | undefined));
   for (const f of positionals) {
     if (f !== '-' && !fs.existsSync(f)) throw new UsageError(`${f}: no such file`);
@@ -167,8 +185,7 @@ async function run(args: string[], io: Io): Promise<number> {
   };
   const totals: Totals = { read: 0, written: 0, rejected: new Map(), minMs: Infinity, maxMs: -Infinity };
   const started = Date.now();
-  const runVersion = Date.now();
-  let batchNo = 0;
+  let ordinal = 0n;
   const inFlight = new Set<Promise<void>>();
   let failure: unknown = null;
   const flush = async (rows: LoadedBar[]) => {
@@ -222,16 +239,14 @@ async function run(args: string[], io: Io): Promise<number> {
           continue;
         }
         track(totals, result.bar);
-        batch.push({ bar: result.bar, recordTimeMs: runVersion + batchNo });
+        batch.push({ bar: result.bar, recordTimeMs: versionTimeMs, ordinal: ordinal++ });
         if (batch.length >= batchSize) {
           await flush(batch);
           batch = [];
-          batchNo++;
         }
         progress.show(totals.read, bytesBefore + bytes);
       }
       await flush(batch);
-      batchNo++;
       bytesBefore += bytes;
     }
     await Promise.all(inFlight);
@@ -320,7 +335,7 @@ async function refreshAggregates(pool: Pool, schema: string, t: Totals, io: Io):
 
 export const backfillCommand: Command = {
   summary: 'load bars from CSV or JSON-lines files (plain or .gz) through the contract and the write path',
-  help: `Usage: bar-writer backfill [--format csv|jsonl] [--rejects FILE] [--batch N] [--no-refresh] FILE…
+  help: `Usage: bar-writer backfill [--format csv|jsonl] [--rejects FILE] [--batch N] [--version-time T|now] [--no-refresh] FILE…
 
 Loads bars from files (- for stdin; .gz is decompressed) into bars_1m of DB_SCHEMA, through the same
 validation as a Kafka message (BARS_MIN_TIMESTAMP included) and the same COPY → staging → upsert write
@@ -334,9 +349,12 @@ path, streamed in transactions of --batch rows (default 10000).
 A record (a CSV record, a JSON line) longer than 1 MiB is rejected (record_too_long).
 The format comes from the file name (.csv, .jsonl, .ndjson, with or without .gz) or --format.
 
-The latest row of the input wins for a key; rows replace stored ones with other values (the load's
-time is their version) unless those have a higher revision; a row equal to the stored one is left as
-it is, so running the same file again changes nothing. Rows the contract refuses go to the rejects
+Versions (README "Which version wins"): a row's version is (its revision column or 0, --version-time,
+its ordinal in the load). --version-time defaults to 0, the oldest: the load fills what Kafka has not
+delivered and never replaces a bar Kafka delivered at the same revision (a live correction), while any
+later Kafka message replaces what it loaded; the later line of the input wins for a key; running the
+same file again writes nothing. --version-time now (or an ISO-8601 time with a zone, or epoch ms) makes
+the file win over every stored version of its revision that is older. Rows the contract refuses go to the rejects
 file (JSON lines: file, line, reason, detail, text; default <first file>.rejects.jsonl) and do not stop
 the load. Afterwards the continuous aggregates are refreshed over the range loaded (--no-refresh: let
 their policies do it).

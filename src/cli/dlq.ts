@@ -16,6 +16,7 @@
  */
 import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { createKafka } from '../consumer/kafkajs';
+import { headerVersionTime, VERSION_TIME_HEADER } from '../contract/version';
 import { DLQ_HEADERS } from '../deadletter/records';
 import { createLogger } from '../observe/logger';
 import { recordReplayed, replayedOffsets } from '../store/dlqReplayed';
@@ -147,6 +148,12 @@ async function replay(args: string[], io: Io): Promise<number> {
           for (const [k, v] of Object.entries(m.headers ?? {}))
             if (!k.startsWith('bar-writer.')) headers[k] = v;
           headers[REPLAYED_FROM] = `${dlq}/${partition}/${m.offset}`;
+          // The original's version time travels with it (its own header if it had one, else its record
+          // time): on a LogAppendTime topic the broker would stamp the replay with "now".
+          const version =
+            headerVersionTime(m.headers) ??
+            (sourceTime && /^\d+$/.test(sourceTime) ? Number(sourceTime) : null);
+          if (version !== null) headers[VERSION_TIME_HEADER] = String(version);
           return {
             key: m.key,
             value: m.value,
@@ -181,7 +188,9 @@ export const dlqCommand: Command = {
 
 Reads KAFKA_DLQ_TOPIC from its start to its current end and sends each dead letter back to KAFKA_TOPIC:
 its original key, value and headers (bar-writer.* headers left out, bar-writer.replayed-from added),
-with its original record timestamp (a replayed bar never replaces a correction that landed since).
+with its original record timestamp and its original version time in bar-writer.version-time (a
+replayed bar is no newer than it was, even on a LogAppendTime topic: it never replaces a correction
+that landed since).
 
   --reason R        only letters of this reason (bar-writer.reason); repeat for several
   --since/--until   only letters whose original message was produced in [since, until) (ISO-8601

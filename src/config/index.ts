@@ -283,6 +283,12 @@ const schema = {
       default: '1990-01-01T00:00:00Z',
       env: 'BARS_MIN_TIMESTAMP',
     },
+    versionMaxFutureMs: {
+      doc: "A bar's version time (its record timestamp) further than this ahead of when the service receives it is not used: the bar is versioned at its close instead, and counted (a clock in microseconds, or years ahead, would pin the row against later corrections)",
+      format: 'duration-ms',
+      default: 3_600_000,
+      env: 'BARS_VERSION_MAX_FUTURE',
+    },
   },
   kafka: {
     brokers: {

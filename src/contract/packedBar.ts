@@ -24,9 +24,11 @@ export const SLOT_VOLUME = 5;
 /** NaN when the bar has no vwap. */
 export const SLOT_VWAP = 6;
 export const SLOT_REVISION = 7;
-/** The Kafka record timestamp of the bar's message (epoch ms; 0 when it had none): part of its version. */
+/** The Kafka record timestamp of the bar's message (epoch ms; 0 when it had none): its fingerprint, delay. */
 export const SLOT_MESSAGE_TIME = 8;
-export const BAR_SLOTS = 9;
+/** The time part of the bar's version (./version.ts): the record timestamp, bounded, or a header's. */
+export const SLOT_VERSION_TIME = 9;
+export const BAR_SLOTS = 10;
 
 export interface PackedBar {
   readonly symbol: string;
@@ -56,8 +58,11 @@ export class BarSlabs {
     this.values = new Float64Array(firstSlabBars * BAR_SLOTS);
   }
 
-  /** Packs `bar` with its message's record time (ms) into `values`; returns where it starts. */
-  pack(bar: Bar, messageTimeMs: number): number {
+  /**
+   * Packs `bar` with its message's record time and its version time (ms; the record time unless
+   * given) into `values`; returns where it starts.
+   */
+  pack(bar: Bar, messageTimeMs: number, versionTimeMs = messageTimeMs): number {
     if (this.next + BAR_SLOTS > this.values.length) {
       this.values = new Float64Array(SLAB_BARS * BAR_SLOTS);
       this.next = 0;
@@ -73,6 +78,7 @@ export class BarSlabs {
     v[at + SLOT_VWAP] = bar.vwap === null ? NaN : bar.vwap;
     v[at + SLOT_REVISION] = bar.revision;
     v[at + SLOT_MESSAGE_TIME] = messageTimeMs;
+    v[at + SLOT_VERSION_TIME] = versionTimeMs;
     this.next = at + BAR_SLOTS;
     return at;
   }
@@ -88,8 +94,13 @@ export class BarSlabs {
   }
 
   /** packed() with the bar's Kafka offset, as one literal (see above). */
-  packedAt(bar: Bar, messageTimeMs: number, offset: bigint): PackedBar & { offset: bigint } {
-    const at = this.pack(bar, messageTimeMs);
+  packedAt(
+    bar: Bar,
+    messageTimeMs: number,
+    offset: bigint,
+    versionTimeMs = messageTimeMs,
+  ): PackedBar & { offset: bigint } {
+    const at = this.pack(bar, messageTimeMs, versionTimeMs);
     return { offset, symbol: bar.symbol, values: this.values, at };
   }
 }
@@ -113,6 +124,11 @@ export function timestampOf(p: PackedBar): number {
 /** The record timestamp of the bar's message (epoch ms). */
 export function messageTimeOf(p: PackedBar): number {
   return p.values[p.at + SLOT_MESSAGE_TIME]!;
+}
+
+/** The time part of the bar's version (epoch ms). */
+export function versionTimeOf(p: PackedBar): number {
+  return p.values[p.at + SLOT_VERSION_TIME]!;
 }
 
 /** The bar as an object again (a dead letter's key, tests). */

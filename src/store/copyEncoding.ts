@@ -17,7 +17,7 @@ import {
   SLOT_TIMESTAMP,
   SLOT_VOLUME,
   SLOT_VWAP,
-  messageTimeOf,
+  versionTimeOf,
   type PackedBar,
 } from '../contract/packedBar';
 import { STAGING_COLUMNS, type StagingEncoding } from './staging';
@@ -30,6 +30,9 @@ import { STAGING_COLUMNS, type StagingEncoding } from './staging';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
+/** timestamptz's finite range in microseconds since 2000-01-01: 4713 BC to 294276 AD (exclusive). */
+const PG_MIN_US = -211813488000000000n;
+const PG_MAX_US = 9223371331200000000n - 1n;
 const TWO_32 = 2 ** 32;
 
 /** Bytes of a value by its encoding (text: its UTF-8 bytes, counted apart). */
@@ -134,8 +137,17 @@ export class CopyWriter {
    */
   timestampField(ms: number): void {
     const us = (ms - PG_EPOCH_MS) * 1000;
-    if (Number.isSafeInteger(us)) this.safeInt8Field(us);
-    else this.bigInt8Field(BigInt(ms - PG_EPOCH_MS) * 1000n);
+    if (Number.isSafeInteger(us)) {
+      this.safeInt8Field(us);
+      return;
+    }
+    // Beyond ±285 years of 2000 (the contract and the version time bound what reaches here): exact,
+    // and refused past what timestamptz holds rather than wrapped around int64.
+    const big = Number.isFinite(ms) ? BigInt(Math.trunc(ms) - PG_EPOCH_MS) * 1000n : PG_MAX_US + 1n;
+    if (big < PG_MIN_US || big > PG_MAX_US) {
+      throw new RangeError(`timestamp ${ms} ms is outside PostgreSQL's timestamptz range`);
+    }
+    this.bigInt8Field(big);
   }
 
   /** A text field, UTF-8: ASCII byte by byte (the contract's symbols), anything else by Buffer.write. */
@@ -174,9 +186,9 @@ export class CopyWriter {
     this.safeInt8Field(v[at + SLOT_REVISION]!);
   }
 
-  /** The origin columns: source_time, part, kafka_offset. */
-  origin(partition: number, offset: bigint, recordTimeMs: number): void {
-    this.timestampField(recordTimeMs);
+  /** The origin columns: source_time (the bar's version time), part, kafka_offset. */
+  origin(partition: number, offset: bigint, versionTimeMs: number): void {
+    this.timestampField(versionTimeMs);
     this.int4Field(partition);
     this.bigInt8Field(offset);
   }
@@ -215,7 +227,7 @@ export function encodeCopyBinaryParts(
       const e = entries[i]!;
       w.int16(13);
       w.packedBar(seq++, e);
-      w.origin(partition, e.offset, messageTimeOf(e));
+      w.origin(partition, e.offset, versionTimeOf(e));
     }
   }
   return w.end();

@@ -9,9 +9,8 @@
  * symbol sorts byte-wise (COLLATE "C"): the upsert's sort compares bytes instead of calling the
  * database's collation (equality, hence which rows are one key, is the same).
  */
+import crypto from 'node:crypto';
 import { ident } from './pool';
-
-export const STAGING = 'bar_writer_staging';
 
 /** How a column's value travels in binary COPY: its PostgreSQL binary send format. */
 export type StagingEncoding =
@@ -50,7 +49,18 @@ export const STAGING_COLUMNS: readonly StagingColumn[] = [
 /** `(seq, symbol, "timestamp", …)`: the column list of the COPY. */
 export const STAGING_COLUMN_LIST = `(${STAGING_COLUMNS.map((c) => ident(c.name)).join(', ')})`;
 
+const COLUMNS_DDL = STAGING_COLUMNS.map((c) => `${ident(c.name)} ${c.type}`).join(',\n  ');
+
+/**
+ * The staging table's name carries a hash of its shape. A temporary table outlives the transaction on
+ * its server connection, and through a pooler (PgBouncer, transaction mode) writers of two versions
+ * share server connections during a rolling upgrade: with one name, CREATE TEMP TABLE IF NOT EXISTS
+ * keeps whichever shape came first, and the other version's COPY fails (as data: bisection would
+ * dead-letter every bar). With the shape in the name each version finds its own table.
+ */
+export const STAGING = `bar_writer_staging_${crypto.createHash('sha256').update(COLUMNS_DDL).digest('hex').slice(0, 12)}`;
+
 /** Created inside each write's transaction when the connection lacks it (see ./writeBatch.ts). */
 export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
-  ${STAGING_COLUMNS.map((c) => `${ident(c.name)} ${c.type}`).join(',\n  ')}
+  ${COLUMNS_DDL}
 ) ON COMMIT DELETE ROWS`;

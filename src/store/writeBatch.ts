@@ -8,7 +8,7 @@
  *      at or above their partition's fence (rows below were written before: by us before a crash, or by
  *      the instance that owned the partition after us, and writing them again could overwrite a newer
  *      version), keeping the newest version per key when a key is staged more than once (./stagedKeys.ts)
- *      and skipping rows whose stored values are already identical, so a replay creates no dead tuples;
+ *      and replacing a stored row only with a strictly newer version, so a replay writes nothing;
  *   4. advance each fence (it only ever moves forward) and COMMIT.
  *
  * The staging table is created inside the transaction when the connection lacks it (CREATE TEMP TABLE
@@ -72,7 +72,7 @@ export interface PartitionWriteResult {
 
 export interface WriteGroupResult {
   parts: PartitionWriteResult[];
-  /** Rows inserted or changed in bars_1m (identical rows are not counted). */
+  /** Rows inserted or replaced in bars_1m (an older or equal version is not counted). */
   rowsChanged: number;
 }
 
@@ -146,10 +146,14 @@ export async function writeGroup(
   return { parts: outcome(results.rows('lockFences')), rowsChanged: results.count('upsert') };
 }
 
-/** A bar of a load that is not a Kafka partition (backfill), with its version's record time. */
+/**
+ * A bar of a load that is not a Kafka partition (backfill), with the time part of its version and its
+ * ordinal in the load (the last part: a later row wins a tie).
+ */
 export interface LoadedBar {
   bar: Bar;
   recordTimeMs: number;
+  ordinal: bigint;
 }
 
 /**
@@ -164,7 +168,7 @@ export async function writeBars(
 ): Promise<number> {
   const sql = writeSql(schema);
   const slabs = new BarSlabs(rows.length);
-  const entries = rows.map((r, i): ConsumedBar => slabs.packedAt(r.bar, r.recordTimeMs, BigInt(i)));
+  const entries = rows.map((r): ConsumedBar => slabs.packedAt(r.bar, r.recordTimeMs, r.ordinal));
   const results = await runTransaction(
     client,
     [

@@ -6,7 +6,7 @@
  * - the fence (bar_writer_offsets, per consumer group, topic and partition): the first offset not yet
  *   written; its rows are created if missing, locked in partition order, and moved only forward;
  * - the upsert: the staged rows at or above their partition's fence, the newest version per key, and a
- *   stored row replaced only by a version at least as new (see `upsert`). Picking the newest version
+ *   stored row replaced only by a strictly newer version (see `upsert`). Picking the newest version
  *   (DISTINCT ON) is needed only when a key is staged more than once; the caller says which (`StagedKeys`,
  *   ./stagedKeys.ts), and a flush whose keys are all distinct skips it: ~5% of the backend's work per row.
  */
@@ -62,6 +62,13 @@ function fenceKey(alias: string, group: string, topic: string): string {
   return `${alias}consumer_group = ${pg.escapeLiteral(group)} AND ${alias}topic = ${pg.escapeLiteral(topic)}`;
 }
 
+/**
+ * The third part of a staged row's version: partition × 2^48 + offset (an offset past 2^48 counts as
+ * the largest), so a later message of a partition wins a tie and an exact tie across partitions goes
+ * to the higher one (migrations/010_bar_version_origin.sql).
+ */
+const STAGED_ORIGIN = `(s.part::bigint * 281474976710656 + LEAST(s.kafka_offset, 281474976710655))`;
+
 const partitionList = (partitions: readonly number[]) =>
   partitions.map((p) => String(Math.trunc(p))).join(',');
 
@@ -89,17 +96,16 @@ export function writeSql(schema: string): WriteSql {
       keys === 'unique'
         ? staged
         : `(SELECT DISTINCT ON (s.symbol, s."timestamp") s.* FROM ${staged}
-            ORDER BY s.symbol, s."timestamp", s.revision DESC, s.source_time DESC, s.seq DESC) s`;
-    return `INSERT INTO ${bars} AS t (${columns})
-     SELECT ${stagedColumns} FROM ${rows}
+            ORDER BY s.symbol, s."timestamp", s.revision DESC, s.source_time DESC, s.part DESC, s.kafka_offset DESC, s.seq DESC) s`;
+    return `INSERT INTO ${bars} AS t (${columns}, source_origin)
+     SELECT ${stagedColumns}, ${STAGED_ORIGIN} FROM ${rows}
      ORDER BY s.symbol, s."timestamp"
      ON CONFLICT (symbol, "timestamp") DO UPDATE SET
        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
        volume = EXCLUDED.volume, vwap = EXCLUDED.vwap,
-       revision = EXCLUDED.revision, source_time = EXCLUDED.source_time
-     WHERE (EXCLUDED.revision, EXCLUDED.source_time) >= (t.revision, t.source_time)
-       AND (t.open, t.high, t.low, t.close, t.volume, t.vwap)
-           IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)`;
+       revision = EXCLUDED.revision, source_time = EXCLUDED.source_time, source_origin = EXCLUDED.source_origin
+     WHERE (EXCLUDED.revision, EXCLUDED.source_time, EXCLUDED.source_origin)
+           > (t.revision, t.source_time, COALESCE(t.source_origin, -1))`;
   };
   sql = {
     insertFences: (group, topic, partitions) =>
@@ -125,13 +131,13 @@ export function writeSql(schema: string): WriteSql {
          AND o.next_offset >= v.expect`,
     copy: `COPY pg_temp.${STAGING} ${STAGING_COLUMN_LIST} FROM STDIN`,
     copyBinary: `COPY pg_temp.${STAGING} ${STAGING_COLUMN_LIST} FROM STDIN (FORMAT binary)`,
-    // The version of a bar is (revision, source_time): the producer's revision (0 when none), then the
-    // Kafka record timestamp. DISTINCT ON keeps the newest version per key, ties by seq (which follows
-    // offsets within a partition); a key staged once is its own newest version. A stored row is replaced only by a version at least as new, and only
-    // when its values differ: a message with the values already stored changes nothing, not even the
-    // stored version, so replays and re-sends of identical bars write nothing (no dead tuples). The
-    // stored version is thus that of the last change. ORDER BY the key also makes concurrent flushes
-    // lock rows in one order, so they cannot deadlock.
+    // The version of a bar is (revision, source_time, source_origin): the producer's revision (0 when
+    // none), the Kafka record timestamp (bounded: ../batch/intake.ts), then where the message came from
+    // (STAGED_ORIGIN). DISTINCT ON keeps the newest version per key; a key staged once is its own
+    // newest version. A stored row is replaced only by a strictly newer version, whatever its values:
+    // the stored version is always the newest seen, and a replay of an older or equal version writes
+    // nothing (no dead tuples). ORDER BY the key also makes concurrent flushes lock rows in one order,
+    // so they cannot deadlock.
     upsert: (group, topic, keys, advances = []) =>
       upsertFrom(
         advances.some((a) => expected(a) >= 0n)

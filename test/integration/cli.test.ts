@@ -193,6 +193,42 @@ describe('bar-writer backfill', () => {
     expect((await h.tableStats()).n_tup_upd).toBe(before.n_tup_upd);
   });
 
+  test('a backfill never replaces a bar Kafka delivered (a live correction) unless told to: --version-time now', async () => {
+    const ts = '2026-11-04T14:30:00.000Z';
+    // What the service wrote from Kafka: a correction, versioned at its record time.
+    await h.pool.query(
+      `INSERT INTO "${h.schema}".bars_1m (symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time, source_origin)
+       VALUES ('CORR', $1, 10, 12, 9, 11, 500, NULL, 0, now() - interval '1 minute', 42)`,
+      [ts],
+    );
+    const file = path.join(dir, 'vendor.csv');
+    fs.writeFileSync(
+      file,
+      [
+        'symbol,timestamp,open,high,low,close,volume',
+        `CORR,${ts},1,2,0.5,1.5,7`,
+        `GAP,${ts},1,2,0.5,1.5,7`,
+      ].join('\n') + '\n',
+    );
+    const close = async (symbol: string) =>
+      (
+        await h.pool.query<{ close: number }>(`SELECT close FROM "${h.schema}".bars_1m WHERE symbol = $1`, [
+          symbol,
+        ])
+      ).rows[0]?.close;
+    const byDefault = await runCli(CLI, ['backfill', '--no-refresh', file], h.env(), { cwd: dir });
+    expect(byDefault.stdout).toMatch(/^backfill: read 2, written 1, unchanged 1, rejected 0, /m);
+    expect([await close('CORR'), await close('GAP')]).toEqual([11, 1.5]); // the gap filled, the correction kept
+    const told = await runCli(CLI, ['backfill', '--no-refresh', '--version-time', 'now', file], h.env(), {
+      cwd: dir,
+    });
+    expect(told.stdout).toMatch(/^backfill: read 2, written 2, unchanged 0, rejected 0, /m);
+    expect(await close('CORR')).toBe(1.5);
+    const bad = await runCli(CLI, ['backfill', '--version-time', 'yesterday', file], h.env(), { cwd: dir });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--version-time must be an ISO-8601 time with a zone or epoch milliseconds');
+  });
+
   test('JSON lines, gzipped and from stdin, with --batch: the same validation as a Kafka message', async () => {
     const bars = makeBars(10, 30, Date.UTC(2026, 10, 3, 14, 30), 82); // 300 bars
     const text = bars.map((b) => JSON.stringify(b)).join('\n') + '\n{"symbol":"X"}\n';
@@ -257,7 +293,7 @@ describe('bar-writer dlq replay', () => {
     let service = await h.startService();
     await waitFor('consumed', async () => (await h.rowCount()) === 50 && (await h.caughtUp()));
     expect(await service.stop()).toBe(true);
-    await h.readDeadLetters(21);
+    const letters = await h.readDeadLetters(21);
 
     const dry = await runCli(CLI, ['dlq', 'replay', '--reason', 'timestamp_too_early', '--dry-run'], h.env());
     expect(dry.code).toBe(0);
@@ -281,6 +317,19 @@ describe('bar-writer dlq replay', () => {
     const admin = await h.getAdmin();
     const ends = await admin.fetchTopicOffsets(h.topic);
     expect(ends.reduce((n, e) => n + Number(e.high), 0)).toBe(71 + 20);
+    // Each replayed letter names its original's version time: no newer than it was, whatever the
+    // topic's timestamp type.
+    const originalTime = new Map(
+      letters.map((l) => [l.value!.toString(), l.headers['bar-writer.source.timestamp']]),
+    );
+    const replays = (await h.readTopic(h.topic, 91)).filter((m) => m.headers['bar-writer.replayed-from']);
+    expect(replays).toHaveLength(20);
+    for (const m of replays) {
+      expect(m.headers).toMatchObject({
+        origin: 'vendor-x',
+        'bar-writer.version-time': originalTime.get(m.value!.toString()),
+      });
+    }
   });
 });
 

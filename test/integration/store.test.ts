@@ -63,7 +63,7 @@ describe('store', () => {
     return { written, skippedFenced, fenceBefore, rowsChanged: r.rowsChanged };
   };
 
-  test('the latest message per key wins inside one batch; identical rows are not rewritten', async () => {
+  test('the latest message per key wins inside one batch; a new message moves the version, a replay writes nothing', async () => {
     const r = await write(
       [
         at(0n, bar('AAA', 0, 10)),
@@ -76,9 +76,12 @@ describe('store', () => {
     expect(r).toEqual({ written: 4, skippedFenced: 0, rowsChanged: 2, fenceBefore: 0n });
     const latest = await reader().latest('AAA', 10);
     expect(latest).toEqual([bar('AAA', 0, 12)]);
-    // The same values again (new offsets): nothing changes.
+    // The same values again as a new message (a later offset: a newer version): the version moves.
     const again = await write([at(4n, bar('AAA', 0, 12))], 5n);
-    expect(again.rowsChanged).toBe(0);
+    expect(again.rowsChanged).toBe(1);
+    // That very message again (a replay past a fresh fence: an equal version): nothing is written.
+    const replay = await write([at(4n, bar('AAA', 0, 12))], 5n, {}, 'g-replay');
+    expect(replay).toMatchObject({ written: 1, rowsChanged: 0 });
   });
 
   test('the fence skips offsets already written and never moves back', async () => {
@@ -89,7 +92,10 @@ describe('store', () => {
     // A batch straddling the fence writes only its part above.
     const s = await write([at(4n, bar('CCC', 0, 1)), at(5n, bar('CCC', 1, 2))], 6n);
     expect(s).toMatchObject({ written: 1, skippedFenced: 1, fenceBefore: 5n });
-    const fence = await h.pool.query(`SELECT next_offset::text AS n FROM "${h.schema}".bar_writer_offsets`);
+    const fence = await h.pool.query(
+      `SELECT next_offset::text AS n FROM "${h.schema}".bar_writer_offsets WHERE consumer_group = $1`,
+      [ref.group],
+    );
     expect(fence.rows).toEqual([{ n: '6' }]);
   });
 
@@ -247,9 +253,11 @@ describe('store', () => {
     const older = await write([at(0n, bar('VER', 0, 10), REC - 60_000)], 1n, {}, 'gA');
     expect(older).toMatchObject({ written: 1, rowsChanged: 0 });
     expect(await stored('VER')).toEqual([{ close: 20, revision: 0, at: REC }]);
-    // A newer record time replaces it; the identical message again changes nothing (no update).
+    // A newer record time replaces it; the same message replayed (another group's fresh fence) writes
+    // nothing; a new message with the same record time and values is newer (a later offset).
     await write([at(1n, bar('VER', 0, 30), REC + 1000)], 2n, {}, 'gA');
-    expect((await write([at(2n, bar('VER', 0, 30), REC + 1000)], 3n, {}, 'gA')).rowsChanged).toBe(0);
+    expect((await write([at(1n, bar('VER', 0, 30), REC + 1000)], 2n, {}, 'gC')).rowsChanged).toBe(0);
+    expect((await write([at(2n, bar('VER', 0, 30), REC + 1000)], 3n, {}, 'gA')).rowsChanged).toBe(1);
     expect(await stored('VER')).toEqual([{ close: 30, revision: 0, at: REC + 1000 }]);
     // A higher revision wins whatever the record times; a lower one never does.
     await write([at(3n, bar('VER', 0, 40, { revision: 2 }), REC - 3_600_000)], 4n, {}, 'gA');
@@ -267,6 +275,39 @@ describe('store', () => {
       'gA',
     );
     expect(await stored('VER2')).toEqual([{ close: 2, revision: 0, at: REC + 9 }]);
+  });
+
+  test('the version rule as the README states it: identical re-sends move the version; ties go by offset', async () => {
+    const stored = async (symbol: string) =>
+      (
+        await h.pool.query<{ close: number; revision: string; origin: string }>(
+          `SELECT close, revision::text, source_origin::text AS origin FROM "${h.schema}".bars_1m WHERE symbol = $1`,
+          [symbol],
+        )
+      ).rows;
+    const on = (partition: number, entries: BarAtOffset[], next: bigint, group: string) =>
+      withConnection(h.pool, (c) => writeGroup(c, h.schema, group, 'tv', [part(partition, entries, next)]));
+    const origin = (partition: number, offset: bigint) => String((BigInt(partition) << 48n) + offset);
+    // (1) X at revision 1 from partition 0; (2) X again, identical, at revision 3, partition 0; (3) Y at
+    // revision 2 (between the two) from partition 1: the stored version is revision 3, so Y loses.
+    await on(0, [at(0n, bar('RSD', 0, 10, { revision: 1 }))], 1n, 'gv');
+    expect((await on(0, [at(1n, bar('RSD', 0, 10, { revision: 3 }))], 2n, 'gv')).rowsChanged).toBe(1);
+    expect((await on(1, [at(0n, bar('RSD', 0, 99, { revision: 2 }))], 1n, 'gv')).rowsChanged).toBe(0);
+    expect(await stored('RSD')).toEqual([{ close: 10, revision: '3', origin: origin(0, 1n) }]);
+    // A correction produced in the same millisecond as the bar it corrects, in a later flush: the later
+    // offset wins; a replay of both (a fresh fence: another group) writes nothing, whatever the order.
+    await on(2, [at(5n, bar('TIE', 0, 1))], 6n, 'gt');
+    await on(2, [at(6n, bar('TIE', 0, 2))], 7n, 'gt');
+    expect(await stored('TIE')).toEqual([{ close: 2, revision: '0', origin: origin(2, 6n) }]);
+    expect((await on(2, [at(5n, bar('TIE', 0, 1))], 6n, 'gt-replay')).rowsChanged).toBe(0);
+    expect((await on(2, [at(6n, bar('TIE', 0, 2))], 7n, 'gt-replay')).rowsChanged).toBe(0);
+    // An exact tie across partitions goes to the higher partition, in either order of arrival.
+    await on(3, [at(9n, bar('XP', 0, 3))], 10n, 'gx');
+    await on(1, [at(9n, bar('XP', 0, 4))], 10n, 'gx');
+    expect(await stored('XP')).toEqual([{ close: 3, revision: '0', origin: origin(3, 9n) }]);
+    // Rows written before migration 010 (no origin) are the oldest of their revision and time.
+    await h.pool.query(`UPDATE "${h.schema}".bars_1m SET source_origin = NULL WHERE symbol = 'XP'`);
+    expect((await on(0, [at(0n, bar('XP', 0, 5))], 1n, 'gx2')).rowsChanged).toBe(1);
   });
 
   test('a fence row another session holds fails the write after lock_timeout, not the statement timeout', async () => {
@@ -310,6 +351,7 @@ describe('store', () => {
       { column_name: 'vwap', data_type: 'double precision', is_nullable: 'YES' },
       { column_name: 'revision', data_type: 'bigint', is_nullable: 'NO' },
       { column_name: 'source_time', data_type: 'timestamp with time zone', is_nullable: 'NO' },
+      { column_name: 'source_origin', data_type: 'bigint', is_nullable: 'YES' },
     ]);
     const idx = await h.pool.query(
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'bars_1m'`,

@@ -1033,7 +1033,7 @@ describe('upgrading a deployment whose chunks are compressed', () => {
       await db.insert(BARS);
       await c.query(`SELECT compress_chunk(ch) FROM show_chunks('${db.schema}.bars_1m') ch`);
       expect(await migrate(c, db.schema, all)).toMatchObject({
-        applied: ['007_bar_versions', '008_fence_identity', '009_dlq_replayed'],
+        applied: ['007_bar_versions', '008_fence_identity', '009_dlq_replayed', '010_bar_version_origin'],
       });
     } finally {
       c.release();

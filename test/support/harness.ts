@@ -198,15 +198,20 @@ export class Harness {
    * group is deleted at cleanup.
    */
   async readDeadLetters(count: number): Promise<DeadLetter[]> {
+    return this.readTopic(this.dlqTopic, count);
+  }
+
+  /** readDeadLetters of any topic (the input topic after a replay, say). */
+  async readTopic(topic: string, count: number): Promise<DeadLetter[]> {
     const out: DeadLetter[] = [];
-    const groupId = `${this.group}-dlq-reader`;
+    const groupId = `${this.group}-reader-${uniqueName('r')}`;
     const consumer = this.kafka.consumer({ groupId, maxBytes: 16 * 1024 * 1024 });
     this.onCleanup(async () => {
       await consumer.disconnect();
       await (await this.getAdmin()).deleteGroups([groupId]).catch(() => undefined);
     });
     await consumer.connect();
-    await consumer.subscribe({ topic: this.dlqTopic, fromBeginning: true });
+    await consumer.subscribe({ topic, fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ message }) => {
         const headers: Record<string, string> = {};
@@ -220,7 +225,7 @@ export class Harness {
       },
     });
     try {
-      await waitFor(`${count} dead letters on ${this.dlqTopic}`, async () => {
+      await waitFor(`${count} messages on ${topic}`, async () => {
         if (out.length < count) throw new Error(`${out.length} so far`);
         return true;
       });

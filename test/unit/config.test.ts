@@ -63,6 +63,7 @@ const DEFAULTS: Config = {
     retryDelayMs: 100,
     retryMaxDelayMs: 30_000,
     minTimestampMs: Date.UTC(1990, 0, 1),
+    versionMaxFutureMs: 3_600_000,
   },
   kafka: {
     brokers: ['localhost:9092'],
@@ -174,6 +175,7 @@ describe('loadConfig: values from env', () => {
       BARS_DB_AGGREGATE_TIMEZONE: 'America/New_York',
       DB_LOCK_TIMEOUT: '2s',
       BARS_MIN_TIMESTAMP: '1970-01-01T00:00:00Z',
+      BARS_VERSION_MAX_FUTURE: '10m',
       KAFKA_METADATA_MAX_AGE: '10s',
       BARS_DB_WRITE_BATCH_SIZE: '500',
       BARS_DB_WRITE_CONCURRENCY: '4',
@@ -241,6 +243,7 @@ describe('loadConfig: values from env', () => {
         retryDelayMs: 1000,
         retryMaxDelayMs: 300_000,
         minTimestampMs: 0,
+        versionMaxFutureMs: 600_000,
       },
       kafka: {
         brokers: ['k1:9092', 'k2:9093', 'k3:19092'],

@@ -73,7 +73,9 @@ describe('the upsert by staged keys', () => {
   test('repeated keys pick the newest version per key (DISTINCT ON); unique keys do not sort for it', () => {
     for (const text of [sql.upsert('g', 't', 'repeated'), sql.upsertAll('repeated')]) {
       expect(text).toContain('DISTINCT ON (s.symbol, s."timestamp")');
-      expect(text).toContain('s.revision DESC, s.source_time DESC, s.seq DESC');
+      expect(text).toContain(
+        's.revision DESC, s.source_time DESC, s.part DESC, s.kafka_offset DESC, s.seq DESC',
+      );
     }
     for (const text of [sql.upsert('g', 't', 'unique'), sql.upsertAll('unique')]) {
       expect(text).not.toContain('DISTINCT ON');

@@ -220,7 +220,7 @@ export class Service {
         classify: classifyDbError,
         consumer,
         resume: new ResumeReader({
-          fences: (topic, partitions) => readFences(pool, schema, group, topic, partitions),
+          fences: (topic) => readFences(pool, schema, group, topic),
           resetFence: (topic, partition, next) => resetFence(pool, schema, group, topic, partition, next),
           consumer,
         }),

@@ -436,7 +436,24 @@ function doubtLabel(reason: string): string {
 function resumeRead(s: PartitionState, facts: ResumeFacts, generation: number, c: Context): Step {
   const d = decideResume(facts, c.settings.fromBeginning);
   const base = { ...s, generation, failing: null };
-  const cleared: Effect[] = s.failing ? [{ kind: 'failures', attempts: 0 }] : [];
+  const cleared: Effect[] = [
+    ...(s.failing ? [{ kind: 'failures', attempts: 0 } as const] : []),
+    {
+      kind: 'log',
+      level: 'debug',
+      msg: 'resume point read',
+      fields: {
+        topic: s.topic,
+        partition: s.partition,
+        decision: d.kind,
+        at: d.kind === 'at' ? d.next.toString() : d.kind === 'verify' ? d.check.toString() : null,
+        fence: facts.fence?.next.toString() ?? null,
+        committed: facts.committed?.toString() ?? null,
+        logStart: facts.log.low.toString(),
+        logEnd: facts.log.high.toString(),
+      },
+    },
+  ];
   const where = { topic: s.topic, partition: s.partition };
   switch (d.kind) {
     case 'replaced':

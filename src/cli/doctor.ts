@@ -5,7 +5,7 @@
  * needed, a policy job that failed). Exit 0 only when nothing failed.
  */
 import { registerCodecs } from '../consumer/codecs';
-import { createKafka } from '../consumer/kafkajs';
+import { committedOf, createKafka } from '../consumer/kafkajs';
 import { createLogger } from '../observe/logger';
 import { AGGREGATES } from '../store/aggregates';
 import {
@@ -159,8 +159,8 @@ async function checkKafka(r: Report, cfg: ReturnType<typeof config>): Promise<vo
       const at = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, p.offset]));
       let lag = 0n;
       for (const e of ends) {
-        const c = at.get(e.partition);
-        lag += BigInt(e.high) - (c === undefined || c === '-1' ? BigInt(e.low) : BigInt(c));
+        const c = committedOf(at.get(e.partition) ?? '-1');
+        lag += BigInt(e.high) - (c ?? BigInt(e.low));
       }
       const g = described.groups[0];
       r.line(

@@ -4,8 +4,9 @@
  * and the group's committed offset in Kafka. An operator's `kafka-consumer-groups --reset-offsets`
  * alone moves only the second, which the fence then overrides; `offsets reset` moves both together.
  */
-import type { Admin } from 'kafkajs';
-import { createKafka } from '../consumer/kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
+import { committedOf, createKafka } from '../consumer/kafkajs';
+import { messageFingerprint } from '../offsets/fingerprint';
 import { createLogger } from '../observe/logger';
 import { readFences, resetFence } from '../store/fences';
 import { createPool } from '../store/pool';
@@ -23,16 +24,18 @@ interface Row {
 async function withClients<T>(
   fn: (c: {
     admin: Admin;
+    kafka: Kafka;
     pool: ReturnType<typeof createPool>;
     cfg: ReturnType<typeof config>;
   }) => Promise<T>,
 ): Promise<T> {
   const cfg = config();
   const pool = createPool({ ...cfg.db, maxConnections: 2, maxIdleConnections: 0 }, 'bar-writer-cli');
-  const admin = createKafka(cfg.kafka, createLogger('silent')).admin();
+  const kafka = createKafka(cfg.kafka, createLogger('silent'));
+  const admin = kafka.admin();
   try {
     await admin.connect();
-    return await fn({ admin, pool, cfg });
+    return await fn({ admin, kafka, pool, cfg });
   } finally {
     await admin.disconnect().catch(() => undefined);
     await pool.end().catch(() => undefined);
@@ -52,9 +55,7 @@ async function positions(
     admin.fetchOffsets({ groupId: group, topics: [topic] }),
     readFences(pool, schema, group, topic),
   ]);
-  const kafka = new Map(
-    (committed[0]?.partitions ?? []).map((p) => [p.partition, p.offset === '-1' ? null : BigInt(p.offset)]),
-  );
+  const kafka = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, committedOf(p.offset)]));
   return logs
     .map((l) => ({
       partition: l.partition,
@@ -153,6 +154,67 @@ async function targets(admin: Admin, topic: string, to: string, rows: Row[]): Pr
   return out;
 }
 
+/**
+ * The fingerprints (../offsets/fingerprint.ts) of the messages just before each target offset, read
+ * with a throw-away consumer group: a fence moved there keeps its log identity, so a topic re-created
+ * afterwards is still recognized at the next resume. A target at the log start has none.
+ */
+async function fingerprintsBefore(
+  kafka: Kafka,
+  admin: Admin,
+  topic: string,
+  targets: ReadonlyMap<number, bigint>,
+  logStarts: ReadonlyMap<number, bigint>,
+): Promise<Map<number, string>> {
+  const wanted = new Map(
+    [...targets].filter(([p, to]) => to > (logStarts.get(p) ?? 0n)).map(([p, to]) => [p, to - 1n]),
+  );
+  const found = new Map<number, string>();
+  if (wanted.size === 0) return found;
+  const groupId = `bar-writer-offsets-reset.${process.pid}.${Date.now().toString(36)}`;
+  const consumer = kafka.consumer({ groupId, maxBytes: 1024 * 1024 });
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `could not read the messages before the new fences within 30 s (partitions ${[...wanted.keys()].filter((p) => !found.has(p)).join(', ')})`,
+            ),
+          ),
+        30_000,
+      );
+      consumer.on(consumer.events.CRASH, (e) => reject(e.payload.error));
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        for (const [partition, offset] of wanted)
+          consumer.seek({ topic, partition, offset: offset.toString() });
+      });
+      void consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          const want = wanted.get(batch.partition);
+          const m = batch.messages.find((x) => BigInt(x.offset) === want);
+          if (m && !found.has(batch.partition))
+            found.set(
+              batch.partition,
+              messageFingerprint({ offset: m.offset, timestamp: m.timestamp, value: m.value }),
+            );
+          if ([...wanted.keys()].every((p) => found.has(p))) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      });
+    });
+  } finally {
+    await consumer.disconnect().catch(() => undefined);
+    await admin.deleteGroups([groupId]).catch(() => undefined);
+  }
+  return found;
+}
+
 async function reset(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, {
     topic: { type: 'string' },
@@ -167,7 +229,7 @@ async function reset(args: string[], io: Io): Promise<number> {
     throw new UsageError(`--partition must be a partition number, got "${values.partition}"`);
   }
   const topic = values.topic;
-  return withClients(async ({ admin, pool, cfg }) => {
+  return withClients(async ({ admin, kafka, pool, cfg }) => {
     const group = cfg.kafka.groupId;
     let rows = await positions(admin, pool, cfg.db.schema, group, topic);
     if (values.partition !== undefined) {
@@ -190,26 +252,43 @@ async function reset(args: string[], io: Io): Promise<number> {
     if (members > 0 && !values.force) {
       io.err(
         `group ${group} has ${members} active member(s): stop them (scale bar-writer to 0) and run this again, ` +
-          'or add --force (the fences move now; running members pick them up only at their next assignment)',
+          'or add --force (the fences move now, and running members resume from them within seconds)',
       );
       return EXIT.finding;
     }
-    // The fences first: if Kafka then refuses, running this again completes it.
-    for (const r of rows)
-      await resetFence(pool, cfg.db.schema, group, topic, r.partition, to.get(r.partition)!);
-    try {
-      await admin.setOffsets({
-        groupId: group,
+    const fingerprints = await fingerprintsBefore(
+      kafka,
+      admin,
+      topic,
+      to,
+      new Map(rows.map((r) => [r.partition, r.logStart])),
+    );
+    // The fences first: they decide where every member resumes (the fence wins over a committed offset).
+    for (const r of rows) {
+      const next = to.get(r.partition)!;
+      await resetFence(
+        pool,
+        cfg.db.schema,
+        group,
         topic,
-        partitions: rows.map((r) => ({ partition: r.partition, offset: to.get(r.partition)!.toString() })),
-      });
-    } catch (err) {
-      if (members === 0) throw err;
-      io.err(
-        `warning: the fences moved, the group's committed offsets did not (it is active): ${(err as Error).message}`,
+        r.partition,
+        next,
+        fingerprints.get(r.partition) ?? null,
       );
-      return EXIT.finding;
     }
+    if (members > 0) {
+      // Kafka refuses to move an active group's offsets: the members do, as they write from the fences.
+      io.out(
+        `moved the fences of ${rows.length} partition(s) of ${topic} for group ${group}; its ${members} running member(s) ` +
+          'resume from them at their next write or within 5 s (their periodic check), and commit as they go',
+      );
+      return EXIT.ok;
+    }
+    await admin.setOffsets({
+      groupId: group,
+      topic,
+      partitions: rows.map((r) => ({ partition: r.partition, offset: to.get(r.partition)!.toString() })),
+    });
     io.out(`moved ${rows.length} partition(s) of ${topic} for group ${group}`);
     return EXIT.ok;
   });
@@ -227,8 +306,10 @@ show   per partition of the topic (default KAFKA_TOPIC) for KAFKA_GROUP_ID: the 
 reset  moves the fence and the committed offset of every partition (or --partition P) together, to
        the log's start, its end, an offset, or the first message at or after an ISO-8601 time. The
        bars from there on are written again when the service consumes them (the newest version of
-       each bar is kept). Refused while members of the group are active (exit 3) unless --force.
-       --dry-run prints what would move.
+       each bar is kept). Refused while members of the group are active (exit 3) unless --force:
+       then the fences move and the running members resume from them at their next write, or within
+       5 s. A moved fence keeps the identity of the message before it (read from the log), so a topic
+       re-created later is still recognized. --dry-run prints what would move.
 
 Exit: 0 done; 1 failed; 2 invalid usage or configuration; 3 refused (the group is active).`,
   run: (args, io) =>

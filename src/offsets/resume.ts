@@ -6,9 +6,11 @@
  * facts and moves a fence. The partition's state machine (../batch/partition.ts) runs both.
  *
  * Per partition (fence F, committed offset C, the log from L to its end E):
- * - no fence: the committed offset, when it lies within the log; below L (deleted by retention) the
- *   log start, counted; none, or beyond E (another log), the start policy (KAFKA_FROM_BEGINNING: L,
- *   else E).
+ * - no fence, while the group has fences for other partitions of the topic: never written by this group
+ *   (a partition added later): F = 0, as below (so a committed offset moved ahead does not skip it).
+ * - no fence at all for the topic (a deployment from before fences, a new database): the committed
+ *   offset, when it lies within the log; below L (deleted by retention) the log start, counted; none,
+ *   or beyond E (another log), the start policy (KAFKA_FROM_BEGINNING: L, else E).
  * - E < F: the log ends before the fence: it is not the log the fence was written against (topic
  *   re-created, or truncated): replaced.
  * - the message at F−1 still exists and the fence has its fingerprint: verify (sought to F−1; the first
@@ -33,6 +35,11 @@ export interface ResumeFacts {
   fence: StoredFence | null;
   committed: bigint | null;
   log: LogOffsets;
+  /**
+   * The group has fences for other partitions of this topic: a partition without one was never written
+   * by it (added later, or never reached), and reads from its start whatever the committed offset says.
+   */
+  topicHasFences: boolean;
 }
 
 export type ResumeDecision =
@@ -42,7 +49,8 @@ export type ResumeDecision =
   | { kind: 'at'; next: bigint; fence: bigint | null; committed: bigint | null; retentionSkipped: bigint };
 
 export function decideResume(f: ResumeFacts, fromBeginning: boolean): ResumeDecision {
-  const { fence, committed, log } = f;
+  const { committed, log } = f;
+  const fence = f.fence ?? (f.topicHasFences ? { next: 0n, fingerprint: null } : null);
   const start = fromBeginning ? log.low : log.high;
   if (fence === null) {
     if (committed === null || committed > log.high) {
@@ -73,8 +81,8 @@ export function fingerprintOffset(fp: string): bigint | null {
 }
 
 export interface ResumeReaderDeps {
-  /** The database fences of some partitions of a topic. */
-  fences(topic: string, partitions: readonly number[]): Promise<Map<number, StoredFence>>;
+  /** The database fences of a topic's partitions (all of them). */
+  fences(topic: string): Promise<Map<number, StoredFence>>;
   /** Moves a partition's fence to `next` (back or forward), forgetting its fingerprint. */
   resetFence(topic: string, partition: number, next: bigint): Promise<void>;
   consumer: Pick<ConsumerPort, 'committedOffsets' | 'logOffsets'>;
@@ -87,7 +95,7 @@ export class ResumeReader {
   /** The facts of some partitions of `topic`; rejects when any of them cannot be read. */
   async read(topic: string, partitions: readonly number[]): Promise<Map<number, ResumeFacts>> {
     const [fences, committed, logs] = await Promise.all([
-      this.deps.fences(topic, partitions),
+      this.deps.fences(topic),
       this.deps.consumer.committedOffsets(topic, [...partitions]),
       this.deps.consumer.logOffsets(topic),
     ]);
@@ -95,7 +103,12 @@ export class ResumeReader {
     for (const p of partitions) {
       const log = logs.get(p);
       if (!log) throw new Error(`partition ${p} of ${topic} has no log offsets (the topic changed?)`);
-      out.set(p, { fence: fences.get(p) ?? null, committed: committed.get(p) ?? null, log });
+      out.set(p, {
+        fence: fences.get(p) ?? null,
+        committed: committed.get(p) ?? null,
+        log,
+        topicHasFences: fences.size > 0,
+      });
     }
     return out;
   }

@@ -31,8 +31,9 @@ export async function readFences(
 }
 
 /**
- * Sets a partition's fence to `next` (back or forward) and forgets its fingerprint: the offsets from
- * `next` on will be written again (the upsert's version rule keeps what is newer).
+ * Sets a partition's fence to `next` (back or forward) with the fingerprint of the message before it
+ * when the caller knows it (null: forgotten; the fence is then trusted as it is at the next resume):
+ * the offsets from `next` on will be written again (the upsert's version rule keeps what is newer).
  */
 export async function resetFence(
   db: Queryable,
@@ -41,12 +42,13 @@ export async function resetFence(
   topic: string,
   partition: number,
   next: bigint,
+  fingerprint: string | null = null,
 ): Promise<void> {
   await db.query(
-    `INSERT INTO ${ident(schema)}.bar_writer_offsets AS o (consumer_group, topic, partition, next_offset)
-     VALUES ($1, $2, $3, $4::bigint)
+    `INSERT INTO ${ident(schema)}.bar_writer_offsets AS o (consumer_group, topic, partition, next_offset, last_fingerprint)
+     VALUES ($1, $2, $3, $4::bigint, $5)
      ON CONFLICT (consumer_group, topic, partition)
-     DO UPDATE SET next_offset = EXCLUDED.next_offset, last_fingerprint = NULL, updated_at = now()`,
-    [group, topic, partition, next.toString()],
+     DO UPDATE SET next_offset = EXCLUDED.next_offset, last_fingerprint = EXCLUDED.last_fingerprint, updated_at = now()`,
+    [group, topic, partition, next.toString(), fingerprint],
   );
 }

@@ -103,7 +103,12 @@ function resumeIo(facts: Record<number, ResumeFacts> = {}): ResumeIo & { moves: 
       new Map(
         partitions.map((p) => [
           p,
-          facts[p] ?? { fence: null, committed: null, log: { low: 0n, high: 1_000_000n } },
+          facts[p] ?? {
+            fence: null,
+            committed: null,
+            log: { low: 0n, high: 1_000_000n },
+            topicHasFences: false,
+          },
         ]),
       ),
     moveFence: async (_topic, partition, to) => {
@@ -496,7 +501,12 @@ describe('pipeline: where a partition resumes, and doubts', () => {
       {},
       [0],
       resumeIo({
-        0: { fence: { next: 10n, fingerprint: fp9 }, committed: 4n, log: { low: 0n, high: 100n } },
+        0: {
+          fence: { next: 10n, fingerprint: fp9 },
+          committed: 4n,
+          log: { low: 0n, high: 100n },
+          topicHasFences: true,
+        },
       }),
     );
     await expect(pipeline.handleBatch(batch(0, 9, 4))).resolves.toBe('12');
@@ -507,7 +517,12 @@ describe('pipeline: where a partition resumes, and doubts', () => {
 
   test('another message there: nothing taken, the fence moved to the new log, consumed from its start', async () => {
     const io = resumeIo({
-      0: { fence: { next: 10n, fingerprint: fp9 }, committed: null, log: { low: 0n, high: 100n } },
+      0: {
+        fence: { next: 10n, fingerprint: fp9 },
+        committed: null,
+        log: { low: 0n, high: 100n },
+        topicHasFences: true,
+      },
     });
     const { pipeline, calls, seeks } = await setup({}, [0], io);
     const other = batch(0, 9, 4);

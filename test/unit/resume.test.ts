@@ -15,92 +15,116 @@ describe('decideResume', () => {
     // No fence: the committed offset within the log, else the start policy; below the log start, the start.
     [
       'no fence, committed within the log',
-      { fence: null, committed: 5n, log: log(0n, 20n) },
+      { fence: null, committed: 5n, log: log(0n, 20n), topicHasFences: false },
       true,
       { kind: 'at', next: 5n, fence: null, committed: 5n, retentionSkipped: 0n },
     ],
     [
       'no fence, none committed, from the beginning',
-      { fence: null, committed: null, log: log(3n, 20n) },
+      { fence: null, committed: null, log: log(3n, 20n), topicHasFences: false },
       true,
       { kind: 'at', next: 3n, fence: null, committed: null, retentionSkipped: 0n },
     ],
     [
       'no fence, none committed, from the end',
-      { fence: null, committed: null, log: log(3n, 20n) },
+      { fence: null, committed: null, log: log(3n, 20n), topicHasFences: false },
       false,
       { kind: 'at', next: 20n, fence: null, committed: null, retentionSkipped: 0n },
     ],
     [
       'no fence, committed below the log start (retention)',
-      { fence: null, committed: 1n, log: log(3n, 20n) },
+      { fence: null, committed: 1n, log: log(3n, 20n), topicHasFences: false },
       true,
       { kind: 'at', next: 3n, fence: null, committed: 1n, retentionSkipped: 2n },
     ],
     [
       'no fence, committed beyond the log end (another log)',
-      { fence: null, committed: 50n, log: log(0n, 20n) },
+      { fence: null, committed: 50n, log: log(0n, 20n), topicHasFences: false },
       true,
       { kind: 'at', next: 0n, fence: null, committed: 50n, retentionSkipped: 0n },
+    ],
+    // No fence for this partition while the topic has others: never written by this group (added later);
+    // a committed offset ahead (another deployment, Kafka's tools) does not skip it.
+    [
+      'no fence here, fences elsewhere: from the log start, the committed offset overruled',
+      { fence: null, committed: 15n, log: log(0n, 20n), topicHasFences: true },
+      true,
+      { kind: 'at', next: 0n, fence: 0n, committed: 15n, retentionSkipped: 0n },
+    ],
+    [
+      'no fence here, fences elsewhere, the log start moved by retention',
+      { fence: null, committed: null, log: log(4n, 20n), topicHasFences: true },
+      false,
+      { kind: 'at', next: 4n, fence: 4n, committed: null, retentionSkipped: 4n },
     ],
     // A fence: checked by its fingerprint where the message still exists.
     [
       'a fence with a fingerprint',
-      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 4n, log: log(0n, 20n) },
+      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 4n, log: log(0n, 20n), topicHasFences: true },
       true,
       { kind: 'verify', check: 9n, fingerprint: fp(9n), fence: 10n, committed: 4n },
     ],
     [
       'the usual restart (committed = fence) is checked too',
-      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 10n, log: log(0n, 20n) },
+      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 10n, log: log(0n, 20n), topicHasFences: true },
       true,
       { kind: 'verify', check: 9n, fingerprint: fp(9n), fence: 10n, committed: 10n },
     ],
     [
       'a committed offset ahead of the fence does not decide: checked, the fence wins',
-      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 15n, log: log(0n, 20n) },
+      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 15n, log: log(0n, 20n), topicHasFences: true },
       true,
       { kind: 'verify', check: 9n, fingerprint: fp(9n), fence: 10n, committed: 15n },
     ],
     [
       'a fingerprint naming an earlier message (a gap before the fence)',
-      { fence: { next: 10n, fingerprint: fp(7n) }, committed: null, log: log(0n, 20n) },
+      { fence: { next: 10n, fingerprint: fp(7n) }, committed: null, log: log(0n, 20n), topicHasFences: true },
       true,
       { kind: 'verify', check: 7n, fingerprint: fp(7n), fence: 10n, committed: null },
     ],
     [
       'a log that ends before the fence: replaced',
-      { fence: { next: 810n, fingerprint: fp(809n) }, committed: null, log: log(0n, 300n) },
+      {
+        fence: { next: 810n, fingerprint: fp(809n) },
+        committed: null,
+        log: log(0n, 300n),
+        topicHasFences: true,
+      },
       true,
       { kind: 'replaced', fence: 810n, why: 'a log that ends at 300' },
     ],
     [
       'a fence without a fingerprint: trusted',
-      { fence: { next: 10n, fingerprint: null }, committed: 7n, log: log(0n, 20n) },
+      { fence: { next: 10n, fingerprint: null }, committed: 7n, log: log(0n, 20n), topicHasFences: true },
       true,
       { kind: 'at', next: 10n, fence: 10n, committed: 7n, retentionSkipped: 0n },
     ],
     [
       'a fence whose message retention deleted: trusted',
-      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 7n, log: log(10n, 20n) },
+      { fence: { next: 10n, fingerprint: fp(9n) }, committed: 7n, log: log(10n, 20n), topicHasFences: true },
       true,
       { kind: 'at', next: 10n, fence: 10n, committed: 7n, retentionSkipped: 0n },
     ],
     [
       'a fence below the log start: the log start, the gap counted',
-      { fence: { next: 10n, fingerprint: null }, committed: null, log: log(15n, 20n) },
+      { fence: { next: 10n, fingerprint: null }, committed: null, log: log(15n, 20n), topicHasFences: true },
       true,
       { kind: 'at', next: 15n, fence: 15n, committed: null, retentionSkipped: 5n },
     ],
     [
       'a fence at 0 (reset to the start of an empty log)',
-      { fence: { next: 0n, fingerprint: null }, committed: 40n, log: log(0n, 0n) },
+      { fence: { next: 0n, fingerprint: null }, committed: 40n, log: log(0n, 0n), topicHasFences: true },
       true,
       { kind: 'at', next: 0n, fence: 0n, committed: 40n, retentionSkipped: 0n },
     ],
     [
       'an unparsable fingerprint: trusted',
-      { fence: { next: 10n, fingerprint: 'garbage' }, committed: null, log: log(0n, 20n) },
+      {
+        fence: { next: 10n, fingerprint: 'garbage' },
+        committed: null,
+        log: log(0n, 20n),
+        topicHasFences: true,
+      },
       true,
       { kind: 'at', next: 10n, fence: 10n, committed: null, retentionSkipped: 0n },
     ],
@@ -114,10 +138,7 @@ describe('ResumeReader', () => {
   function reader(logs: Record<number, { low: bigint; high: bigint }>) {
     const resets: string[] = [];
     const r = new ResumeReader({
-      fences: async (_topic, partitions) =>
-        new Map(
-          partitions.filter((p) => p !== 2).map((p) => [p, { next: 10n + BigInt(p), fingerprint: null }]),
-        ),
+      fences: async () => new Map([0, 1].map((p) => [p, { next: 10n + BigInt(p), fingerprint: null }])),
       resetFence: async (_topic, partition, next) => void resets.push(`${partition}:${next}`),
       consumer: {
         committedOffsets: async (_t, partitions) => new Map(partitions.map((p) => [p, p === 1 ? null : 5n])),
@@ -131,9 +152,20 @@ describe('ResumeReader', () => {
     const { r } = reader({ 0: log(0n, 20n), 1: log(0n, 30n), 2: log(1n, 2n) });
     expect(await r.read('t', [0, 1, 2])).toEqual(
       new Map([
-        [0, { fence: { next: 10n, fingerprint: null }, committed: 5n, log: log(0n, 20n) }],
-        [1, { fence: { next: 11n, fingerprint: null }, committed: null, log: log(0n, 30n) }],
-        [2, { fence: null, committed: 5n, log: log(1n, 2n) }],
+        [
+          0,
+          { fence: { next: 10n, fingerprint: null }, committed: 5n, log: log(0n, 20n), topicHasFences: true },
+        ],
+        [
+          1,
+          {
+            fence: { next: 11n, fingerprint: null },
+            committed: null,
+            log: log(0n, 30n),
+            topicHasFences: true,
+          },
+        ],
+        [2, { fence: null, committed: 5n, log: log(1n, 2n), topicHasFences: true }],
       ]),
     );
   });

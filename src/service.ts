@@ -140,6 +140,7 @@ export class Service {
       'offsets_backwards',
       'log_end_below_position',
       'fence_moved_back',
+      'topic_missing',
       'other',
     ]);
     zeroLabels(this.metrics.consumerRestarts, 'reason', ['stalled']);
@@ -326,6 +327,7 @@ export class Service {
             },
             onFatal: (err) => this.options.onFatal?.(err),
             onPositionReset: (tp, reason) => run.pipeline.doubt(tp.topic, tp.partition, reason),
+            onTopicMissing: (reason) => run.pipeline.doubtAll(reason),
           }),
         );
         if (run.aborted) return; // stop() stops the consumer

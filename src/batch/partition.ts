@@ -39,8 +39,9 @@
  *
  * Doubts: a fetch below the next expected offset (kafkajs reset its position: an out-of-range answer, a
  * rejoin's refetch from the committed offset), a log end below the position, kafkajs reporting an
- * out-of-range reset, the fence moved back (an operator's `offsets reset`), a re-assignment. Each runs
- * the resume check again: nothing is ever skipped silently.
+ * out-of-range reset or a broker that does not host the topic (deleted: kafkajs may go on at the old
+ * positions in a re-created log), the fence moved back (an operator's `offsets reset`), a
+ * re-assignment. Each runs the resume check again: nothing is ever skipped silently.
  *
  * Stopping is not a mode: it is the pipeline's lifecycle, given to `step` in the context (nothing is
  * taken, and every filling partition is due).
@@ -75,7 +76,8 @@ export type Mode =
   | { name: 'idle' }
   | { name: 'filling'; due: FlushReason | null; timer: boolean }
   | { name: 'flushing'; batch: BatchInfo }
-  | { name: 'retrying'; phase: 'backoff' | 'ready' | 'refetching'; from: bigint }
+  /** `since`: when the current phase began (the scheduler gives retry slots to the longest ready first). */
+  | { name: 'retrying'; phase: 'backoff' | 'ready' | 'refetching'; from: bigint; since: number }
   | { name: 'revoked' };
 
 export type ModeName = Mode['name'];
@@ -347,7 +349,7 @@ function transition(s: PartitionState, e: Event, c: Context): Step {
     case 'retrySlot':
       if (m.name !== 'retrying' || m.phase !== 'ready') return same(s);
       return {
-        state: { ...s, mode: { ...m, phase: 'refetching' }, next: m.from, caughtUp: false },
+        state: { ...s, mode: { ...m, phase: 'refetching', since: c.now }, next: m.from, caughtUp: false },
         effects: [
           { kind: 'seek', offset: m.from },
           { kind: 'timer', ms: c.settings.refetchWaitMs },
@@ -430,6 +432,7 @@ function doubtLabel(reason: string): string {
   if (reason.startsWith('fetched below')) return 'offsets_backwards';
   if (reason.startsWith('the log ends below')) return 'log_end_below_position';
   if (reason.startsWith('the fence moved back')) return 'fence_moved_back';
+  if (reason.startsWith('a broker does not host the topic')) return 'topic_missing';
   return 'other';
 }
 
@@ -709,12 +712,15 @@ function timer(s: PartitionState, c: Context): Step {
         : same(s);
     case 'retrying':
       if (m.phase === 'backoff' && !c.stopping) {
-        return { state: { ...s, mode: { ...m, phase: 'ready' } }, effects: [{ kind: 'wantSlot' }] };
+        return {
+          state: { ...s, mode: { ...m, phase: 'ready', since: c.now } },
+          effects: [{ kind: 'wantSlot' }],
+        };
       }
       if (m.phase === 'refetching') {
         // Nothing came back in time: the slot goes back (its turn comes again).
         return {
-          state: { ...s, mode: { ...m, phase: 'ready' } },
+          state: { ...s, mode: { ...m, phase: 'ready', since: c.now } },
           effects: [{ kind: 'dropBuffer' }, { kind: 'wantSlot' }],
         };
       }
@@ -799,7 +805,7 @@ function flushFailed(s: PartitionState, e: Extract<Event, { kind: 'flushFailed' 
   return {
     state: {
       ...s,
-      mode: { name: 'retrying', phase: 'backoff', from: e.batch.first },
+      mode: { name: 'retrying', phase: 'backoff', from: e.batch.first, since: c.now },
       next: e.batch.first,
       failing: { stage: 'write', attempts, error: e.error },
     },

@@ -382,6 +382,12 @@ export class Pipeline {
     if (p && this.lifecycle === 'running') this.apply(p, { kind: 'doubt', reason });
   }
 
+  /** Every partition's position may not belong to its log (the topic was deleted, perhaps re-created). */
+  doubtAll(reason: string): void {
+    if (this.lifecycle !== 'running') return;
+    for (const p of this.partitions.values()) this.apply(p, { kind: 'doubt', reason });
+  }
+
   /** What the periodic watch saw (log ends, fences): doubts and stalls are the machines' to decide. */
   observe(seen: ReadonlyMap<string, Observation>): void {
     if (this.lifecycle !== 'running') return;

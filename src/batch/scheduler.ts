@@ -136,16 +136,21 @@ export class Scheduler {
     return n;
   }
 
+  /** Retry slots to the partitions ready longest first: one that keeps failing fast never starves another. */
   private grantRetrySlots(): void {
     const max = Math.max(1, this.settings.concurrency - 1);
     let active = this.retriesActive();
+    if (active >= max) return;
+    const ready: { p: Partition; since: number }[] = [];
     for (const p of this.partitions()) {
-      if (active >= max) return;
       const m = p.mode;
-      if (m.name === 'retrying' && m.phase === 'ready') {
-        this.deps.apply(p, { kind: 'retrySlot' });
-        active++;
-      }
+      if (m.name === 'retrying' && m.phase === 'ready') ready.push({ p, since: m.since });
+    }
+    ready.sort((a, b) => a.since - b.since);
+    for (const { p } of ready) {
+      if (active >= max) return;
+      this.deps.apply(p, { kind: 'retrySlot' });
+      active++;
     }
   }
 

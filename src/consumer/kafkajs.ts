@@ -42,26 +42,42 @@ export interface KafkaSettings {
 }
 
 /**
- * What kafkajs says only in its log: it reset a partition's fetch position after an out-of-range answer
- * ("Offset out of range, resetting to default offset", consumerGroup.js recoverFromOffsetOutOfRange),
- * and then fetches from its default offset without telling the handler. The consumer listens here.
+ * What kafkajs says only in its log, and the consumer must know:
+ * - it reset a partition's fetch position after an out-of-range answer ("Offset out of range,
+ *   resetting to default offset", consumerGroup.js recoverFromOffsetOutOfRange), then fetches from
+ *   its default offset without telling the handler;
+ * - a broker answered a fetch or a metadata request for our topic with UNKNOWN_TOPIC_OR_PARTITION
+ *   ("This server does not host this topic-partition"): the topic may have been deleted, and if it is
+ *   created again kafkajs may go on fetching at the old positions in the new log (no rejoin, no
+ *   out-of-range answer once the new log has grown past them): every partition checks its position.
+ * The consumer listens here.
  */
 export class KafkaSignals {
-  private listener: ((tp: TopicPartition) => void) | null = null;
+  private outOfRange: ((tp: TopicPartition) => void) | null = null;
+  private topicMissing: (() => void) | null = null;
 
   onOutOfRange(listener: (tp: TopicPartition) => void): void {
-    this.listener = listener;
+    this.outOfRange = listener;
+  }
+
+  onTopicMissing(listener: () => void): void {
+    this.topicMissing = listener;
   }
 
   /** Reads one kafkajs log line. */
   heard(message: string, extra: Record<string, unknown>): void {
-    if (message !== OUT_OF_RANGE_RESET) return;
-    const { topic, partition } = extra;
-    if (typeof topic === 'string' && typeof partition === 'number') this.listener?.({ topic, partition });
+    if (message === OUT_OF_RANGE_RESET) {
+      const { topic, partition } = extra;
+      if (typeof topic === 'string' && typeof partition === 'number') this.outOfRange?.({ topic, partition });
+    } else if (extra.error === UNKNOWN_TOPIC && /^Response (Fetch|Metadata|ListOffsets)\(/.test(message)) {
+      this.topicMissing?.();
+    }
   }
 }
 
 const OUT_OF_RANGE_RESET = 'Offset out of range, resetting to default offset';
+/** kafkajs's message for UNKNOWN_TOPIC_OR_PARTITION (protocol/error.js). */
+const UNKNOWN_TOPIC = 'This server does not host this topic-partition';
 
 /** Routes kafkajs's own log lines into our pino logger (and the ones that signal something, to `signals`). */
 export function kafkaLogCreator(logger: Logger, signals?: KafkaSignals): KafkaConfig['logCreator'] {
@@ -211,6 +227,9 @@ export class KafkajsConsumer implements ConsumerPort {
       if (tp.topic === settings.topic)
         handlers.onPositionReset?.(tp, 'offset out of range (kafkajs reset the position)');
     });
+    this.signals?.onTopicMissing(() =>
+      handlers.onTopicMissing?.('a broker does not host the topic (deleted, perhaps created again)'),
+    );
     const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT } = consumer.events;
     consumer.on(GROUP_JOIN, (e) => {
       this.joined = true;

@@ -47,6 +47,11 @@ export interface ConsumerHandlers {
    * be where the partition resumes.
    */
   onPositionReset?(tp: TopicPartition, reason: string): void;
+  /**
+   * A broker said it does not host the topic (deleted, perhaps created again): every partition's
+   * position may belong to another log.
+   */
+  onTopicMissing?(reason: string): void;
 }
 
 export interface OffsetToCommit extends TopicPartition {

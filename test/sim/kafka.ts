@@ -246,6 +246,12 @@ export class SimMember {
 
   private async fetchOnce(): Promise<void> {
     const t = this.kafka.topic;
+    if (this.joined && !t && this.assignment.length > 0) {
+      // A fetch for a deleted topic: UNKNOWN_TOPIC_OR_PARTITION, which kafkajs logs (and then carries on
+      // at its old positions once the topic is back, unless it rejoins).
+      this.handlers?.onTopicMissing?.('a broker does not host the topic (deleted, perhaps created again)');
+      return;
+    }
     if (!this.joined || !t || !this.handlers) return;
     const epoch = this.epoch;
     for (const tp of [...this.assignment]) {

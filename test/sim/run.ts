@@ -153,6 +153,7 @@ export async function simulate(seed: number, options: SimOptions = {}): Promise<
       onAssignment: (tps, epoch) => pipeline.handleAssignment(tps, epoch),
       onFatal: () => undefined,
       onPositionReset: (tp, reason) => pipeline.doubt(tp.topic, tp.partition, reason),
+      onTopicMissing: (reason) => pipeline.doubtAll(reason),
     });
     const every = (ms: number, fn: () => void) => {
       const tick = () => {

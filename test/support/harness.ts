@@ -246,11 +246,16 @@ export class Harness {
     return this.admin;
   }
 
-  async createTopics(partitions: number): Promise<void> {
+  /** The input topic (with `configs`, topic-level settings) and the dead-letter topic. */
+  async createTopics(partitions: number, configs: Record<string, string> = {}): Promise<void> {
     const admin = await this.getAdmin();
     await admin.createTopics({
       topics: [
-        { topic: this.topic, numPartitions: partitions },
+        {
+          topic: this.topic,
+          numPartitions: partitions,
+          configEntries: Object.entries(configs).map(([name, value]) => ({ name, value })),
+        },
         { topic: this.dlqTopic, numPartitions: 1 },
       ],
       waitForLeaders: true,

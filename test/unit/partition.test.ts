@@ -58,9 +58,9 @@ const MODES: Record<string, [Mode, Partial<PartitionState>]> = {
   filling: [{ name: 'filling', due: null, timer: true }, {}],
   'filling.due': [{ name: 'filling', due: 'size', timer: false }, {}],
   flushing: [{ name: 'flushing', batch }, { next: 13n }],
-  'retrying.backoff': [{ name: 'retrying', phase: 'backoff', from: 10n }, writeFailure],
-  'retrying.ready': [{ name: 'retrying', phase: 'ready', from: 10n }, writeFailure],
-  'retrying.refetching': [{ name: 'retrying', phase: 'refetching', from: 10n }, writeFailure],
+  'retrying.backoff': [{ name: 'retrying', phase: 'backoff', from: 10n, since: 0 }, writeFailure],
+  'retrying.ready': [{ name: 'retrying', phase: 'ready', from: 10n, since: 0 }, writeFailure],
+  'retrying.refetching': [{ name: 'retrying', phase: 'refetching', from: 10n, since: 0 }, writeFailure],
   revoked: [{ name: 'revoked' }, {}],
 };
 

@@ -471,6 +471,28 @@ describe('pipeline: partitions that cannot be written', () => {
     ).toBe(true);
   });
 
+  test('retry slots go to the partition ready longest: two that keep failing do not starve three that would succeed', async () => {
+    const partitions = [0, 1, 2, 3, 4];
+    const { pipeline, calls, commits, seeks } = await setup({ concurrency: 2, batchSize: 2 }, partitions);
+    for (const p of partitions) void pipeline.handleBatch(batch(p, 0, 2));
+    await settle();
+    calls[0]!.finish(failing(partitions)); // all five fail together (one of them held a lock)
+    let fed = 0;
+    const attemptsOf = (p: number) =>
+      calls.slice(1).filter((c) => c.jobs.some((j) => j.partition === p)).length;
+    await until('2, 3 and 4 recovered', () => {
+      for (const s of seeks.slice(fed)) {
+        const [p, o] = s.split(':').map(Number) as [number, number];
+        void pipeline.handleBatch(batch(p, o, 2));
+      }
+      fed = seeks.length;
+      for (const c of calls.slice(1)) c.finish(failing([0, 1]));
+      return ['2:2', '3:2', '4:2'].every((c) => commits.includes(c));
+    });
+    // Each of 0 and 1 had at most two tries before the last of 2, 3 and 4 had its first.
+    expect(Math.max(attemptsOf(0), attemptsOf(1))).toBeLessThanOrEqual(2);
+  });
+
   test('a healthy partition at its share waits for its own flush, then goes on', async () => {
     const { pipeline, calls, consumer } = await setup({
       queueSize: 12,

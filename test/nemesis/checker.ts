@@ -95,6 +95,11 @@ export interface Candidate {
   must: boolean;
   /** Where it came from, for the report. */
   source: string;
+  /** The record timestamp as sent, and how the version time was found (for the causes in the report). */
+  raw?: number;
+  header?: boolean;
+  bounded?: boolean;
+  backfill?: boolean;
 }
 
 export interface CheckInput {
@@ -147,6 +152,8 @@ export interface Figures {
   stallsOverBound: number;
   opFailures: number;
   opCounts: Map<string, number>;
+  /** Stale and version findings by their likely cause (a hint for the reader; the rule decides). */
+  causes: Map<string, number>;
 }
 
 export interface Verdict {
@@ -334,11 +341,17 @@ export function check(input: CheckInput): Verdict {
         ex.add('unclassifiable', `${r.id}: record time ${r.timestampMs} sent at ${sent.sentAtMs}`);
         continue;
       }
+      const header = r.headers[VERSION_TIME_HEADER] !== undefined;
       add({
         fields,
         version: { revision, time, origin: BigInt(r.partition) * ORIGIN_PARTITION + r.offset },
         must,
         source: `${r.id}@${r.incarnation}/${r.partition}/${r.offset}`,
+        raw: r.timestampMs,
+        header,
+        bounded:
+          time === fields.timestampMs + 60_000 &&
+          time !== (header ? Number(r.headers[VERSION_TIME_HEADER]) : r.timestampMs),
       });
     }
   }
@@ -351,6 +364,7 @@ export function check(input: CheckInput): Verdict {
         version: { revision: row.revision, time: b.versionTime, origin: BigInt(i) },
         must: b.ok,
         source: `backfill#${n} row ${i}`,
+        backfill: true,
       });
     });
   });
@@ -359,6 +373,7 @@ export function check(input: CheckInput): Verdict {
   const stored = new Map<string, StoredRow>();
   for (const s of input.stored) stored.set(keyOf(s.symbol, s.timestampMs), s);
   let mustKeys = 0;
+  const causes = new Map<string, number>();
   const versionMatches = (s: StoredRow, v: Version) =>
     s.revision === v.revision &&
     s.sourceTimeMs === v.time &&
@@ -385,6 +400,10 @@ export function check(input: CheckInput): Verdict {
       continue;
     }
     if (acceptable.some((c) => sameValues(s, c.fields) && versionMatches(s, c.version))) continue;
+    causes.set(
+      likelyCause(s, cands, best, versionMatches),
+      (causes.get(likelyCause(s, cands, best, versionMatches)) ?? 0) + 1,
+    );
     const why = `${k}: stored ${fmtFields(s)} ${fmtStoredVersion(s)}; expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}${acceptable.length > 1 ? ` (or ${acceptable.length - 1} other acceptable)` : ''}`;
     const older = cands.find((c) => sameValues(s, c.fields) && versionMatches(s, c.version));
     if (acceptable.some((c) => sameValues(s, c.fields))) {
@@ -485,9 +504,38 @@ export function check(input: CheckInput): Verdict {
     stallsOverBound,
     opFailures,
     opCounts,
+    causes,
   };
   const discrepancies = ex.render();
   return { figures, discrepancies, ok: discrepancies.length === 0 };
+}
+
+/**
+ * Why a stored row is not what the rule says, as far as the logs tell: which message (or backfill) it
+ * came from, and how its stored version differs from the rule's.
+ */
+function likelyCause(
+  s: StoredRow,
+  cands: Candidate[],
+  best: Candidate,
+  versionMatches: (s: StoredRow, v: Version) => boolean,
+): string {
+  const same = cands.filter((c) => sameValues(s, c.fields) && c.version.revision === s.revision);
+  const exact = same.find((c) => versionMatches(s, c.version));
+  if (exact) {
+    if (exact.version.revision === best.version.revision && exact.version.time === best.version.time)
+      return 'exact tie of (revision, time) not won by the higher origin';
+    if (sameValues(s, best.fields)) return 'identical re-send did not move the stored version';
+    if (cands.some((c) => sameValues(c.fields, best.fields) && compareVersions(c.version, exact.version) < 0))
+      return 'an older version replaced an identical re-send (its version was not kept)';
+    return 'an older version replaced a newer one';
+  }
+  const raw = same.find((c) => c.raw === s.sourceTimeMs);
+  if (raw?.header) return 'bar-writer.version-time header not used';
+  if (raw?.bounded) return 'unusable record time (> 1 h ahead) stored as the version';
+  if (raw) return "stored version time is the record time, not the rule's";
+  if (same.some((c) => c.backfill)) return 'backfill not versioned by --version-time (default 0)';
+  return 'unexplained';
 }
 
 /** A fence's position in the current incarnation (0 when the fence is an earlier incarnation's). */
@@ -556,6 +604,14 @@ export function renderFigures(f: Figures): string[] {
     `dead letters: ${f.invalidMustDeadLetter} invalid MUST be dead-lettered, ${f.notDeadLettered} not; ${f.validDeadLettered} valid dead-lettered`,
     `fences: ${f.fenceAhead} samples ahead of the log end, ${f.finalMismatch} partitions not at the log end after quiescence; replays wrote ${f.replayWrites}`,
     `longest stall while healthy (s, bound ${f.stallBoundMs / 1000}): ${stall || '-'}${f.stallsOverBound ? ` (${f.stallsOverBound} over)` : ''}`,
+    ...(f.causes.size
+      ? [
+          `likely causes: ${[...f.causes]
+            .sort((a, b) => b[1] - a[1])
+            .map(([c, n]) => `${c} ${n}`)
+            .join('; ')}`,
+        ]
+      : []),
     `operations: ${[...f.opCounts].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}${f.opFailures ? `; ${f.opFailures} failed` : ''}`,
     ...(f.unclassifiable ? [`unclassifiable record times: ${f.unclassifiable}`] : []),
   ];
@@ -564,4 +620,25 @@ export function renderFigures(f: Figures): string[] {
 /** The id a record carries (the ID_HEADER). */
 export function idOf(headers: Record<string, string>): string | null {
   return headers[ID_HEADER] ?? null;
+}
+
+/** A check input as JSON (bigints, Buffers and Maps kept), so a kept run can be checked again offline. */
+export function serializeInput(input: CheckInput): string {
+  return JSON.stringify(input, (_, v: unknown) => {
+    if (typeof v === 'bigint') return { $b: v.toString() };
+    if (v instanceof Map) return { $m: [...v] };
+    return v;
+  });
+}
+
+export function deserializeInput(text: string): CheckInput {
+  return JSON.parse(text, (_, v: unknown) => {
+    if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      if (typeof o.$b === 'string') return BigInt(o.$b);
+      if (Array.isArray(o.$m)) return new Map(o.$m as [unknown, unknown][]);
+      if (o.type === 'Buffer' && Array.isArray(o.data)) return Buffer.from(o.data as number[]);
+    }
+    return v;
+  }) as CheckInput;
 }

@@ -162,7 +162,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
         );
       return `${args.slice(2).join(' ')}: exit ${res.code}; ${res.stdout.trim().split('\n').length - 1} partition line(s)`;
     } finally {
-      for (const id of stopped) run.instances.start(id);
+      run.instances.resumeAll(stopped);
     }
   },
 
@@ -177,7 +177,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       const res = await run.cli(['offsets', 'reset', '--topic', run.topic, '--to', 'earliest']);
       if (res.code !== 0)
         throw new Error(`offsets reset --to earliest exited ${res.code}: ${res.output.trim()}`);
-      for (const id of stopped) run.instances.start(id);
+      run.instances.resumeAll(stopped);
       stopped = [];
       await run.waitCaughtUp(120_000);
       const after = await run.writeCounters(before.xid);
@@ -190,7 +190,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       run.replays.push(m);
       return `replayed ${messages} messages: ${m.rowsWritten} rows written (xmin), ${m.tupleWrites} tuple writes (n_tup_ins + n_tup_upd)`;
     } finally {
-      for (const id of stopped) run.instances.start(id);
+      run.instances.resumeAll(stopped);
       run.producer.resume();
     }
   },
@@ -215,7 +215,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       await run.admin.setOffsets({ groupId: run.group, topic: run.topic, partitions: moved });
       return said.join('; ');
     } finally {
-      for (const id of stopped) run.instances.start(id);
+      run.instances.resumeAll(stopped);
     }
   },
 

@@ -15,7 +15,7 @@ import { registerCodecs } from '../../src/consumer/codecs';
 import { migrate } from '../../src/store/migrate';
 import { sleep, uniqueName, waitFor } from '../support/common';
 import { runCli } from '../support/harness';
-import { check, renderFigures, type CheckInput, type Verdict } from './checker';
+import { check, renderFigures, serializeInput, type CheckInput, type Verdict } from './checker';
 import { NemesisProducer, readDeadLetters, readLog } from './kafka';
 import type {
   BackfillDone,
@@ -704,6 +704,8 @@ export class Run {
       await Promise.all([this.produceTrack(), this.opTrack()]);
       const failure = await this.quiesce();
       const input = await this.collect(failure);
+      if (this.options.keep)
+        fs.writeFileSync(path.join(this.workDir, 'check-input.json'), serializeInput(input));
       verdict = check(input);
     } finally {
       await this.teardown();
@@ -731,7 +733,7 @@ export class Run {
       ] as const)
         fs.copyFileSync(from, path.join(this.workDir, to));
       this.print(
-        `kept: ${this.workDir} (instance logs, schedule.json, report.txt, postgres.log, kafka-server.log)`,
+        `kept: ${this.workDir} (instance logs, schedule.json, check-input.json, report.txt, postgres.log, kafka-server.log)`,
       );
     }
     return { verdict, report, schedule: s, workDir: this.workDir };

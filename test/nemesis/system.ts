@@ -201,6 +201,9 @@ export class Instances {
   readonly running = new Map<number, Instance>();
   unplannedExits: string[] = [];
   private closed = false;
+  /** While every instance is stopped on purpose, restarts of crashed ones wait (`resumeAll`). */
+  private held = false;
+  private readonly deferred = new Set<number>();
 
   constructor(
     private readonly env: (id: number) => Record<string, string>,
@@ -233,7 +236,7 @@ export class Instances {
       if (inst.stopping || this.closed) return;
       const tail = fs.readFileSync(log, 'utf8').split('\n').slice(-6).join('\n');
       this.unplannedExits.push(`instance ${id} exited (${code ?? signal}); restarted. Log tail:\n${tail}`);
-      setTimeout(() => this.start(id), 1000);
+      setTimeout(() => (this.held ? this.deferred.add(id) : this.start(id)), 1000);
     });
   }
 
@@ -262,11 +265,19 @@ export class Instances {
     return [...this.running.keys()].sort((a, b) => a - b);
   }
 
-  /** Stops every instance gracefully; resolves with the ids that ran. */
+  /** Stops every instance gracefully (restarts wait until `resumeAll`); resolves with the ids that ran. */
   async terminateAll(): Promise<number[]> {
+    this.held = true;
     const ids = this.ids();
     await Promise.all(ids.map((id) => this.terminate(id)));
     return ids;
+  }
+
+  /** Starts `ids` again, and any crashed instance whose restart waited. */
+  resumeAll(ids: number[]): void {
+    this.held = false;
+    for (const id of new Set([...ids, ...this.deferred])) this.start(id);
+    this.deferred.clear();
   }
 
   async close(): Promise<void> {

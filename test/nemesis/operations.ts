@@ -68,15 +68,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
         async () => !(await run.admin.listTopics()).includes(run.topic),
         60_000,
       );
-      await run.waitFor(
-        'the topic to be created again',
-        async () => {
-          await run.createTopic(op.partitions);
-          return true;
-        },
-        60_000,
-        1000,
-      );
+      await run.createTopic(op.partitions);
       await run.newIncarnation(op.partitions);
       run.topicMissing = false;
       run.windows.push({ from, to: run.now(), partitions: null, why: 'topic deleted' });

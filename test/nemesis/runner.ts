@@ -251,17 +251,23 @@ export class Run {
     return ids.includes(id) ? id : ids[id % ids.length]!;
   }
 
+  /** Stops every instance and waits until the group has no members (else starts them again and throws). */
   async stopAllInstances(): Promise<number[]> {
     const ids = await this.instances.terminateAll();
-    await this.waitFor(
-      'the group to have no members',
-      async () => {
-        const d = await this.admin.describeGroups([this.group]);
-        return (d.groups[0]?.members.length ?? 0) === 0;
-      },
-      30_000,
-      500,
-    );
+    try {
+      await this.waitFor(
+        'the group to have no members',
+        async () => {
+          const d = await this.admin.describeGroups([this.group]);
+          return (d.groups[0]?.members.length ?? 0) === 0;
+        },
+        30_000,
+        500,
+      );
+    } catch (err) {
+      this.instances.resumeAll(ids);
+      throw err;
+    }
     return ids;
   }
 
@@ -372,19 +378,37 @@ export class Run {
     return `${why}: ${((this.now() - from) / 1000).toFixed(1)} s`;
   }
 
-  async createTopic(partitions: number): Promise<void> {
-    const created = await this.admin.createTopics({
-      topics: [
-        {
-          topic: this.topic,
-          numPartitions: partitions,
-          // Record times years ahead are part of the schedule: the broker must take them.
-          configEntries: [{ name: 'message.timestamp.after.max.ms', value: '9223372036854775807' }],
-        },
-      ],
-      waitForLeaders: true,
-    });
-    if (!created) throw new Error(`topic ${this.topic} already exists`);
+  /**
+   * Creates the topic (or the dead-letter topic) and waits until every partition has a leader. A fresh
+   * broker may answer the creation's own leader wait with UNKNOWN_TOPIC_OR_PARTITION after creating it,
+   * and a topic just deleted may still be refused for a moment: the creation is tried again until the
+   * topic's offsets can be read with its partition count (called only when no other topic of that name
+   * exists: a unique name, or after the old one is gone).
+   */
+  async createTopic(partitions: number, topic = this.topic): Promise<void> {
+    await this.waitFor(
+      `${topic} created with ${partitions} partitions, each with a leader`,
+      async () => {
+        await this.admin
+          .createTopics({
+            topics: [
+              {
+                topic,
+                numPartitions: partitions,
+                // Record times years ahead are part of the schedule: the broker must take them.
+                configEntries: [{ name: 'message.timestamp.after.max.ms', value: '9223372036854775807' }],
+              },
+            ],
+            waitForLeaders: true,
+          })
+          .catch((err: unknown) => this.log(`creating ${topic}: ${(err as Error).message}`));
+        const offsets = await this.admin.fetchTopicOffsets(topic);
+        if (offsets.length !== partitions) throw new Error(`${offsets.length} partitions`);
+        return true;
+      },
+      60_000,
+      1000,
+    );
   }
 
   async newIncarnation(partitions: number): Promise<void> {
@@ -467,10 +491,7 @@ export class Run {
     this.admin = this.kafka.admin();
     await this.admin.connect();
     await this.createTopic(this.schedule.initialPartitions);
-    await this.admin.createTopics({
-      topics: [{ topic: this.dlqTopic, numPartitions: 1 }],
-      waitForLeaders: true,
-    });
+    await this.createTopic(1, this.dlqTopic);
     await this.newIncarnation(this.schedule.initialPartitions);
     for (let i = 1; i <= this.schedule.initialInstances; i++) this.instances.start(i);
   }
@@ -707,6 +728,10 @@ export class Run {
       if (this.options.keep)
         fs.writeFileSync(path.join(this.workDir, 'check-input.json'), serializeInput(input));
       verdict = check(input);
+    } catch (err) {
+      this.log(`the run failed: ${(err as Error).stack ?? String(err)}`);
+      if (!this.options.keep) fs.rmSync(this.workDir, { recursive: true, force: true });
+      throw err;
     } finally {
       await this.teardown();
     }

@@ -145,8 +145,10 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       const to = await resetTarget(run, op.to);
       const args = ['offsets', 'reset', '--topic', run.topic, ...to, ...(op.force ? ['--force'] : [])];
       const before = await run.fences();
-      const res = await run.cli(args);
-      recordSkips(run, res.stdout, before);
+      const outputs: string[] = [];
+      const res = await run.cli(args, outputs);
+      // Every attempt's lines: a failed one may have moved some fences before it failed.
+      for (const out of outputs) recordSkips(run, out, before);
       const ok = res.code === 0 || (op.force && res.code === 3);
       if (!ok)
         throw new Error(

@@ -42,6 +42,10 @@ import {
   type Broker,
 } from './system';
 
+/** CLI failures an operator would answer by running the command again. */
+const TRANSIENT =
+  /EPIPE|ECONNRESET|ECONNREFUSED|server_login_retry|\(08\w{3}\)|\(57P0\d\)|terminat\w+ connection|Connection terminated/;
+
 /** KAFKA_STALL_TIMEOUT of the instances, and the longest stall the checker accepts while healthy. */
 export const STALL_TIMEOUT = '20s';
 export const STALL_BOUND_MS = 90_000;
@@ -138,6 +142,8 @@ export class Run {
   readonly replays: ReplayMeasure[] = [];
   readonly opsDone: OpDone[] = [];
   readonly samples: Sample[] = [];
+  /** CLI runs repeated after a transient failure (reported, not a discrepancy). */
+  readonly cliRetries: string[] = [];
   private readonly t0 = Date.now();
   private noInstanceSince: number | null = 0;
   private monitoring = false;
@@ -280,8 +286,22 @@ export class Run {
     return waitFor(what, probe, timeoutMs, intervalMs);
   }
 
-  cli(args: string[]): ReturnType<typeof runCli> {
-    return runCli('dist/cli/main.js', args, this.baseEnv(), { timeoutMs: 120_000 });
+  /**
+   * Runs the CLI as an operator would: a run that fails on a transient connection error (the pooler
+   * refusing logins for a while after PostgreSQL restarted, a pooled connection the restart broke) is
+   * run again after 5 s, up to 3 times ("an interrupted run is simply run again"); each retry is
+   * reported. `outputs` gets the output of every attempt (a reset prints what it moves before moving).
+   */
+  async cli(args: string[], outputs: string[] = []): Promise<Awaited<ReturnType<typeof runCli>>> {
+    for (let attempt = 1; ; attempt++) {
+      const res = await runCli('dist/cli/main.js', args, this.baseEnv(), { timeoutMs: 120_000 });
+      outputs.push(res.stdout);
+      if (res.code !== 1 || attempt > 3 || !TRANSIENT.test(res.stderr)) return res;
+      const said = res.stderr.trim().split('\n').slice(-1)[0] ?? '';
+      this.cliRetries.push(`${args.slice(0, 2).join(' ')}: ${said}`);
+      this.log(`   ${args.slice(0, 2).join(' ')} failed (${said}); running it again in 5 s`);
+      await sleep(5000);
+    }
   }
 
   async backfillHasVersionTime(): Promise<boolean> {
@@ -739,6 +759,11 @@ export class Run {
     const report = [
       `nemesis: seed ${s.seed} (${s.minutes} min, scenario ${s.scenario}): ${verdict.ok ? 'OK' : 'DISCREPANCIES'}`,
       ...renderFigures(verdict.figures),
+      ...(this.cliRetries.length
+        ? [
+            `CLI commands run again after a transient failure: ${this.cliRetries.length} (${this.cliRetries.join('; ')})`,
+          ]
+        : []),
       ...(this.instances.unplannedExits.length
         ? [`unplanned instance exits: ${this.instances.unplannedExits.length}`]
         : []),

@@ -529,11 +529,13 @@ export async function httpGet(port: number, p: string): Promise<{ status: number
 export function ownBroker(port: number, extraEnv: Record<string, string> = {}) {
   const version = process.env.TEST_KAFKA_VERSION ?? '4.4.0';
   const env = { ...process.env, KAFKA_VERSION: version, KAFKA_PORT: String(port), ...extraEnv };
-  const runDir = path.join(REPO, '.kafka', `run-${version}-${port}`);
+  // Where kafka.sh keeps the broker's run directory (KAFKA_WORK_DIR: another checkout's jars, say).
+  const runDir = path.join(process.env.KAFKA_WORK_DIR ?? path.join(REPO, '.kafka'), `run-${version}-${port}`);
   const sh = (cmd: 'start' | 'stop') =>
     execFileSync(path.join(REPO, 'scripts', 'kafka.sh'), [cmd], { env, stdio: 'pipe' });
   return {
     brokers: `127.0.0.1:${port}`,
+    runDir,
     start(): void {
       fs.rmSync(runDir, { recursive: true, force: true });
       sh('start');

@@ -1,0 +1,644 @@
+/**
+ * The checker: pure. From what was produced (every incarnation of the topic's log as read back from the
+ * broker, what the producer meant by each message, the backfills) and what was done (operator resets,
+ * topic deletions, outage windows), it computes for every key (symbol, minute) the rows that MAY be
+ * stored and the versions that MUST have landed, and compares the table exactly. It also judges the
+ * monitor's samples (fences, stalls) and the dead letters.
+ *
+ * The version rule (README "Which version wins", as it is after the fixes in progress):
+ * - a valid message's version is (revision, versionTime, origin): revision = its `revision` field (0
+ *   when absent or null); versionTime = header `bar-writer.version-time` when present, else the record
+ *   timestamp, except that a versionTime more than 1 h ahead of the time the service receives the
+ *   message, or negative, is unusable and the bar's close (timestamp + 60 s) is used instead; origin =
+ *   partition × 2^48 + offset. The producer makes "future" times either at most 10 minutes ahead of the
+ *   send (used as they are: receipt is never before the send) or at least a year ahead (never usable:
+ *   receipt is within the run), so the checker classifies them without knowing receipt times;
+ * - a backfill row's version is (its revision or 0, the load's --version-time or 0, its ordinal in the
+ *   load);
+ * - a stored row is replaced only by a strictly greater version, whatever the values: the stored row of
+ *   a key is the maximum version among the valid messages and rows that landed (values AND version
+ *   columns: revision, source_time = versionTime, source_origin where the table has it).
+ *
+ * MUST and MAY. A valid message or row "lands" when it takes part in that maximum.
+ * - Every valid message of the topic's current (last) incarnation MUST land, except those in a skip
+ *   range: offsets [fence before, target) of a partition an operator moved forward (`offsets reset` to
+ *   latest or to an offset beyond the fence; the fence before is as the CLI printed it, a lower bound of
+ *   the real one), which MAY land.
+ * - A message of an earlier incarnation (the topic was deleted and re-created) MUST land when it lies
+ *   below the fence read just before the deletion, and that fence's fingerprint names a message of that
+ *   incarnation (so it was written against it), and it is not in a skip range; every other message of
+ *   an earlier incarnation MAY land.
+ * - A backfill row MUST land when the load finished (exit 0); rows of a failed load MAY.
+ * - `offsets reset --to earliest` and a committed offset moved ahead of the fence change nothing: the
+ *   messages stay MUST (the fence wins).
+ * - Invalid messages never land. Each invalid message that is MUST by the rules above MUST have a dead
+ *   letter (matched by its id, source partition and offset); a valid message MUST NOT have one.
+ * Then for each key: with no stored row, no MUST candidate may exist (else "lost"); a stored row must
+ * equal (values and version) some candidate c such that no MUST candidate has a greater version than c
+ * (a MAY candidate above it may simply not have landed). Otherwise the row is "extra" (the key never had
+ * a valid message or row), "invalid landed" (its values are an invalid message's), "version" (the
+ * values of an acceptable candidate with another version: e.g. an identical re-send that did not move
+ * the stored version) or "stale" (anything else: an older version's values).
+ *
+ * Fences and stalls. A fence is "of the current incarnation" when it was moved after that incarnation
+ * was created (database clock) and its fingerprint names no message of an earlier one (a late write of
+ * buffered messages of the deleted log may still move it: that fence is the old log's). Such a fence must
+ * never be ahead of the log end; after quiescence every partition's fence and committed offset equal its
+ * log end. A partition's position is its fence of the current incarnation (0 otherwise); it is stalled
+ * while it is healthy (no window covers it: its fence rows locked, PostgreSQL, PgBouncer or the broker
+ * restarting, the topic missing, no instance running) and behind its log end with a position that does
+ * not move. The clock restarts at the end of each unhealthy window; the longest stall per partition must
+ * stay under the bound.
+ */
+import crypto from 'node:crypto';
+import {
+  ID_HEADER,
+  VERSION_TIME_HEADER,
+  type BackfillDone,
+  type BarFields,
+  type DeadLetterSeen,
+  type FenceRow,
+  type Incarnation,
+  type LogRecord,
+  type OpDone,
+  type ReplayMeasure,
+  type Sample,
+  type Sent,
+  type SkipRange,
+  type StoredRow,
+  type Window,
+} from './model';
+
+export const ONE_HOUR_MS = 3_600_000;
+/** Produced "future" record times are at most this far ahead of the send (used as they are). */
+const LEGIT_AHEAD_MS = 11 * 60_000;
+/** ... or at least this far (never usable). */
+const BOUNDED_AHEAD_MS = 24 * ONE_HOUR_MS;
+const ORIGIN_PARTITION = 2n ** 48n;
+
+export interface Version {
+  revision: number;
+  time: number;
+  origin: bigint;
+}
+
+export function compareVersions(a: Version, b: Version): number {
+  if (a.revision !== b.revision) return a.revision < b.revision ? -1 : 1;
+  if (a.time !== b.time) return a.time < b.time ? -1 : 1;
+  if (a.origin !== b.origin) return a.origin < b.origin ? -1 : 1;
+  return 0;
+}
+
+export interface Candidate {
+  fields: BarFields;
+  version: Version;
+  must: boolean;
+  /** Where it came from, for the report. */
+  source: string;
+  /** The record timestamp as sent, and how the version time was found (for the causes in the report). */
+  raw?: number;
+  header?: boolean;
+  bounded?: boolean;
+  backfill?: boolean;
+}
+
+export interface CheckInput {
+  /** Every incarnation of the topic, oldest first; the last is the current one. */
+  incarnations: Incarnation[];
+  sent: Map<string, Sent>;
+  skips: SkipRange[];
+  backfills: BackfillDone[];
+  stored: StoredRow[];
+  /** Whether bars_1m has source_origin (compared then). */
+  hasOrigin: boolean;
+  /** Keys stored more than once (the primary key forbids it; counted anyway). */
+  duplicated: number;
+  deadLetters: DeadLetterSeen[];
+  samples: Sample[];
+  windows: Window[];
+  /** After quiescence, per partition of the current incarnation. */
+  final: { partition: number; fence: FenceRow | null; committed: bigint | null; logEnd: bigint }[];
+  replays: ReplayMeasure[];
+  ops: OpDone[];
+  stallBoundMs: number;
+}
+
+export interface Figures {
+  producedRecords: number;
+  messagesSent: number;
+  validRecords: number;
+  invalidRecords: number;
+  backfillRows: number;
+  mustRecords: number;
+  mayRecords: number;
+  keys: number;
+  mustKeys: number;
+  stored: number;
+  lost: number;
+  stale: number;
+  version: number;
+  extra: number;
+  invalidLanded: number;
+  duplicated: number;
+  invalidMustDeadLetter: number;
+  notDeadLettered: number;
+  validDeadLettered: number;
+  fenceAhead: number;
+  finalMismatch: number;
+  replayWrites: number;
+  unclassifiable: number;
+  stallMsByPartition: Map<number, number>;
+  stallBoundMs: number;
+  stallsOverBound: number;
+  opFailures: number;
+  opCounts: Map<string, number>;
+  /** Stale and version findings by their likely cause (a hint for the reader; the rule decides). */
+  causes: Map<string, number>;
+}
+
+export interface Verdict {
+  figures: Figures;
+  /** One line per discrepancy kind with a few examples each. */
+  discrepancies: string[];
+  ok: boolean;
+}
+
+const keyOf = (symbol: string, ms: number) => `${symbol}|${new Date(ms).toISOString()}`;
+
+function sameValues(a: BarFields | StoredRow, b: BarFields): boolean {
+  return (
+    a.open === b.open &&
+    a.high === b.high &&
+    a.low === b.low &&
+    a.close === b.close &&
+    a.volume === b.volume &&
+    (a.vwap ?? null) === (b.vwap ?? null)
+  );
+}
+
+/** The fields of a valid message's value (the generator only makes values the contract accepts). */
+export function parseBar(value: Buffer | string): { fields: BarFields; revision: number } {
+  const o = JSON.parse(value.toString()) as Record<string, unknown>;
+  const ts = typeof o.timestamp === 'number' ? o.timestamp : Date.parse(String(o.timestamp));
+  return {
+    fields: {
+      symbol: String(o.symbol),
+      timestampMs: ts,
+      open: Number(o.open),
+      high: Number(o.high),
+      low: Number(o.low),
+      close: Number(o.close),
+      volume: Number(o.volume),
+      vwap: o.vwap === undefined || o.vwap === null ? null : Number(o.vwap),
+    },
+    revision: typeof o.revision === 'number' ? o.revision : 0,
+  };
+}
+
+/**
+ * A record's version time: the header when present, else the record timestamp; unusable (negative, or
+ * more than 1 h ahead of receipt) gives the bar's close. Null when the record's time cannot be
+ * classified without its receipt time (the generator never makes one).
+ */
+export function versionTime(r: LogRecord, sentAtMs: number, barMs: number): number | null {
+  const h = r.headers[VERSION_TIME_HEADER];
+  const vt = h !== undefined && /^-?\d+$/.test(h) ? Number(h) : r.timestampMs;
+  if (vt < 0) return barMs + 60_000;
+  const ahead = vt - sentAtMs;
+  if (ahead <= LEGIT_AHEAD_MS) return vt;
+  if (ahead >= BOUNDED_AHEAD_MS) return barMs + 60_000;
+  return null;
+}
+
+export function fingerprintOf(offset: bigint, timestampMs: number, value: Buffer | null): string {
+  const hash = crypto.createHash('sha256');
+  hash.update(value === null ? '\u0000null' : value);
+  return `${offset}:${timestampMs}:${hash.digest('base64url').slice(0, 22)}`;
+}
+
+/** Which incarnation a fence's fingerprint names a message of (null: none, or no fingerprint). */
+export class FingerprintIndex {
+  private readonly byIncarnation: Map<string, LogRecord>[];
+  constructor(incarnations: Incarnation[]) {
+    this.byIncarnation = incarnations.map(
+      (inc) => new Map(inc.records.map((r) => [`${r.partition}:${r.offset}`, r])),
+    );
+  }
+  /** The incarnations whose record at the fingerprint's offset has its time and hash. */
+  owners(partition: number, fp: string | null): number[] {
+    if (fp === null) return [];
+    const m = /^(\d+):(-?\d+):/.exec(fp);
+    if (!m) return [];
+    const out: number[] = [];
+    this.byIncarnation.forEach((index, k) => {
+      const r = index.get(`${partition}:${m[1]}`);
+      if (r && fingerprintOf(r.offset, r.timestampMs, r.value) === fp) out.push(k);
+    });
+    return out;
+  }
+}
+
+function inSkip(
+  input: Pick<CheckInput, 'incarnations' | 'skips'>,
+  fps: FingerprintIndex,
+  r: LogRecord,
+): boolean {
+  return input.skips.some(
+    (s) =>
+      s.incarnation === r.incarnation &&
+      s.partition === r.partition &&
+      r.offset < s.to &&
+      r.offset >= positionOf(s.fenceBefore, s.partition, s.incarnation, input.incarnations, fps),
+  );
+}
+
+/** Whether a record MUST land (or be dead-lettered), by the rules at the top. */
+export function mustOf(
+  r: LogRecord,
+  input: Pick<CheckInput, 'incarnations' | 'skips'>,
+  fps: FingerprintIndex,
+): boolean {
+  if (inSkip(input, fps, r)) return false;
+  const last = input.incarnations.length - 1;
+  if (r.incarnation === last) return true;
+  const fence = input.incarnations[r.incarnation]!.fencesAtDeletion?.get(r.partition);
+  if (!fence || !fps.owners(r.partition, fence.fingerprint).includes(r.incarnation)) return false;
+  return r.offset < fence.next;
+}
+
+class Examples {
+  private readonly lines = new Map<string, string[]>();
+  readonly counts = new Map<string, number>();
+  add(kind: string, text: string): void {
+    this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
+    const l = this.lines.get(kind) ?? [];
+    if (l.length < 8) l.push(text);
+    this.lines.set(kind, l);
+  }
+  count(kind: string): number {
+    return this.counts.get(kind) ?? 0;
+  }
+  render(): string[] {
+    return [...this.lines].map(([k, l]) => `${k}: ${this.count(k)}\n    ${l.join('\n    ')}`);
+  }
+}
+
+const fmtFields = (f: BarFields | StoredRow) =>
+  `o=${f.open} h=${f.high} l=${f.low} c=${f.close} v=${f.volume} vwap=${f.vwap}`;
+const fmtVersion = (v: Version) => `(rev ${v.revision}, t ${v.time}, origin ${v.origin})`;
+const fmtStoredVersion = (s: StoredRow) =>
+  `(rev ${s.revision}, t ${s.sourceTimeMs}${s.sourceOrigin === undefined ? '' : `, origin ${s.sourceOrigin}`})`;
+
+export function check(input: CheckInput): Verdict {
+  const ex = new Examples();
+  const fps = new FingerprintIndex(input.incarnations);
+  const candidates = new Map<string, Candidate[]>();
+  const invalidByKey = new Map<string, BarFields[]>();
+  const add = (c: Candidate) => {
+    const k = keyOf(c.fields.symbol, c.fields.timestampMs);
+    const l = candidates.get(k) ?? [];
+    l.push(c);
+    candidates.set(k, l);
+  };
+
+  let producedRecords = 0;
+  let validRecords = 0;
+  let invalidRecords = 0;
+  let mustRecords = 0;
+  let mayRecords = 0;
+  let unclassifiable = 0;
+  const mustDeadLetter = new Set<string>();
+  const dlKey = (id: string | null, p: number, o: bigint) => `${id}|${p}|${o}`;
+
+  for (const inc of input.incarnations) {
+    for (const r of inc.records) {
+      producedRecords++;
+      const sent = r.id === null ? undefined : input.sent.get(r.id);
+      if (!sent) {
+        ex.add(
+          'unknown record',
+          `incarnation ${r.incarnation} partition ${r.partition} offset ${r.offset} id ${r.id}`,
+        );
+        continue;
+      }
+      const must = mustOf(r, input, fps);
+      if (must) mustRecords++;
+      else mayRecords++;
+      if (!sent.spec.valid) {
+        invalidRecords++;
+        if (sent.spec.wouldBe) {
+          const k = keyOf(sent.spec.wouldBe.symbol, sent.spec.wouldBe.timestampMs);
+          invalidByKey.set(k, [...(invalidByKey.get(k) ?? []), sent.spec.wouldBe]);
+        }
+        if (must) mustDeadLetter.add(dlKey(r.id, r.partition, r.offset));
+        continue;
+      }
+      validRecords++;
+      const { fields, revision } = parseBar(r.value ?? '');
+      const time = versionTime(r, sent.sentAtMs, fields.timestampMs);
+      if (time === null) {
+        unclassifiable++;
+        ex.add('unclassifiable', `${r.id}: record time ${r.timestampMs} sent at ${sent.sentAtMs}`);
+        continue;
+      }
+      const header = r.headers[VERSION_TIME_HEADER] !== undefined;
+      add({
+        fields,
+        version: { revision, time, origin: BigInt(r.partition) * ORIGIN_PARTITION + r.offset },
+        must,
+        source: `${r.id}@${r.incarnation}/${r.partition}/${r.offset}`,
+        raw: r.timestampMs,
+        header,
+        bounded:
+          time === fields.timestampMs + 60_000 &&
+          time !== (header ? Number(r.headers[VERSION_TIME_HEADER]) : r.timestampMs),
+      });
+    }
+  }
+  let backfillRows = 0;
+  input.backfills.forEach((b, n) => {
+    b.rows.forEach((row, i) => {
+      backfillRows++;
+      add({
+        fields: { ...row },
+        version: { revision: row.revision, time: b.versionTime, origin: BigInt(i) },
+        must: b.ok,
+        source: `backfill#${n} row ${i}`,
+        backfill: true,
+      });
+    });
+  });
+
+  // The table.
+  const stored = new Map<string, StoredRow>();
+  for (const s of input.stored) stored.set(keyOf(s.symbol, s.timestampMs), s);
+  let mustKeys = 0;
+  const causes = new Map<string, number>();
+  const versionMatches = (s: StoredRow, v: Version) =>
+    s.revision === v.revision &&
+    s.sourceTimeMs === v.time &&
+    (!input.hasOrigin || s.sourceOrigin === v.origin);
+  for (const [k, cands] of candidates) {
+    const musts = cands.filter((c) => c.must);
+    const mustMax = musts.reduce<Version | null>(
+      (m, c) => (m === null || compareVersions(c.version, m) > 0 ? c.version : m),
+      null,
+    );
+    if (mustMax) mustKeys++;
+    const acceptable = cands.filter((c) => mustMax === null || compareVersions(c.version, mustMax) >= 0);
+    const best = acceptable.reduce<Candidate | null>(
+      (m, c) => (m === null || compareVersions(c.version, m.version) > 0 ? c : m),
+      null,
+    )!;
+    const s = stored.get(k);
+    if (!s) {
+      if (mustMax)
+        ex.add(
+          'lost',
+          `${k}: expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}`,
+        );
+      continue;
+    }
+    if (acceptable.some((c) => sameValues(s, c.fields) && versionMatches(s, c.version))) continue;
+    causes.set(
+      likelyCause(s, cands, best, versionMatches),
+      (causes.get(likelyCause(s, cands, best, versionMatches)) ?? 0) + 1,
+    );
+    const why = `${k}: stored ${fmtFields(s)} ${fmtStoredVersion(s)}; expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}${acceptable.length > 1 ? ` (or ${acceptable.length - 1} other acceptable)` : ''}`;
+    const older = cands.find((c) => sameValues(s, c.fields) && versionMatches(s, c.version));
+    if (acceptable.some((c) => sameValues(s, c.fields))) {
+      ex.add('version', `${why}${older ? `; the stored version is ${older.source}'s` : ''}`);
+    } else if ((invalidByKey.get(k) ?? []).some((f) => sameValues(s, f))) {
+      ex.add('invalid landed', why);
+    } else {
+      ex.add('stale', `${why}${older ? `; stored is ${older.source}` : ''}`);
+    }
+  }
+  for (const [k, s] of stored) {
+    if (candidates.has(k)) continue;
+    if ((invalidByKey.get(k) ?? []).some((f) => sameValues(s, f)))
+      ex.add('invalid landed', `${k}: ${fmtFields(s)}`);
+    else ex.add('extra', `${k}: ${fmtFields(s)} ${fmtStoredVersion(s)}`);
+  }
+  if (input.duplicated > 0) ex.add('duplicated', `${input.duplicated} keys stored more than once`);
+
+  // Dead letters.
+  const lettered = new Set(input.deadLetters.map((d) => dlKey(d.id, d.sourcePartition, d.sourceOffset)));
+  for (const k of mustDeadLetter) if (!lettered.has(k)) ex.add('not dead-lettered', k);
+  for (const d of input.deadLetters) {
+    const sent = d.id === null ? undefined : input.sent.get(d.id);
+    if (sent?.spec.valid)
+      ex.add('valid dead-lettered', `${d.id} (${d.reason}) from ${d.sourcePartition}/${d.sourceOffset}`);
+  }
+
+  // Fences and stalls.
+  const stalls = judgeSamples(input, fps, ex);
+  let stallsOverBound = 0;
+  for (const [p, ms] of stalls) {
+    if (ms > input.stallBoundMs) {
+      stallsOverBound++;
+      ex.add(
+        'stall',
+        `partition ${p} stalled ${(ms / 1000).toFixed(1)} s while healthy (bound ${input.stallBoundMs / 1000} s)`,
+      );
+    }
+  }
+  let finalMismatch = 0;
+  for (const f of input.final) {
+    const fence = f.fence?.next ?? 0n;
+    const committed = f.committed ?? 0n;
+    if (fence !== f.logEnd || committed !== f.logEnd) {
+      finalMismatch++;
+      ex.add(
+        'final position',
+        `partition ${f.partition}: fence ${f.fence?.next ?? '-'}, committed ${f.committed ?? '-'}, log end ${f.logEnd}`,
+      );
+    }
+  }
+  let replayWrites = 0;
+  for (const r of input.replays) {
+    if (r.rowsWritten > 0 || r.tupleWrites > 0) {
+      replayWrites += Math.max(r.rowsWritten, r.tupleWrites);
+      ex.add(
+        'replay wrote',
+        `a replay of ${r.messagesReplayed} messages wrote ${r.rowsWritten} rows (xmin) / ${r.tupleWrites} tuples (n_tup_ins + n_tup_upd)`,
+      );
+    }
+  }
+  const opCounts = new Map<string, number>();
+  let opFailures = 0;
+  for (const o of input.ops) {
+    opCounts.set(o.kind, (opCounts.get(o.kind) ?? 0) + 1);
+    if (o.failure) {
+      opFailures++;
+      ex.add('operation failed', `${o.kind} at ${(o.from / 1000).toFixed(1)} s: ${o.failure}`);
+    }
+  }
+
+  const figures: Figures = {
+    producedRecords,
+    messagesSent: input.sent.size,
+    validRecords,
+    invalidRecords,
+    backfillRows,
+    mustRecords,
+    mayRecords,
+    keys: candidates.size,
+    mustKeys,
+    stored: stored.size,
+    lost: ex.count('lost'),
+    stale: ex.count('stale'),
+    version: ex.count('version'),
+    extra: ex.count('extra'),
+    invalidLanded: ex.count('invalid landed'),
+    duplicated: input.duplicated,
+    invalidMustDeadLetter: mustDeadLetter.size,
+    notDeadLettered: ex.count('not dead-lettered'),
+    validDeadLettered: ex.count('valid dead-lettered'),
+    fenceAhead: ex.count('fence ahead'),
+    finalMismatch,
+    replayWrites,
+    unclassifiable,
+    stallMsByPartition: stalls,
+    stallBoundMs: input.stallBoundMs,
+    stallsOverBound,
+    opFailures,
+    opCounts,
+    causes,
+  };
+  const discrepancies = ex.render();
+  return { figures, discrepancies, ok: discrepancies.length === 0 };
+}
+
+/**
+ * Why a stored row is not what the rule says, as far as the logs tell: which message (or backfill) it
+ * came from, and how its stored version differs from the rule's.
+ */
+function likelyCause(
+  s: StoredRow,
+  cands: Candidate[],
+  best: Candidate,
+  versionMatches: (s: StoredRow, v: Version) => boolean,
+): string {
+  const same = cands.filter((c) => sameValues(s, c.fields) && c.version.revision === s.revision);
+  const exact = same.find((c) => versionMatches(s, c.version));
+  if (exact) {
+    if (exact.version.revision === best.version.revision && exact.version.time === best.version.time)
+      return 'exact tie of (revision, time) not won by the higher origin';
+    if (sameValues(s, best.fields)) return 'identical re-send did not move the stored version';
+    if (cands.some((c) => sameValues(c.fields, best.fields) && compareVersions(c.version, exact.version) < 0))
+      return 'an older version replaced an identical re-send (its version was not kept)';
+    return 'an older version replaced a newer one';
+  }
+  const raw = same.find((c) => c.raw === s.sourceTimeMs);
+  if (raw?.header) return 'bar-writer.version-time header not used';
+  if (raw?.bounded) return 'unusable record time (> 1 h ahead) stored as the version';
+  if (raw) return "stored version time is the record time, not the rule's";
+  if (same.some((c) => c.backfill)) return 'backfill not versioned by --version-time (default 0)';
+  return 'unexplained';
+}
+
+/** A fence's position in the current incarnation (0 when the fence is an earlier incarnation's). */
+export function positionOf(
+  fence: FenceRow | null,
+  partition: number,
+  incarnation: number,
+  incarnations: Incarnation[],
+  fps: FingerprintIndex,
+): bigint {
+  if (!fence) return 0n;
+  if (fence.updatedMs < incarnations[incarnation]!.createdDbMs) return 0n;
+  const owners = fps.owners(partition, fence.fingerprint);
+  if (owners.length > 0 && !owners.includes(incarnation)) return 0n;
+  return fence.next;
+}
+
+/** Fence-ahead findings (into `ex`) and the longest stall per partition. */
+function judgeSamples(input: CheckInput, fps: FingerprintIndex, ex: Examples): Map<number, number> {
+  const longest = new Map<number, number>();
+  const since = new Map<number, number>();
+  const lastPos = new Map<number, bigint>();
+  // A window anywhere between the last sample and this one counts (a short outage between two samples).
+  const unhealthy = (from: number, to: number, p: number) =>
+    input.windows.some(
+      (w) => w.from <= to && from <= w.to && (w.partitions === null || w.partitions.includes(p)),
+    );
+  let prevT = -Infinity;
+  for (const s of input.samples) {
+    const present = new Set<number>();
+    for (const { partition: p, fence, logEnd } of s.partitions) {
+      present.add(p);
+      const pos = positionOf(fence, p, s.incarnation, input.incarnations, fps);
+      if (fence && pos === fence.next && fence.next > logEnd) {
+        ex.add(
+          'fence ahead',
+          `t=${(s.t / 1000).toFixed(1)} s partition ${p}: fence ${fence.next} > log end ${logEnd}`,
+        );
+      }
+      if (!longest.has(p)) longest.set(p, 0);
+      // A gap in the samples (the monitor could not read) restarts the clock: nothing is known of it.
+      if (unhealthy(prevT, s.t, p) || pos >= logEnd || s.t - prevT > 5000 || !since.has(p)) {
+        since.set(p, s.t);
+      } else if (pos !== lastPos.get(p)) {
+        since.set(p, s.t);
+      }
+      lastPos.set(p, pos);
+      longest.set(p, Math.max(longest.get(p)!, s.t - since.get(p)!));
+    }
+    for (const p of since.keys()) if (!present.has(p)) since.delete(p);
+    prevT = s.t;
+  }
+  return longest;
+}
+
+/** The report's figures as lines. */
+export function renderFigures(f: Figures): string[] {
+  const stall = [...f.stallMsByPartition]
+    .sort((a, b) => a[0] - b[0])
+    .map(([p, ms]) => `${p}:${(ms / 1000).toFixed(1)}`)
+    .join(' ');
+  return [
+    `produced: ${f.producedRecords} records in the logs (${f.messagesSent} messages sent; ${f.validRecords} valid, ${f.invalidRecords} invalid), ${f.backfillRows} backfill rows`,
+    `must/may: ${f.mustRecords} records MUST, ${f.mayRecords} MAY; ${f.keys} keys, ${f.mustKeys} must-land keys`,
+    `stored: ${f.stored} rows; lost ${f.lost}, stale ${f.stale}, version ${f.version}, extra ${f.extra}, invalid landed ${f.invalidLanded}, duplicated ${f.duplicated}`,
+    `dead letters: ${f.invalidMustDeadLetter} invalid MUST be dead-lettered, ${f.notDeadLettered} not; ${f.validDeadLettered} valid dead-lettered`,
+    `fences: ${f.fenceAhead} samples ahead of the log end, ${f.finalMismatch} partitions not at the log end after quiescence; replays wrote ${f.replayWrites}`,
+    `longest stall while healthy (s, bound ${f.stallBoundMs / 1000}): ${stall || '-'}${f.stallsOverBound ? ` (${f.stallsOverBound} over)` : ''}`,
+    ...(f.causes.size
+      ? [
+          `likely causes: ${[...f.causes]
+            .sort((a, b) => b[1] - a[1])
+            .map(([c, n]) => `${c} ${n}`)
+            .join('; ')}`,
+        ]
+      : []),
+    `operations: ${[...f.opCounts].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}${f.opFailures ? `; ${f.opFailures} failed` : ''}`,
+    ...(f.unclassifiable ? [`unclassifiable record times: ${f.unclassifiable}`] : []),
+  ];
+}
+
+/** The id a record carries (the ID_HEADER). */
+export function idOf(headers: Record<string, string>): string | null {
+  return headers[ID_HEADER] ?? null;
+}
+
+/** A check input as JSON (bigints, Buffers and Maps kept), so a kept run can be checked again offline. */
+export function serializeInput(input: CheckInput): string {
+  return JSON.stringify(input, (_, v: unknown) => {
+    if (typeof v === 'bigint') return { $b: v.toString() };
+    if (v instanceof Map) return { $m: [...v] };
+    return v;
+  });
+}
+
+export function deserializeInput(text: string): CheckInput {
+  return JSON.parse(text, (_, v: unknown) => {
+    if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      if (typeof o.$b === 'string') return BigInt(o.$b);
+      if (Array.isArray(o.$m)) return new Map(o.$m as [unknown, unknown][]);
+      if (o.type === 'Buffer' && Array.isArray(o.data)) return Buffer.from(o.data as number[]);
+    }
+    return v;
+  }) as CheckInput;
+}

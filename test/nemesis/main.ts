@@ -1,0 +1,75 @@
+/**
+ * `npm run nemesis -- --seed S --minutes M [--scenario random|issue] [--keep]`: one seeded randomized run
+ * against the suite's own broker, TimescaleDB and PgBouncer (./runner.ts). Prints the seed first, the
+ * schedule as it runs and the checker's figures; exits 1 on any discrepancy, 2 on bad arguments.
+ * Without --seed a random one is drawn (and printed). `--check DIR/check-input.json` checks a kept
+ * run (--keep) again without running anything. Set KAFKA_WORK_DIR to reuse another checkout's
+ * broker jars (.kafka/), TEST_TSDB_BIN for the private PostgreSQL (default: scripts/timescaledb.sh bin).
+ */
+import { parseArgs } from 'node:util';
+import fs from 'node:fs';
+import { check, deserializeInput, renderFigures } from './checker';
+import { runNemesis } from './runner';
+import { emergencyStops } from './system';
+
+// Interrupted: stop every instance and service this run started, then exit.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`nemesis: ${signal}: stopping what this run started`);
+    for (const stop of emergencyStops) {
+      try {
+        stop();
+      } catch (err) {
+        console.error('nemesis: a stop failed:', err);
+      }
+    }
+    process.exit(130);
+  });
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        seed: { type: 'string' },
+        minutes: { type: 'string', default: '2' },
+        scenario: { type: 'string', default: 'random' },
+        keep: { type: 'boolean', default: false },
+        check: { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    console.error(`nemesis: ${(err as Error).message}`);
+    return 2;
+  }
+  if (values.check) {
+    // Check a kept run's check-input.json again (after changing the checker, say).
+    const verdict = check(deserializeInput(fs.readFileSync(values.check, 'utf8')));
+    for (const line of [...renderFigures(verdict.figures), ...verdict.discrepancies]) console.log(line);
+    return verdict.ok ? 0 : 1;
+  }
+  const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
+  const minutes = Number(values.minutes);
+  if (
+    !Number.isSafeInteger(seed) ||
+    seed < 0 ||
+    !(minutes > 0) ||
+    (values.scenario !== 'random' && values.scenario !== 'issue')
+  ) {
+    console.error('usage: npm run nemesis -- --seed S --minutes M [--scenario random|issue] [--keep]');
+    return 2;
+  }
+  console.log(`nemesis: seed ${seed}`);
+  const { verdict } = await runNemesis({ seed, minutes, scenario: values.scenario, keep: values.keep });
+  return verdict.ok ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error('nemesis: the run failed:', err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,296 @@
+/**
+ * The operations of the schedule, each a small function of the run (./runner.ts) that does it as an
+ * operator or an outage would and records what the checker must know: windows in which partitions are
+ * not expected to progress, forward skips of a reset, deleted incarnations with their fences, backfills,
+ * replay measurements. Each returns a one-line detail; a thrown error is recorded as the operation's
+ * failure.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { sleep } from '../support/common';
+import { readLog } from './kafka';
+import type { BackfillRow, FenceRow, Op, ResetTarget } from './model';
+import type { Run } from './runner';
+
+type OpOf<K extends Op['kind']> = Extract<Op, { kind: K }>;
+
+export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise<string> } = {
+  async sigkill(run, op) {
+    const id = run.pickInstance(op.instance);
+    if (id === null) return 'no instance running';
+    await run.instances.kill(id);
+    await sleep(op.downMs);
+    run.instances.start(id);
+    return `killed instance ${id}`;
+  },
+
+  async restart(run, op) {
+    const id = run.pickInstance(op.instance);
+    if (id === null) return 'no instance running';
+    const code = await run.instances.terminate(id);
+    run.instances.start(id);
+    return `instance ${id} stopped (${exitSaid(run, id, code)}) and started`;
+  },
+
+  async 'add-instance'(run, op) {
+    run.instances.start(op.instance);
+    return `started instance ${op.instance}`;
+  },
+
+  async 'remove-instance'(run, op) {
+    const id = run.pickInstance(op.instance);
+    if (id === null || run.instances.running.size <= 1) return 'kept the last instance';
+    const code = await run.instances.terminate(id);
+    return `stopped instance ${id} (${exitSaid(run, id, code)})`;
+  },
+
+  async 'add-partitions'(run, op) {
+    if (op.to <= run.partitions) return `already ${run.partitions} partitions`;
+    await run.admin.createPartitions({ topicPartitions: [{ topic: run.topic, count: op.to }] });
+    const from = run.partitions;
+    run.partitions = op.to;
+    run.incarnations.at(-1)!.partitions = op.to;
+    await run.producer.renew();
+    return `${from} → ${op.to} partitions`;
+  },
+
+  async 'recreate-topic'(run, op) {
+    await run.producer.pause();
+    try {
+      const inc = run.incarnations.at(-1)!;
+      inc.records = await readLog(run.kafka, run.admin, run.topic, inc.index);
+      inc.fencesAtDeletion = await run.fences();
+      const from = run.now();
+      run.topicMissing = true;
+      await run.admin.deleteTopics({ topics: [run.topic], timeout: 30_000 });
+      await run.waitFor(
+        'the topic to be gone',
+        async () => !(await run.admin.listTopics()).includes(run.topic),
+        60_000,
+      );
+      await run.createTopic(op.partitions);
+      await run.newIncarnation(op.partitions);
+      run.topicMissing = false;
+      run.windows.push({ from, to: run.now(), partitions: null, why: 'topic deleted' });
+      await run.producer.renew();
+      return `incarnation ${inc.index} (${inc.records.length} records) deleted; incarnation ${inc.index + 1} with ${op.partitions} partitions`;
+    } finally {
+      run.topicMissing = false;
+      run.producer.resume();
+    }
+  },
+
+  async 'lock-fences'(run, op) {
+    const partitions = op.partitions.filter((p) => p < run.partitions);
+    if (partitions.length === 0) return 'no such partitions';
+    const client = await run.directClient();
+    await client.query('BEGIN');
+    await client.query(
+      `INSERT INTO "${run.schema}".bar_writer_offsets (consumer_group, topic, partition, next_offset)
+       SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p ON CONFLICT DO NOTHING`,
+      [run.group, run.topic, partitions],
+    );
+    await client.query(
+      `SELECT partition FROM "${run.schema}".bar_writer_offsets WHERE consumer_group = $1 AND topic = $2
+       AND partition = ANY($3::int[]) FOR UPDATE`,
+      [run.group, run.topic, partitions],
+    );
+    const from = run.now();
+    run.locked = true;
+    run.lockDone = (async () => {
+      await sleep(op.holdMs);
+      run.locked = false;
+      await client.query('COMMIT').catch(() => undefined);
+      await client.end().catch(() => undefined);
+      run.windows.push({ from, to: run.now(), partitions, why: 'fence rows locked' });
+      run.log(
+        `fence rows of partitions ${partitions.join(',')} released after ${((run.now() - from) / 1000).toFixed(1)} s`,
+      );
+    })();
+    return `locked partitions ${partitions.join(',')} for ${op.holdMs} ms (in the background)`;
+  },
+
+  async 'pg-restart'(run, op) {
+    return run.outage('PostgreSQL restart', async () => {
+      run.pg.stop(op.mode);
+      await sleep(op.downMs);
+      run.pg.start();
+    });
+  },
+
+  async 'pgbouncer-restart'(run, op) {
+    return run.outage('PgBouncer restart', async () => {
+      run.bouncer.stop();
+      await sleep(op.downMs);
+      run.bouncer.start();
+    });
+  },
+
+  async 'broker-restart'(run, op) {
+    await run.producer.pause();
+    try {
+      return await run.outage('broker restart', async () => {
+        run.broker.stop();
+        await sleep(op.downMs);
+        run.broker.restart();
+      });
+    } finally {
+      run.producer.resume();
+    }
+  },
+
+  async 'offsets-reset'(run, op) {
+    const stopped = op.force ? [] : await run.stopAllInstances();
+    try {
+      const to = await resetTarget(run, op.to);
+      const args = ['offsets', 'reset', '--topic', run.topic, ...to, ...(op.force ? ['--force'] : [])];
+      const before = await run.fences();
+      const outputs: string[] = [];
+      const res = await run.cli(args, outputs);
+      // Every attempt's lines: a failed one may have moved some fences before it failed.
+      for (const out of outputs) recordSkips(run, out, before);
+      const ok = res.code === 0 || (op.force && res.code === 3);
+      if (!ok)
+        throw new Error(
+          `${args.join(' ')} exited ${res.code}: ${res.output.trim().split('\n').slice(-3).join(' | ')}`,
+        );
+      return `${args.slice(2).join(' ')}: exit ${res.code}; ${res.stdout.trim().split('\n').length - 1} partition line(s)`;
+    } finally {
+      run.instances.resumeAll(stopped);
+    }
+  },
+
+  async replay(run) {
+    await run.producer.pause();
+    let stopped: number[] = [];
+    try {
+      await run.waitCaughtUp(90_000);
+      stopped = await run.stopAllInstances();
+      const before = await run.writeCounters();
+      const ends = await run.logEnds();
+      const res = await run.cli(['offsets', 'reset', '--topic', run.topic, '--to', 'earliest']);
+      if (res.code !== 0)
+        throw new Error(`offsets reset --to earliest exited ${res.code}: ${res.output.trim()}`);
+      run.instances.resumeAll(stopped);
+      stopped = [];
+      await run.waitCaughtUp(120_000);
+      const after = await run.writeCounters(before.xid);
+      const messages = Number([...ends.values()].reduce((a, b) => a + b, 0n));
+      const m = {
+        rowsWritten: after.rowsSince,
+        tupleWrites: after.tuples - before.tuples,
+        messagesReplayed: messages,
+      };
+      run.replays.push(m);
+      return `replayed ${messages} messages: ${m.rowsWritten} rows written (xmin), ${m.tupleWrites} tuple writes (n_tup_ins + n_tup_upd)`;
+    } finally {
+      run.instances.resumeAll(stopped);
+      run.producer.resume();
+    }
+  },
+
+  async 'commit-ahead'(run, op) {
+    const stopped = await run.stopAllInstances();
+    try {
+      // The logs grow past the fences (the producer goes on too, unless its track has ended).
+      await run.producer.send({ at: run.now(), kind: 'bars', messages: op.messages });
+      const [fences, ends] = [await run.fences(), await run.logEnds()];
+      const moved: { partition: number; offset: string }[] = [];
+      const said: string[] = [];
+      for (const p of op.partitions) {
+        const f = fences.get(p);
+        const end = ends.get(p);
+        if (!f || end === undefined || end <= f.next) continue;
+        const to = f.next + BigInt(Math.max(1, Math.floor(Number(end - f.next) * op.fraction)));
+        moved.push({ partition: p, offset: to.toString() });
+        said.push(`${p}: fence ${f.next}, committed → ${to} (log end ${end})`);
+      }
+      if (moved.length === 0) return 'no partition with a fence behind its log end';
+      await run.admin.setOffsets({ groupId: run.group, topic: run.topic, partitions: moved });
+      return said.join('; ');
+    } finally {
+      run.instances.resumeAll(stopped);
+    }
+  },
+
+  async 'dlq-replay'(run) {
+    const res = await run.cli(['dlq', 'replay']);
+    if (res.code !== 0) throw new Error(`dlq replay exited ${res.code}: ${res.output.trim()}`);
+    return res.stdout.trim();
+  },
+
+  async backfill(run, op) {
+    const file = path.join(run.workDir, `backfill-${run.backfills.length}.csv`);
+    fs.writeFileSync(file, csv(op.rows));
+    const withTime = op.versionTime !== null && (await run.backfillHasVersionTime());
+    const args = [
+      'backfill',
+      '--no-refresh',
+      '--rejects',
+      `${file}.rejects.jsonl`,
+      ...(withTime ? ['--version-time', String(op.versionTime)] : []),
+      file,
+    ];
+    const res = await run.cli(args);
+    run.backfills.push({ rows: op.rows, versionTime: withTime ? op.versionTime! : 0, ok: res.code === 0 });
+    if (res.code !== 0)
+      throw new Error(`backfill exited ${res.code}: ${res.output.trim().split('\n').slice(-2).join(' | ')}`);
+    return `${res.stdout.trim().split('\n')[0]}${withTime ? ` (--version-time ${op.versionTime})` : ''}`;
+  },
+};
+
+/**
+ * A graceful stop exits 0 once every buffer is durable. While fence rows are locked some buffers cannot
+ * be: the service then exits 1 at its deadline (README, BarWriterDown), and the next owner replays them.
+ */
+function exitSaid(run: Run, id: number, code: number | null): string {
+  if (code === 0) return 'exit 0';
+  if (run.locked) return `exit ${code}: not drained, fence rows locked`;
+  throw new Error(`instance ${id} exited ${code} on SIGTERM`);
+}
+
+/** The CSV of a backfill (revision 0 written as an empty field half of the time: null is 0). */
+function csv(rows: BackfillRow[]): string {
+  const lines = ['symbol,timestamp,open,high,low,close,volume,vwap,revision'];
+  rows.forEach((r, i) =>
+    lines.push(
+      [
+        r.symbol,
+        new Date(r.timestampMs).toISOString(),
+        r.open,
+        r.high,
+        r.low,
+        r.close,
+        r.volume,
+        r.vwap ?? '',
+        r.revision === 0 && i % 2 === 0 ? '' : r.revision,
+      ].join(','),
+    ),
+  );
+  return lines.join('\n') + '\n';
+}
+
+async function resetTarget(run: Run, to: ResetTarget): Promise<string[]> {
+  if (typeof to === 'string') return ['--to', to];
+  const p = to.partition % run.partitions;
+  const end = (await run.logEnds()).get(p) ?? 0n;
+  return ['--partition', String(p), '--to', String(BigInt(Math.floor(Number(end) * to.fraction)))];
+}
+
+/**
+ * The partitions a reset moved forward: "partition P: fence F → T, committed C → T" lines. The fence
+ * the checker starts the skip from is the one read just before (a lower bound of what the CLI saw).
+ */
+function recordSkips(run: Run, stdout: string, before: Map<number, FenceRow>): void {
+  for (const line of stdout.split('\n')) {
+    const m = /^partition (\d+): fence (\S+) → (\d+),/.exec(line);
+    if (!m) continue;
+    const partition = Number(m[1]);
+    run.skips.push({
+      incarnation: run.incarnations.length - 1,
+      partition,
+      fenceBefore: before.get(partition) ?? null,
+      to: BigInt(m[3]!),
+    });
+  }
+}

@@ -4,7 +4,8 @@
 # once from ../shared/vendor into a cache, run as a throw-away cluster) and checks the machine's
 # PostgreSQL; runs the unit tests, the integration tests on TimescaleDB (bars_1m a hypertable), the
 # container image (built with podman or docker, then run against the same broker and database), the
-# write-path suites again on plain PostgreSQL, the core pipeline suites with the service behind PgBouncer
+# operations suite on fixed seeds (test/nemesis: random operations against real services, an
+# independent checker), the write-path suites again on plain PostgreSQL, the core pipeline suites with the service behind PgBouncer
 # in transaction mode (scripts/pgbouncer.sh; pgbouncer installed from Debian when missing), then the
 # Kafka 3.9.x compatibility run and a shorter one on 4.1.x (the previous main line). Stops every
 # broker, cluster and pooler it started, by pid.
@@ -131,6 +132,11 @@ if [ ${#on_tsdb[@]} -gt 0 ]; then
 else
   env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand \
     --testPathIgnorePatterns 'test/integration/timescale\.test\.ts'
+fi
+
+if [ ${#on_tsdb[@]} -gt 0 ]; then
+  step "operations suite (test/nemesis: fixed seeds, its own broker, TimescaleDB cluster and PgBouncer)"
+  env "${on_tsdb[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects nemesis --ci --runInBand
 fi
 
 step "container image (scripts/image.sh: build, then test/image against the same broker and database)"

@@ -41,7 +41,7 @@ import { ResumeReader } from './offsets/resume';
 import { CompressedChunks } from './store/compressedChunks';
 import { classifyDbError, DB_ERROR_CLASSES } from './store/errors';
 import { readFences, resetFence } from './store/fences';
-import { databaseCheck, reportPool } from './store/health';
+import { databaseCheck, publicDetail, reportPool } from './store/health';
 import { createPool, QUERY_TIMEOUT_MARGIN_MS, type Pool } from './store/pool';
 import { BarReader } from './store/readBars';
 
@@ -233,7 +233,13 @@ export class Service {
     );
     const readiness = new Readiness(
       {
-        database: databaseCheck(pool),
+        database: databaseCheck(
+          pool,
+          undefined,
+          undefined,
+          undefined,
+          logger.child({ component: 'readiness' }),
+        ),
         kafka: () => this.kafkaCheck(run),
         writes: () => this.writesCheck(run),
       },
@@ -590,7 +596,7 @@ export class Service {
     if (status.stuck.length > 0) {
       return {
         ok: false,
-        detail: `partition(s) ${status.stuck.map((s) => s.partition).join(', ')} failing past ${this.config.write.maxRetries} retries: ${status.stuck[0]!.error?.message ?? 'unknown error'}`,
+        detail: `partition(s) ${status.stuck.map((s) => s.partition).join(', ')} failing past ${this.config.write.maxRetries} retries (${status.stuck[0]!.error ? publicDetail(status.stuck[0]!.error) : 'unknown error'})`,
       };
     }
     if (status.stalled.length > 0) {

@@ -42,6 +42,8 @@ export interface AdmissionLimits {
 
 interface Tracked {
   tp: TopicPartition;
+  /** Whose entries these counts are: a partition assigned again is another owner. */
+  owner: object;
   entries: number;
   bytes: number;
   reasons: Set<PauseReason>;
@@ -127,11 +129,16 @@ export class Admission {
     this.deps.metrics.queueDepth.set(this.entries);
   }
 
-  /** Entries left the buffers (written, or dropped with a revoked partition): wake waiters, resume. */
-  release(key: string, entries: number, bytes: number): void {
+  /**
+   * Entries of `owner` left the buffers (written, or dropped): wake waiters, resume. The totals always
+   * shrink; the partition's own counts only while `owner` still holds it (a flush of a partition revoked
+   * and assigned again meanwhile ends under the new owner's key, and must not take its counts negative).
+   */
+  release(key: string, entries: number, bytes: number, owner: object): void {
     this.entries -= entries;
     this.bytes -= bytes;
-    const t = this.tracked.get(key);
+    const found = this.tracked.get(key);
+    const t = found && found.owner === owner ? found : undefined;
     if (t) {
       t.entries -= entries;
       t.bytes -= bytes;
@@ -203,14 +210,19 @@ export class Admission {
 
   // ---- pausing ------------------------------------------------------------------------------------
 
-  /** A partition was assigned (its state machine says at once whether it fetches). */
-  track(key: string, tp: TopicPartition): void {
-    this.tracked.set(key, { tp, entries: 0, bytes: 0, reasons: new Set(), paused: false });
+  /** A partition was assigned to `owner` (its state machine says at once whether it fetches). */
+  track(key: string, tp: TopicPartition, owner: object): void {
+    this.tracked.set(key, { tp, owner, entries: 0, bytes: 0, reasons: new Set(), paused: false });
   }
 
-  /** A partition was revoked: its remaining entries leave the totals; nothing more is said about it. */
-  forget(key: string, entries: number, bytes: number): void {
-    this.release(key, entries, bytes);
+  /** What one partition holds (its own counts). */
+  heldBy(key: string): { entries: number; bytes: number } | null {
+    const t = this.tracked.get(key);
+    return t ? { entries: t.entries, bytes: t.bytes } : null;
+  }
+
+  /** A partition was revoked: nothing more is said about it (its in-flight batch is released by its flush). */
+  forget(key: string): void {
     this.tracked.delete(key);
     this.wake(); // a handler waiting for room on this partition gives up
     this.updateGauge();

@@ -25,7 +25,7 @@
 import { messageTimeOf } from '../contract/packedBar';
 import type { DeadLetterSink } from '../deadletter/producer';
 import { refusedBar } from '../deadletter/records';
-import { RateLimiter, type Logger } from '../observe/logger';
+import type { Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
 import { fingerprint } from '../offsets/fingerprint';
 import { classifyDbError } from '../store/errors';
@@ -33,6 +33,7 @@ import { readFences } from '../store/fences';
 import { withConnection, type Pool } from '../store/pool';
 import { writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
 import { sourceOf, type Batch, type Entry, type RejectedEntry } from './buffer';
+import { RefusalLog } from './refusals';
 
 export interface FlushJob {
   topic: string;
@@ -94,7 +95,7 @@ interface Range {
 }
 
 export function createFlush(deps: FlushDeps): FlushFn {
-  const refusedLog = new RateLimiter(10, 10_000);
+  const refusedLog = new RefusalLog(deps.logger);
   return async (jobs: readonly FlushJob[]): Promise<FlushOutcome[]> => {
     const ranges: Range[] = jobs.map((job) => ({
       job,
@@ -211,7 +212,7 @@ async function sendDeadLetters(
 }
 
 /** One partition's range; on a refused row, halves in their own transactions, recursively. */
-async function writeRange(deps: FlushDeps, r: Range, refusedLog: RateLimiter): Promise<void> {
+async function writeRange(deps: FlushDeps, r: Range, refusedLog: RefusalLog): Promise<void> {
   if (r.total.rewound) return; // the fence moved back: nothing more of this job is written
   try {
     await writeTogether(deps, [r]);
@@ -224,22 +225,12 @@ async function writeRange(deps: FlushDeps, r: Range, refusedLog: RateLimiter): P
       const info = classifyDbError(err);
       const poison: RejectedEntry = { kind: 'rejected', ...refusedBar(only, info) };
       deps.metrics.barsRejected.inc({ reason: 'database_rejected' });
-      const suppressed = refusedLog.take('database_rejected');
-      if (suppressed !== null) {
-        deps.logger.warn(
-          {
-            topic: r.job.topic,
-            partition: r.job.partition,
-            offset: only.offset.toString(),
-            reason: 'database_rejected',
-            sqlstate: info.code,
-            detail: poison.rejection.detail,
-            deadLetter: deps.deadLetters.enabled,
-            suppressed,
-          },
-          'the database refused a bar the contract accepted; isolated and skipped',
-        );
-      }
+      refusedLog.refused(r.job.topic, r.job.partition, only.offset, {
+        reason: 'database_rejected',
+        sqlstate: info.code,
+        detail: poison.rejection.detail,
+        deadLetter: deps.deadLetters.enabled,
+      });
       await writeRange(deps, { ...r, entries: [poison] }, refusedLog);
       return;
     }

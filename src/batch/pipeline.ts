@@ -135,7 +135,7 @@ export class Pipeline {
       {
         flush: deps.flush,
         classify: deps.classify,
-        release: (key, entries, bytes) => this.admission.release(key, entries, bytes),
+        release: (p, entries, bytes) => this.admission.release(p.key, entries, bytes, p),
         apply: (p, e) => void this.apply(p, e),
         lifecycle: () => this.lifecycle,
         metrics: deps.metrics,
@@ -202,7 +202,7 @@ export class Pipeline {
         return;
       case 'dropBuffer': {
         const dropped = p.buffer.clear();
-        if (dropped.entries > 0) this.admission.release(p.key, dropped.entries, dropped.bytes);
+        if (dropped.entries > 0) this.admission.release(p.key, dropped.entries, dropped.bytes, p);
         return;
       }
       case 'commit':
@@ -349,7 +349,7 @@ export class Pipeline {
       const start = assigned(tp.topic, tp.partition, this.clock.now());
       const p = new Partition(key, start.state);
       this.partitions.set(key, p);
-      this.admission.track(key, tp);
+      this.admission.track(key, tp, p);
       this.deps.metrics.partitionFailures.set({ partition: String(tp.partition) }, 0);
       this.deps.metrics.partitionStalled.set({ partition: String(tp.partition) }, 0);
       for (const e of start.effects) this.carryOut(p, e);
@@ -367,7 +367,7 @@ export class Pipeline {
     this.timers.delete(p);
     this.deps.metrics.partitionFailures.remove({ partition: String(p.partition) });
     this.deps.metrics.partitionStalled.remove({ partition: String(p.partition) });
-    this.admission.forget(key, 0, 0);
+    this.admission.forget(key);
     if (held > 0) {
       this.deps.logger.info(
         { topic: p.topic, partition: p.partition, dropped: held },

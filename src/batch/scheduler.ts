@@ -40,8 +40,8 @@ export interface SchedulerSettings {
 export interface SchedulerDeps {
   flush: FlushFn;
   classify: (err: unknown) => ClassifiedDbError;
-  /** Entries left the buffers (written, or failed: the machine drops and refetches them). */
-  release: (key: string, entries: number, bytes: number) => void;
+  /** Entries of a partition left the buffers (written, or failed: the machine refetches them). */
+  release: (p: Partition, entries: number, bytes: number) => void;
   /** Steps a partition's machine and carries out the effects (the pipeline). */
   apply: (p: Partition, event: Event) => void;
   /** The pipeline's lifecycle: draining still writes what is due (no retries); closed writes nothing. */
@@ -195,7 +195,7 @@ export class Scheduler {
     members.forEach((p, i) => {
       const outcome = outcomes[i]!;
       const { batch } = jobs[i]!;
-      this.deps.release(p.key, batch.entries.length, batch.bytes);
+      this.deps.release(p, batch.entries.length, batch.bytes);
       const info = batchInfo(batch);
       if (outcome.ok) {
         const r = outcome.result;

@@ -17,6 +17,32 @@ export { DLQ_HEADERS };
 
 const CHUNK_BYTES = 512 * 1024;
 
+/** Ways to make a dead letter smaller, in order: what is dropped is said by a header with its size. */
+const SHRINKS: ((r: DeadLetterRecord) => DeadLetterRecord)[] = [
+  (r) => ({
+    ...r,
+    value: null,
+    headers: { ...r.headers, [DLQ_HEADERS.valueDropped]: String(r.value?.length ?? 0) },
+  }),
+  (r) => {
+    const own = Object.entries(r.headers).filter(([k]) => !k.startsWith('bar-writer.'));
+    const ownBytes = own.reduce(
+      (n, [k, v]) => n + k.length + (Array.isArray(v) ? v.reduce((m, x) => m + x.length, 0) : v.length),
+      0,
+    );
+    const kept = Object.fromEntries(Object.entries(r.headers).filter(([k]) => k.startsWith('bar-writer.')));
+    return {
+      ...r,
+      key: null,
+      headers: {
+        ...kept,
+        [DLQ_HEADERS.keyDropped]: String(r.key?.length ?? 0),
+        [DLQ_HEADERS.headersDropped]: String(ownBytes),
+      },
+    };
+  },
+];
+
 export interface DeadLetterSink {
   /** False when dead letters are only counted and logged (no topic configured). */
   readonly enabled: boolean;
@@ -82,15 +108,28 @@ export class KafkaDeadLetterSink implements DeadLetterSink {
       );
     try {
       await send(records);
+      return;
     } catch (err) {
-      if (records.length !== 1 || kafkaErrorType(err) !== 'MESSAGE_TOO_LARGE') throw err;
-      // Too large for the dead-letter topic even alone: keep the record (reason, origin, headers) and say
-      // how big the value was, rather than block the partition forever.
-      const r = records[0]!;
-      const size = r.value?.length ?? 0;
-      await send([
-        { ...r, value: null, headers: { ...r.headers, [DLQ_HEADERS.valueDropped]: String(size) } },
-      ]);
+      if (kafkaErrorType(err) !== 'MESSAGE_TOO_LARGE') throw err;
+    }
+    // Too large for the dead-letter topic (its max.message.bytes): each record alone, and one that is
+    // too large even alone loses what makes it so, step by step, rather than block the partition
+    // forever: its value, then its key and its own headers (bar-writer.* kept: reason, detail, origin),
+    // each said by a header with the size dropped.
+    for (const r of records) {
+      let attempt: DeadLetterRecord = r;
+      let sent = false;
+      for (const shrink of SHRINKS) {
+        try {
+          await send([attempt]);
+          sent = true;
+          break;
+        } catch (err) {
+          if (kafkaErrorType(err) !== 'MESSAGE_TOO_LARGE') throw err;
+          attempt = shrink(attempt);
+        }
+      }
+      if (!sent) await send([attempt]); // the smallest form: its error, if any, fails the flush
     }
   }
 

@@ -45,6 +45,9 @@ export const DLQ_HEADERS = {
   timestamp: 'bar-writer.source.timestamp',
   /** Set (to the original size in bytes) when the value was too large for the dead-letter topic. */
   valueDropped: 'bar-writer.value-dropped-bytes',
+  /** Set when, without its value, the record was still too large: its key and own headers dropped too. */
+  keyDropped: 'bar-writer.key-dropped-bytes',
+  headersDropped: 'bar-writer.headers-dropped-bytes',
 } as const;
 
 export interface DeadLetterRecord {

@@ -138,6 +138,11 @@ function send(
   sendText(res, status, JSON.stringify(body), 'application/json', headers);
 }
 
+/** Connections beyond HTTP_MAX_CONNECTIONS kept for probes, and how long one waits for its request. */
+const PROBE_RESERVE = 8;
+const PROBE_WAIT_MS = 2000;
+const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
 function overloaded(res: http.ServerResponse, err: Overloaded): void {
   send(res, 503, { error: err.message }, { 'retry-after': String(err.retryAfterS) });
 }
@@ -168,7 +173,9 @@ export class HttpServer {
       },
     );
     this.server.keepAliveTimeout = KEEP_ALIVE_MS;
-    this.server.maxConnections = limits.maxConnections;
+    // HTTP_MAX_CONNECTIONS for everyone, and PROBE_RESERVE more that answer probes only: clients that
+    // hold every ordinary connection (half-sent requests, say) never make /healthz or /readyz fail.
+    this.server.maxConnections = limits.maxConnections + PROBE_RESERVE;
     // No progress on a socket for this long: node destroys it (no 'timeout' listener on the server),
     // whether the client sends nothing or stopped reading an answer.
     this.server.setTimeout(limits.idleTimeoutMs);
@@ -176,8 +183,18 @@ export class HttpServer {
     this.server.on('connection', (socket: Socket) => {
       deps.metrics.httpConnections.set(++open);
       socket.once('close', () => deps.metrics.httpConnections.set(--open));
+      if (open > limits.maxConnections) {
+        // A reserved connection is for one quick probe: closed if its request is slow to come.
+        const timer = setTimeout(() => socket.destroy(), PROBE_WAIT_MS);
+        timer.unref();
+        this.probeOnly.set(socket, timer);
+        socket.once('close', () => clearTimeout(timer));
+      }
     });
   }
+
+  /** Connections accepted beyond HTTP_MAX_CONNECTIONS (with their wait for a request): probes only. */
+  private readonly probeOnly = new WeakMap<Socket, NodeJS.Timeout>();
 
   async listen(port: number, host = '0.0.0.0'): Promise<number> {
     await new Promise<void>((resolve, reject) => {
@@ -208,6 +225,15 @@ export class HttpServer {
       return;
     }
     const path = url.pathname;
+    const reserved = this.probeOnly.get(req.socket);
+    if (reserved) {
+      clearTimeout(reserved);
+      res.setHeader('connection', 'close');
+      if (!PROBE_PATHS.has(path)) {
+        send(res, 503, { error: 'too many connections; retry later' }, { 'retry-after': '1' });
+        return;
+      }
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       // RFC 9110 §15.5.6: a 405 must list the methods the resource supports.
       res.setHeader('allow', 'GET, HEAD');

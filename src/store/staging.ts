@@ -58,7 +58,12 @@ const COLUMNS_DDL = STAGING_COLUMNS.map((c) => `${ident(c.name)} ${c.type}`).joi
  * keeps whichever shape came first, and the other version's COPY fails (as data: bisection would
  * dead-letter every bar). With the shape in the name each version finds its own table.
  */
-export const STAGING = `bar_writer_staging_${crypto.createHash('sha256').update(COLUMNS_DDL).digest('hex').slice(0, 12)}`;
+export const STAGING = stagingTableName(COLUMNS_DDL);
+
+/** The staging table's name for a shape (its columns' DDL). */
+export function stagingTableName(columnsDdl: string): string {
+  return `bar_writer_staging_${crypto.createHash('sha256').update(columnsDdl).digest('hex').slice(0, 12)}`;
+}
 
 /** Created inside each write's transaction when the connection lacks it (see ./writeBatch.ts). */
 export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (

@@ -13,6 +13,7 @@ import {
   makeBars,
   metricValue,
   sleep,
+  waitFor,
   type TestBar,
 } from '../support/harness';
 
@@ -147,6 +148,52 @@ describe('messages bigger than the fetch limits', () => {
         [DLQ_HEADERS.partition]: String(b.partition),
       });
     }
+    expect(await service.stop()).toBe(true);
+  });
+});
+
+describe('a dead letter too large for the dead-letter topic, by its key or its headers', () => {
+  const h = new Harness();
+  beforeAll(async () => {
+    await h.setupSchema();
+    // A dead-letter topic that takes 20 KB records at most.
+    await h.createTopics(1, {}, { 'max.message.bytes': '20000' });
+  });
+  afterAll(() => h.cleanup());
+
+  test('it loses its value, then its key and own headers (each said with its size); the partition goes on', async () => {
+    const bars = makeBars(10, 3, Date.UTC(2026, 10, 24, 11, 0), 44); // 30 bars
+    const fat = [
+      { key: 'k'.repeat(30_000), value: 'not json' },
+      { key: 'small', value: '{"symbol":"X"}', headers: { 'big-header': 'h'.repeat(30_000), keep: 'x' } },
+      { key: 'valuey', value: 'v'.repeat(30_000) },
+    ];
+    await h.produceRaw([...fat, ...bars.map((b) => ({ key: b.symbol, value: JSON.stringify(b) }))], 1);
+    const service = await h.startService();
+    await waitFor(
+      'the bars after them',
+      async () => (await h.rowCount()) === 30 && (await h.caughtUp()),
+      60_000,
+    );
+    expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    const dlq = await h.readDeadLetters(3);
+    const byReason = (stage: (d: (typeof dlq)[number]) => boolean) => dlq.filter(stage);
+    const keyless = byReason((d) => d.headers[DLQ_HEADERS.keyDropped] !== undefined);
+    expect(
+      keyless
+        .map((d) => [d.key, d.headers[DLQ_HEADERS.keyDropped], d.headers[DLQ_HEADERS.headersDropped]])
+        .sort(),
+    ).toEqual([
+      [null, '30000', '0'],
+      [null, '5', String('big-header'.length + 30_000 + 'keep'.length + 1)],
+    ]);
+    for (const d of keyless) {
+      expect(d.value).toBeNull();
+      expect(d.headers[DLQ_HEADERS.reason]).toBeDefined();
+      expect(d.headers[DLQ_HEADERS.offset]).toBeDefined();
+    }
+    const valueless = dlq.filter((d) => d.key === 'valuey')[0]!;
+    expect(valueless.headers[DLQ_HEADERS.valueDropped]).toBe('30000');
     expect(await service.stop()).toBe(true);
   });
 });

@@ -5,6 +5,7 @@
  */
 import type { Bar } from '../../src/contract/bar';
 import { packBar } from '../../src/contract/packedBar';
+import { STAGING, stagingTableName } from '../../src/store/staging';
 import { BarReader } from '../../src/store/readBars';
 import { migrate, loadMigrations } from '../../src/store/migrate';
 import { withConnection } from '../../src/store/pool';
@@ -308,6 +309,26 @@ describe('store', () => {
     // Rows written before migration 010 (no origin) are the oldest of their revision and time.
     await h.pool.query(`UPDATE "${h.schema}".bars_1m SET source_origin = NULL WHERE symbol = 'XP'`);
     expect((await on(0, [at(0n, bar('XP', 0, 5))], 1n, 'gx2')).rowsChanged).toBe(1);
+  });
+
+  test("the staging table's name follows its shape: another version's table on the same connection is no obstacle", async () => {
+    expect(STAGING).toMatch(/^bar_writer_staging_[0-9a-f]{12}$/);
+    expect(stagingTableName('"seq" integer NOT NULL')).not.toBe(STAGING);
+    await withConnection(h.pool, async (c) => {
+      // Behind PgBouncer a server connection keeps the temporary tables of whoever used it before: an
+      // older writer's staging table, of another shape, under the old name and under a hashed one.
+      await c.query(
+        `CREATE TEMP TABLE IF NOT EXISTS bar_writer_staging (seq integer, symbol text) ON COMMIT DELETE ROWS`,
+      );
+      await c.query(
+        `CREATE TEMP TABLE IF NOT EXISTS ${stagingTableName('"seq" integer')} (seq integer) ON COMMIT DELETE ROWS`,
+      );
+      const r = await writeGroup(c, h.schema, 'g-shape', ref.topic, [
+        part(0, [at(0n, bar('SHP', 0, 1))], 1n),
+      ]);
+      expect(r.parts[0]).toMatchObject({ written: 1, rewound: false });
+    });
+    expect((await reader().latest('SHP', 1)).map((b) => b.close)).toEqual([1]);
   });
 
   test('a fence row another session holds fails the write after lock_timeout, not the statement timeout', async () => {

@@ -246,17 +246,19 @@ export class Harness {
     return this.admin;
   }
 
-  /** The input topic (with `configs`, topic-level settings) and the dead-letter topic. */
-  async createTopics(partitions: number, configs: Record<string, string> = {}): Promise<void> {
+  /** The input topic (with `configs`, topic-level settings) and the dead-letter topic (`dlqConfigs`). */
+  async createTopics(
+    partitions: number,
+    configs: Record<string, string> = {},
+    dlqConfigs: Record<string, string> = {},
+  ): Promise<void> {
     const admin = await this.getAdmin();
+    const entries = (c: Record<string, string>) =>
+      Object.entries(c).map(([name, value]) => ({ name, value }));
     await admin.createTopics({
       topics: [
-        {
-          topic: this.topic,
-          numPartitions: partitions,
-          configEntries: Object.entries(configs).map(([name, value]) => ({ name, value })),
-        },
-        { topic: this.dlqTopic, numPartitions: 1 },
+        { topic: this.topic, numPartitions: partitions, configEntries: entries(configs) },
+        { topic: this.dlqTopic, numPartitions: 1, configEntries: entries(dlqConfigs) },
       ],
       waitForLeaders: true,
     });

@@ -1,3 +1,4 @@
+import type { Logger } from '../../src/observe/logger';
 import { databaseCheck } from '../../src/store/health';
 
 /** A pool whose queries settle when the test says so; counts the queries sent. */
@@ -25,7 +26,7 @@ describe('databaseCheck', () => {
     expect(pool.pending).toHaveLength(1);
     jest.advanceTimersByTime(1000);
     t = 1000;
-    const away = { ok: false, detail: 'unreachable: no answer within 1000 ms' };
+    const away = { ok: false, detail: 'unreachable (no answer within 1000 ms)' };
     await expect(first).resolves.toEqual(away);
     await expect(second).resolves.toEqual(away);
     // Past the cache: still the same query in flight, no second one.
@@ -45,23 +46,25 @@ describe('databaseCheck', () => {
     await expect(fourth).resolves.toEqual({ ok: true, detail: 'reachable' });
   });
 
-  test('an error is reported with its message, and cached for ttlMs', async () => {
+  test('an error is reported by its class and code (its text only in the log, once), and cached for ttlMs', async () => {
     const pool = fakePool();
     let t = 0;
-    const check = databaseCheck(pool, 2000, () => t, 1000);
+    const warned: unknown[] = [];
+    const logger = { warn: (fields: unknown) => void warned.push(fields) } as unknown as Logger;
+    const check = databaseCheck(pool, 2000, () => t, 1000, logger);
     const r = check();
     pool.pending[0]!.reject(
       Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
     );
-    await expect(r).resolves.toEqual({
+    const said = {
       ok: false,
-      detail: 'unreachable: connect ECONNREFUSED 127.0.0.1:5432',
-    });
+      detail: 'unreachable (transient error ECONNREFUSED; the service log says more)',
+    };
+    await expect(r).resolves.toEqual(said);
     t = 1999;
-    await expect(check()).resolves.toEqual({
-      ok: false,
-      detail: 'unreachable: connect ECONNREFUSED 127.0.0.1:5432',
-    });
+    await expect(check()).resolves.toEqual(said);
     expect(pool.pending).toHaveLength(1);
+    expect(warned).toEqual([{ err: 'connect ECONNREFUSED 127.0.0.1:5432', code: 'ECONNREFUSED' }]);
+    expect(JSON.stringify(said)).not.toContain('127.0.0.1');
   });
 });

@@ -493,6 +493,34 @@ describe('pipeline: partitions that cannot be written', () => {
     expect(Math.max(attemptsOf(0), attemptsOf(1))).toBeLessThanOrEqual(2);
   });
 
+  test('a flush that ends after its partition was revoked and assigned again does not eat the new owner’s share', async () => {
+    // queueSize 12 over 3 partitions: a share of 4 each.
+    const { pipeline, calls } = await setup({
+      queueSize: 12,
+      batchSize: 2,
+      partitionFloor: 3,
+      roomWaitMs: 30,
+    });
+    void pipeline.handleBatch(batch(0, 0, 4));
+    await settle();
+    expect(calls[0]!.jobs).toEqual([{ partition: 0, offsets: '0,1,2,3' }]);
+    pipeline.handleAssignment(
+      [1, 2].map((partition) => ({ topic: TOPIC, partition })),
+      1,
+    );
+    pipeline.handleAssignment(
+      [0, 1, 2].map((partition) => ({ topic: TOPIC, partition })),
+      2,
+    );
+    await settle(); // partition 0 again: a new owner, from offset 0
+    calls[0]!.finish(); // the old flush ends now
+    await settle();
+    expect(pipeline.status().depth).toBe(0);
+    // The new owner still takes exactly its share (4), not its share plus what the old flush released.
+    await expect(pipeline.handleBatch(batch(0, 0, 10), async () => undefined)).resolves.toBe('3');
+    expect(pipeline.status().depth).toBe(4);
+  });
+
   test('a healthy partition at its share waits for its own flush, then goes on', async () => {
     const { pipeline, calls, consumer } = await setup({
       queueSize: 12,

@@ -24,7 +24,7 @@
  */
 import { messageTimeOf } from '../contract/packedBar';
 import type { DeadLetterSink } from '../deadletter/producer';
-import { refusedBar } from '../deadletter/records';
+import { DATABASE_REJECTED, refusedBar } from '../deadletter/records';
 import type { Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
 import { fingerprint } from '../offsets/fingerprint';
@@ -224,9 +224,9 @@ async function writeRange(deps: FlushDeps, r: Range, refusedLog: RefusalLog): Pr
       if (only.kind !== 'bar') throw err;
       const info = classifyDbError(err);
       const poison: RejectedEntry = { kind: 'rejected', ...refusedBar(only, info) };
-      deps.metrics.barsRejected.inc({ reason: 'database_rejected' });
+      deps.metrics.barsRejected.inc({ reason: DATABASE_REJECTED });
       refusedLog.refused(r.job.topic, r.job.partition, only.offset, {
-        reason: 'database_rejected',
+        reason: DATABASE_REJECTED,
         sqlstate: info.code,
         detail: poison.rejection.detail,
         deadLetter: deps.deadLetters.enabled,

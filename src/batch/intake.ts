@@ -4,7 +4,7 @@
  * rejects becomes a rejected entry holding copies of its key, value and headers (the message views the
  * fetch buffer, which kafkajs reuses), and is counted and logged (rate-limited) here, once.
  */
-import { decodeBar, MIN_TIMESTAMP_MS, type Rejection } from '../contract/bar';
+import { BarDecoder, MIN_TIMESTAMP_MS, type Rejection } from '../contract/bar';
 import { boundedVersionTime, headerVersionTime } from '../contract/version';
 import type { InboundMessage } from '../consumer/port';
 import { RateLimiter, type Logger } from '../observe/logger';
@@ -16,6 +16,8 @@ import type { Entry, EntryStores } from './buffer';
 export const DEFAULT_VERSION_MAX_FUTURE_MS = 3_600_000;
 
 export class Intake {
+  /** The decoder and its caches (the last timestamp text, the scan record): this intake's own. */
+  private readonly decoder = new BarDecoder();
   private readonly rejectLog = new RateLimiter(10, 10_000);
   private readonly boundedLog = new RateLimiter(10, 10_000);
 
@@ -43,7 +45,7 @@ export class Intake {
     stores: EntryStores,
   ): Entry {
     const messageTimeMs = recordTime(m);
-    const decoded = decodeBar(m.value, arrival, this.deps.minTimestampMs ?? MIN_TIMESTAMP_MS);
+    const decoded = this.decoder.decode(m.value, arrival, this.deps.minTimestampMs ?? MIN_TIMESTAMP_MS);
     if (decoded.ok) {
       const bar = decoded.bar;
       const value = m.value!;

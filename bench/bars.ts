@@ -47,7 +47,7 @@ export function feedBar(i: number, symbols: number, startMs = BENCH_START_MS): B
   return makeBar(i % symbols, Math.floor(i / symbols), startMs);
 }
 
-/** The Kafka message value of a bar (the README's contract). */
+/** The Kafka message value of a bar (the contract of docs/contract.md). */
 export function barJson(bar: Bar): string {
   return JSON.stringify({
     symbol: bar.symbol,

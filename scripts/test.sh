@@ -29,7 +29,9 @@ compat_port=${TEST_KAFKA_COMPAT_PORT:-19192}
 
 step() { printf '\n== %s ==\n' "$*"; }
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A node_modules that is a symbolic link (an install shared by git worktrees) is left alone: npm ci
+# would empty the directory it points to, under every checkout that shares it.
+if [ ! -L node_modules ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   step "npm ci"
   npm ci --no-audit --no-fund
 fi

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A real TimescaleDB for the test suite, the benchmarks and the demo: built once from source into a
 # cache outside the repository, installed into a private, relocated copy of the machine's PostgreSQL 15
-# (never into the system PostgreSQL: see README "TimescaleDB"), and run as a throw-away cluster with
+# (never into the system PostgreSQL: see docs/testing.md "The real TimescaleDB"), and run as a throw-away cluster with
 # `shared_preload_libraries = 'timescaledb'` on its own port.
 #
 #   scripts/timescaledb.sh build    build (or reuse) TimescaleDB into the cache
 #   scripts/timescaledb.sh start    build if needed, create a fresh cluster, start it, create database `test`
 #   scripts/timescaledb.sh stop     stop the cluster started by `start` (pg_ctl, by its pid) and delete it
 #   scripts/timescaledb.sh status   print whether it runs
+#   scripts/timescaledb.sh built    print whether the build is in the cache (exit 1 if not): the demo uses it then
 #   scripts/timescaledb.sh bin      print the directory of the private PostgreSQL's binaries
 #
 # Environment:
@@ -157,6 +158,7 @@ case ${1:-} in
   start) start ;;
   stop) stop ;;
   status) if running; then echo "running on 127.0.0.1:$port ($run)"; else echo "not running"; exit 1; fi ;;
+  built) if [ -f "$root/.complete" ]; then echo "built: $root"; else echo "not built"; exit 1; fi ;;
   bin) echo "$bin" ;;
-  *) echo "usage: $0 build|start|stop|status|bin" >&2; exit 2 ;;
+  *) echo "usage: $0 build|start|stop|status|built|bin" >&2; exit 2 ;;
 esac

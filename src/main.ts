@@ -28,7 +28,7 @@ function main(): void {
   if (missing.length > 0) {
     logger.fatal(
       { codecs: missing },
-      'compression codec(s) could not be loaded; refusing to start rather than crash on the first compressed batch (see README, Compression)',
+      'compression codec(s) could not be loaded; refusing to start rather than crash on the first compressed batch (see docs/kafka.md "Compression")',
     );
     process.exit(3);
   }

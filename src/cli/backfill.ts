@@ -137,7 +137,7 @@ interface Totals {
 }
 
 /**
- * The time part of the load's versions (README "Which version wins"): 0 by default, the oldest there
+ * The time part of the load's versions (docs/contract.md "Which version wins"): 0 by default, the oldest there
  * is, so a backfill fills what Kafka has not delivered and never replaces a bar Kafka delivered at the
  * same revision (a live correction); `now`, or a time, to make the file win over what is older.
  */
@@ -166,10 +166,11 @@ async function run(args: string[], io: Io): Promise<number> {
   const batchSize = positiveInt('batch', values.batch, 10_000);
   const versionTimeMs = versionTime(values['version-time']);
   const formats = positionals.map((f) => formatOf(f, values.format as Format | undefined));
+  // The configuration first, like every command: a setting that does not parse is named before a file.
+  const cfg = config();
   for (const f of positionals) {
     if (f !== '-' && !fs.existsSync(f)) throw new UsageError(`${f}: no such file`);
   }
-  const cfg = config();
   const pool = createPool(
     { ...cfg.db, maxConnections: 2, maxIdleConnections: 2, statementTimeoutMs: 0 },
     'bar-writer-backfill',
@@ -349,7 +350,7 @@ path, streamed in transactions of --batch rows (default 10000).
 A record (a CSV record, a JSON line) longer than 1 MiB is rejected (record_too_long).
 The format comes from the file name (.csv, .jsonl, .ndjson, with or without .gz) or --format.
 
-Versions (README "Which version wins"): a row's version is (its revision column or 0, --version-time,
+Versions (docs/contract.md "Which version wins"): a row's version is (its revision column or 0, --version-time,
 its ordinal in the load). --version-time defaults to 0, the oldest: the load fills what Kafka has not
 delivered and never replaces a bar Kafka delivered at the same revision (a live correction), while any
 later Kafka message replaces what it loaded; the later line of the input wins for a key; running the

@@ -8,7 +8,7 @@
  * - Replays each letter matching the filters (--reason, --since/--until on the original record time):
  *   the original key, value and headers (bar-writer.* headers left out, bar-writer.replayed-from added)
  *   with the original record timestamp, so a replayed bar is no newer than it was: it never replaces a
- *   correction that landed since (see README, "Which version wins").
+ *   correction that landed since (see docs/contract.md "Which version wins").
  * - Records every replayed letter in bar_writer_dlq_replayed (migration 009), after the broker
  *   acknowledged it: a second run skips them. A run stopped between the two may replay a few letters
  *   again (at least once; the writer's version rule makes that harmless).

@@ -28,7 +28,7 @@ function usage(): string {
     'Commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     '',
-    'Configuration: the environment of the service itself (DB_*, BARS_DB_*, KAFKA_*; see README).',
+    'Configuration: the environment of the service itself (DB_*, BARS_DB_*, KAFKA_*; see docs/configuration.md).',
     'Exit codes: 0 done; 1 failed; 2 invalid usage or configuration; 3 done with a finding (see each command).',
   ].join('\n');
 }

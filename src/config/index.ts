@@ -152,7 +152,7 @@ const schema = {
       env: 'DB_SCHEMA',
     },
     sslMode: {
-      doc: 'TLS to PostgreSQL',
+      doc: 'TLS to PostgreSQL: disable; require (encrypted, not verified); verify-full (verified against DB_SSL_ROOT_CERT)',
       format: oneOf('disable', 'require', 'verify-full'),
       default: 'disable' as const,
       env: 'DB_SSL_MODE',
@@ -163,7 +163,12 @@ const schema = {
       default: '',
       env: 'DB_SSL_ROOT_CERT',
     },
-    maxConnections: { doc: 'Pool size', format: positive(1000), default: 10, env: 'DB_MAX_CONNECTIONS' },
+    maxConnections: {
+      doc: "Connections of the writer's pool (the read API has its own)",
+      format: positive(1000),
+      default: 10,
+      env: 'DB_MAX_CONNECTIONS',
+    },
     maxIdleConnections: {
       doc: 'Idle connections kept open; a released connection beyond this is closed',
       format: intRange(0, 1000),
@@ -177,7 +182,7 @@ const schema = {
       env: 'DB_CONN_MAX_LIFETIME',
     },
     statementTimeoutMs: {
-      doc: 'statement_timeout of every write transaction, set per transaction with SET LOCAL so it works through PgBouncer in transaction mode (0 = none)',
+      doc: "statement_timeout of every write transaction, set per transaction with SET LOCAL so it works through PgBouncer in transaction mode (0 = none); any one query of the writer's pool also ends on the client after this plus 5s (a wait in a pooler's queue)",
       format: 'duration-ms',
       default: 30_000,
       env: 'DB_STATEMENT_TIMEOUT',
@@ -201,7 +206,7 @@ const schema = {
       env: 'DB_LOCK_TIMEOUT',
     },
     retentionMs: {
-      doc: 'TimescaleDB only: bars_1m chunks older than this are dropped by a retention policy that `npm run migrate` sets (0 = keep everything; otherwise at least 1d)',
+      doc: "TimescaleDB only: bars_1m chunks older than this are dropped by a retention policy that `npm run migrate` sets (0 = keep everything; otherwise at least 3d, e.g. 400d); the aggregates' refresh windows end at the same horizon",
       format: 'duration-ms',
       default: 0,
       env: 'BARS_DB_RETENTION',
@@ -219,7 +224,7 @@ const schema = {
   },
   write: {
     batchSize: {
-      doc: 'Bars per partition that trigger a flush',
+      doc: 'Bars per partition that trigger a flush (a flush takes up to 3 batches of a partition in a backlog)',
       format: positive(1_000_000),
       default: 1000,
       env: 'BARS_DB_WRITE_BATCH_SIZE',
@@ -237,7 +242,7 @@ const schema = {
       env: 'BARS_DB_WRITE_INTERVAL',
     },
     queueSize: {
-      doc: 'Messages buffered across all partitions; when reached, fetching pauses',
+      doc: 'Messages buffered across all partitions; when reached, fetching waits for room (up to 1s), then pauses',
       format: positive(10_000_000),
       default: 10_000,
       env: 'BARS_DB_WRITE_QUEUE_SIZE',
@@ -327,13 +332,13 @@ const schema = {
       env: 'KAFKA_DLQ_TOPIC',
     },
     sessionTimeoutMs: {
-      doc: 'Consumer group session timeout',
+      doc: 'Consumer group session timeout (must be longer than BARS_DB_WRITE_INTERVAL)',
       format: 'duration-ms',
       default: 30_000,
       env: 'KAFKA_SESSION_TIMEOUT',
     },
     stallTimeoutMs: {
-      doc: 'An assigned partition behind its log end with nothing fetched and nothing written for this long is stalled: reported (readiness, kafka_partition_stalled) and recovered by leaving and joining the group again',
+      doc: 'An assigned partition behind its log end with nothing fetched and nothing written for this long is stalled: reported (readiness, kafka_partition_stalled) and recovered by leaving and joining the group again (at least 10s)',
       format: 'duration-ms',
       default: 60_000,
       env: 'KAFKA_STALL_TIMEOUT',
@@ -345,14 +350,14 @@ const schema = {
       env: 'KAFKA_FROM_BEGINNING',
     },
     maxBytesPerPartition: {
-      doc: 'Fetch size per partition (bytes)',
+      doc: 'Fetch size per partition (bytes; kept below what the buffers take, see bench/README.md)',
       format: positive(64 * 1024 * 1024),
       // 256 KiB ≈ 1,000 bars: a fetch then holds about what the buffers take (see maxBytes).
       default: 256 * 1024,
       env: 'KAFKA_MAX_BYTES_PER_PARTITION',
     },
     maxBytes: {
-      doc: 'Fetch size per broker (bytes)',
+      doc: 'Fetch size per broker (bytes; kept below what the buffers take, see bench/README.md)',
       format: positive(256 * 1024 * 1024),
       // 2 MiB ≈ 8,000 bars, below the default BARS_DB_WRITE_QUEUE_SIZE: a larger fetch than the buffers
       // can take is paused, dropped and fetched again (measured: 2.4x the bytes read per bar at 10 MiB).
@@ -360,13 +365,13 @@ const schema = {
       env: 'KAFKA_MAX_BYTES',
     },
     metadataMaxAgeMs: {
-      doc: 'How often topic metadata is refreshed: partitions added to the topic are consumed this soon',
+      doc: "How often topic metadata is refreshed: partitions added to the topic are consumed this soon (kafkajs's own default is 5 minutes)",
       format: 'duration-ms',
       default: 30_000,
       env: 'KAFKA_METADATA_MAX_AGE',
     },
     maxWaitMs: {
-      doc: 'Longest a fetch waits for data',
+      doc: "Longest a fetch waits for data (also kafkajs's idle wait while every partition is paused)",
       format: 'duration-ms',
       // Also kafkajs's idle sleep while every partition is paused: short, so a drained buffer refills fast.
       default: 100,
@@ -450,13 +455,13 @@ const schema = {
       env: 'HTTP_MAX_CONNECTIONS',
     },
     requestTimeoutMs: {
-      doc: 'A request must be received in full (headers and body) within this long; headers within the lesser of this and 10s',
+      doc: 'A request must be received in full (headers and body) within this long, headers within the lesser of this and 10s; then 408 and the connection is closed (at least 1s)',
       format: 'duration-ms',
       default: 15_000,
       env: 'HTTP_REQUEST_TIMEOUT',
     },
     idleTimeoutMs: {
-      doc: 'A connection with no progress for this long (a client that stops reading its answer, or sends nothing) is closed',
+      doc: 'A connection with no progress for this long (a client that stops reading its answer, or sends nothing) is closed (at least 1s)',
       format: 'duration-ms',
       default: 30_000,
       env: 'HTTP_IDLE_TIMEOUT',
@@ -494,7 +499,7 @@ const schema = {
     env: 'LOG_LEVEL',
   },
   shutdownTimeoutMs: {
-    doc: 'Deadline of a graceful shutdown; keep below the orchestrator grace period',
+    doc: 'Deadline of a graceful shutdown (at least 1s); keep it, plus 2s, below the orchestrator grace period',
     format: 'duration-ms',
     default: 25_000,
     env: 'SHUTDOWN_TIMEOUT',
@@ -713,4 +718,87 @@ export function redactedConfig(config: Config): Config {
     kafka: { ...config.kafka, saslPassword: config.kafka.saslPassword ? '[redacted]' : '' },
     http: { ...config.http, readToken: config.http.readToken ? '[redacted]' : '' },
   };
+}
+
+/**
+ * A duration in the form the parser reads back (parseDuration): the largest unit that divides it
+ * exactly, `0` for none. The inverse of parseDuration on what it returns.
+ */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0';
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    if (ms % UNIT_MS[unit]! === 0) return `${ms / UNIT_MS[unit]!}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** One setting of the schema as a reference shows it (scripts/docs.ts writes docs/configuration.md). */
+export interface Setting {
+  /** The schema key: `db.port`, `logLevel`. */
+  key: string;
+  env: string;
+  doc: string;
+  /** The default as an environment variable would give it: a value the parser accepts back. */
+  default: string;
+  /** What the parser accepts, in words. */
+  accepts: string;
+  sensitive: boolean;
+}
+
+interface Leaf {
+  doc: string;
+  format: unknown;
+  default: unknown;
+  env: string;
+  sensitive?: boolean;
+}
+
+/** Every setting of the schema, in schema order, described from the schema itself. */
+export function settings(): Setting[] {
+  const out: Setting[] = [];
+  const visit = (node: Record<string, unknown>, prefix: string): void => {
+    for (const [name, value] of Object.entries(node)) {
+      const key = prefix + name;
+      const leaf = value as Leaf;
+      if (typeof leaf.env !== 'string') {
+        visit(value as Record<string, unknown>, `${key}.`);
+        continue;
+      }
+      out.push({
+        key,
+        env: leaf.env,
+        doc: leaf.doc,
+        default: defaultText(leaf),
+        accepts: acceptsText(leaf.format),
+        sensitive: leaf.sensitive === true,
+      });
+    }
+  };
+  visit(schema, '');
+  return out;
+}
+
+function defaultText(leaf: Leaf): string {
+  if (leaf.format === 'duration-ms') return formatDuration(leaf.default as number);
+  return String(leaf.default);
+}
+
+/** The rule of a format: named ones by name; a validating function by the message it refuses with. */
+function acceptsText(format: unknown): string {
+  if (format === 'duration-ms') return 'a duration';
+  if (format === 'strict-boolean') return '`true` or `false`';
+  if (format === String) return 'text';
+  if (Array.isArray(format)) return `one of ${format.map((v) => `\`${String(v)}\``).join(', ')}`;
+  if (typeof format === 'string') {
+    const range = /^int (\d+)\.\.(\d+)$/.exec(format);
+    if (range) return `an integer from ${range[1]} to ${range[2]}`;
+  }
+  if (typeof format === 'function') {
+    try {
+      (format as (v: unknown) => void)(undefined);
+    } catch (err) {
+      return (err as Error).message.replace(/^must be /, '');
+    }
+  }
+  throw new Error(`no description for the format ${String(format)}`);
 }

@@ -1,5 +1,5 @@
 /**
- * The ConsumerPort on kafkajs 2.2.4 (see ../shared notes and README "Kafka client" for the behaviour
+ * The ConsumerPort on kafkajs 2.2.4 (see ../shared notes and docs/kafka.md "Kafka client and brokers" for the behaviour
  * this relies on): eachBatch with autoCommit and auto-resolve off; the handler only buffers and
  * returns; commits are explicit, for durable offsets only; the assignment comes from GROUP_JOIN.
  */

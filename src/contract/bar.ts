@@ -15,7 +15,7 @@ import { countTopLevelKeys, findDuplicateTopLevelKey, PlainBarScan, scanPlainBar
 /**
  * A validated 1-minute bar. `timestampMs` is the bar start in epoch milliseconds (UTC). `revision` is
  * the producer's optional version number of the bar (0 when the message has none): a higher revision
- * replaces a lower one whatever the record timestamps (README, "Which version wins").
+ * replaces a lower one whatever the record timestamps (docs/contract.md "Which version wins").
  */
 export interface Bar {
   symbol: string;

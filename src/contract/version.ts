@@ -1,5 +1,5 @@
 /**
- * The time part of a bar's version (the README's "Which version wins"): a bar's version is
+ * The time part of a bar's version (docs/contract.md "Which version wins"): a bar's version is
  * (revision, version time, origin), compared in that order; a stored bar is replaced only by a strictly
  * newer one (../store/writeSql.ts). The version time is the Kafka record timestamp of its message, with
  * two exceptions:

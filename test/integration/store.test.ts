@@ -278,7 +278,7 @@ describe('store', () => {
     expect(await stored('VER2')).toEqual([{ close: 2, revision: 0, at: REC + 9 }]);
   });
 
-  test('the version rule as the README states it: identical re-sends move the version; ties go by offset', async () => {
+  test('the version rule as docs/contract.md states it: identical re-sends move the version; ties go by offset', async () => {
     const stored = async (symbol: string) =>
       (
         await h.pool.query<{ close: number; revision: string; origin: string }>(

@@ -2,7 +2,7 @@
  * TimescaleDB for real: the migrations, the policies and the writer against a real TimescaleDB 2.28
  * server (TEST_TSDB_*, started by scripts/timescaledb.sh), and the same migrations on plain PostgreSQL.
  *
- * Background jobs of this build fail after running (see README, TimescaleDB), and waiting for a
+ * Background jobs of this build fail after running (see docs/timescaledb.md "How it is tested"), and waiting for a
  * scheduler is not a test: each schema's jobs are unscheduled right after migrating, and every policy
  * is run with `CALL run_job(id)`.
  */

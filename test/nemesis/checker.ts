@@ -5,7 +5,7 @@
  * stored and the versions that MUST have landed, and compares the table exactly. It also judges the
  * monitor's samples (fences, stalls) and the dead letters.
  *
- * The version rule (README "Which version wins", as it is after the fixes in progress):
+ * The version rule (docs/contract.md "Which version wins", as it is after the fixes in progress):
  * - a valid message's version is (revision, versionTime, origin): revision = its `revision` field (0
  *   when absent or null); versionTime = header `bar-writer.version-time` when present, else the record
  *   timestamp, except that a versionTime more than 1 h ahead of the time the service receives the

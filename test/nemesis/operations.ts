@@ -241,7 +241,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
 
 /**
  * A graceful stop exits 0 once every buffer is durable. While fence rows are locked some buffers cannot
- * be: the service then exits 1 at its deadline (README, BarWriterDown), and the next owner replays them.
+ * be: the service then exits 1 at its deadline (docs/runbook.md "BarWriterDown (critical)"), and the next owner replays them.
  */
 function exitSaid(run: Run, id: number, code: number | null): string {
   if (code === 0) return 'exit 0';

@@ -1,6 +1,6 @@
 /**
  * The simulation's checker, independent of the service's code: from what was produced and loaded, the
- * bars_1m that must result under the README's version rule, compared with what is stored.
+ * bars_1m that must result under the version rule of docs/contract.md, compared with what is stored.
  *
  * - A message's version is (revision, version time, origin): version time is its version-time header
  *   or its record time, unless that lies more than an hour ahead of when it was produced (the service

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { parseAllDocuments } from 'yaml';
-import { ConfigError, loadConfig, type Config } from '../../src/config';
+import { ConfigError, loadConfig, settings, type Config } from '../../src/config';
 import { createMetrics } from '../../src/observe/metrics';
 import { MIGRATIONS_DIR } from '../../src/store/migrate';
 
@@ -188,6 +188,24 @@ function composeTopics(): Map<string, number> {
   return topics;
 }
 
+/** The services that run bar-writer itself: the app image with the image's own command. */
+function serviceMembers(): string[] {
+  return Object.entries(services)
+    .filter(
+      ([name, svc]) => obj(svc, name).image === 'bar-writer:local' && obj(svc, name).command === undefined,
+    )
+    .map(([name]) => name);
+}
+
+/** `127.0.0.1:${VAR:-8080}:8080` → host 127.0.0.1, port '8080' (its default), container 8080. */
+function publishedPorts(name: string): { host: string; port: string; container: number }[] {
+  return ((service(name).ports as unknown[] | undefined) ?? []).map((p) => {
+    const m = /^(\d+\.\d+\.\d+\.\d+):(.+):(\d+)$/.exec(str(p, `services.${name}.ports`));
+    if (!m) throw new Error(`services.${name}.ports: ${String(p)} does not bind one address`);
+    return { host: m[1]!, port: interpolate(m[2]!), container: Number(m[3]) };
+  });
+}
+
 /** A `node dist/x.js` command must name a file tsc builds from src/x.ts (tsconfig.build: src → dist). */
 function expectBuiltEntryPoint(command: unknown[], where: string): void {
   expect(command[0]).toBe('node');
@@ -236,7 +254,7 @@ describe('docker-compose.yml', () => {
   it('sets only env variables the config schema reads, for bar-writer and migrate', () => {
     expect(CONFIG_ENV.size).toBeGreaterThan(30);
     expect(CONFIG_ENV.has('DB_HOST')).toBe(true);
-    for (const name of ['bar-writer', 'migrate']) {
+    for (const name of [...serviceMembers(), 'migrate']) {
       const env = composeEnv(name);
       expect(Object.keys(env).length).toBeGreaterThan(0);
       expect({ service: name, unknown: unknownNames(Object.keys(env), CONFIG_ENV) }).toEqual({
@@ -265,12 +283,50 @@ describe('docker-compose.yml', () => {
     expect(topics.has(env.kafka.dlqTopic)).toBe(true);
   });
 
-  it('gives bar-writer replicas no fixed host port and a stop grace period above SHUTDOWN_TIMEOUT', () => {
-    const bw = service('bar-writer');
-    expect(bw.ports).toBeUndefined();
-    const config = validConfig(composeEnv('bar-writer'), 'services.bar-writer.environment');
-    const grace = composeDurationMs(str(bw.stop_grace_period, 'services.bar-writer.stop_grace_period'));
-    expect(grace).toBeGreaterThan(config.shutdownTimeoutMs + SHUTDOWN_BACKSTOP_MS);
+  it('runs bar-writer members each on its own host port, the HTTP_PORT of its env, with a grace period', () => {
+    const members = serviceMembers();
+    expect(members).toEqual(['bar-writer', 'bar-writer-2']);
+    const hostPorts: string[] = [];
+    for (const name of members) {
+      const svc = service(name);
+      const config = validConfig(composeEnv(name), `services.${name}.environment`);
+      // One host port serves one container: a member is never replicated.
+      expect({ name, replicas: obj(svc.deploy ?? {}, 'deploy').replicas ?? 1 }).toEqual({
+        name,
+        replicas: 1,
+      });
+      const ports = publishedPorts(name);
+      expect(ports).toHaveLength(1);
+      expect({ name, host: ports[0]!.host, container: ports[0]!.container }).toEqual({
+        name,
+        host: '127.0.0.1',
+        container: config.http.port,
+      });
+      hostPorts.push(ports[0]!.port);
+      const grace = composeDurationMs(str(svc.stop_grace_period, `services.${name}.stop_grace_period`));
+      expect(grace).toBeGreaterThan(config.shutdownTimeoutMs + SHUTDOWN_BACKSTOP_MS);
+    }
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
+  });
+
+  it('lists in its header every port it publishes, with the service', () => {
+    const header = read('docker-compose.yml')
+      .split('\n')
+      .filter((l) => l.startsWith('#'))
+      .join('\n');
+    let published = 0;
+    for (const name of Object.keys(services)) {
+      for (const p of publishedPorts(name)) {
+        published++;
+        const line = new RegExp(`^#\\s+${name}\\s+(?:https?://)?127\\.0\\.0\\.1:${p.port}\\b`, 'm');
+        expect({ name, port: p.port, inHeader: line.test(header) }).toEqual({
+          name,
+          port: p.port,
+          inHeader: true,
+        });
+      }
+    }
+    expect(published).toBeGreaterThanOrEqual(5);
   });
 });
 
@@ -393,7 +449,7 @@ describe('deploy/prometheus', () => {
     const sd = obj(arr(job.dns_sd_configs, 'dns_sd_configs')[0], 'dns_sd_configs[0]');
     expect(sd.type).toBe('A');
     const names = arr(sd.names, 'dns_sd_configs[0].names');
-    for (const n of names) expect(Object.keys(services)).toContain(n);
+    expect(names).toEqual(serviceMembers());
     const config = validConfig(composeEnv('bar-writer'), 'services.bar-writer.environment');
     expect(sd.port).toBe(config.http.port);
   });
@@ -698,6 +754,22 @@ describe('deploy/kubernetes', () => {
     validConfig({ ...configMap, ...secret }, 'ConfigMap bar-writer + Secret bar-writer-db');
   });
 
+  it('sets every variable not marked CHOOSE to the schema default', () => {
+    const text = read('deploy/kubernetes/configmap.yaml');
+    const chosen = new Set([...text.matchAll(/^\s+([A-Z][A-Z0-9_]*):.*#.*\bCHOOSE\b/gm)].map((m) => m[1]!));
+    expect(chosen.size).toBeGreaterThan(3);
+    const differing: string[] = [];
+    for (const s of settings()) {
+      const value = configMap[s.env];
+      if (value === undefined || chosen.has(s.env)) continue;
+      // Compared as the service reads them: 744h and 31d are the same setting.
+      const asRead = (v: string) => JSON.stringify(validConfig({ [s.env]: v }, `ConfigMap ${s.env}`));
+      if (asRead(value) !== asRead(s.default))
+        differing.push(`${s.env}: ${value} (the default is ${s.default})`);
+    }
+    expect(differing).toEqual([]);
+  });
+
   it('references ConfigMaps and Secrets (and keys) that exist', () => {
     for (const w of [...k8sOfKind('Deployment'), ...k8sOfKind('Job')]) {
       for (const c of containers(w)) {
@@ -773,7 +845,7 @@ describe('deploy/kubernetes', () => {
   it('runs the migrations and the service from built entry points', () => {
     const job = containers(k8sObject('Job', 'bar-writer-migrate'))[0]!;
     expectBuiltEntryPoint(arr(job.command, 'Job command'), 'Job bar-writer-migrate command');
-    expect(writer.command).toBeUndefined(); // the image's CMD: node dist/main.js
+    expect(writer.command).toBeUndefined(); // the image's CMD: node --single-threaded-gc dist/main.js
   });
 
   it('carries the same alerts as deploy/prometheus/alerts.yml', () => {

@@ -30,7 +30,7 @@ import { fingerprint } from '../src/offsets/fingerprint';
 import { writeGroup, type BarAtOffset } from '../src/store/writeBatch';
 import { stagedKeys } from '../src/store/stagedKeys';
 import { CREATE_STAGING, STAGING, STAGING_COLUMN_LIST } from '../src/store/staging';
-import { writeSql } from '../src/store/writeSql';
+import { ROWS_CHANGED, writeSql } from '../src/store/writeSql';
 import { encodeCopyBinary as encodeCopyRowsBinary, encodeCopyRows } from '../test/support/copyReference';
 import { uniqueName } from '../test/support/common';
 import { feedBar } from './bars';
@@ -70,8 +70,7 @@ function barParams(b: Bar): unknown[] {
 
 /** Our upsert's ON CONFLICT clause, taken from writeSql() so every variant resolves conflicts alike. */
 function onConflictClause(schema: string): string {
-  const upsert = writeSql(schema).upsert('-', '-', 'repeated');
-  return upsert.slice(upsert.indexOf('ON CONFLICT'));
+  return writeSql(schema).onConflict;
 }
 
 /** Record timestamps of the bars (any fixed instant: the write path only compares them). */
@@ -313,7 +312,8 @@ runMain('bench:write', async (cleanup: Cleanup) => {
       p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`psql exited ${code}: ${out}`))));
     });
     const times = [...text.matchAll(/^Time: ([\d.]+) ms/gm)].map((m) => Number(m[1]));
-    const inserted = [...text.matchAll(/^INSERT 0 (\d+)/gm)][1];
+    // The upsert answers its count of rows changed (writeSql ROWS_CHANGED) as a one-row table.
+    const inserted = new RegExp(`^ *${ROWS_CHANGED}\\s*\\n-+\\n *(\\d+)`, 'm').exec(text);
     // Statement order: CREATE TEMP TABLE, BEGIN, \copy, fence insert, fence lock, upsert, fence advance, COMMIT.
     const fences = (times[3] ?? 0) + (times[4] ?? 0) + (times[6] ?? 0);
     return {

@@ -9,6 +9,7 @@
  *      the instance that owned the partition after us, and writing them again could overwrite a newer
  *      version), keeping the newest version per key when a key is staged more than once (./stagedKeys.ts)
  *      and replacing a stored row only with a strictly newer version, so a replay writes nothing;
+ *      The same statement keeps bars_latest, each symbol's newest bar, from the rows it changed;
  *   4. advance each fence (it only ever moves forward) and COMMIT.
  *
  * The staging table is created inside the transaction when the connection lacks it (CREATE TEMP TABLE
@@ -143,7 +144,14 @@ export async function writeGroup(
     ],
     { lockTimeoutMs: options.lockTimeoutMs, statementTimeoutMs: options.statementTimeoutMs },
   );
-  return { parts: outcome(results.rows('lockFences')), rowsChanged: results.count('upsert') };
+  return { parts: outcome(results.rows('lockFences')), rowsChanged: changedCount(results.rows('upsert')) };
+}
+
+/** The upsert's one row: the rows of bars_1m it inserted or replaced (./writeSql.ts ROWS_CHANGED). */
+function changedCount(rows: readonly (string | null)[][]): number {
+  const n = Number(rows[0]?.[0]);
+  if (rows.length !== 1 || !Number.isSafeInteger(n)) throw new Error('the upsert did not answer its count');
+  return n;
 }
 
 /**
@@ -178,5 +186,5 @@ export async function writeBars(
     ],
     options,
   );
-  return results.count('upsert');
+  return changedCount(results.rows('upsert'));
 }

@@ -8,7 +8,11 @@
  * - the upsert: the staged rows at or above their partition's fence, the newest version per key, and a
  *   stored row replaced only by a strictly newer version (see `upsert`). Picking the newest version
  *   (DISTINCT ON) is needed only when a key is staged more than once; the caller says which (`StagedKeys`,
- *   ./stagedKeys.ts), and a flush whose keys are all distinct skips it: ~5% of the backend's work per row.
+ *   ./stagedKeys.ts), and a flush whose keys are all distinct skips it: ~5% of the backend's work per row;
+ * - in the same statement, bars_latest (migrations/011_bars_latest.sql): from the rows the upsert changed
+ *   (its RETURNING), each symbol's latest minute replaces the symbol's row when it is later than the
+ *   stored one, or the same minute with a newer version. Only changed rows count, so a replay touches
+ *   neither table, and bars_latest is never ahead of or behind bars_1m.
  */
 import pg from 'pg';
 import { ident } from './pool';
@@ -53,7 +57,18 @@ export interface WriteSql {
   upsert(group: string, topic: string, keys: StagedKeys, advances?: readonly FenceAdvance[]): string;
   /** Every staged row, newest version per key: loads that are not Kafka partitions (backfill). */
   upsertAll(keys: StagedKeys): string;
+  /**
+   * The ON CONFLICT clause of bars_1m alone (the version rule): bench/ gives it to its reference
+   * variants, so that every variant resolves conflicts alike.
+   */
+  onConflict: string;
 }
+
+/**
+ * The upsert statements answer one row, one column: the rows of bars_1m inserted or replaced (an older
+ * or equal version is not counted).
+ */
+export const ROWS_CHANGED = 'rows_changed';
 
 const sqlCache = new Map<string, WriteSql>();
 
@@ -80,12 +95,19 @@ export function writeSql(schema: string): WriteSql {
   let sql = sqlCache.get(schema);
   if (sql) return sql;
   const bars = `${ident(schema)}.bars_1m`;
+  const latest = `${ident(schema)}.bars_latest`;
   const offsets = `${ident(schema)}.bar_writer_offsets`;
   const columns = 'symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time';
   const stagedColumns = columns
     .split(', ')
     .map((c) => `s.${c}`)
     .join(', ');
+  const onConflict = `ON CONFLICT (symbol, "timestamp") DO UPDATE SET
+       open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+       volume = EXCLUDED.volume, vwap = EXCLUDED.vwap,
+       revision = EXCLUDED.revision, source_time = EXCLUDED.source_time, source_origin = EXCLUDED.source_origin
+     WHERE (EXCLUDED.revision, EXCLUDED.source_time, EXCLUDED.source_origin)
+           > (t.revision, t.source_time, COALESCE(t.source_origin, -1))`;
   /**
    * The upsert of the staged rows that `filter` (a join and WHERE on staging `s`) lets through: with
    * repeated keys the newest version of each (DISTINCT ON), else every row as it is. Both in key order.
@@ -97,15 +119,27 @@ export function writeSql(schema: string): WriteSql {
         ? staged
         : `(SELECT DISTINCT ON (s.symbol, s."timestamp") s.* FROM ${staged}
             ORDER BY s.symbol, s."timestamp", s.revision DESC, s.source_time DESC, s.part DESC, s.kafka_offset DESC, s.seq DESC) s`;
-    return `INSERT INTO ${bars} AS t (${columns}, source_origin)
+    // Data-modifying CTEs run to completion whether read or not; `changed` is read in full (sorted)
+    // before the first bars_latest row is locked, so every writer locks bars_1m rows first, in key order,
+    // then bars_latest rows, in symbol order: no deadlock between concurrent flushes.
+    return `WITH changed AS (
+     INSERT INTO ${bars} AS t (${columns}, source_origin)
      SELECT ${stagedColumns}, ${STAGED_ORIGIN} FROM ${rows}
      ORDER BY s.symbol, s."timestamp"
-     ON CONFLICT (symbol, "timestamp") DO UPDATE SET
-       open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-       volume = EXCLUDED.volume, vwap = EXCLUDED.vwap,
+     ${onConflict}
+     RETURNING t.symbol, t."timestamp", t.open, t.high, t.low, t.close, t.volume, t.vwap,
+               t.revision, t.source_time, t.source_origin
+   ), newest AS (
+     INSERT INTO ${latest} AS l (${columns}, source_origin)
+     SELECT DISTINCT ON (c.symbol) c.* FROM changed c ORDER BY c.symbol, c."timestamp" DESC
+     ON CONFLICT (symbol) DO UPDATE SET
+       "timestamp" = EXCLUDED."timestamp", open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+       close = EXCLUDED.close, volume = EXCLUDED.volume, vwap = EXCLUDED.vwap,
        revision = EXCLUDED.revision, source_time = EXCLUDED.source_time, source_origin = EXCLUDED.source_origin
-     WHERE (EXCLUDED.revision, EXCLUDED.source_time, EXCLUDED.source_origin)
-           > (t.revision, t.source_time, COALESCE(t.source_origin, -1))`;
+     WHERE (EXCLUDED."timestamp", EXCLUDED.revision, EXCLUDED.source_time, COALESCE(EXCLUDED.source_origin, -1))
+           > (l."timestamp", l.revision, l.source_time, COALESCE(l.source_origin, -1))
+   )
+   SELECT count(*) AS ${ROWS_CHANGED} FROM changed`;
   };
   sql = {
     insertFences: (group, topic, partitions) =>
@@ -150,6 +184,7 @@ export function writeSql(schema: string): WriteSql {
         keys,
       ),
     upsertAll: (keys) => upsertFrom('', keys),
+    onConflict,
   };
   sqlCache.set(schema, sql);
   return sql;

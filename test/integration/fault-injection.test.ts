@@ -6,8 +6,8 @@
  * instances are stopped and started. A supervisor restarts writers that exit, as an orchestrator would.
  *
  * At the end, by querying the table: every (symbol, timestamp) present exactly once, every value equal
- * to the LAST produced version, the row count exact, and the group's committed offsets at the end of
- * every partition. The suite owns its broker (it restarts it) and its database (it takes it away).
+ * to the LAST produced version, the row count exact, bars_latest equal to each symbol's newest row, and
+ * the group's committed offsets at the end of every partition. The suite owns its broker (it restarts it) and its database (it takes it away).
  */
 import pg from 'pg';
 import { PG } from '../support/env';
@@ -262,6 +262,9 @@ describe('fault injection', () => {
     });
     expect(await h.caughtUp()).toBe(true);
     expect(faults.filter((f) => f.startsWith('SIGKILL')).length).toBeGreaterThanOrEqual(3);
+    // bars_latest, kept by every write (crashed, replayed, corrected), is each symbol's newest bar.
+    expect(await h.latestMismatches()).toBe(0);
+    expect(Number((await h.pool.query(`SELECT count(*) FROM bars_latest`)).rows[0].count)).toBe(SYMBOLS);
 
     // Graceful stop of every writer: exit 0, nothing left behind.
     supervising = false;

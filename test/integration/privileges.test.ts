@@ -43,7 +43,7 @@ describe('the writer role bar_writer_rw', () => {
   });
   afterAll(() => h.cleanup());
 
-  test('the migration grants exactly SELECT, INSERT, UPDATE on the two tables (SELECT on the aggregates), USAGE and TEMPORARY', async () => {
+  test('the migration grants exactly SELECT, INSERT, UPDATE on the three tables (SELECT on the aggregates), USAGE and TEMPORARY', async () => {
     const tables = await h.pool.query(
       `SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) AS privileges
        FROM information_schema.role_table_grants
@@ -61,6 +61,7 @@ describe('the writer role bar_writer_rw', () => {
       [
         { table_name: 'bar_writer_offsets', privileges: 'INSERT,SELECT,UPDATE' },
         { table_name: 'bars_1m', privileges: 'INSERT,SELECT,UPDATE' },
+        { table_name: 'bars_latest', privileges: 'INSERT,SELECT,UPDATE' },
         ...aggregates,
       ].sort((a, b) => (a.table_name < b.table_name ? -1 : 1)),
     );
@@ -83,6 +84,7 @@ describe('the writer role bar_writer_rw', () => {
       async () => (await h.caughtUp()) && (await h.rowCount()) === 300,
     );
     expect(diffTables(expectedTable(bars), await h.storedBars())).toEqual([]);
+    expect(await h.latestMismatches()).toBe(0); // kept by the writer role too
     // The read API runs as the same user.
     const latest = await httpGet(service.port, '/v1/bars/S0000/latest?limit=1');
     expect(latest.status).toBe(200);
@@ -109,6 +111,8 @@ describe('the writer role bar_writer_rw', () => {
         `CREATE INDEX ON ${s}.bars_1m (close)`,
         `DELETE FROM ${s}.bar_writer_offsets`,
         `TRUNCATE ${s}.bar_writer_offsets`,
+        `DELETE FROM ${s}.bars_latest`,
+        `TRUNCATE ${s}.bars_latest`,
         `SELECT * FROM ${s}.bar_writer_migrations`,
         `DROP SCHEMA ${s} CASCADE`,
       ]) {

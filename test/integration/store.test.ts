@@ -355,6 +355,63 @@ describe('store', () => {
     });
   });
 
+  test('bars_latest: the newest minute of each symbol, by the version rule, in the same transaction', async () => {
+    const latest = async (symbol: string) => {
+      const r = await h.pool.query<{ minute: number; close: number; revision: string; origin: string }>(
+        `SELECT (extract(epoch FROM "timestamp") * 1000 - $2::bigint) / 60000 AS minute, close,
+                revision::text AS revision, source_origin::text AS origin
+         FROM "${h.schema}".bars_latest WHERE symbol = $1`,
+        [symbol, T0],
+      );
+      return r.rows.map((x) => ({ ...x, minute: Number(x.minute) }))[0] ?? null;
+    };
+    const g = 'g-latest';
+    // A new symbol, several minutes in one flush, out of order: its latest minute wins.
+    await write([at(0n, bar('LT1', 3, 30)), at(1n, bar('LT1', 1, 10)), at(2n, bar('LT1', 2, 20))], 3n, {}, g);
+    expect(await latest('LT1')).toEqual({ minute: 3, close: 30, revision: '0', origin: '0' });
+    // A later minute moves it; a correction of an older minute does not move it back.
+    await write([at(3n, bar('LT1', 4, 40)), at(4n, bar('LT1', 1, 11))], 5n, {}, g);
+    expect(await latest('LT1')).toEqual({ minute: 4, close: 40, revision: '0', origin: '3' });
+    expect((await reader().range('LT1', T0 + 60_000, T0 + 120_000, 1))[0]!.close).toBe(11);
+    // A correction of the newest minute (a newer version) replaces it; an older version does not.
+    await write([at(5n, bar('LT1', 4, 41))], 6n, {}, g);
+    expect(await latest('LT1')).toEqual({ minute: 4, close: 41, revision: '0', origin: '5' });
+    await write([at(6n, bar('LT1', 4, 39), REC - 1000)], 7n, {}, g);
+    expect(await latest('LT1')).toEqual({ minute: 4, close: 41, revision: '0', origin: '5' });
+    // A higher revision wins whatever its record time, in bars_1m and bars_latest alike.
+    await write([at(7n, bar('LT1', 4, 42, { revision: 2 }), REC - 5000)], 8n, {}, g);
+    expect(await latest('LT1')).toEqual({ minute: 4, close: 42, revision: '2', origin: '7' });
+    // A replay (another group: the fence lets it through) changes no row of bars_1m, so bars_latest is
+    // not touched at all: not updated, not even locked (xmin and xmax as they were).
+    const tuple = async () =>
+      (
+        await h.pool.query<{ xmin: string; xmax: string }>(
+          `SELECT xmin::text, xmax::text FROM "${h.schema}".bars_latest WHERE symbol = 'LT1'`,
+        )
+      ).rows[0];
+    const tupleBefore = await tuple();
+    const replay = await withConnection(h.pool, (c) =>
+      writeGroup(c, h.schema, 'g-latest-replay', ref.topic, [
+        part(0, [at(0n, bar('LT1', 3, 30)), at(3n, bar('LT1', 4, 40)), at(5n, bar('LT1', 4, 41))], 6n),
+      ]),
+    );
+    expect(replay.rowsChanged).toBe(0);
+    expect(await tuple()).toEqual(tupleBefore);
+    expect(await latest('LT1')).toEqual({ minute: 4, close: 42, revision: '2', origin: '7' });
+    // Two symbols of two partitions in one transaction, and every symbol written so far: in step.
+    await withConnection(h.pool, (c) =>
+      writeGroup(c, h.schema, g, ref.topic, [
+        part(1, [at(0n, bar('LT2', 9, 90)), at(1n, bar('LT3', 2, 20))], 2n),
+        part(2, [at(0n, bar('LT2', 8, 80)), at(1n, bar('LT3', 5, 50))], 2n),
+      ]),
+    );
+    expect([await latest('LT2'), await latest('LT3')]).toEqual([
+      { minute: 9, close: 90, revision: '0', origin: String(1n * 2n ** 48n) },
+      { minute: 5, close: 50, revision: '0', origin: String(2n * 2n ** 48n + 1n) },
+    ]);
+    expect(await h.latestMismatches('LT%')).toBe(0);
+  });
+
   test('migrations: the table shape, no redundant index, idempotent, safe when run concurrently', async () => {
     const cols = await h.pool.query(
       `SELECT column_name, data_type, is_nullable FROM information_schema.columns

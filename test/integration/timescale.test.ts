@@ -712,7 +712,7 @@ describe('the aggregates of an hour or a day bucket in BARS_DB_AGGREGATE_TIMEZON
           [db.schema],
         )
       ).map((r) => r.table_name),
-    ).toEqual(['bar_writer_offsets', 'bars_15m', 'bars_1d', 'bars_1h', 'bars_1m', 'bars_5m']);
+    ).toEqual(['bar_writer_offsets', 'bars_15m', 'bars_1d', 'bars_1h', 'bars_1m', 'bars_5m', 'bars_latest']);
     // A correction on Sunday evening (EDT) lands in Sunday's bucket at the next policy run.
     await db.pool.query(
       `UPDATE ${db.s}.bars_1m SET volume = 100 WHERE symbol = 'NYC' AND "timestamp" = '2026-03-09T03:59Z'`,
@@ -885,6 +885,7 @@ describe('the same migrations on plain PostgreSQL', () => {
       { relname: 'bar_writer_migrations', relkind: 'r' },
       { relname: 'bar_writer_offsets', relkind: 'r' },
       { relname: 'bars_1m', relkind: 'r' },
+      { relname: 'bars_latest', relkind: 'r' },
     ]);
     const c = await db.pool.connect();
     try {
@@ -1019,7 +1020,7 @@ describe('upgrading a deployment whose chunks are compressed', () => {
   const db = new Db(TSDB);
   afterAll(() => db.drop());
 
-  test('007 and 008 apply on a hypertable with compressed chunks; old rows have the lowest version; the writer replaces them', async () => {
+  test('007 to 011 apply on a hypertable with compressed chunks; old rows have the lowest version; the writer replaces them; bars_latest is filled', async () => {
     const problem = await tsdbReachable();
     if (problem) throw new Error(problem);
     const c = await db.pool.connect();
@@ -1033,7 +1034,13 @@ describe('upgrading a deployment whose chunks are compressed', () => {
       await db.insert(BARS);
       await c.query(`SELECT compress_chunk(ch) FROM show_chunks('${db.schema}.bars_1m') ch`);
       expect(await migrate(c, db.schema, all)).toMatchObject({
-        applied: ['007_bar_versions', '008_fence_identity', '009_dlq_replayed', '010_bar_version_origin'],
+        applied: [
+          '007_bar_versions',
+          '008_fence_identity',
+          '009_dlq_replayed',
+          '010_bar_version_origin',
+          '011_bars_latest',
+        ],
       });
     } finally {
       c.release();
@@ -1042,8 +1049,36 @@ describe('upgrading a deployment whose chunks are compressed', () => {
       `SELECT count(*)::int AS n, max(revision)::text AS revision, max(source_time)::text AS source_time FROM ${db.s}.bars_1m`,
     );
     expect(rows).toEqual([{ n: BARS.length, revision: '0', source_time: '-infinity' }]);
+    // 011 read the compressed chunks without decompressing one: bars_latest holds each symbol's newest bar.
+    const compressed = await db.q<{ is_compressed: boolean }>(
+      `SELECT is_compressed FROM timescaledb_information.chunks
+       WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m'`,
+      [db.schema],
+    );
+    expect(compressed.length).toBeGreaterThan(1);
+    expect(compressed.every((ch) => ch.is_compressed)).toBe(true);
+    const latest = () =>
+      db
+        .q<OutBar & { timestamp: Date }>(
+          `SELECT symbol, "timestamp", open, high, low, close, volume::text AS volume, vwap
+         FROM ${db.s}.bars_latest ORDER BY symbol`,
+        )
+        .then((r) => r.map((x) => ({ ...x, timestamp: x.timestamp.toISOString() })));
+    const newest = (symbol: string) =>
+      toOut(
+        [...BARS]
+          .filter((x) => x.symbol === symbol)
+          .sort(byKey)
+          .at(-1)!,
+      );
+    expect(await latest()).toEqual([newest('AAA'), newest('BBB')]);
     const changed = { ...BARS[0]!, close: 10.75 };
     await db.writeAsService([changed]);
     expect((await db.readBars('bars_1m'))[0]).toEqual(toOut(changed));
+    // A correction of an older minute leaves bars_latest alone; a newer bar moves it.
+    expect(await latest()).toEqual([newest('AAA'), newest('BBB')]);
+    const later = b('AAA', '2026-01-06T00:01', [12.75, 13, 12.5, 12.5], 5, 12.75);
+    await db.writeAsService([later]);
+    expect(await latest()).toEqual([toOut(later), newest('BBB')]);
   });
 });

@@ -111,6 +111,11 @@ export interface CheckInput {
   stored: StoredRow[];
   /** Whether bars_1m has source_origin (compared then). */
   hasOrigin: boolean;
+  /**
+   * bars_latest as stored (absent: a run from before it existed). It must hold, per symbol, exactly the
+   * row of `stored` with the symbol's greatest minute, values and version alike.
+   */
+  latest?: StoredRow[];
   /** Keys stored more than once (the primary key forbids it; counted anyway). */
   duplicated: number;
   deadLetters: DeadLetterSeen[];
@@ -140,6 +145,8 @@ export interface Figures {
   extra: number;
   invalidLanded: number;
   duplicated: number;
+  /** Symbols whose bars_latest row is not their newest stored bar (or is missing, or has none). */
+  latestMismatch: number;
   invalidMustDeadLetter: number;
   notDeadLettered: number;
   validDeadLettered: number;
@@ -422,6 +429,24 @@ export function check(input: CheckInput): Verdict {
   }
   if (input.duplicated > 0) ex.add('duplicated', `${input.duplicated} keys stored more than once`);
 
+  // bars_latest: the newest stored bar of each symbol, exactly.
+  if (input.latest) {
+    const newest = new Map<string, StoredRow>();
+    for (const s of input.stored) {
+      if ((newest.get(s.symbol)?.timestampMs ?? -Infinity) < s.timestampMs) newest.set(s.symbol, s);
+    }
+    const kept = new Map(input.latest.map((l) => [l.symbol, l]));
+    const say = (r: StoredRow | undefined) =>
+      r
+        ? `${new Date(r.timestampMs).toISOString()} ${fmtFields(r)} ${fmtStoredVersion(r)}/${r.sourceOrigin ?? '-'}`
+        : 'none';
+    for (const symbol of new Set([...newest.keys(), ...kept.keys()])) {
+      const want = say(newest.get(symbol));
+      const got = say(kept.get(symbol));
+      if (want !== got) ex.add('latest', `${symbol}: bars_latest ${got}; newest stored ${want}`);
+    }
+  }
+
   // Dead letters.
   const lettered = new Set(input.deadLetters.map((d) => dlKey(d.id, d.sourcePartition, d.sourceOffset)));
   for (const k of mustDeadLetter) if (!lettered.has(k)) ex.add('not dead-lettered', k);
@@ -492,6 +517,7 @@ export function check(input: CheckInput): Verdict {
     extra: ex.count('extra'),
     invalidLanded: ex.count('invalid landed'),
     duplicated: input.duplicated,
+    latestMismatch: ex.count('latest'),
     invalidMustDeadLetter: mustDeadLetter.size,
     notDeadLettered: ex.count('not dead-lettered'),
     validDeadLettered: ex.count('valid dead-lettered'),
@@ -600,7 +626,7 @@ export function renderFigures(f: Figures): string[] {
   return [
     `produced: ${f.producedRecords} records in the logs (${f.messagesSent} messages sent; ${f.validRecords} valid, ${f.invalidRecords} invalid), ${f.backfillRows} backfill rows`,
     `must/may: ${f.mustRecords} records MUST, ${f.mayRecords} MAY; ${f.keys} keys, ${f.mustKeys} must-land keys`,
-    `stored: ${f.stored} rows; lost ${f.lost}, stale ${f.stale}, version ${f.version}, extra ${f.extra}, invalid landed ${f.invalidLanded}, duplicated ${f.duplicated}`,
+    `stored: ${f.stored} rows; lost ${f.lost}, stale ${f.stale}, version ${f.version}, extra ${f.extra}, invalid landed ${f.invalidLanded}, duplicated ${f.duplicated}; bars_latest off for ${f.latestMismatch} symbols`,
     `dead letters: ${f.invalidMustDeadLetter} invalid MUST be dead-lettered, ${f.notDeadLettered} not; ${f.validDeadLettered} valid dead-lettered`,
     `fences: ${f.fenceAhead} samples ahead of the log end, ${f.finalMismatch} partitions not at the log end after quiescence; replays wrote ${f.replayWrites}`,
     `longest stall while healthy (s, bound ${f.stallBoundMs / 1000}): ${stall || '-'}${f.stallsOverBound ? ` (${f.stallsOverBound} over)` : ''}`,

@@ -601,6 +601,51 @@ export class Run {
     }
   }
 
+  /** Every row of `table` (bars_1m or bars_latest) as the checker reads it; null if it does not exist. */
+  private async storedRows(
+    table: 'bars_1m' | 'bars_latest',
+    hasOrigin: boolean,
+  ): Promise<StoredRow[] | null> {
+    const exists = await this.pool.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
+      `"${this.schema}".${table}`,
+    ]);
+    if (exists.rows[0]!.t === null) return null;
+    const rows = await this.pool.query<{
+      symbol: string;
+      ts: string;
+      open: number;
+      high: number;
+      low: number;
+      close: number;
+      volume: string;
+      vwap: number | null;
+      revision: string;
+      st: string | null;
+      origin?: string | null;
+    }>(
+      `SELECT symbol, (extract(epoch FROM "timestamp") * 1000)::bigint::text AS ts, open, high, low, close,
+              volume::text AS volume, vwap, revision::text AS revision,
+              CASE WHEN source_time = '-infinity' THEN NULL ELSE (extract(epoch FROM source_time) * 1000)::text END AS st
+              ${hasOrigin ? ', source_origin::text AS origin' : ''}
+       FROM "${this.schema}".${table}`,
+    );
+    return rows.rows.map((r) => ({
+      symbol: r.symbol,
+      timestampMs: Number(r.ts),
+      open: r.open,
+      high: r.high,
+      low: r.low,
+      close: r.close,
+      volume: Number(r.volume),
+      vwap: r.vwap,
+      revision: Number(r.revision),
+      sourceTimeMs: r.st === null ? null : Number(r.st),
+      ...(hasOrigin
+        ? { sourceOrigin: r.origin === null || r.origin === undefined ? null : BigInt(r.origin) }
+        : {}),
+    }));
+  }
+
   private async collect(quiesceFailure: string | null): Promise<CheckInput> {
     this.monitoring = false;
     await this.monitorLoop;
@@ -622,40 +667,8 @@ export class Run {
       [this.schema],
     );
     const hasOrigin = cols.rows.some((r) => r.column_name === 'source_origin');
-    const rows = await this.pool.query<{
-      symbol: string;
-      ts: string;
-      open: number;
-      high: number;
-      low: number;
-      close: number;
-      volume: string;
-      vwap: number | null;
-      revision: string;
-      st: string | null;
-      origin?: string | null;
-    }>(
-      `SELECT symbol, (extract(epoch FROM "timestamp") * 1000)::bigint::text AS ts, open, high, low, close,
-              volume::text AS volume, vwap, revision::text AS revision,
-              CASE WHEN source_time = '-infinity' THEN NULL ELSE (extract(epoch FROM source_time) * 1000)::text END AS st
-              ${hasOrigin ? ', source_origin::text AS origin' : ''}
-       FROM "${this.schema}".bars_1m`,
-    );
-    const stored: StoredRow[] = rows.rows.map((r) => ({
-      symbol: r.symbol,
-      timestampMs: Number(r.ts),
-      open: r.open,
-      high: r.high,
-      low: r.low,
-      close: r.close,
-      volume: Number(r.volume),
-      vwap: r.vwap,
-      revision: Number(r.revision),
-      sourceTimeMs: r.st === null ? null : Number(r.st),
-      ...(hasOrigin
-        ? { sourceOrigin: r.origin === null || r.origin === undefined ? null : BigInt(r.origin) }
-        : {}),
-    }));
+    const stored = (await this.storedRows('bars_1m', hasOrigin))!;
+    const latest = await this.storedRows('bars_latest', hasOrigin);
     const dup = await this.pool.query<{ n: string }>(
       `SELECT count(*)::text AS n FROM (SELECT 1 FROM "${this.schema}".bars_1m GROUP BY symbol, "timestamp" HAVING count(*) > 1) d`,
     );
@@ -676,6 +689,7 @@ export class Run {
       backfills: this.backfills,
       stored,
       hasOrigin,
+      ...(latest ? { latest } : {}),
       duplicated: Number(dup.rows[0]!.n),
       deadLetters,
       samples: this.samples,

@@ -9,7 +9,8 @@
  * dead letters replayed; backfills overlapping the feed.
  *
  * What it checks, every seed: the final table against an independent checker (./checker.ts: nothing
- * lost, stale or invented), a replay of every partition from its start writes nothing, every partition
+ * lost, stale or invented), bars_latest (kept from the rows each write changed) equal to the newest
+ * stored bar of every symbol, a replay of every partition from its start writes nothing, every partition
  * catches up once healed (no stall for good), healthy partitions never stall while others fail, no
  * offset is ever committed beyond what was durable, and the buffers never exceed their bound.
  */
@@ -551,6 +552,7 @@ export async function simulate(seed: number, options: SimOptions = {}): Promise<
       problems.push(`stale ${verdict.stale.length}: ${verdict.stale.slice(0, 5).join('; ')}`);
     if (verdict.invented.length > 0)
       problems.push(`invented ${verdict.invented.length}: ${verdict.invented.slice(0, 5).join('; ')}`);
+    problems.push(...store.latestMismatches().slice(0, 5));
 
     // A replay of every partition from its start, every instance stopped first: nothing written.
     note('replay from the start (the no-op check)');
@@ -572,6 +574,12 @@ export async function simulate(seed: number, options: SimOptions = {}): Promise<
       const wrong = [...after.lost, ...after.stale, ...after.invented];
       if (wrong.length > 0) problems.push(`after the replay: ${wrong.slice(0, 5).join('; ')}`);
     }
+    problems.push(
+      ...store
+        .latestMismatches()
+        .slice(0, 5)
+        .map((m) => `after the replay: ${m}`),
+    );
   }
   for (const i of instances) {
     i.scope.dead = true;

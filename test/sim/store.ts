@@ -3,7 +3,8 @@
  * (src/store/writeBatch.ts and writeSql.ts, modelled: create and lock the fence rows, skip what lies
  * below a fence, write nothing for a partition whose fence is below what it expects, replace a stored
  * bar only by a strictly newer version (revision, version time, origin), advance the fences with the
- * fingerprint of the last message, all or nothing), with faults: an outage (every statement fails),
+ * fingerprint of the last message, all or nothing; keep bars_latest from the rows changed: a later
+ * minute, or the same minute at a newer version, replaces a symbol's row), with faults: an outage (every statement fails),
  * fence rows held by another session (a write touching them fails after the lock timeout), and a writer
  * killed while its transaction runs (committed or rolled back, at random).
  */
@@ -57,6 +58,11 @@ export class SimStore {
   outage = false;
   /** Rows inserted or replaced (the replay check counts them). */
   writes = 0;
+  /**
+   * bars_latest, kept as src/store/writeSql.ts keeps it: from each row changed, by its minute and then
+   * its version (never recomputed from `bars`: latestMismatches compares the two).
+   */
+  readonly latest = new Map<string, { timestampMs: number; row: StoredRow }>();
 
   constructor(
     private readonly clock: SimClock,
@@ -141,7 +147,42 @@ export class SimStore {
     const stored = this.bars.get(key);
     if (stored && compareVersions(version, stored.version) <= 0) return;
     this.writes++;
-    this.bars.set(key, { values: valuesOf(bar), version });
+    this.changed(key, { values: valuesOf(bar), version });
+  }
+
+  /** A row of bars_1m inserted or replaced, and bars_latest kept from it, in the same transaction. */
+  private changed(key: string, row: StoredRow): void {
+    this.bars.set(key, row);
+    const [symbol, ts] = splitKey(key);
+    const kept = this.latest.get(symbol);
+    if (
+      !kept ||
+      ts > kept.timestampMs ||
+      (ts === kept.timestampMs && compareVersions(row.version, kept.row.version) > 0)
+    )
+      this.latest.set(symbol, { timestampMs: ts, row });
+  }
+
+  /**
+   * Where bars_latest is not the newest stored bar of each symbol (the row of `bars` with the symbol's
+   * greatest minute): every symbol of one missing from the other, or a different minute, values or
+   * version. Empty when they agree.
+   */
+  latestMismatches(): string[] {
+    const newest = new Map<string, { timestampMs: number; row: StoredRow }>();
+    for (const [key, row] of this.bars) {
+      const [symbol, ts] = splitKey(key);
+      if ((newest.get(symbol)?.timestampMs ?? -Infinity) < ts) newest.set(symbol, { timestampMs: ts, row });
+    }
+    const out: string[] = [];
+    for (const symbol of new Set([...newest.keys(), ...this.latest.keys()])) {
+      const want = newest.get(symbol);
+      const got = this.latest.get(symbol);
+      const say = (x: typeof want) =>
+        x ? `${x.timestampMs} ${x.row.values} v${x.row.version.join('/')}` : 'none';
+      if (say(want) !== say(got)) out.push(`bars_latest ${symbol}: ${say(got)}, newest stored ${say(want)}`);
+    }
+    return out;
   }
 
   /** A backfill's row (version (revision, versionTime, ordinal), no fence). */
@@ -149,7 +190,7 @@ export class SimStore {
     const stored = this.bars.get(key);
     if (stored && compareVersions(version, stored.version) <= 0) return;
     this.writes++;
-    this.bars.set(key, { values, version });
+    this.changed(key, { values, version });
   }
 
   resumeIo(): ResumeIo {
@@ -196,6 +237,12 @@ export class SimStore {
     if (next > (this.everDurable.get(partition) ?? -1n)) this.everDurable.set(partition, next);
     this.advancedAt.set(partition, this.clock.now());
   }
+}
+
+/** A key of `bars`, "symbol|epoch ms", split (a symbol may hold "|": the minute is after the last). */
+function splitKey(key: string): [string, number] {
+  const i = key.lastIndexOf('|');
+  return [key.slice(0, i), Number(key.slice(i + 1))];
 }
 
 export function valuesOf(bar: {

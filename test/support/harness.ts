@@ -430,6 +430,24 @@ export class Harness {
     return Number(r.rows[0]!.n);
   }
 
+  /**
+   * Rows where bars_latest differs from the newest row of each symbol in bars_1m (values and version;
+   * both directions), of the symbols LIKE `symbolLike`: 0 when the writer kept it in step.
+   */
+  async latestMismatches(symbolLike = '%'): Promise<number> {
+    const cols =
+      'symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time, source_origin';
+    const s = `"${this.schema}"`;
+    const newest = `(SELECT DISTINCT ON (symbol) ${cols} FROM ${s}.bars_1m WHERE symbol LIKE $1 ORDER BY symbol, "timestamp" DESC)`;
+    const kept = `(SELECT ${cols} FROM ${s}.bars_latest WHERE symbol LIKE $1)`;
+    const r = await this.pool.query<{ n: string }>(
+      `SELECT ((SELECT count(*) FROM (${kept} EXCEPT ${newest}) a)
+             + (SELECT count(*) FROM (${newest} EXCEPT ${kept}) b))::text AS n`,
+      [symbolLike],
+    );
+    return Number(r.rows[0]!.n);
+  }
+
   /** Every stored row, keyed "symbol|ISO timestamp". */
   async storedBars(): Promise<Map<string, StoredBar>> {
     const r = await this.pool.query<StoredBar & { ts: Date; volume: string }>(

@@ -38,6 +38,9 @@ export function makeBar(s: number, m: number, startMs = BENCH_START_MS, seed = 1
     close,
     volume: Math.floor(rand() * 1_000_000),
     revision: 0,
+    tradeCount: null,
+    deleted: false,
+    extras: null,
     vwap: vwapRaw === null ? null : Math.min(Math.max(vwapRaw, low), high),
   };
 }

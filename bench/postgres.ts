@@ -85,7 +85,7 @@ export function newPool(max = 4): pg.Pool {
  */
 export async function createBenchSchema(pool: pg.Pool, cleanup: Cleanup, schema: string): Promise<void> {
   cleanup.add(`drop schema ${schema}`, () => dropSchema(pool, schema));
-  const writePath = new Set([1, 2, 7, 8, 10, 11]);
+  const writePath = new Set([1, 2, 7, 8, 10, 11, 12]);
   const migrations = loadMigrations().filter(
     (m) => TARGET === 'timescaledb' || envFlag('BENCH_ALL_MIGRATIONS') || writePath.has(m.version),
   );

@@ -76,16 +76,24 @@ export type Entry = BarEntry | RejectedEntry;
 /**
  * Bytes of a bar entry besides its symbol's characters and its value's copy: the entry object and its
  * offset (a BigInt) with the symbol string's header, ~144 on the heap (measured: 200,000 entries made
- * by Intake.entry held 155 bytes each with 6-character symbols), its packed numbers (80, in a slab)
+ * by Intake.entry held 155 bytes each with 6-character symbols), its packed numbers (96, in a slab)
  * and its two places in the buffer's arrays (16).
  */
-export const BAR_ENTRY_BYTES = 240;
+export const BAR_ENTRY_BYTES = 256;
+
+/** Bytes of an entry's extra-column values (BARS_EXTRA_COLUMNS): the array, a slot and a string each. */
+function extrasBytes(extras: readonly unknown[]): number {
+  let n = 16 + 8 * extras.length;
+  for (const x of extras) if (typeof x === 'string') n += 16 + 2 * x.length;
+  return n;
+}
 
 /** Estimated bytes of an entry: what the byte cap of the buffers counts. */
 export function entryBytes(e: Entry): number {
   if (e.kind === 'bar') {
     let n = BAR_ENTRY_BYTES + 2 * e.symbol.length + (e.sourceEnd - e.sourceStart) + (e.key?.length ?? 0);
     if (e.headers) n += headerBytes(e.headers);
+    if (e.extras) n += extrasBytes(e.extras);
     return n;
   }
   return (

@@ -31,6 +31,7 @@ import { fingerprint } from '../offsets/fingerprint';
 import { classifyDbError } from '../store/errors';
 import { readFences } from '../store/fences';
 import { withConnection, type Pool } from '../store/pool';
+import type { ExtraColumn } from '../contract/extras';
 import { writeGroup, type BarAtOffset, type PartitionWrite } from '../store/writeBatch';
 import { sourceOf, type Batch, type Entry, type RejectedEntry } from './buffer';
 import { RefusalLog } from './refusals';
@@ -84,6 +85,8 @@ export interface FlushDeps {
   statementTimeoutMs?: number;
   /** Where compressed chunks are (../store/compressedChunks.ts), to count writes into them. */
   compressed?: { holds(timestampMs: number): boolean };
+  /** BARS_EXTRA_COLUMNS: the columns beyond the contract's the bars carry. */
+  extras?: readonly ExtraColumn[];
 }
 
 /** A contiguous run of one partition's entries, written as one part of a transaction. */
@@ -169,6 +172,7 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
       lockTimeoutMs: deps.lockTimeoutMs ?? 0,
       statementTimeoutMs: deps.statementTimeoutMs ?? 0,
       inCompressedChunk: deps.compressed && ((ms) => deps.compressed!.holds(ms)),
+      extras: deps.extras,
     }),
   );
   for (const res of out.parts) {

@@ -4,6 +4,7 @@
  * rejects becomes a rejected entry holding copies of its key, value and headers (the message views the
  * fetch buffer, which kafkajs reuses), and is counted and logged (rate-limited) here, once.
  */
+import type { ExtraColumn } from '../contract/extras';
 import { BarDecoder, MIN_TIMESTAMP_MS, type Rejection } from '../contract/bar';
 import { boundedVersionTime, headerVersionTime } from '../contract/version';
 import type { InboundMessage } from '../consumer/port';
@@ -17,7 +18,7 @@ export const DEFAULT_VERSION_MAX_FUTURE_MS = 3_600_000;
 
 export class Intake {
   /** The decoder and its caches (the last timestamp text, the scan record): this intake's own. */
-  private readonly decoder = new BarDecoder();
+  private readonly decoder: BarDecoder;
   private readonly rejectLog = new RateLimiter(10, 10_000);
   private readonly boundedLog = new RateLimiter(10, 10_000);
 
@@ -29,8 +30,12 @@ export class Intake {
       minTimestampMs?: number;
       /** BARS_VERSION_MAX_FUTURE: a version time further ahead of receipt is bounded (../contract/version.ts). */
       versionMaxFutureMs?: number;
+      /** BARS_EXTRA_COLUMNS: read from every message (../contract/extras.ts). */
+      extraColumns?: readonly ExtraColumn[];
     },
-  ) {}
+  ) {
+    this.decoder = new BarDecoder(deps.extraColumns ?? []);
+  }
 
   /**
    * The entry for message `m` (at `offset`) of `topic`/`partition`, taken at `arrival` (ms); a bar's
@@ -64,6 +69,7 @@ export class Intake {
         kind: 'bar',
         offset,
         symbol: bar.symbol,
+        extras: bar.extras ?? null,
         values: bars.values,
         at,
         sourceBytes: sources.slab,

@@ -32,6 +32,7 @@ import { Admission, type AdmissionLimits } from './admission';
 import { systemClock, type Clock } from './clock';
 import type { FlushFn } from './flush';
 import { Intake } from './intake';
+import type { ExtraColumn } from '../contract/extras';
 import { assigned, Partition, type Effect, type Event, type MachineSettings } from './partition';
 import { MAX_BATCHES_PER_FLUSH, Scheduler, type Lifecycle } from './scheduler';
 
@@ -43,6 +44,8 @@ export interface PipelineSettings
   minTimestampMs?: number;
   /** BARS_VERSION_MAX_FUTURE: how far ahead of receipt a version time is taken as it is. */
   versionMaxFutureMs?: number;
+  /** BARS_EXTRA_COLUMNS: read from every message (../contract/extras.ts). */
+  extraColumns?: readonly ExtraColumn[];
   /** How long a retry slot waits for the refetched batch (default 10 s). */
   refetchWaitMs?: number;
 }
@@ -129,6 +132,7 @@ export class Pipeline {
       ...deps,
       minTimestampMs: settings.minTimestampMs,
       versionMaxFutureMs: settings.versionMaxFutureMs,
+      extraColumns: settings.extraColumns,
     });
     this.scheduler = new Scheduler(
       { concurrency: settings.concurrency, maxBarsPerFlush: this.settings.maxBarsPerFlush },

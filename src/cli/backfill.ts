@@ -22,7 +22,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
-import { decodeBar, validateFields, type Bar, type DecodeResult } from '../contract/bar';
+import { BarDecoder, type Bar, type DecodeResult } from '../contract/bar';
+import type { ExtraColumn } from '../contract/extras';
 import { continuousAggregates, refreshContinuousAggregate } from '../store/aggregates';
 import { timescaleSchema } from '../store/catalog';
 import { createPool, withConnection, type Pool } from '../store/pool';
@@ -53,30 +54,55 @@ const CSV_FIELDS = [
   'volume',
   'vwap',
   'revision',
+  'trade_count',
+  'deleted',
 ] as const;
+/** Optional columns whose empty cell is null (as absent). */
+const NULLABLE = new Set(['vwap', 'revision', 'trade_count', 'deleted']);
 const REQUIRED = ['symbol', 'timestamp', 'open', 'high', 'low', 'close', 'volume'];
 const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 /**
  * A CSV row as the message it stands for: numbers where the text is a number, epoch milliseconds where
- * the timestamp is all digits, null for an empty vwap or revision; anything else stays text (and the
- * contract names it: "open must be a number, got a string …").
+ * the timestamp is all digits, true/false for `deleted` (and boolean extra columns), null for an empty
+ * optional cell; anything else stays text (and the contract names it: "open must be a number, got a
+ * string …"). The extra columns (BARS_EXTRA_COLUMNS) are read by their type: a text column as it is.
  */
-function csvObject(columns: Map<string, number>, fields: string[]): Record<string, unknown> {
+function csvObject(
+  columns: Map<string, number>,
+  fields: string[],
+  extras: readonly ExtraColumn[],
+): Record<string, unknown> {
   const o: Record<string, unknown> = {};
   for (const name of CSV_FIELDS) {
     const at = columns.get(name);
     if (at === undefined) continue;
     const raw = fields[at];
     if (raw === undefined || raw === '') {
-      if (name === 'vwap' || name === 'revision') o[name] = null;
+      if (NULLABLE.has(name)) o[name] = null;
       continue;
     }
     if (name === 'symbol') o[name] = raw;
     else if (name === 'timestamp') o[name] = /^-?\d+$/.test(raw) ? Number(raw) : raw;
+    else if (name === 'deleted') o[name] = booleanCell(raw);
     else o[name] = NUMBER.test(raw) ? Number(raw) : raw;
   }
+  for (const c of extras) {
+    const at = columns.get(c.name);
+    if (at === undefined) continue;
+    const raw = fields[at];
+    if (raw === undefined || raw === '') o[c.name] = null;
+    else if (c.type === 'text') o[c.name] = raw;
+    else if (c.type === 'boolean') o[c.name] = booleanCell(raw);
+    else o[c.name] = NUMBER.test(raw) ? Number(raw) : raw;
+  }
   return o;
+}
+
+/** true / false (any case) as booleans; anything else stays text, for the contract to name. */
+function booleanCell(raw: string): boolean | string {
+  const v = raw.trim().toLowerCase();
+  return v === 'true' ? true : v === 'false' ? false : raw;
 }
 
 interface Rejected {
@@ -131,6 +157,10 @@ const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.round(s % 60))
 interface Totals {
   read: number;
   written: number;
+  /** Rows of bars_1m the file's deletes removed. */
+  deleted: number;
+  /** Delete rows read (valid). */
+  deletes: number;
   rejected: Map<string, number>;
   minMs: number;
   maxMs: number;
@@ -184,15 +214,28 @@ async function run(args: string[], io: Io): Promise<number> {
     rejectsOut.write(JSON.stringify(r) + '\n');
     totals.rejected.set(r.reason, (totals.rejected.get(r.reason) ?? 0) + 1);
   };
-  const totals: Totals = { read: 0, written: 0, rejected: new Map(), minMs: Infinity, maxMs: -Infinity };
+  const totals: Totals = {
+    read: 0,
+    written: 0,
+    deleted: 0,
+    deletes: 0,
+    rejected: new Map(),
+    minMs: Infinity,
+    maxMs: -Infinity,
+  };
+  const extras = cfg.write.extraColumns;
+  const decoder = new BarDecoder(extras);
   const started = Date.now();
   let ordinal = 0n;
   const inFlight = new Set<Promise<void>>();
   let failure: unknown = null;
   const flush = async (rows: LoadedBar[]) => {
     if (rows.length === 0) return;
-    const p = withConnection(pool, (c) => writeBars(c, cfg.db.schema, rows))
-      .then((n) => void (totals.written += n))
+    const p = withConnection(pool, (c) => writeBars(c, cfg.db.schema, rows, { extras }))
+      .then((r) => {
+        totals.written += r.rowsChanged;
+        totals.deleted += r.rowsDeleted;
+      })
       .catch((err: unknown) => void (failure ??= err))
       .finally(() => inFlight.delete(p));
     inFlight.add(p);
@@ -225,9 +268,13 @@ async function run(args: string[], io: Io): Promise<number> {
         if (record.refusal !== null) {
           result = { ok: false, rejection: record.refusal };
         } else if (formats[k] === 'jsonl') {
-          result = decodeBar(Buffer.from(record.text, 'utf8'), now, cfg.write.minTimestampMs);
+          result = decoder.decode(Buffer.from(record.text, 'utf8'), now, cfg.write.minTimestampMs);
         } else {
-          result = validateFields(csvObject(columns!, record.fields!), now, cfg.write.minTimestampMs);
+          result = decoder.validate(
+            csvObject(columns!, record.fields!, extras),
+            now,
+            cfg.write.minTimestampMs,
+          );
         }
         if (!result.ok) {
           reject({
@@ -240,6 +287,7 @@ async function run(args: string[], io: Io): Promise<number> {
           continue;
         }
         track(totals, result.bar);
+        if (result.bar.deleted) totals.deletes++;
         batch.push({ bar: result.bar, recordTimeMs: versionTimeMs, ordinal: ordinal++ });
         if (batch.length >= batchSize) {
           await flush(batch);
@@ -262,14 +310,16 @@ async function run(args: string[], io: Io): Promise<number> {
   }
   await closeRejects(rejectsOut);
   const refreshed =
-    values['no-refresh'] || totals.written === 0
+    values['no-refresh'] || totals.written + totals.deleted === 0
       ? null
       : await refreshAggregates(pool, cfg.db.schema, totals, io);
   await pool.end().catch(() => undefined);
   const seconds = (Date.now() - started) / 1000;
   const rejected = [...totals.rejected.values()].reduce((a, b) => a + b, 0);
+  const deletes = totals.deletes > 0 ? `, deleted ${totals.deleted} (of ${totals.deletes} deletes)` : '';
   io.out(
-    `backfill: read ${totals.read}, written ${totals.written}, unchanged ${totals.read - rejected - totals.written}, ` +
+    `backfill: read ${totals.read}, written ${totals.written}${deletes}, ` +
+      `unchanged ${totals.read - rejected - totals.written - totals.deletes}, ` +
       `rejected ${rejected}, ${seconds.toFixed(1)} s (${Math.round(totals.read / Math.max(seconds, 0.001))} rows/s)`,
   );
   if (rejected > 0) {
@@ -342,11 +392,12 @@ Loads bars from files (- for stdin; .gz is decompressed) into bars_1m of DB_SCHE
 validation as a Kafka message (BARS_MIN_TIMESTAMP included) and the same COPY → staging → upsert write
 path, streamed in transactions of --batch rows (default 10000).
 
-  csv    a header line naming the columns symbol,timestamp,open,high,low,close,volume (vwap and
-         revision optional; any order; other columns ignored); timestamp ISO-8601 with a zone or epoch
-         milliseconds; an empty vwap is null; RFC 4180 quoting ("" for a quote, a quoted field may
-         hold commas and line breaks)
-  jsonl  one message value (the Kafka contract's JSON object) per line
+  csv    a header line naming the columns symbol,timestamp,open,high,low,close,volume (vwap,
+         revision, trade_count, deleted and the BARS_EXTRA_COLUMNS optional; any order; other columns
+         ignored); timestamp ISO-8601 with a zone or epoch milliseconds; an empty optional cell is
+         null; deleted true makes the row a delete (its prices may be empty); RFC 4180 quoting (""
+         for a quote, a quoted field may hold commas and line breaks)
+  jsonl  one message value (the Kafka contract's JSON object, deletes included) per line
 A record (a CSV record, a JSON line) longer than 1 MiB is rejected (record_too_long).
 The format comes from the file name (.csv, .jsonl, .ndjson, with or without .gz) or --format.
 

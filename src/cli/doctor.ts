@@ -17,6 +17,8 @@ import {
 } from '../store/catalog';
 import { appliedMigrations, loadMigrations } from '../store/migrate';
 import { createPool, type Pool } from '../store/pool';
+import type { ExtraColumn } from '../contract/extras';
+import { extraColumnsState } from '../store/extraColumns';
 import { config, EXIT, guarded, oneLine, parse, type Command, type Io } from './command';
 import { PROBE_HEADER } from './dlq';
 
@@ -34,7 +36,13 @@ class Report {
   }
 }
 
-async function checkDatabase(r: Report, pool: Pool, schema: string, user: string): Promise<void> {
+async function checkDatabase(
+  r: Report,
+  pool: Pool,
+  schema: string,
+  user: string,
+  extraColumns: readonly ExtraColumn[],
+): Promise<void> {
   let version: string;
   try {
     version = await serverVersion(pool);
@@ -105,6 +113,29 @@ async function checkDatabase(r: Report, pool: Pool, schema: string, user: string
       );
     else r.line('ok', 'aggregates', `${names.join(', ')}: policies scheduled, none failing`);
   }
+
+  const extras = await extraColumnsState(pool, schema, extraColumns);
+  if (extras.missing.length > 0 || extras.wrongType.length > 0)
+    r.line(
+      'fail',
+      'extra columns',
+      [
+        ...(extras.missing.length > 0
+          ? [
+              `BARS_EXTRA_COLUMNS names ${extras.missing.join(', ')}, which the table lacks: run bar-writer migrate`,
+            ]
+          : []),
+        ...extras.wrongType,
+      ].join('; '),
+    );
+  else if (extras.unconfigured.length > 0)
+    r.line(
+      'warn',
+      'extra columns',
+      `bars_1m has ${extras.unconfigured.join(', ')}, not in BARS_EXTRA_COLUMNS: kept with their data, no longer written`,
+    );
+  else if (extraColumns.length > 0)
+    r.line('ok', 'extra columns', `${extraColumns.map((c) => c.name).join(', ')} in bars_1m and bars_latest`);
 
   const { lacking, excess } = await writerPrivileges(pool, user, schema);
   if (lacking.length > 0)
@@ -219,7 +250,7 @@ async function run(args: string[], io: Io): Promise<number> {
   );
   const pool = createPool({ ...cfg.db, maxConnections: 1, maxIdleConnections: 0 }, 'bar-writer-doctor');
   try {
-    await checkDatabase(r, pool, cfg.db.schema, cfg.db.user);
+    await checkDatabase(r, pool, cfg.db.schema, cfg.db.user, cfg.write.extraColumns);
   } catch (err) {
     r.line('fail', 'database checks', oneLine(err));
   } finally {

@@ -13,6 +13,7 @@ import type pg from 'pg';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { migrate } from '../store/migrate';
 import { createPool } from '../store/pool';
+import { applyExtraColumns } from '../store/extraColumns';
 import { applyAggregateTimezone, applyRetention } from '../store/timescaleSettings';
 import { EXIT, parse, processIo, type Command, type Io } from './command';
 
@@ -65,6 +66,18 @@ async function run(args: string[], io: Io): Promise<number> {
     say(
       `${result.applied.length} applied, ${result.skipped.length} already applied (database ${config.db.name}, schema ${config.db.schema})`,
     );
+    const extras = await applyExtraColumns(client, config.db.schema, config.write.extraColumns);
+    if (config.write.extraColumns.length > 0 || extras.added.length > 0) {
+      say(
+        `extra columns (BARS_EXTRA_COLUMNS): ${config.write.extraColumns.map((c) => c.name).join(', ') || 'none'}` +
+          (extras.added.length > 0 ? ` (added ${extras.added.join(', ')})` : ' (present)'),
+      );
+    }
+    if (extras.unconfigured.length > 0) {
+      say(
+        `columns of bars_1m not in BARS_EXTRA_COLUMNS, kept with their data and no longer written: ${extras.unconfigured.join(', ')}`,
+      );
+    }
     const retention = await applyRetention(client, config.db.schema, config.db.retentionMs);
     if (retention.action === 'unavailable') {
       if (config.db.retentionMs > 0) {
@@ -93,6 +106,7 @@ async function run(args: string[], io: Io): Promise<number> {
       }
     } else {
       say(`bars_1h and bars_1d bucket in ${zone.timezone} (${zone.action})`);
+      for (const k of zone.kept ?? []) io.err(`migrate: warning: ${k.view} ${k.why}`);
     }
     return EXIT.ok;
   } catch (err) {
@@ -109,13 +123,16 @@ export const migrateCommand: Command = {
   help: `Usage: bar-writer migrate [--allow-aggregate-loss]
 
 Applies pending migrations (migrations/NNN_*.sql) to DB_NAME / DB_SCHEMA as DB_USER (run it as the
-schema owner), then makes the TimescaleDB settings match the environment on every run:
+schema owner), then makes the database match the settings of the environment on every run:
+  BARS_EXTRA_COLUMNS          each a nullable column of bars_1m and bars_latest (added, never dropped
+                              nor retyped)
   BARS_DB_RETENTION           retention of bars_1m (and the aggregates' refresh windows)
   BARS_DB_AGGREGATE_TIMEZONE  the time zone bars_1h and bars_1d bucket in (a change rebuilds them)
 Safe to run twice and from several instances at once.
 
 Options:
-  --allow-aggregate-loss  let a time-zone change rebuild bars_1h/bars_1d even where retention has
+  --allow-aggregate-loss  let a time-zone change rebuild bars_1h/bars_1d (and an aggregate of an older
+                          definition, without trade_count, be rebuilt) even where retention has
                           dropped the minute bars of their oldest buckets (those buckets are lost)
 
 Exit: 0 up to date; 1 failed (one line on stderr); 2 invalid usage or configuration.`,

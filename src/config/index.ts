@@ -7,6 +7,7 @@
  */
 import convict from 'convict';
 import fs from 'node:fs';
+import { parseExtraColumns, type ExtraColumn } from '../contract/extras';
 
 /** Duration strings: `250ms`, `1s`, `5m`, `1h`, `400d` (days of 24 h), or a bare integer of milliseconds. */
 const DURATION_RE = /^(\d+)(ms|s|m|h|d)?$/;
@@ -294,6 +295,15 @@ const schema = {
       default: 3_600_000,
       env: 'BARS_VERSION_MAX_FUTURE',
     },
+    extraColumns: {
+      doc: 'Fields vendors publish beyond the contract, each kept in a nullable column of bars_1m of the same name (created by migrate; removing one from the setting never drops it): name:type,… with types bigint, double precision, text(N) (at most N characters; text alone: 256) and boolean. A message field of the wrong type is rejected (wrong_type)',
+      format: (value: unknown) => {
+        if (typeof value !== 'string') throw new Error('must be a list of name:type');
+        parseExtraColumns(value); // throws, naming the entry and the rule
+      },
+      default: '',
+      env: 'BARS_EXTRA_COLUMNS',
+    },
   },
   kafka: {
     brokers: {
@@ -523,14 +533,16 @@ type Key = {
 
 /**
  * The configuration the service reads: the schema's properties, but for what loadConfig derives from
- * them. Secrets are read from their *_FILE (the file keys are not kept), the broker list is split and
- * the earliest bar start (BARS_MIN_TIMESTAMP) is epoch ms.
+ * them. Secrets are read from their *_FILE (the file keys are not kept), the broker list is split, the
+ * earliest bar start (BARS_MIN_TIMESTAMP) is epoch ms and the extra columns (BARS_EXTRA_COLUMNS) parsed.
  */
 export type Config = Omit<Properties, 'db' | 'write' | 'kafka' | 'http'> & {
   db: Omit<Properties['db'], 'passwordFile'>;
-  write: Omit<Properties['write'], 'minTimestamp'> & {
+  write: Omit<Properties['write'], 'minTimestamp' | 'extraColumns'> & {
     /** BARS_MIN_TIMESTAMP as epoch ms. */
     minTimestampMs: number;
+    /** BARS_EXTRA_COLUMNS, parsed. */
+    extraColumns: ExtraColumn[];
   };
   kafka: Omit<Properties['kafka'], 'brokers' | 'saslPasswordFile'> & { brokers: string[] };
   http: Omit<Properties['http'], 'readTokenFile'>;
@@ -626,13 +638,17 @@ export function loadConfig(env: Env = process.env): Config {
     ...httpRest,
     readToken: secret(httpRest.readToken, readTokenFile, 'http.readTokenFile'),
   };
-  const { minTimestamp, ...write } = raw.write;
+  const { minTimestamp, extraColumns, ...write } = raw.write;
   const config: Config = {
     ...raw,
     db,
     kafka,
     http,
-    write: { ...write, minTimestampMs: isoInstant(minTimestamp)! },
+    write: {
+      ...write,
+      minTimestampMs: isoInstant(minTimestamp)!,
+      extraColumns: parseExtraColumns(extraColumns),
+    },
   };
 
   // Cross-field rules. Each names its settings through the schema (envNameOf, envVar), never by hand.

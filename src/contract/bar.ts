@@ -10,6 +10,7 @@
  */
 import { isAscii } from 'node:buffer';
 import { isoToMs, IsoTimeCache, type IsoError } from './isoTime';
+import { extraValue, type ExtraColumn, type ExtraValue } from './extras';
 import { countTopLevelKeys, findDuplicateTopLevelKey, PlainBarScan, scanPlainBar } from './jsonScan';
 
 /**
@@ -27,6 +28,15 @@ export interface Bar {
   volume: number;
   vwap: number | null;
   revision: number;
+  /** The number of trades in the minute (optional `trade_count`; null when the message has none). */
+  tradeCount: number | null;
+  /**
+   * A delete: no bar should exist at (symbol, timestamp) — every trade of the minute was cancelled. Its
+   * prices and volume are 0 and mean nothing; only its key and its version count.
+   */
+  deleted: boolean;
+  /** The values of BARS_EXTRA_COLUMNS, in their order (null: none configured, or a delete). */
+  extras: readonly ExtraValue[] | null;
 }
 
 /**
@@ -54,6 +64,8 @@ export const REJECT_REASONS = [
   'ohlc_inconsistent',
   'vwap_out_of_range',
   'invalid_revision',
+  'invalid_trade_count',
+  'invalid_extra',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -100,6 +112,9 @@ export class BarDecoder {
   private readonly scan = new PlainBarScan();
   private readonly isoTimes = new IsoTimeCache();
 
+  /** `extras`: BARS_EXTRA_COLUMNS, read from every message (a message naming one takes the general path). */
+  constructor(private readonly extras: readonly ExtraColumn[] = []) {}
+
   /**
    * Decode a raw message value. `nowMs` is the consumer's clock, used only for the future-timestamp rule;
    * `minTimestampMs` is the earliest bar start accepted (BARS_MIN_TIMESTAMP; the default only refuses
@@ -127,7 +142,12 @@ export class BarDecoder {
     // message takes the general path below, which decodes it as UTF-8.
     if (fastPath && scanPlainBar(text, this.scan)) {
       const result = checkFields(this.scan, nowMs, minTimestampMs, this.isoTimes);
-      if (result.ok) return result;
+      if (result.ok) {
+        // The fast path reads only the contract's fields: a message with one of the extra columns is
+        // not plain, so here every extra is absent.
+        if (this.extras.length > 0) result.bar.extras = this.extras.map(() => null);
+        return result;
+      }
       // A rule refused it: the general path below says so, exactly as for any other message.
     }
     if (!isAscii(buf)) {
@@ -171,6 +191,12 @@ export class BarDecoder {
     if (symbol === undefined || symbol === null) return missing('symbol');
     const timestamp = o.timestamp;
     if (timestamp === undefined || timestamp === null) return missing('timestamp');
+    const deleted = o.deleted;
+    if (deleted !== undefined && deleted !== null && typeof deleted !== 'boolean') {
+      return reject('wrong_type', `deleted must be true, false or null, got ${describe(deleted)}`);
+    }
+    if (deleted === true)
+      return checkDelete(symbol, timestamp, o.revision, nowMs, minTimestampMs, this.isoTimes);
     const open = o.open;
     if (open === undefined || open === null) return missing('open');
     const high = o.high;
@@ -181,8 +207,28 @@ export class BarDecoder {
     if (close === undefined || close === null) return missing('close');
     const volume = o.volume;
     if (volume === undefined || volume === null) return missing('volume');
-    const fields = { symbol, timestamp, open, high, low, close, volume, vwap: o.vwap, revision: o.revision };
-    return checkFields(fields, nowMs, minTimestampMs, this.isoTimes);
+    const fields = {
+      symbol,
+      timestamp,
+      open,
+      high,
+      low,
+      close,
+      volume,
+      vwap: o.vwap,
+      revision: o.revision,
+      tradeCount: o.trade_count,
+    };
+    const checked = checkFields(fields, nowMs, minTimestampMs, this.isoTimes);
+    if (!checked.ok || this.extras.length === 0) return checked;
+    const extras: ExtraValue[] = [];
+    for (const c of this.extras) {
+      const v = extraValue(c, o[c.name]);
+      if (v !== null && typeof v === 'object') return reject(v.reason, v.refused);
+      extras.push(v);
+    }
+    checked.bar.extras = extras;
+    return checked;
   }
 }
 
@@ -224,6 +270,7 @@ interface MessageFields {
   readonly volume: unknown;
   readonly vwap: unknown;
   readonly revision: unknown;
+  readonly tradeCount: unknown;
 }
 
 /**
@@ -236,7 +283,97 @@ function checkFields(
   minTimestampMs: number,
   isoTimes: IsoTimeCache | null,
 ): DecodeResult {
-  const { symbol, timestamp, open, high, low, close, volume, vwap: v, revision: r } = fields;
+  const { symbol, timestamp, open, high, low, close, volume, vwap: v, revision: r, tradeCount: n } = fields;
+  const key = checkKey(symbol, timestamp, nowMs, minTimestampMs, isoTimes);
+  if (typeof key !== 'number') return key;
+  const timestampMs = key;
+
+  if (typeof open !== 'number' || !Number.isFinite(open)) return badPrice('open', open);
+  if (typeof high !== 'number' || !Number.isFinite(high)) return badPrice('high', high);
+  if (typeof low !== 'number' || !Number.isFinite(low)) return badPrice('low', low);
+  if (typeof close !== 'number' || !Number.isFinite(close)) return badPrice('close', close);
+  if (low > Math.min(open, close)) {
+    return reject('ohlc_inconsistent', `low (${low}) must be <= min(open, close) (${Math.min(open, close)})`);
+  }
+  if (high < Math.max(open, close)) {
+    return reject(
+      'ohlc_inconsistent',
+      `high (${high}) must be >= max(open, close) (${Math.max(open, close)})`,
+    );
+  }
+
+  if (typeof volume !== 'number')
+    return reject('wrong_type', `volume must be a number, got ${describe(volume)}`);
+  if (!Number.isSafeInteger(volume) || volume < 0) {
+    return reject('invalid_volume', `volume must be a non-negative safe integer, got ${volume}`);
+  }
+
+  let vwap: number | null = null;
+  if (v !== undefined && v !== null) {
+    if (typeof v !== 'number')
+      return reject('wrong_type', `vwap must be a number or null, got ${describe(v)}`);
+    if (!Number.isFinite(v)) return reject('non_finite', `vwap must be finite, got ${v}`);
+    if (v < low || v > high) {
+      return reject('vwap_out_of_range', `vwap (${v}) must be within [low, high] = [${low}, ${high}]`);
+    }
+    vwap = v + 0;
+  }
+
+  const revision = revisionOf(r);
+  if (typeof revision !== 'number') return revision;
+
+  let tradeCount: number | null = null;
+  if (n !== undefined && n !== null) {
+    if (typeof n !== 'number')
+      return reject('wrong_type', `trade_count must be a number or null, got ${describe(n)}`);
+    if (!Number.isSafeInteger(n) || n < 0) {
+      return reject('invalid_trade_count', `trade_count must be a non-negative safe integer, got ${n}`);
+    }
+    tradeCount = n + 0;
+  }
+
+  // Normalise -0 to 0: PostgreSQL and JSON consumers treat them alike, and it keeps replays byte-identical.
+  return {
+    ok: true,
+    bar: {
+      symbol: symbol as string, // checkKey: a string
+      timestampMs,
+      open: open + 0,
+      high: high + 0,
+      low: low + 0,
+      close: close + 0,
+      volume,
+      vwap,
+      revision,
+      tradeCount,
+      deleted: false,
+      extras: null,
+    },
+  };
+}
+
+/** The revision field (absent or null: 0), or the rejection. */
+function revisionOf(r: unknown): number | DecodeResult {
+  if (r === undefined || r === null) return 0;
+  if (typeof r !== 'number')
+    return reject('wrong_type', `revision must be a number or null, got ${describe(r)}`);
+  if (!Number.isSafeInteger(r) || r < 0) {
+    return reject('invalid_revision', `revision must be a non-negative safe integer, got ${r}`);
+  }
+  return r + 0;
+}
+
+/**
+ * The rules on a bar's key (symbol and timestamp), shared by bars and deletes: the bar start in epoch
+ * ms, or the rejection.
+ */
+function checkKey(
+  symbol: unknown,
+  timestamp: unknown,
+  nowMs: number,
+  minTimestampMs: number,
+  isoTimes: IsoTimeCache | null,
+): number | { ok: false; rejection: Rejection } {
   if (typeof symbol !== 'string')
     return reject('wrong_type', `symbol must be a string, got ${describe(symbol)}`);
   if (symbol.length < 1 || symbol.length > MAX_SYMBOL_LENGTH) {
@@ -274,60 +411,37 @@ function checkFields(
     return reject('future_timestamp', `timestamp ${iso(timestampMs)} is more than 24 h in the future`);
   }
 
-  if (typeof open !== 'number' || !Number.isFinite(open)) return badPrice('open', open);
-  if (typeof high !== 'number' || !Number.isFinite(high)) return badPrice('high', high);
-  if (typeof low !== 'number' || !Number.isFinite(low)) return badPrice('low', low);
-  if (typeof close !== 'number' || !Number.isFinite(close)) return badPrice('close', close);
-  if (low > Math.min(open, close)) {
-    return reject('ohlc_inconsistent', `low (${low}) must be <= min(open, close) (${Math.min(open, close)})`);
-  }
-  if (high < Math.max(open, close)) {
-    return reject(
-      'ohlc_inconsistent',
-      `high (${high}) must be >= max(open, close) (${Math.max(open, close)})`,
-    );
-  }
+  return timestampMs;
+}
 
-  if (typeof volume !== 'number')
-    return reject('wrong_type', `volume must be a number, got ${describe(volume)}`);
-  if (!Number.isSafeInteger(volume) || volume < 0) {
-    return reject('invalid_volume', `volume must be a non-negative safe integer, got ${volume}`);
-  }
-
-  let vwap: number | null = null;
-  if (v !== undefined && v !== null) {
-    if (typeof v !== 'number')
-      return reject('wrong_type', `vwap must be a number or null, got ${describe(v)}`);
-    if (!Number.isFinite(v)) return reject('non_finite', `vwap must be finite, got ${v}`);
-    if (v < low || v > high) {
-      return reject('vwap_out_of_range', `vwap (${v}) must be within [low, high] = [${low}, ${high}]`);
-    }
-    vwap = v + 0;
-  }
-
-  let revision = 0;
-  if (r !== undefined && r !== null) {
-    if (typeof r !== 'number')
-      return reject('wrong_type', `revision must be a number or null, got ${describe(r)}`);
-    if (!Number.isSafeInteger(r) || r < 0) {
-      return reject('invalid_revision', `revision must be a non-negative safe integer, got ${r}`);
-    }
-    revision = r + 0;
-  }
-
-  // Normalise -0 to 0: PostgreSQL and JSON consumers treat them alike, and it keeps replays byte-identical.
+/** A delete message: its key, its revision; prices and volume 0 (they mean nothing). */
+function checkDelete(
+  symbol: unknown,
+  timestamp: unknown,
+  r: unknown,
+  nowMs: number,
+  minTimestampMs: number,
+  isoTimes: IsoTimeCache | null,
+): DecodeResult {
+  const key = checkKey(symbol, timestamp, nowMs, minTimestampMs, isoTimes);
+  if (typeof key !== 'number') return key;
+  const revision = revisionOf(r);
+  if (typeof revision !== 'number') return revision;
   return {
     ok: true,
     bar: {
-      symbol,
-      timestampMs,
-      open: open + 0,
-      high: high + 0,
-      low: low + 0,
-      close: close + 0,
-      volume,
-      vwap,
+      symbol: symbol as string, // checkKey: a string
+      timestampMs: key,
+      open: 0,
+      high: 0,
+      low: 0,
+      close: 0,
+      volume: 0,
+      vwap: null,
       revision,
+      tradeCount: null,
+      deleted: true,
+      extras: null,
     },
   };
 }

@@ -24,10 +24,11 @@ const F_CLOSE = 32;
 const F_VOLUME = 64;
 const F_VWAP = 128;
 const F_REVISION = 256;
+const F_TRADE_COUNT = 512;
 const F_REQUIRED = F_SYMBOL | F_TIMESTAMP | F_OPEN | F_HIGH | F_LOW | F_CLOSE | F_VOLUME;
 
 /**
- * What scanPlainBar read: the fields of the contract (vwap and revision null when absent), and where the
+ * What scanPlainBar read: the fields of the contract (vwap, revision and trade_count null when absent), and where the
  * last number it read ends. Mutable, written over by every scan: one per decoder (bar.ts `BarDecoder`),
  * used by one decode at a time. A class, so that every scan record has the one shape the rules read.
  */
@@ -41,6 +42,7 @@ export class PlainBarScan {
   volume = 0;
   vwap: number | null = null;
   revision: number | null = null;
+  tradeCount: number | null = null;
   /** Where the number numberAt read last ends. */
   numberEnd = 0;
 }
@@ -58,7 +60,8 @@ function fieldOf(s: string, from: number, to: number): number {
     case 0x73 /* s */:
       return length === 6 && wordAt(s, from, 'symbol') ? F_SYMBOL : 0;
     case 0x74 /* t */:
-      return length === 9 && wordAt(s, from, 'timestamp') ? F_TIMESTAMP : 0;
+      if (length === 9) return wordAt(s, from, 'timestamp') ? F_TIMESTAMP : 0;
+      return length === 11 && wordAt(s, from, 'trade_count') ? F_TRADE_COUNT : 0;
     case 0x6f /* o */:
       return length === 4 && wordAt(s, from, 'open') ? F_OPEN : 0;
     case 0x68 /* h */:
@@ -154,6 +157,7 @@ export function scanPlainBar(s: string, out: PlainBarScan): boolean {
   if (s.indexOf('\\') >= 0) return false;
   out.vwap = null;
   out.revision = null;
+  out.tradeCount = null;
   let seen = 0;
   let i = skipSpace(s, 0);
   if (s.charCodeAt(i) !== 0x7b /* { */) return false;
@@ -180,7 +184,8 @@ export function scanPlainBar(s: string, out: PlainBarScan): boolean {
       else out.timestamp = s.slice(i + 1, end);
       i = end + 1;
     } else if (c === 0x6e /* n */) {
-      if ((field !== F_VWAP && field !== F_REVISION) || !s.startsWith('null', i)) return false;
+      if ((field !== F_VWAP && field !== F_REVISION && field !== F_TRADE_COUNT) || !s.startsWith('null', i))
+        return false;
       i += 4; // null: as if absent
     } else {
       if (field === F_SYMBOL) return false;
@@ -193,7 +198,8 @@ export function scanPlainBar(s: string, out: PlainBarScan): boolean {
       else if (field === F_CLOSE) out.close = v;
       else if (field === F_VOLUME) out.volume = v;
       else if (field === F_VWAP) out.vwap = v;
-      else out.revision = v;
+      else if (field === F_REVISION) out.revision = v;
+      else out.tradeCount = v;
       i = out.numberEnd;
     }
     let next = s.charCodeAt(i);

@@ -10,10 +10,12 @@
  * memory is outside the JavaScript heap: nothing there for the collector to trace or copy.
  *
  * Layout: BAR_SLOTS doubles per bar from `at`, in the SLOT_* order. Every number of a valid bar is a
- * double exactly (volume and revision are safe integers); a missing vwap is NaN, which a valid bar's
- * vwap never is (the contract takes finite numbers only).
+ * double exactly (volume, revision and trade_count are safe integers); a missing vwap or trade_count is
+ * NaN, which a valid bar's never is (the contract takes finite numbers only). A bar's extra columns
+ * (BARS_EXTRA_COLUMNS) are not numbers only: they travel beside it, as `extras`.
  */
 import type { Bar } from './bar';
+import type { ExtraValue } from './extras';
 
 export const SLOT_TIMESTAMP = 0;
 export const SLOT_OPEN = 1;
@@ -28,10 +30,16 @@ export const SLOT_REVISION = 7;
 export const SLOT_MESSAGE_TIME = 8;
 /** The time part of the bar's version (./version.ts): the record timestamp, bounded, or a header's. */
 export const SLOT_VERSION_TIME = 9;
-export const BAR_SLOTS = 10;
+/** The bar's trade_count; NaN when it has none. */
+export const SLOT_TRADE_COUNT = 10;
+/** 1 for a delete (the contract's `deleted: true`), else 0. */
+export const SLOT_DELETED = 11;
+export const BAR_SLOTS = 12;
 
 export interface PackedBar {
   readonly symbol: string;
+  /** The values of BARS_EXTRA_COLUMNS, in their order; null when none are configured (or a delete). */
+  readonly extras: readonly ExtraValue[] | null;
   /** The slab holding the bar's numbers, from `at` to `at + BAR_SLOTS - 1`. */
   readonly values: Float64Array;
   readonly at: number;
@@ -79,6 +87,8 @@ export class BarSlabs {
     v[at + SLOT_REVISION] = bar.revision;
     v[at + SLOT_MESSAGE_TIME] = messageTimeMs;
     v[at + SLOT_VERSION_TIME] = versionTimeMs;
+    v[at + SLOT_TRADE_COUNT] = bar.tradeCount ?? NaN;
+    v[at + SLOT_DELETED] = bar.deleted === true ? 1 : 0;
     this.next = at + BAR_SLOTS;
     return at;
   }
@@ -90,7 +100,7 @@ export class BarSlabs {
    */
   packed(bar: Bar, messageTimeMs: number): PackedBar {
     const at = this.pack(bar, messageTimeMs);
-    return { symbol: bar.symbol, values: this.values, at };
+    return { symbol: bar.symbol, extras: bar.extras ?? null, values: this.values, at };
   }
 
   /** packed() with the bar's Kafka offset, as one literal (see above). */
@@ -101,7 +111,7 @@ export class BarSlabs {
     versionTimeMs = messageTimeMs,
   ): PackedBar & { offset: bigint } {
     const at = this.pack(bar, messageTimeMs, versionTimeMs);
-    return { offset, symbol: bar.symbol, values: this.values, at };
+    return { offset, symbol: bar.symbol, extras: bar.extras ?? null, values: this.values, at };
   }
 }
 
@@ -131,6 +141,17 @@ export function versionTimeOf(p: PackedBar): number {
   return p.values[p.at + SLOT_VERSION_TIME]!;
 }
 
+/** The bar's trade_count, or null. */
+export function tradeCountOf(p: PackedBar): number | null {
+  const n = p.values[p.at + SLOT_TRADE_COUNT]!;
+  return Number.isNaN(n) ? null : n;
+}
+
+/** Whether the packed bar is a delete. */
+export function isDelete(p: PackedBar): boolean {
+  return p.values[p.at + SLOT_DELETED] === 1;
+}
+
 /** The bar as an object again (a dead letter's key, tests). */
 export function unpackBar(p: PackedBar): Bar {
   const v = p.values;
@@ -146,5 +167,8 @@ export function unpackBar(p: PackedBar): Bar {
     volume: v[at + SLOT_VOLUME]!,
     vwap: Number.isNaN(vwap) ? null : vwap,
     revision: v[at + SLOT_REVISION]!,
+    tradeCount: tradeCountOf(p),
+    deleted: isDelete(p),
+    extras: p.extras,
   };
 }

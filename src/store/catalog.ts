@@ -95,10 +95,11 @@ export interface WriterPrivileges {
 }
 
 /**
- * What `user` may do in `schema` against what the writer needs (migrations/005_writer_role.sql gives
- * bar_writer_rw exactly that): USAGE on the schema, SELECT, INSERT and UPDATE on bars_1m and
- * bar_writer_offsets, TEMPORARY on the database (the staging table); and more than that (superuser,
- * DELETE or TRUNCATE on bars_1m, CREATE on the schema).
+ * What `user` may do in `schema` against what the writer needs (migrations/005_writer_role.sql,
+ * 011_bars_latest.sql and 012_trade_count_and_deletes.sql give bar_writer_rw exactly that): USAGE on
+ * the schema, SELECT, INSERT, UPDATE and DELETE on bars_1m and bars_latest (a delete message removes a
+ * bar), SELECT, INSERT and UPDATE on bar_tombstones and bar_writer_offsets, TEMPORARY on the database
+ * (the staging table); and more than that (superuser, TRUNCATE on bars_1m, CREATE on the schema).
  */
 export async function writerPrivileges(
   db: Queryable,
@@ -106,27 +107,40 @@ export async function writerPrivileges(
   schema: string,
 ): Promise<WriterPrivileges> {
   const s = ident(schema);
+  const can = (table: number, privileges: string[]) =>
+    privileges
+      .map((p) => `coalesce(has_table_privilege($1, to_regclass($${table}), '${p}'), false)`)
+      .join(' AND ');
   const p = (
-    await db.query<Record<'usage' | 'bars' | 'fence' | 'temp' | 'superuser' | 'destroy' | 'ddl', boolean>>(
+    await db.query<
+      Record<
+        'usage' | 'bars' | 'latest' | 'tombstones' | 'fence' | 'temp' | 'superuser' | 'destroy' | 'ddl',
+        boolean
+      >
+    >(
       `SELECT has_schema_privilege($1, $2, 'USAGE') AS usage,
-              has_table_privilege($1, $3, 'SELECT') AND has_table_privilege($1, $3, 'INSERT') AND has_table_privilege($1, $3, 'UPDATE') AS bars,
-              has_table_privilege($1, $4, 'SELECT') AND has_table_privilege($1, $4, 'INSERT') AND has_table_privilege($1, $4, 'UPDATE') AS fence,
+              ${can(3, ['SELECT', 'INSERT', 'UPDATE', 'DELETE'])} AS bars,
+              ${can(5, ['SELECT', 'INSERT', 'UPDATE', 'DELETE'])} AS latest,
+              ${can(6, ['SELECT', 'INSERT', 'UPDATE'])} AS tombstones,
+              ${can(4, ['SELECT', 'INSERT', 'UPDATE'])} AS fence,
               has_database_privilege($1, current_database(), 'TEMPORARY') AS temp,
               (SELECT rolsuper FROM pg_roles WHERE rolname = $1) AS superuser,
-              has_table_privilege($1, $3, 'DELETE') OR has_table_privilege($1, $3, 'TRUNCATE') AS destroy,
+              has_table_privilege($1, $3, 'TRUNCATE') AS destroy,
               has_schema_privilege($1, $2, 'CREATE') AS ddl`,
-      [user, schema, `${s}.bars_1m`, `${s}.bar_writer_offsets`],
+      [user, schema, `${s}.bars_1m`, `${s}.bar_writer_offsets`, `${s}.bars_latest`, `${s}.bar_tombstones`],
     )
   ).rows[0]!;
   const needed: [boolean, string][] = [
     [p.usage, `USAGE on schema ${schema}`],
-    [p.bars, 'SELECT, INSERT, UPDATE on bars_1m'],
+    [p.bars, 'SELECT, INSERT, UPDATE, DELETE on bars_1m'],
+    [p.latest, 'SELECT, INSERT, UPDATE, DELETE on bars_latest'],
+    [p.tombstones, 'SELECT, INSERT, UPDATE on bar_tombstones'],
     [p.fence, 'SELECT, INSERT, UPDATE on bar_writer_offsets'],
     [p.temp, 'TEMPORARY on the database'],
   ];
   const beyond: [boolean, string][] = [
     [p.superuser, 'superuser'],
-    [p.destroy, 'DELETE/TRUNCATE on bars_1m'],
+    [p.destroy, 'TRUNCATE on bars_1m'],
     [p.ddl, `CREATE on schema ${schema}`],
   ];
   return {

@@ -1,7 +1,7 @@
 /**
  * Binary COPY of a write's rows into the staging table (./staging.ts declares its columns, in COPY
- * order: seq, symbol, timestamp, open, high, low, close, volume, vwap, revision, source_time, part,
- * kafka_offset), encoded straight from packed bars (encodeCopyBinaryParts: the partitions' entries of a
+ * order: seq, symbol, timestamp, open, high, low, close, volume, vwap, revision, trade_count, deleted,
+ * source_time, part, kafka_offset, then the extra columns), encoded straight from packed bars (encodeCopyBinaryParts: the partitions' entries of a
  * flush, a backfill's rows). Doubles travel as their 8 bytes, timestamps as microseconds since 2000:
  * exact by construction, and cheaper to produce and to parse than text.
  *
@@ -10,16 +10,19 @@
  */
 import {
   SLOT_CLOSE,
+  SLOT_DELETED,
   SLOT_HIGH,
   SLOT_LOW,
   SLOT_OPEN,
   SLOT_REVISION,
   SLOT_TIMESTAMP,
+  SLOT_TRADE_COUNT,
   SLOT_VOLUME,
   SLOT_VWAP,
   versionTimeOf,
   type PackedBar,
 } from '../contract/packedBar';
+import type { ExtraColumn, ExtraValue } from '../contract/extras';
 import { STAGING_COLUMNS, type StagingEncoding } from './staging';
 
 // PostgreSQL's binary COPY format: signature, flags, header extension; per row a field count (int16)
@@ -36,16 +39,23 @@ const PG_MAX_US = 9223371331200000000n - 1n;
 const TWO_32 = 2 ** 32;
 
 /** Bytes of a value by its encoding (text: its UTF-8 bytes, counted apart). */
-const WIDTH: Record<StagingEncoding, number> = { int4: 4, int8: 8, float8: 8, timestamp: 8, text: 0 };
+const WIDTH: Record<StagingEncoding, number> = {
+  int4: 4,
+  int8: 8,
+  float8: 8,
+  timestamp: 8,
+  bool: 1,
+  text: 0,
+};
 /** Fixed bytes per row: the field count, and per staging column its length word and value. */
 const ROW_FIXED = 2 + STAGING_COLUMNS.reduce((n, c) => n + 4 + WIDTH[c.encoding], 0);
 
 /**
- * The fields of a row of encodeCopyBinaryParts (the literal in its loop): packedBar() then origin(),
- * in the staging table's order (test/unit/copyEncoding.test.ts decodes them by the declaration's names
- * and encodings).
+ * The fields of a row of encodeCopyBinaryParts (the literal in its loop) before the extra columns:
+ * packedBar() then origin(), in the staging table's order (test/unit/copyEncoding.test.ts decodes them
+ * by the declaration's names and encodings).
  */
-const ROW_FIELDS = 13;
+const ROW_FIELDS = 15;
 if (STAGING_COLUMNS.length !== ROW_FIELDS) {
   throw new Error(
     `the staging table has ${STAGING_COLUMNS.length} columns and encodeCopyBinaryParts writes ${ROW_FIELDS}: change both (./staging.ts)`,
@@ -78,13 +88,13 @@ export class CopyWriter {
   at: number;
 
   /**
-   * A buffer for `rows` rows whose symbols have `symbolChars` UTF-16 units in all, with the header
-   * written. Room for 3 UTF-8 bytes per unit (the most one takes; a surrogate pair's two take 4),
-   * without measuring each symbol's UTF-8 length: the contract's symbols are ASCII, and end() cuts the
-   * rest.
+   * A buffer for `rows` rows whose symbols (and text extras) have `symbolChars` UTF-16 units in all,
+   * with `extraBytes` more per row for the extra columns' fixed parts, and the header written. Room for
+   * 3 UTF-8 bytes per unit (the most one takes; a surrogate pair's two take 4), without measuring each
+   * symbol's UTF-8 length: the contract's symbols are ASCII, and end() cuts the rest.
    */
-  constructor(rows: number, symbolChars: number) {
-    const size = SIGNATURE.length + 8 + 2 + rows * ROW_FIXED + 3 * symbolChars;
+  constructor(rows: number, symbolChars: number, extraBytes = 0) {
+    const size = SIGNATURE.length + 8 + 2 + rows * (ROW_FIXED + extraBytes) + 3 * symbolChars;
     this.buf = Buffer.allocUnsafe(size);
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, size);
     this.at = SIGNATURE.copy(this.buf, 0);
@@ -122,6 +132,18 @@ export class CopyWriter {
     this.view.setInt32(this.at, 8);
     this.view.setBigInt64(this.at + 4, v);
     this.at += 12;
+  }
+
+  /** A nullable int8 field of a safe integer; NaN is NULL. */
+  nullableInt8Field(v: number): void {
+    if (v !== v) this.int32(-1);
+    else this.safeInt8Field(v);
+  }
+
+  boolField(v: boolean): void {
+    this.view.setInt32(this.at, 1);
+    this.buf[this.at + 4] = v ? 1 : 0;
+    this.at += 5;
   }
 
   float8Field(v: number): void {
@@ -166,8 +188,8 @@ export class CopyWriter {
   }
 
   /**
-   * One row's columns up to the revision, from a packed bar (its missing vwap is NaN); the field count
-   * is written by the caller.
+   * One row's columns up to `deleted`, from a packed bar (its missing vwap and trade_count are NaN);
+   * the field count is written by the caller.
    */
   packedBar(seq: number, p: PackedBar): void {
     const v = p.values;
@@ -184,6 +206,23 @@ export class CopyWriter {
     if (vwap !== vwap) this.int32(-1);
     else this.float8Field(vwap);
     this.safeInt8Field(v[at + SLOT_REVISION]!);
+    this.nullableInt8Field(v[at + SLOT_TRADE_COUNT]!);
+    this.boolField(v[at + SLOT_DELETED] === 1);
+  }
+
+  /**
+   * The extra columns' values (`values`: null, a delete or a bar without them, writes NULL in each),
+   * in the order of `extras`.
+   */
+  extraFields(extras: readonly ExtraColumn[], values: readonly ExtraValue[] | null): void {
+    for (let i = 0; i < extras.length; i++) {
+      const x = values === null ? null : values[i]!;
+      if (x === null) this.int32(-1);
+      else if (extras[i]!.type === 'text') this.textField(x as string);
+      else if (extras[i]!.type === 'boolean') this.boolField(x as boolean);
+      else if (extras[i]!.type === 'bigint') this.safeInt8Field(x as number);
+      else this.float8Field(x as number);
+    }
   }
 
   /** The origin columns: source_time (the bar's version time), part, kafka_offset. */
@@ -207,28 +246,46 @@ export interface ConsumedBar extends PackedBar {
 
 /**
  * The bars of one flush, with origins, straight from the partitions' entries (no per-row origin
- * object): every column of the staging table, in its order.
+ * object): every column of the staging table of `extras` (./staging.ts stagingTable), in its order.
  */
 export function encodeCopyBinaryParts(
   parts: readonly { partition: number; entries: readonly ConsumedBar[] }[],
+  extras: readonly ExtraColumn[] = [],
 ): Buffer {
   let rows = 0;
   let symbolChars = 0;
   for (let k = 0; k < parts.length; k++) {
     const entries = parts[k]!.entries;
     rows += entries.length;
-    for (let i = 0; i < entries.length; i++) symbolChars += entries[i]!.symbol.length;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      symbolChars += e.symbol.length;
+      if (e.extras !== null && extras.length > 0) symbolChars += textChars(e.extras);
+    }
   }
-  const w = new CopyWriter(rows, symbolChars);
+  // Per extra column at most a length word and 8 bytes (a text's characters are counted above).
+  const w = new CopyWriter(rows, symbolChars, 12 * extras.length);
+  const fields = ROW_FIELDS + extras.length;
   let seq = 0;
   for (let k = 0; k < parts.length; k++) {
     const { partition, entries } = parts[k]!;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
-      w.int16(13);
+      w.int16(fields);
       w.packedBar(seq++, e);
       w.origin(partition, e.offset, versionTimeOf(e));
+      if (extras.length > 0) w.extraFields(extras, e.extras);
     }
   }
   return w.end();
+}
+
+/** UTF-16 units of the text values among `values`. */
+function textChars(values: readonly ExtraValue[]): number {
+  let n = 0;
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i];
+    if (typeof x === 'string') n += x.length;
+  }
+  return n;
 }

@@ -43,6 +43,9 @@ function toBar(r: BarRow): Bar {
     volume: Number(r.volume),
     vwap: r.vwap,
     revision: Number(r.revision),
+    tradeCount: null,
+    deleted: false,
+    extras: null,
   };
 }
 

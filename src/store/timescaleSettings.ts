@@ -12,6 +12,9 @@
  *   equity's day starts at midnight New York time, not UTC). Every zone's offset is a multiple of 15
  *   minutes, so bars_5m and bars_15m are the same in every zone and stay UTC. A change rebuilds the two
  *   aggregates from bars_1m.
+ * - The aggregates' columns: an aggregate made before trade_count (migration 012) lacks its sum, and a
+ *   continuous aggregate cannot gain a column: it is rebuilt from bars_1m, once, saying so (and kept as
+ *   it is, with a warning, where retention has dropped the minute bars of its oldest buckets).
  */
 import pg from 'pg';
 import { AGGREGATES, refreshContinuousAggregate } from './aggregates';
@@ -159,14 +162,22 @@ export interface TimezoneResult {
   /** The zone bars_1h and bars_1d bucket in afterwards. */
   timezone: string | null;
   reason?: string;
+  /** The aggregates rebuilt, each with why (its zone, its columns). */
+  rebuilt?: { view: string; why: string }[];
+  /** Aggregates of an older definition kept as they are: rebuilding them would lose buckets. */
+  kept?: { view: string; why: string }[];
 }
+
+/** The columns an aggregate of the current definition has beyond those of migration 004. */
+const NEWER_COLUMNS = ['trade_count'];
 
 /** Recorded on each zoned aggregate, so a later run knows the zone it was built with. */
 const ZONE_COMMENT = 'bar-writer: buckets in time zone ';
 
 /**
  * The SELECT of an aggregate: the columns and rules of migration 004 (see its header), bucketed in
- * `timezone` when given.
+ * `timezone` when given, and trade_count: the sum of the bucket's trade counts (null when none of its
+ * bars has one; bars without one count for nothing, as for vwap).
  */
 function aggregateQuery(width: string, timezone: string | null): string {
   const bucket = timezone
@@ -180,17 +191,19 @@ function aggregateQuery(width: string, timezone: string | null): string {
                  last(close, "timestamp") AS close,
                  sum(volume) AS volume,
                  sum(vwap * volume) FILTER (WHERE vwap IS NOT NULL)
-                     / nullif(sum(volume) FILTER (WHERE vwap IS NOT NULL), 0) AS vwap
+                     / nullif(sum(volume) FILTER (WHERE vwap IS NOT NULL), 0) AS vwap,
+                 sum(trade_count) AS trade_count
           FROM bars_1m
           GROUP BY symbol, ${bucket}`;
 }
 
 /**
  * Makes bars_1h and bars_1d bucket in `timezone` (an IANA name such as America/New_York; UTC is the
- * default of migration 004). A change drops and re-creates both aggregates (same columns, policy,
- * grants) and re-materializes them from bars_1m. That recomputes every bucket from the minute bars, so
- * it refuses when the aggregate holds buckets older than bars_1m's oldest bar (chunks dropped by
- * retention: their buckets would be lost), unless `allowLoss`.
+ * default of migration 004), and every aggregate have the current columns (NEWER_COLUMNS). A change
+ * drops and re-creates the aggregate (the current columns, same policy, grants) and re-materializes it
+ * from bars_1m. That recomputes every bucket from the minute bars, so a zone change refuses when the
+ * aggregate holds buckets older than bars_1m's oldest bar (chunks dropped by retention: their buckets
+ * would be lost), unless `allowLoss`; a rebuild for the columns alone is then skipped (`kept`).
  */
 export async function applyAggregateTimezone(
   client: Queryable,
@@ -213,27 +226,38 @@ export async function applyAggregateTimezone(
     }
     const wanted = zone.rows[0]!.name;
     const s = ident(schema);
-    const zoned = AGGREGATES.filter((a) => a.zoned);
-    const present = await client.query<{ view: string; comment: string | null }>(
-      `SELECT c.relname AS view, obj_description(c.oid, 'pg_class') AS comment
+    const present = await client.query<{ view: string; comment: string | null; columns: string[] }>(
+      `SELECT c.relname AS view, obj_description(c.oid, 'pg_class') AS comment,
+              array(SELECT a.attname::text FROM pg_attribute a
+                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        WHERE n.nspname = $1 AND c.relname = ANY($2)`,
-      [schema, zoned.map((a) => a.name)],
+      [schema, AGGREGATES.map((a) => a.name)],
     );
     if (present.rows.length === 0) {
       return { action: 'unavailable', timezone: null, reason: 'the continuous aggregates do not exist' };
     }
     const zoneOf = (comment: string | null) =>
       comment?.startsWith(ZONE_COMMENT) ? comment.slice(ZONE_COMMENT.length) : 'UTC';
-    const todo = zoned.filter((a) => {
+    /** Each aggregate to rebuild, with why; the zone it was built with. */
+    const todo: { a: (typeof AGGREGATES)[number]; was: string; why: string; zoneChange: boolean }[] = [];
+    for (const a of AGGREGATES) {
       const row = present.rows.find((r) => r.view === a.name);
-      return !row || zoneOf(row.comment) !== wanted;
-    });
+      const was = zoneOf(row?.comment ?? null);
+      const zoneChange = a.zoned && (!row || was !== wanted);
+      const missing = row ? NEWER_COLUMNS.filter((c) => !row.columns.includes(c)) : [];
+      if (!zoneChange && missing.length === 0) continue;
+      const why = zoneChange
+        ? `buckets in ${wanted} (was ${was})`
+        : `to add ${missing.join(', ')} (an aggregate cannot gain a column)`;
+      todo.push({ a, was, why, zoneChange });
+    }
     if (todo.length === 0) return { action: 'unchanged', timezone: wanted };
 
+    const kept: { view: string; why: string }[] = [];
     if (!options.allowLoss) {
-      for (const a of todo) {
-        const was = zoneOf(present.rows.find((r) => r.view === a.name)?.comment ?? null);
+      for (const t of [...todo]) {
+        const { a, was } = t;
         // The aggregate's oldest bucket against the bucket of bars_1m's oldest bar, in the zone it was built with.
         const r = await client.query<{ agg: Date | null; raw: Date | null }>(
           `SELECT a.agg, time_bucket($1::interval, r.raw, $2) AS raw
@@ -243,42 +267,57 @@ export async function applyAggregateTimezone(
         );
         const { agg, raw } = r.rows[0]!;
         if (agg !== null && (raw === null || agg.getTime() < raw.getTime())) {
-          throw new Error(
-            `changing the aggregates' time zone to ${wanted} rebuilds ${a.name} from bars_1m, which no longer holds ` +
-              `the bars of its oldest buckets (from ${agg.toISOString()}; bars_1m starts ${raw?.toISOString() ?? 'empty'}): ` +
-              'they would be lost. Keep the zone, or accept the loss with --allow-aggregate-loss',
-          );
+          const lost =
+            `rebuilds ${a.name} from bars_1m, which no longer holds the bars of its oldest buckets ` +
+            `(from ${agg.toISOString()}; bars_1m starts ${raw?.toISOString() ?? 'empty'}): they would be lost`;
+          if (t.zoneChange) {
+            throw new Error(
+              `changing the aggregates' time zone to ${wanted} ${lost}. Keep the zone, or accept the loss with --allow-aggregate-loss`,
+            );
+          }
+          kept.push({
+            view: a.name,
+            why: `${t.why}: not rebuilt, it ${lost} (--allow-aggregate-loss rebuilds it)`,
+          });
+          todo.splice(todo.indexOf(t), 1);
         }
       }
     }
 
     const policies = await refreshPolicies(client, schema);
-    const startOffset = policies.find((p) => !todo.some((a) => a.name === p.view))?.start_offset ?? null;
+    // Each rebuilt aggregate keeps its policy's window (retention sets it: applyRetention); one that
+    // had none takes another's.
+    const windowOf = (view: string) =>
+      (policies.find((p) => p.view === view) ?? policies[0])?.start_offset ?? null;
     const writerRole = (await client.query(`SELECT 1 FROM pg_roles WHERE rolname = 'bar_writer_rw'`)).rows
       .length;
-    for (const a of todo) {
+    for (const { a, why } of todo) {
       const view = `${s}.${ident(a.name)}`;
+      const zone = a.zoned ? wanted : 'UTC';
+      options.log?.(`${a.name}: rebuilding it ${why}; materializing it from bars_1m`);
       await withTransaction(client, async (tx) => {
         await tx.query(`SET LOCAL search_path TO ${s}, public`);
         await tx.query(`DROP MATERIALIZED VIEW IF EXISTS ${view}`);
         await tx.query(
           `CREATE MATERIALIZED VIEW ${view}
            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-           ${aggregateQuery(a.width, wanted === 'UTC' ? null : wanted)}
+           ${aggregateQuery(a.width, zone === 'UTC' ? null : zone)}
            WITH NO DATA`,
         );
         await tx.query(
           `SELECT ${ts}.add_continuous_aggregate_policy($1::regclass, start_offset => $2::interval,
              end_offset => '1 minute'::interval, schedule_interval => $3::interval)`,
-          [view, startOffset, a.schedule],
+          [view, windowOf(a.name), a.schedule],
         );
-        await tx.query(`COMMENT ON VIEW ${view} IS ${pg.escapeLiteral(ZONE_COMMENT + wanted)}`);
+        if (a.zoned) await tx.query(`COMMENT ON VIEW ${view} IS ${pg.escapeLiteral(ZONE_COMMENT + wanted)}`);
         if (writerRole) await tx.query(`GRANT SELECT ON ${view} TO bar_writer_rw`);
       });
-      options.log?.(`${a.name} re-created with buckets in ${wanted}; materializing it from bars_1m`);
       // Outside a transaction block: refresh_continuous_aggregate refuses to run inside one.
       await refreshContinuousAggregate(client, extension, schema, a.name, null, null);
     }
-    return { action: 'rebuilt', timezone: wanted };
+    const rebuilt = todo.map((t) => ({ view: t.a.name, why: t.why }));
+    const keptNote = kept.length > 0 ? { kept } : {};
+    if (rebuilt.length === 0) return { action: 'unchanged', timezone: wanted, ...keptNote };
+    return { action: 'rebuilt', timezone: wanted, rebuilt, ...keptNote };
   });
 }

@@ -53,6 +53,11 @@ export class TransactionResults<N extends string, Row = (string | null)[]> {
     return r;
   }
 
+  /** Whether the statement was sent (a step some writes leave out). */
+  has(name: N): boolean {
+    return this.byName.has(name);
+  }
+
   /** Rows of a statement (runTransaction: each a list of column values as text). */
   rows(name: N): Row[] {
     return this.get(name).rows;

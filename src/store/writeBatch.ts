@@ -10,6 +10,8 @@
  *      version), keeping the newest version per key when a key is staged more than once (./stagedKeys.ts)
  *      and replacing a stored row only with a strictly newer version, so a replay writes nothing;
  *      The same statement keeps bars_latest, each symbol's newest bar, from the rows it changed;
+ *      Before it, an advisory lock: shared, or exclusive when the write stages a delete (see
+ *      ./writeSql.ts lockForBars), then the deletes and the repair of bars_latest when there are any;
  *   4. advance each fence (it only ever moves forward) and COMMIT.
  *
  * The staging table is created inside the transaction when the connection lacks it (CREATE TEMP TABLE
@@ -20,13 +22,13 @@
  * only after this returns.
  */
 import type { Bar } from '../contract/bar';
-import { BarSlabs, timestampOf } from '../contract/packedBar';
+import type { ExtraColumn } from '../contract/extras';
+import { BarSlabs, isDelete, timestampOf, type PackedBar } from '../contract/packedBar';
 import { encodeCopyBinaryParts, type ConsumedBar } from './copyEncoding';
 import type { PoolClient } from './pool';
 import { stagedKeys } from './stagedKeys';
-import { runTransaction } from './transaction';
-import { CREATE_STAGING } from './staging';
-import { writeSql } from './writeSql';
+import { runTransaction, type Statement } from './transaction';
+import { ROWS_CHANGED, ROWS_DELETED, writeSql, type StagedKeys, type WriteSql } from './writeSql';
 
 /** A bar at its Kafka offset, with its record timestamp (with the revision, the bar's version). */
 export type BarAtOffset = ConsumedBar;
@@ -55,6 +57,8 @@ export interface WriteOptions {
   statementTimeoutMs?: number;
   /** Whether a bar of this start time goes into a compressed chunk (counted in the result). */
   inCompressedChunk?: (timestampMs: number) => boolean;
+  /** BARS_EXTRA_COLUMNS: the columns beyond the contract's the bars carry (none when absent). */
+  extras?: readonly ExtraColumn[];
 }
 
 export interface PartitionWriteResult {
@@ -75,6 +79,47 @@ export interface WriteGroupResult {
   parts: PartitionWriteResult[];
   /** Rows inserted or replaced in bars_1m (an older or equal version is not counted). */
   rowsChanged: number;
+  /** Rows of bars_1m deleted by the write's deletes. */
+  rowsDeleted: number;
+}
+
+/** Whether any of the rows is a delete. */
+function stagesDelete(groups: readonly (readonly PackedBar[])[]): boolean {
+  for (const rows of groups) for (let i = 0; i < rows.length; i++) if (isDelete(rows[i]!)) return true;
+  return false;
+}
+
+/**
+ * The steps after the fences: the advisory lock (exclusive when a delete is staged), the upsert, and
+ * the deletes with the repair of bars_latest when there are any.
+ */
+function writeSteps(
+  sql: WriteSql,
+  groups: readonly (readonly PackedBar[])[],
+  upsert: (keys: StagedKeys) => string,
+  deletes: (keys: StagedKeys) => string,
+): Statement<string>[] {
+  const keys = stagedKeys(groups);
+  if (!stagesDelete(groups)) {
+    return [
+      { name: 'lock', sql: sql.lockForBars },
+      { name: 'upsert', sql: upsert(keys) },
+    ];
+  }
+  return [
+    { name: 'lock', sql: sql.lockForDeletes },
+    { name: 'upsert', sql: upsert(keys) },
+    { name: 'deletes', sql: deletes(keys) },
+    ...sql.repairLatest.map((text, i) => ({ name: `repairLatest${i}`, sql: text })),
+  ];
+}
+
+/** The count a statement answers in its one row (ROWS_CHANGED, ROWS_DELETED); 0 when it was not sent. */
+function answeredCount(rows: readonly (string | null)[][] | null, what: string): number {
+  if (rows === null) return 0;
+  const n = Number(rows[0]?.[0]);
+  if (rows.length !== 1 || !Number.isSafeInteger(n)) throw new Error(`the write did not answer ${what}`);
+  return n;
 }
 
 /** Steps 1-4 above as one transaction on `client`, in one round trip. */
@@ -86,7 +131,7 @@ export async function writeGroup(
   parts: readonly PartitionWrite[],
   options: WriteOptions = {},
 ): Promise<WriteGroupResult> {
-  const sql = writeSql(schema);
+  const sql = writeSql(schema, options.extras);
   const ordered = [...parts].sort((x, y) => x.partition - y.partition);
   const partitions = ordered.map((p) => p.partition);
   const outcome = (fenceRows: (string | null)[][]): PartitionWriteResult[] => {
@@ -132,26 +177,25 @@ export async function writeGroup(
   const results = await runTransaction(
     client,
     [
-      { name: 'createStaging', sql: CREATE_STAGING },
-      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinaryParts(ordered) },
+      { name: 'createStaging', sql: sql.createStaging },
+      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinaryParts(ordered, options.extras) },
       { name: 'createFences', sql: sql.insertFences(group, topic, partitions) },
       { name: 'lockFences', sql: sql.lockFences(group, topic, partitions) },
-      {
-        name: 'upsert',
-        sql: sql.upsert(group, topic, stagedKeys(ordered.map((p) => p.entries)), advances),
-      },
+      ...writeSteps(
+        sql,
+        ordered.map((p) => p.entries),
+        (keys) => sql.upsert(group, topic, keys, advances),
+        (keys) => sql.deletes(group, topic, keys, advances),
+      ),
       { name: 'advanceFences', sql: sql.advanceFences(group, topic, advances) },
     ],
     { lockTimeoutMs: options.lockTimeoutMs, statementTimeoutMs: options.statementTimeoutMs },
   );
-  return { parts: outcome(results.rows('lockFences')), rowsChanged: changedCount(results.rows('upsert')) };
-}
-
-/** The upsert's one row: the rows of bars_1m it inserted or replaced (./writeSql.ts ROWS_CHANGED). */
-function changedCount(rows: readonly (string | null)[][]): number {
-  const n = Number(rows[0]?.[0]);
-  if (rows.length !== 1 || !Number.isSafeInteger(n)) throw new Error('the upsert did not answer its count');
-  return n;
+  return {
+    parts: outcome(results.rows('lockFences')),
+    rowsChanged: answeredCount(results.rows('upsert'), ROWS_CHANGED),
+    rowsDeleted: answeredCount(results.has('deletes') ? results.rows('deletes') : null, ROWS_DELETED),
+  };
 }
 
 /**
@@ -164,27 +208,42 @@ export interface LoadedBar {
   ordinal: bigint;
 }
 
+/** What writeBars changed. */
+export interface WriteBarsResult {
+  /** Rows of bars_1m inserted or replaced. */
+  rowsChanged: number;
+  /** Rows of bars_1m deleted. */
+  rowsDeleted: number;
+}
+
 /**
- * The same COPY → staging → upsert as writeGroup, for bars that come from a file rather than a Kafka
- * partition: no fence. One transaction, one round trip; resolves to the rows inserted or changed.
+ * The same COPY → staging → upsert (and deletes) as writeGroup, for bars that come from a file rather
+ * than a Kafka partition: no fence. One transaction, one round trip.
  */
 export async function writeBars(
   client: PoolClient,
   schema: string,
   rows: readonly LoadedBar[],
-  options: Pick<WriteOptions, 'statementTimeoutMs' | 'lockTimeoutMs'> = {},
-): Promise<number> {
-  const sql = writeSql(schema);
+  options: Pick<WriteOptions, 'statementTimeoutMs' | 'lockTimeoutMs' | 'extras'> = {},
+): Promise<WriteBarsResult> {
+  const sql = writeSql(schema, options.extras);
   const slabs = new BarSlabs(rows.length);
   const entries = rows.map((r): ConsumedBar => slabs.packedAt(r.bar, r.recordTimeMs, r.ordinal));
   const results = await runTransaction(
     client,
     [
-      { name: 'createStaging', sql: CREATE_STAGING },
-      { name: 'stage', sql: sql.copyBinary, copyData: encodeCopyBinaryParts([{ partition: 0, entries }]) },
-      { name: 'upsert', sql: sql.upsertAll(stagedKeys([entries])) },
+      { name: 'createStaging', sql: sql.createStaging },
+      {
+        name: 'stage',
+        sql: sql.copyBinary,
+        copyData: encodeCopyBinaryParts([{ partition: 0, entries }], options.extras),
+      },
+      ...writeSteps(sql, [entries], sql.upsertAll, sql.deletesAll),
     ],
-    options,
+    { statementTimeoutMs: options.statementTimeoutMs, lockTimeoutMs: options.lockTimeoutMs },
   );
-  return changedCount(results.rows('upsert'));
+  return {
+    rowsChanged: answeredCount(results.rows('upsert'), ROWS_CHANGED),
+    rowsDeleted: answeredCount(results.has('deletes') ? results.rows('deletes') : null, ROWS_DELETED),
+  };
 }

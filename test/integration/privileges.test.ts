@@ -43,7 +43,7 @@ describe('the writer role bar_writer_rw', () => {
   });
   afterAll(() => h.cleanup());
 
-  test('the migration grants exactly SELECT, INSERT, UPDATE on the three tables (SELECT on the aggregates), USAGE and TEMPORARY', async () => {
+  test('the migrations grant exactly SELECT, INSERT, UPDATE on the writer tables (DELETE too on the bars; SELECT on the aggregates), USAGE and TEMPORARY', async () => {
     const tables = await h.pool.query(
       `SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) AS privileges
        FROM information_schema.role_table_grants
@@ -59,9 +59,11 @@ describe('the writer role bar_writer_rw', () => {
       : [];
     expect(tables.rows).toEqual(
       [
+        { table_name: 'bar_tombstones', privileges: 'INSERT,SELECT,UPDATE' },
         { table_name: 'bar_writer_offsets', privileges: 'INSERT,SELECT,UPDATE' },
-        { table_name: 'bars_1m', privileges: 'INSERT,SELECT,UPDATE' },
-        { table_name: 'bars_latest', privileges: 'INSERT,SELECT,UPDATE' },
+        // DELETE: a delete message removes a bar (migration 012).
+        { table_name: 'bars_1m', privileges: 'DELETE,INSERT,SELECT,UPDATE' },
+        { table_name: 'bars_latest', privileges: 'DELETE,INSERT,SELECT,UPDATE' },
         ...aggregates,
       ].sort((a, b) => (a.table_name < b.table_name ? -1 : 1)),
     );
@@ -96,14 +98,14 @@ describe('the writer role bar_writer_rw', () => {
     expect(sessions.rows.map((r) => r.usename)).toContain(role);
   });
 
-  test('as that user, DELETE, TRUNCATE, DROP TABLE, CREATE TABLE and other DDL fail with 42501', async () => {
+  test('as that user, TRUNCATE, DROP TABLE, CREATE TABLE, other DDL and DELETE beyond the bars fail with 42501', async () => {
     const c = asRole();
     await c.connect();
     try {
       const s = `"${h.schema}"`;
       const refused: Record<string, string | undefined> = {};
+      // DELETE on bars_1m and bars_latest is the writer's since deletes (migration 012).
       for (const statement of [
-        `DELETE FROM ${s}.bars_1m`,
         `TRUNCATE ${s}.bars_1m`,
         `DROP TABLE ${s}.bars_1m`,
         `CREATE TABLE ${s}.intruder (i int)`,
@@ -111,8 +113,9 @@ describe('the writer role bar_writer_rw', () => {
         `CREATE INDEX ON ${s}.bars_1m (close)`,
         `DELETE FROM ${s}.bar_writer_offsets`,
         `TRUNCATE ${s}.bar_writer_offsets`,
-        `DELETE FROM ${s}.bars_latest`,
         `TRUNCATE ${s}.bars_latest`,
+        `DELETE FROM ${s}.bar_tombstones`,
+        `TRUNCATE ${s}.bar_tombstones`,
         `SELECT * FROM ${s}.bar_writer_migrations`,
         `DROP SCHEMA ${s} CASCADE`,
       ]) {

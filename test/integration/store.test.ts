@@ -4,6 +4,8 @@
  * COPY escaping, the read operations, and the migrations (twice, and concurrently).
  */
 import type { Bar } from '../../src/contract/bar';
+import { parseExtraColumns } from '../../src/contract/extras';
+import { applyExtraColumns, extraColumnsState } from '../../src/store/extraColumns';
 import { packBar } from '../../src/contract/packedBar';
 import { STAGING, stagingTableName } from '../../src/store/staging';
 import { BarReader } from '../../src/store/readBars';
@@ -28,6 +30,9 @@ const bar = (symbol: string, minute: number, close: number, extra: Partial<Bar> 
   volume: 100,
   vwap: close,
   revision: 0,
+  tradeCount: null,
+  deleted: false,
+  extras: null,
   ...extra,
 });
 /** Record timestamps: the bar's version after its revision. */
@@ -430,6 +435,7 @@ describe('store', () => {
       { column_name: 'revision', data_type: 'bigint', is_nullable: 'NO' },
       { column_name: 'source_time', data_type: 'timestamp with time zone', is_nullable: 'NO' },
       { column_name: 'source_origin', data_type: 'bigint', is_nullable: 'YES' },
+      { column_name: 'trade_count', data_type: 'bigint', is_nullable: 'YES' },
     ]);
     const idx = await h.pool.query(
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'bars_1m'`,
@@ -472,5 +478,193 @@ describe('store', () => {
       `SELECT version FROM "${fresh}".bar_writer_migrations ORDER BY version`,
     );
     expect(recorded.rows.map((r) => r.version)).toEqual(loadMigrations().map((m) => m.version));
+  });
+});
+
+describe('store: trade_count, deletes and extra columns', () => {
+  const EXTRAS = 'exchange:text(8),conditions:bigint';
+  const h = new Harness({ extraColumns: EXTRAS });
+  const extras = parseExtraColumns(EXTRAS);
+  beforeAll(() => h.setupSchema());
+  afterAll(() => h.cleanup());
+
+  let offset = 0n;
+  /** One write of `bars` (each a message of the next offset, record time REC + offset) in a fresh group. */
+  const write = async (bars: Bar[], options: WriteOptions = { extras }) => {
+    const entries = bars.map((b) => {
+      const o = offset++;
+      return at(o, b, REC + Number(o));
+    });
+    const r = await withConnection(h.pool, (c) =>
+      writeGroup(c, h.schema, uniqueName('g'), 't', [part(0, entries, offset)], options),
+    );
+    return { rowsChanged: r.rowsChanged, rowsDeleted: r.rowsDeleted };
+  };
+  const del = (symbol: string, minute: number, revision = 0): Bar => ({
+    ...bar(symbol, minute, 0),
+    open: 0,
+    high: 0,
+    low: 0,
+    vwap: null,
+    volume: 0,
+    revision,
+    deleted: true,
+  });
+  const stored = async (symbol: string) =>
+    (
+      await h.pool.query<{ minute: number; close: number; revision: string; trade_count: string | null }>(
+        `SELECT ((extract(epoch FROM "timestamp") * 1000 - $2) / 60000)::int AS minute, close,
+                revision::text, trade_count::text
+         FROM "${h.schema}".bars_1m WHERE symbol = $1 ORDER BY "timestamp"`,
+        [symbol, T0],
+      )
+    ).rows;
+  const tombstone = async (symbol: string) =>
+    (
+      await h.pool.query<{ revision: string }>(
+        `SELECT revision::text FROM "${h.schema}".bar_tombstones WHERE symbol = $1`,
+        [symbol],
+      )
+    ).rows;
+
+  test('trade_count is stored, replaced with its version, and null when a message has none', async () => {
+    await write([bar('TC1', 0, 10, { tradeCount: 42 }), bar('TC1', 1, 10)]);
+    expect(await stored('TC1')).toEqual([
+      { minute: 0, close: 10, revision: '0', trade_count: '42' },
+      { minute: 1, close: 10, revision: '0', trade_count: null },
+    ]);
+    await write([bar('TC1', 0, 11, { tradeCount: Number.MAX_SAFE_INTEGER })]);
+    expect((await stored('TC1'))[0]).toEqual({
+      minute: 0,
+      close: 11,
+      revision: '0',
+      trade_count: String(Number.MAX_SAFE_INTEGER),
+    });
+    expect(await h.latestMismatches('TC%')).toBe(0);
+  });
+
+  test('a delete removes the bar and leaves a tombstone; an older or equal version stays deleted, a newer one restores it', async () => {
+    await write([bar('DL1', 0, 10), bar('DL1', 1, 11), bar('DL1', 2, 12)]);
+    // Deleting the newest minute: bars_latest falls back to the newest remaining bar.
+    expect(await write([del('DL1', 2)])).toEqual({ rowsChanged: 0, rowsDeleted: 1 });
+    expect((await stored('DL1')).map((r) => r.minute)).toEqual([0, 1]);
+    expect(await tombstone('DL1')).toEqual([{ revision: '0' }]);
+    expect(await h.latestMismatches('DL1')).toBe(0);
+    // An older version arriving later (a higher offset, but a lower revision than the delete's? no:
+    // the same revision and an older record time): a replay of the deleted bar's message.
+    const replayed = at(2n, bar('DL1', 2, 12), REC + 2);
+    const r = await withConnection(h.pool, (c) =>
+      writeGroup(c, h.schema, uniqueName('g'), 't', [part(0, [replayed], 3n)], { extras }),
+    );
+    expect(r.rowsChanged).toBe(0);
+    expect((await stored('DL1')).map((x) => x.minute)).toEqual([0, 1]);
+    // A newer version (a later message) restores it, and bars_latest with it.
+    expect(await write([bar('DL1', 2, 13)])).toEqual({ rowsChanged: 1, rowsDeleted: 0 });
+    expect((await stored('DL1')).map((x) => [x.minute, x.close])).toEqual([
+      [0, 10],
+      [1, 11],
+      [2, 13],
+    ]);
+    expect(await h.latestMismatches('DL1')).toBe(0);
+  });
+
+  test('a delete older than the stored bar leaves it; a higher revision deletes whatever the times', async () => {
+    await write([bar('DL2', 0, 10, { revision: 5 })]);
+    expect(await write([del('DL2', 0, 4)])).toEqual({ rowsChanged: 0, rowsDeleted: 0 });
+    expect((await stored('DL2')).map((x) => x.revision)).toEqual(['5']);
+    // The tombstone holds revision 4: a bar of revision 4 stays out, one of 5 or more does not.
+    expect(await tombstone('DL2')).toEqual([{ revision: '4' }]);
+    expect(await write([del('DL2', 0, 6)])).toEqual({ rowsChanged: 0, rowsDeleted: 1 });
+    expect(await write([bar('DL2', 0, 20, { revision: 5 })])).toEqual({ rowsChanged: 0, rowsDeleted: 0 });
+    expect(await stored('DL2')).toEqual([]);
+    expect(await tombstone('DL2')).toEqual([{ revision: '6' }]);
+    // Deleting a symbol's only bar removes its bars_latest row.
+    expect(await h.latestMismatches('DL2')).toBe(0);
+    const latest = await h.pool.query(`SELECT 1 FROM "${h.schema}".bars_latest WHERE symbol = 'DL2'`);
+    expect(latest.rows).toEqual([]);
+    expect(await write([bar('DL2', 0, 21, { revision: 7 })])).toEqual({ rowsChanged: 1, rowsDeleted: 0 });
+    expect(await h.latestMismatches('DL2')).toBe(0);
+  });
+
+  test('in one write, the newest message of a key decides: a bar after its delete restores it, a delete after its bar deletes it', async () => {
+    await write([bar('DL3', 0, 10), bar('DL4', 0, 10)]);
+    expect(await write([del('DL3', 0), bar('DL3', 0, 11), bar('DL4', 0, 11), del('DL4', 0)])).toEqual({
+      rowsChanged: 1,
+      rowsDeleted: 1,
+    });
+    expect(await stored('DL3')).toMatchObject([{ close: 11 }]);
+    expect(await stored('DL4')).toEqual([]);
+    expect(await h.latestMismatches('DL%')).toBe(0);
+  });
+
+  test('a delete of a key never stored leaves only its tombstone: the bar, sent later with an older version, stays out', async () => {
+    expect(await write([del('DL5', 3, 2)])).toEqual({ rowsChanged: 0, rowsDeleted: 0 });
+    expect(await write([bar('DL5', 3, 10, { revision: 2 })])).toEqual({ rowsChanged: 1, rowsDeleted: 0 });
+    // Revision 2 with a later record time is newer than the delete (revision 2, earlier record time).
+    expect(await stored('DL5')).toHaveLength(1);
+    expect(await write([del('DL5', 4, 9), bar('DL6', 0, 1)])).toEqual({ rowsChanged: 1, rowsDeleted: 0 });
+    expect(await write([bar('DL5', 4, 10, { revision: 8 })])).toEqual({ rowsChanged: 0, rowsDeleted: 0 });
+  });
+
+  test('extra columns: each value in its column, null when absent, replaced with the version; a delete leaves none', async () => {
+    await write([
+      bar('EX1', 0, 10, { extras: ['XNYS', 7] }),
+      bar('EX1', 1, 10, { extras: [null, null] }),
+      bar('EX1', 2, 10, { extras: ['Zürich€', -(2 ** 53 - 1)] }),
+    ]);
+    const read = async () =>
+      (
+        await h.pool.query<{ exchange: string | null; conditions: string | null }>(
+          `SELECT exchange, conditions::text FROM "${h.schema}".bars_1m WHERE symbol = 'EX1' ORDER BY "timestamp"`,
+        )
+      ).rows;
+    expect(await read()).toEqual([
+      { exchange: 'XNYS', conditions: '7' },
+      { exchange: null, conditions: null },
+      { exchange: 'Zürich€', conditions: String(-(2 ** 53 - 1)) },
+    ]);
+    await write([bar('EX1', 0, 11, { extras: ['BATS', null] })]);
+    expect((await read())[0]).toEqual({ exchange: 'BATS', conditions: null });
+    const latest = await h.pool.query(
+      `SELECT exchange, conditions::text FROM "${h.schema}".bars_latest WHERE symbol = 'EX1'`,
+    );
+    expect(latest.rows).toEqual([{ exchange: 'Zürich€', conditions: String(-(2 ** 53 - 1)) }]);
+    // Its newest minute deleted, bars_latest falls back to minute 1, which had no extras.
+    await write([del('EX1', 2)]);
+    expect(
+      (await h.pool.query(`SELECT exchange FROM "${h.schema}".bars_latest WHERE symbol = 'EX1'`)).rows,
+    ).toEqual([{ exchange: null }]);
+    await write([del('EX1', 1)]);
+    expect(
+      (await h.pool.query(`SELECT exchange FROM "${h.schema}".bars_latest WHERE symbol = 'EX1'`)).rows,
+    ).toEqual([{ exchange: 'BATS' }]);
+  });
+
+  test('the setting against the tables: a missing column is added by migrate, a different type refused, a dropped one kept', async () => {
+    const more = parseExtraColumns(`${EXTRAS},score:double precision`);
+    expect(await extraColumnsState(h.pool, h.schema, more)).toEqual({
+      missing: ['bars_1m.score', 'bars_latest.score'],
+      wrongType: [],
+      unconfigured: [],
+    });
+    const c = await h.pool.connect();
+    try {
+      expect(await applyExtraColumns(c, h.schema, more)).toEqual({
+        added: ['bars_1m.score', 'bars_latest.score'],
+        unconfigured: [],
+      });
+      expect(await applyExtraColumns(c, h.schema, more)).toEqual({ added: [], unconfigured: [] });
+      await expect(applyExtraColumns(c, h.schema, parseExtraColumns('exchange:bigint'))).rejects.toThrow(
+        "BARS_EXTRA_COLUMNS: bars_1m.exchange is text and BARS_EXTRA_COLUMNS says bigint: bar-writer never changes a column's type",
+      );
+      // Dropped from the setting: kept, named, never written.
+      expect(await applyExtraColumns(c, h.schema, extras)).toEqual({ added: [], unconfigured: ['score'] });
+    } finally {
+      c.release();
+    }
+    await write([bar('EX2', 0, 1, { extras: ['X', 1] })]);
+    expect(
+      (await h.pool.query(`SELECT exchange, score FROM "${h.schema}".bars_1m WHERE symbol = 'EX2'`)).rows,
+    ).toEqual([{ exchange: 'X', score: null }]);
   });
 });

@@ -50,6 +50,8 @@ interface InBar {
   close: number;
   volume: number;
   vwap: number | null;
+  /** A delete (the contract's `deleted: true`). */
+  deleted?: boolean;
 }
 /** A row of bars_1m or of an aggregate, as the tests read it (volume as text: bigint or numeric). */
 interface OutBar {
@@ -115,6 +117,9 @@ const toBar = (x: InBar): Bar => ({
   volume: x.volume,
   vwap: x.vwap,
   revision: 0,
+  tradeCount: null,
+  deleted: x.deleted ?? false,
+  extras: null,
 });
 
 const byKey = (x: InBar, y: InBar) => (x.symbol + x.at < y.symbol + y.at ? -1 : 1);
@@ -511,8 +516,8 @@ describe('migrations, policies and the writer on a real TimescaleDB', () => {
       expect(chunksSeen.holds(msOf('2026-01-05T09:31'))).toBe(true);
       expect(chunksSeen.holds(Date.now())).toBe(false);
       const refused: Record<string, string | undefined> = {};
+      // DELETE on bars_1m is the writer's since deletes (migration 012): privileges.test.ts.
       for (const statement of [
-        `DELETE FROM ${db.s}.bars_1m`,
         `TRUNCATE ${db.s}.bars_1m`,
         `DROP TABLE ${db.s}.bars_1m`,
         `ALTER TABLE ${db.s}.bars_1m ADD COLUMN x int`,
@@ -672,11 +677,27 @@ describe('the aggregates of an hour or a day bucket in BARS_DB_AGGREGATE_TIMEZON
   test('a change rebuilds bars_1h and bars_1d in the zone; days start at local midnight across DST', async () => {
     const c = await db.pool.connect();
     try {
+      // Migration 004's aggregates lack trade_count (012): the first run rebuilds all four, saying why.
+      expect(await applyAggregateTimezone(c, db.schema, 'UTC')).toEqual({
+        action: 'rebuilt',
+        timezone: 'UTC',
+        rebuilt: ['bars_5m', 'bars_15m', 'bars_1h', 'bars_1d'].map((view) => ({
+          view,
+          why: 'to add trade_count (an aggregate cannot gain a column)',
+        })),
+      });
       expect(await applyAggregateTimezone(c, db.schema, 'UTC')).toEqual({
         action: 'unchanged',
         timezone: 'UTC',
       });
-      expect(await applyAggregateTimezone(c, db.schema, zone)).toEqual({ action: 'rebuilt', timezone: zone });
+      expect(await applyAggregateTimezone(c, db.schema, zone)).toEqual({
+        action: 'rebuilt',
+        timezone: zone,
+        rebuilt: [
+          { view: 'bars_1h', why: `buckets in ${zone} (was UTC)` },
+          { view: 'bars_1d', why: `buckets in ${zone} (was UTC)` },
+        ],
+      });
       expect(await applyAggregateTimezone(c, db.schema, zone)).toEqual({
         action: 'unchanged',
         timezone: zone,
@@ -712,7 +733,16 @@ describe('the aggregates of an hour or a day bucket in BARS_DB_AGGREGATE_TIMEZON
           [db.schema],
         )
       ).map((r) => r.table_name),
-    ).toEqual(['bar_writer_offsets', 'bars_15m', 'bars_1d', 'bars_1h', 'bars_1m', 'bars_5m', 'bars_latest']);
+    ).toEqual([
+      'bar_tombstones',
+      'bar_writer_offsets',
+      'bars_15m',
+      'bars_1d',
+      'bars_1h',
+      'bars_1m',
+      'bars_5m',
+      'bars_latest',
+    ]);
     // A correction on Sunday evening (EDT) lands in Sunday's bucket at the next policy run.
     await db.pool.query(
       `UPDATE ${db.s}.bars_1m SET volume = 100 WHERE symbol = 'NYC' AND "timestamp" = '2026-03-09T03:59Z'`,
@@ -739,7 +769,7 @@ describe('the aggregates of an hour or a day bucket in BARS_DB_AGGREGATE_TIMEZON
       await expect(applyAggregateTimezone(c, db.schema, 'UTC')).rejects.toThrow(
         /rebuilds bars_1h from bars_1m, which no longer holds the bars of its oldest buckets .*--allow-aggregate-loss/,
       );
-      expect(await applyAggregateTimezone(c, db.schema, 'UTC', { allowLoss: true })).toEqual({
+      expect(await applyAggregateTimezone(c, db.schema, 'UTC', { allowLoss: true })).toMatchObject({
         action: 'rebuilt',
         timezone: 'UTC',
       });
@@ -881,6 +911,7 @@ describe('the same migrations on plain PostgreSQL', () => {
         [db.schema],
       ),
     ).toEqual([
+      { relname: 'bar_tombstones', relkind: 'r' },
       { relname: 'bar_writer_dlq_replayed', relkind: 'r' },
       { relname: 'bar_writer_migrations', relkind: 'r' },
       { relname: 'bar_writer_offsets', relkind: 'r' },
@@ -1020,7 +1051,7 @@ describe('upgrading a deployment whose chunks are compressed', () => {
   const db = new Db(TSDB);
   afterAll(() => db.drop());
 
-  test('007 to 011 apply on a hypertable with compressed chunks; old rows have the lowest version; the writer replaces them; bars_latest is filled', async () => {
+  test('007 to 012 apply on a hypertable with compressed chunks; old rows have the lowest version and no trade count; the writer replaces them; bars_latest is filled; the aggregates are rebuilt with trade_count; a delete reaches a compressed chunk', async () => {
     const problem = await tsdbReachable();
     if (problem) throw new Error(problem);
     const c = await db.pool.connect();
@@ -1040,15 +1071,29 @@ describe('upgrading a deployment whose chunks are compressed', () => {
           '009_dlq_replayed',
           '010_bar_version_origin',
           '011_bars_latest',
+          '012_trade_count_and_deletes',
         ],
+      });
+      // The aggregates of 004 lack trade_count: migrate's settings step rebuilds them from bars_1m.
+      expect(await applyAggregateTimezone(c, db.schema, 'UTC')).toMatchObject({
+        action: 'rebuilt',
+        rebuilt: AGGREGATES.map((a) => ({ view: a.name })),
       });
     } finally {
       c.release();
     }
-    const rows = await db.q<{ n: number; revision: string; source_time: string }>(
-      `SELECT count(*)::int AS n, max(revision)::text AS revision, max(source_time)::text AS source_time FROM ${db.s}.bars_1m`,
+    const rows = await db.q<{ n: number; revision: string; source_time: string; counted: number }>(
+      `SELECT count(*)::int AS n, max(revision)::text AS revision, max(source_time)::text AS source_time,
+              count(trade_count)::int AS counted FROM ${db.s}.bars_1m`,
     );
-    expect(rows).toEqual([{ n: BARS.length, revision: '0', source_time: '-infinity' }]);
+    expect(rows).toEqual([{ n: BARS.length, revision: '0', source_time: '-infinity', counted: 0 }]);
+    await db.refreshAll();
+    for (const a of AGGREGATES) {
+      expect({ aggregate: a.name, rows: await db.readBars(a.name) }).toEqual({
+        aggregate: a.name,
+        rows: aggregate(BARS, WIDTH_MS[a.name]!),
+      });
+    }
     // 011 read the compressed chunks without decompressing one: bars_latest holds each symbol's newest bar.
     const compressed = await db.q<{ is_compressed: boolean }>(
       `SELECT is_compressed FROM timescaledb_information.chunks
@@ -1080,5 +1125,12 @@ describe('upgrading a deployment whose chunks are compressed', () => {
     const later = b('AAA', '2026-01-06T00:01', [12.75, 13, 12.5, 12.5], 5, 12.75);
     await db.writeAsService([later]);
     expect(await latest()).toEqual([toOut(later), newest('BBB')]);
+    // A delete of a bar in a compressed chunk: gone, its chunk still compressed.
+    const gone = BARS[1]!;
+    await db.writeAsService([{ ...gone, deleted: true }]);
+    expect((await db.readBars('bars_1m')).map((x) => `${x.symbol} ${x.timestamp}`)).not.toContain(
+      `${gone.symbol} ${new Date(msOf(gone.at)).toISOString()}`,
+    );
+    expect((await db.readBars('bars_1m')).length).toBe(BARS.length);
   });
 });

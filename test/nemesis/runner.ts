@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import pg from 'pg';
 import { registerCodecs } from '../../src/consumer/codecs';
+import { applyAggregateTimezone } from '../../src/store/timescaleSettings';
 import { migrate } from '../../src/store/migrate';
 import { sleep, uniqueName, waitFor } from '../support/common';
 import { runCli } from '../support/harness';
@@ -500,6 +501,7 @@ export class Run {
     const c = await this.directClient();
     try {
       await migrate(c, this.schema);
+      await applyAggregateTimezone(c, this.schema, 'UTC'); // as `migrate` does: trade_count in the aggregates
       // The policies act on old data (these bars are), and this build's background jobs fail after
       // running (../shared/notes/timescaledb.md): the run does not depend on the job scheduler.
       await c.query(

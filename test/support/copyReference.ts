@@ -2,7 +2,7 @@
  * Reference encoders of the staging table's COPY, for the tests and bench/ (the service encodes packed
  * bars: src/store/copyEncoding.ts encodeCopyBinaryParts). Columns in the order of
  * src/store/staging.ts: seq, symbol, timestamp, open, high, low, close, volume, vwap, revision, and
- * with origins source_time, part, kafka_offset.
+ * with origins trade_count, deleted, source_time, part, kafka_offset.
  *
  * - Text format (encodeCopyRows: tab-separated, \N for NULL, backslash escapes): bench/'s psql \copy
  *   reference reads it. Numbers use JavaScript's shortest round-trip form (e.g. 0.1, 1e-7, 1.5e+300),
@@ -16,8 +16,8 @@ import type { Bar } from '../../src/contract/bar';
 import { CopyWriter } from '../../src/store/copyEncoding';
 
 /**
- * Where a staged bar came from. With origins, each row gets three more columns after revision:
- * `source_time` (the Kafka record timestamp, part of the bar's version), `part` and `kafka_offset` (the
+ * Where a staged bar came from. With origins, each row gets five more columns after revision: the
+ * bar's trade_count and deleted, `source_time` (the Kafka record timestamp, part of the bar's version), `part` and `kafka_offset` (the
  * write path filters rows below the partition's fence in SQL).
  */
 export interface BarOrigin {
@@ -82,10 +82,13 @@ function num(n: number): string {
   return String(n);
 }
 
-/** One COPY row: seq, symbol, timestamp, open, high, low, close, volume, vwap, revision (, origin). */
+/**
+ * One COPY row: seq, symbol, timestamp, open, high, low, close, volume, vwap, revision (, trade_count,
+ * deleted, origin).
+ */
 export function encodeCopyRow(seq: number, bar: Bar, origin?: BarOrigin): string {
   const tail = origin
-    ? `\t${bar.revision}\t${new Date(origin.recordTimeMs).toISOString()}\t${origin.partition}\t${origin.offset}\n`
+    ? `\t${bar.revision}\t${bar.tradeCount ?? '\\N'}\t${bar.deleted ? 't' : 'f'}\t${new Date(origin.recordTimeMs).toISOString()}\t${origin.partition}\t${origin.offset}\n`
     : `\t${bar.revision}\n`;
   return (
     seq +
@@ -135,16 +138,20 @@ function writeBar(w: CopyWriter, seq: number, b: Bar): void {
 
 /**
  * The batch in binary COPY format, columns as encodeCopyRow: seq, symbol, timestamp, o, h, l, c,
- * volume, vwap, revision (and source_time, part, kafka_offset with origins).
+ * volume, vwap, revision (and trade_count, deleted, source_time, part, kafka_offset with origins).
  */
 export function encodeCopyBinary(bars: readonly Bar[], origins?: readonly BarOrigin[]): Buffer {
   let symbolChars = 0;
   for (const b of bars) symbolChars += b.symbol.length;
   const w = new CopyWriter(bars.length, symbolChars);
   for (let i = 0; i < bars.length; i++) {
-    w.int16(origins ? 13 : 10);
-    writeBar(w, i, bars[i]!);
+    w.int16(origins ? 15 : 10);
+    const b = bars[i]!;
+    writeBar(w, i, b);
     if (origins) {
+      if (b.tradeCount === null) w.int32(-1);
+      else w.safeInt8Field(b.tradeCount);
+      w.boolField(b.deleted);
       const o = origins[i]!;
       w.origin(o.partition, o.offset, o.recordTimeMs);
     }

@@ -13,7 +13,10 @@ import { loadConfig, type Config } from '../../src/config';
 import { registerCodecs } from '../../src/consumer/codecs';
 import { createLogger } from '../../src/observe/logger';
 import { Service } from '../../src/service';
+import { parseExtraColumns, type ExtraColumn } from '../../src/contract/extras';
+import { applyExtraColumns } from '../../src/store/extraColumns';
 import { migrate } from '../../src/store/migrate';
+import { applyAggregateTimezone } from '../../src/store/timescaleSettings';
 import { sleep, uniqueName, waitFor } from './common';
 import { KAFKA_BROKERS, PG, PG_IS_TIMESCALEDB, SERVICE_PG } from './env';
 
@@ -78,6 +81,8 @@ export interface HarnessOptions {
   database?: string;
   /** SASL credentials of the test's own Kafka clients (admin, producer). */
   sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+  /** BARS_EXTRA_COLUMNS of the test: its columns created by setupSchema(), its services configured with it. */
+  extraColumns?: string;
 }
 
 /** A message read back from the dead-letter topic (headers as strings; all values of each in `repeated`). */
@@ -102,9 +107,14 @@ export class Harness {
   private admin: Admin | null = null;
   private producer: Producer | null = null;
   private readonly cleanups: (() => Promise<void>)[] = [];
+  /** BARS_EXTRA_COLUMNS of the test ('' for none). */
+  readonly extraColumnsSetting: string;
+  private readonly extraColumns: ExtraColumn[];
 
   constructor(options: HarnessOptions = {}) {
     registerCodecs();
+    this.extraColumnsSetting = options.extraColumns ?? '';
+    this.extraColumns = parseExtraColumns(this.extraColumnsSetting);
     this.brokers = options.brokers ?? KAFKA_BROKERS;
     this.database = options.database ?? PG.database;
     this.schema = options.database ? 'public' : uniqueName('bw_test');
@@ -144,6 +154,10 @@ export class Harness {
     const client = await this.pool.connect();
     try {
       await migrate(client, this.schema);
+      // What `migrate` does after the migrations: the aggregates of the current definition (migration
+      // 004 made them without trade_count), the extra columns the test configures.
+      await applyAggregateTimezone(client, this.schema, 'UTC');
+      if (this.extraColumns.length > 0) await applyExtraColumns(client, this.schema, this.extraColumns);
       if (PG_IS_TIMESCALEDB) {
         // The run that claims to be on TimescaleDB must really write into a hypertable.
         const ht = await client.query(
@@ -325,6 +339,7 @@ export class Harness {
       HTTP_PORT: '0',
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       BARS_DB_WRITE_INTERVAL: '200ms',
+      ...(this.extraColumnsSetting ? { BARS_EXTRA_COLUMNS: this.extraColumnsSetting } : {}),
       ...env,
     };
   }
@@ -436,7 +451,7 @@ export class Harness {
    */
   async latestMismatches(symbolLike = '%'): Promise<number> {
     const cols =
-      'symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time, source_origin';
+      'symbol, "timestamp", open, high, low, close, volume, vwap, revision, trade_count, source_time, source_origin';
     const s = `"${this.schema}"`;
     const newest = `(SELECT DISTINCT ON (symbol) ${cols} FROM ${s}.bars_1m WHERE symbol LIKE $1 ORDER BY symbol, "timestamp" DESC)`;
     const kept = `(SELECT ${cols} FROM ${s}.bars_latest WHERE symbol LIKE $1)`;

@@ -4,6 +4,7 @@ import {
   MAX_VALUE_BYTES,
   MIN_TIMESTAMP_MS,
   REJECT_REASONS,
+  BarDecoder,
   decodeBar,
   parseTimestamp,
   validateFields,
@@ -11,6 +12,7 @@ import {
   type DecodeResult,
   type RejectReason,
 } from '../../src/contract/bar';
+import { parseExtraColumns } from '../../src/contract/extras';
 import { findDuplicateTopLevelKey } from '../../src/contract/jsonScan';
 
 /** The consumer clock used throughout: 2026-11-24T14:31:00.000Z. */
@@ -89,6 +91,9 @@ describe('decodeBar: a valid bar', () => {
       volume: 10,
       vwap: 1.25,
       revision: 0,
+      tradeCount: null,
+      deleted: false,
+      extras: null,
     });
   });
 
@@ -103,12 +108,15 @@ describe('decodeBar: a valid bar', () => {
     );
     expect(Object.keys(bar).sort()).toEqual([
       'close',
+      'deleted',
+      'extras',
       'high',
       'low',
       'open',
       'revision',
       'symbol',
       'timestampMs',
+      'tradeCount',
       'volume',
       'vwap',
     ]);
@@ -128,6 +136,9 @@ describe('decodeBar: a valid bar', () => {
       volume: 0,
       vwap: null,
       revision: 0,
+      tradeCount: null,
+      deleted: false,
+      extras: null,
     });
   });
 
@@ -154,6 +165,9 @@ describe('decodeBar: a valid bar', () => {
         volume: 10,
         vwap: null,
         revision: 0,
+        tradeCount: null,
+        deleted: false,
+        extras: null,
       },
     });
     expect(validateFields({ ...BASE, volume: -1 }, NOW)).toEqual({
@@ -830,6 +844,14 @@ describe('every contract reject reason is reachable', () => {
         decodeBar(bytes({ ...BASE, timestamp: '1985-01-02T00:00:00Z' }), NOW, Date.UTC(1990, 0, 1)),
       ],
       ['invalid_revision', decodeObj({ ...BASE, revision: -1 })],
+      ['invalid_trade_count', decodeObj({ ...BASE, trade_count: -1 })],
+      [
+        'invalid_extra',
+        new BarDecoder(parseExtraColumns('exchange:text(4)')).decode(
+          bytes({ ...BASE, exchange: 'XNASDAQ' }),
+          NOW,
+        ),
+      ],
     ];
     for (const [reason, r] of samples) expectReject(r, reason);
     const covered = new Set(samples.map(([reason]) => reason));
@@ -882,6 +904,9 @@ describe('decodeBar: byte-order mark and non-ASCII text', () => {
       volume: 10,
       vwap: null,
       revision: 0,
+      tradeCount: null,
+      deleted: false,
+      extras: null,
     });
   });
 
@@ -1020,6 +1045,9 @@ describe('validateFields: field access', () => {
       'volume',
       'vwap',
       'revision',
+      'tradeCount',
+      'deleted',
+      'extras',
     ]);
   });
 
@@ -1306,5 +1334,141 @@ describe('parseTimestamp: calendar and edge cases', () => {
       }
       agree(s);
     }
+  });
+});
+
+describe('trade_count', () => {
+  test.each([
+    [0, 0],
+    [1, 1],
+    [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+    [null, null],
+    [undefined, null],
+  ])('%p → %p, on both paths', (n, expected) => {
+    const text = JSON.stringify({ ...BASE, trade_count: n });
+    expect(expectBar(decodeText(text)).tradeCount).toBe(expected);
+    expect(
+      expectBar(new BarDecoder().decode(Buffer.from(text), NOW, MIN_TIMESTAMP_MS, false)).tradeCount,
+    ).toBe(expected);
+  });
+
+  test.each([
+    [-1, 'invalid_trade_count', 'trade_count must be a non-negative safe integer, got -1'],
+    [1.5, 'invalid_trade_count', 'trade_count must be a non-negative safe integer, got 1.5'],
+    [2 ** 53, 'invalid_trade_count', `trade_count must be a non-negative safe integer, got ${2 ** 53}`],
+    ['7', 'wrong_type', 'trade_count must be a number or null, got a string "7"'],
+    [true, 'wrong_type', 'trade_count must be a number or null, got boolean true'],
+  ])('%p is rejected (%s)', (n, reason, detail) => {
+    expectReject(decodeObj({ ...BASE, trade_count: n }), reason as RejectReason, detail);
+  });
+
+  test('-0 is stored as 0', () => {
+    const text = JSON.stringify(BASE).replace('}', ',"trade_count":-0}');
+    expect(Object.is(expectBar(decodeText(text)).tradeCount, 0)).toBe(true);
+  });
+});
+
+describe('deleted', () => {
+  const DELETE = { symbol: 'AAPL', timestamp: TS, deleted: true, revision: 3 };
+
+  test('a delete needs only its key; its revision is its version, its numbers are 0', () => {
+    expect(expectBar(decodeObj(DELETE))).toEqual({
+      symbol: 'AAPL',
+      timestampMs: TS_MS,
+      open: 0,
+      high: 0,
+      low: 0,
+      close: 0,
+      volume: 0,
+      vwap: null,
+      revision: 3,
+      tradeCount: null,
+      deleted: true,
+      extras: null,
+    });
+    expect(expectBar(decodeObj({ ...DELETE, revision: undefined })).revision).toBe(0);
+  });
+
+  test('the prices of a delete, whatever they are, are ignored', () => {
+    const b = expectBar(decodeObj({ ...BASE, high: 0, ...DELETE }));
+    expect([b.deleted, b.open, b.high]).toEqual([true, 0, 0]);
+  });
+
+  test('deleted false or null is a bar like any other, with every rule', () => {
+    expect(expectBar(decodeObj({ ...BASE, deleted: false })).deleted).toBe(false);
+    expect(expectBar(decodeObj({ ...BASE, deleted: null })).deleted).toBe(false);
+    expectReject(decodeObj({ symbol: 'AAPL', timestamp: TS, deleted: false }), 'missing_field');
+  });
+
+  test.each([
+    [
+      { ...DELETE, deleted: 'true' },
+      'wrong_type',
+      'deleted must be true, false or null, got a string "true"',
+    ],
+    [{ ...DELETE, deleted: 1 }, 'wrong_type', 'deleted must be true, false or null, got number 1'],
+    [{ ...DELETE, revision: -1 }, 'invalid_revision', undefined],
+    [{ ...DELETE, timestamp: TS_MS + 1000 }, 'unaligned_timestamp', undefined],
+    [{ ...DELETE, symbol: 'A B' }, 'invalid_symbol', undefined],
+    [{ ...DELETE, timestamp: undefined }, 'missing_field', undefined],
+    [{ ...DELETE, timestamp: 1_764_600_000 }, 'timestamp_in_seconds', undefined],
+  ])('a delete keeps the rules on its key and version: %p', (obj, reason, detail) => {
+    expectReject(decodeObj(obj), reason as RejectReason, detail);
+  });
+});
+
+describe('extra columns', () => {
+  const decoder = new BarDecoder(
+    parseExtraColumns('exchange:text(4),trade_flags:bigint,adjusted:boolean,score:double'),
+  );
+  const decode = (o: unknown, fast = true) => decoder.decode(bytes(o), NOW, MIN_TIMESTAMP_MS, fast);
+
+  test('read in the order configured, absent or null as null, on both paths', () => {
+    for (const fast of [true, false]) {
+      expect(
+        expectBar(decode({ ...BASE, score: 0.5, exchange: 'XNYS', trade_flags: 7 }, fast)).extras,
+      ).toEqual(['XNYS', 7, null, 0.5]);
+      expect(expectBar(decode(BASE, fast)).extras).toEqual([null, null, null, null]);
+      expect(expectBar(decode({ ...BASE, adjusted: false, exchange: null }, fast)).extras).toEqual([
+        null,
+        null,
+        false,
+        null,
+      ]);
+    }
+  });
+
+  test('without the setting, extra fields are ignored', () => {
+    expect(expectBar(decodeObj({ ...BASE, exchange: 'XNYS' })).extras).toBeNull();
+  });
+
+  test.each([
+    [{ exchange: 1 }, 'wrong_type', 'exchange must be a string or null, got number 1'],
+    [{ exchange: 'XNASDAQ' }, 'invalid_extra', 'exchange must be at most 4 characters, got 7'],
+    [{ exchange: 'a\u0000' }, 'invalid_extra', 'exchange must not contain NUL characters'],
+    [
+      { trade_flags: 1.5 },
+      'wrong_type',
+      'trade_flags must be an integer (a safe integer) or null, got number 1.5',
+    ],
+    [
+      { trade_flags: '7' },
+      'wrong_type',
+      'trade_flags must be an integer (a safe integer) or null, got a string "7"',
+    ],
+    [{ adjusted: 0 }, 'wrong_type', 'adjusted must be true, false or null, got number 0'],
+    [{ score: [1] }, 'wrong_type', 'score must be a finite number or null, got an array'],
+  ])('%p is rejected, naming the field', (extra, reason, detail) => {
+    const o = { ...BASE, ...extra };
+    const text = JSON.stringify(o).replace('\\\\u0000', '\\u0000');
+    expectReject(decoder.decode(Buffer.from(text), NOW), reason as RejectReason, detail);
+  });
+
+  test('text bounds count characters, not bytes or UTF-16 units', () => {
+    expect(expectBar(decode({ ...BASE, exchange: 'ÉÉÉ😀' })).extras![0]).toBe('ÉÉÉ😀');
+  });
+
+  test('a delete carries no extras', () => {
+    expect(expectBar(decode({ symbol: 'AAPL', timestamp: TS, deleted: true })).extras).toBeNull();
   });
 });

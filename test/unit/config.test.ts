@@ -64,6 +64,7 @@ const DEFAULTS: Config = {
     retryMaxDelayMs: 30_000,
     minTimestampMs: Date.UTC(1990, 0, 1),
     versionMaxFutureMs: 3_600_000,
+    extraColumns: [],
   },
   kafka: {
     brokers: ['localhost:9092'],
@@ -176,6 +177,7 @@ describe('loadConfig: values from env', () => {
       DB_LOCK_TIMEOUT: '2s',
       BARS_MIN_TIMESTAMP: '1970-01-01T00:00:00Z',
       BARS_VERSION_MAX_FUTURE: '10m',
+      BARS_EXTRA_COLUMNS: 'exchange:text(8), trade_flags:bigint,adjusted : Boolean,score:double',
       KAFKA_METADATA_MAX_AGE: '10s',
       BARS_DB_WRITE_BATCH_SIZE: '500',
       BARS_DB_WRITE_CONCURRENCY: '4',
@@ -244,6 +246,12 @@ describe('loadConfig: values from env', () => {
         retryMaxDelayMs: 300_000,
         minTimestampMs: 0,
         versionMaxFutureMs: 600_000,
+        extraColumns: [
+          { name: 'exchange', type: 'text', maxLength: 8 },
+          { name: 'trade_flags', type: 'bigint', maxLength: null },
+          { name: 'adjusted', type: 'boolean', maxLength: null },
+          { name: 'score', type: 'double precision', maxLength: null },
+        ],
       },
       kafka: {
         brokers: ['k1:9092', 'k2:9093', 'k3:19092'],
@@ -316,6 +324,22 @@ describe('loadConfig: values from env', () => {
 });
 
 describe('loadConfig: invalid values', () => {
+  test.each([
+    ['exchange', 'BARS_EXTRA_COLUMNS (write.extraColumns): "exchange" must be name:type'],
+    ['Exchange:text', 'BARS_EXTRA_COLUMNS (write.extraColumns): "Exchange" must be a lower-case SQL name'],
+    ['1x:text', 'BARS_EXTRA_COLUMNS (write.extraColumns): "1x" must be a lower-case SQL name'],
+    ['volume:bigint', 'BARS_EXTRA_COLUMNS (write.extraColumns): "volume" is a column bar-writer already has'],
+    ['a:bigint,a:text', 'BARS_EXTRA_COLUMNS (write.extraColumns): "a" is named twice'],
+    ['a:int', 'BARS_EXTRA_COLUMNS (write.extraColumns): "a:int": the type must be bigint, double precision'],
+    [
+      'a:text(0)',
+      'BARS_EXTRA_COLUMNS (write.extraColumns): "a:text(0)": a text bound must be from 1 to 4096',
+    ],
+    ['a:text(5000)', 'BARS_EXTRA_COLUMNS (write.extraColumns): "a:text(5000)": a text bound must be from 1'],
+  ])('BARS_EXTRA_COLUMNS=%p names the entry and the rule', (value, message) => {
+    expect(() => loadConfig({ BARS_EXTRA_COLUMNS: value })).toThrow(message);
+  });
+
   test.each([
     ['DB_PORT', 'abc', 'DB_PORT (db.port): must be an integer from 1 to 65535: value was "abc"'],
     // convict omits "value was" for falsy values such as 0

@@ -6,7 +6,14 @@
 import type { Bar } from '../../src/contract/bar';
 import { BarSlabs, packBars } from '../../src/contract/packedBar';
 import { encodeCopyBinaryParts } from '../../src/store/copyEncoding';
-import { CREATE_STAGING, STAGING_COLUMN_LIST, STAGING_COLUMNS } from '../../src/store/staging';
+import { parseExtraColumns } from '../../src/contract/extras';
+import {
+  CREATE_STAGING,
+  STAGING_COLUMN_LIST,
+  STAGING_COLUMNS,
+  stagingTable,
+  type StagingColumn,
+} from '../../src/store/staging';
 import { encodeCopyBinary, encodeCopyRow, encodeCopyRows, escapeCopyText } from '../support/copyReference';
 
 const BAR: Bar = {
@@ -19,14 +26,21 @@ const BAR: Bar = {
   volume: 10,
   vwap: null,
   revision: 0,
+  tradeCount: null,
+  deleted: false,
+  extras: null,
 };
 
 /**
  * Decodes binary COPY back by the staging table's declaration: field f of a row is column f of
  * STAGING_COLUMNS, read by its encoding (a reader independent of the encoder's code paths). Each row is
- * a list of [column name, value]; 10 fields (a Bar-object reference without origins) or all of them.
+ * a list of [column name, value]; 10 fields (a Bar-object reference without origins) or all of them
+ * (`columns`: a staging table with extra columns).
  */
-function decodeByDeclaration(buf: Buffer): [string, unknown][][] {
+function decodeByDeclaration(
+  buf: Buffer,
+  columns: readonly StagingColumn[] = STAGING_COLUMNS,
+): [string, unknown][][] {
   expect(buf.subarray(0, 11).toString('latin1')).toBe('PGCOPY\n\xff\r\n\0');
   expect(buf.readInt32BE(11)).toBe(0);
   expect(buf.readInt32BE(15)).toBe(0);
@@ -36,9 +50,9 @@ function decodeByDeclaration(buf: Buffer): [string, unknown][][] {
     const fields = buf.readInt16BE(at);
     at += 2;
     if (fields === -1) break;
-    expect([10, STAGING_COLUMNS.length]).toContain(fields);
+    expect([10, columns.length]).toContain(fields);
     const row: [string, unknown][] = [];
-    for (const column of STAGING_COLUMNS.slice(0, fields)) {
+    for (const column of columns.slice(0, fields)) {
       const len = buf.readInt32BE(at);
       at += 4;
       if (len === -1) {
@@ -47,13 +61,17 @@ function decodeByDeclaration(buf: Buffer): [string, unknown][][] {
       }
       const v = buf.subarray(at, at + len);
       at += len;
-      const width = { int4: 4, int8: 8, float8: 8, timestamp: 8, text: len }[column.encoding];
+      const width = { int4: 4, int8: 8, float8: 8, timestamp: 8, bool: 1, text: len }[column.encoding];
       expect([column.name, len]).toEqual([column.name, width]);
       const value = {
         int4: () => v.readInt32BE(0),
         int8: () => v.readBigInt64BE(0),
         timestamp: () => v.readBigInt64BE(0),
         float8: () => v.readDoubleBE(0),
+        bool: () => {
+          expect([0, 1]).toContain(v[0]);
+          return v[0] === 1;
+        },
         text: () => v.toString('utf8'),
       }[column.encoding]();
       row.push([column.name, value]);
@@ -84,6 +102,9 @@ describe('the staging table, declared once', () => {
       volume: 1234,
       vwap: 1.75,
       revision: 3,
+      tradeCount: null,
+      deleted: false,
+      extras: null,
     };
     const entry = new BarSlabs(1).packedAt(bar, t, 77n);
     const [row] = decodeByDeclaration(encodeCopyBinaryParts([{ partition: 4, entries: [entry] }]));
@@ -99,6 +120,8 @@ describe('the staging table, declared once', () => {
       volume: 1234n,
       vwap: 1.75,
       revision: 3n,
+      trade_count: null,
+      deleted: false,
       source_time: micros(t),
       part: 4,
       kafka_offset: 77n,
@@ -201,7 +224,7 @@ describe('encodeCopyRow', () => {
     expect(encodeCopyRow(0, { ...BAR, volume: 0 }).split('\t')[7]).toBe('0');
   });
 
-  test('every row has exactly 10 fields (13 with an origin) and one trailing newline', () => {
+  test('every row has exactly 10 fields (15 with an origin) and one trailing newline', () => {
     const row = encodeCopyRow(12, { ...BAR, vwap: 1 });
     expect(row.endsWith('\n')).toBe(true);
     expect(row.indexOf('\n')).toBe(row.length - 1);
@@ -211,7 +234,20 @@ describe('encodeCopyRow', () => {
       { ...BAR, revision: 7 },
       { partition: 2, offset: 9n, recordTimeMs: 1 },
     );
-    expect(withOrigin.slice(0, -1).split('\t').slice(9)).toEqual(['7', '1970-01-01T00:00:00.001Z', '2', '9']);
+    expect(withOrigin.slice(0, -1).split('\t').slice(9)).toEqual([
+      '7',
+      '\\N',
+      'f',
+      '1970-01-01T00:00:00.001Z',
+      '2',
+      '9',
+    ]);
+    const counted = encodeCopyRow(
+      0,
+      { ...BAR, tradeCount: 12, deleted: true },
+      { partition: 0, offset: 0n, recordTimeMs: 0 },
+    );
+    expect(counted.split('\t').slice(10, 12)).toEqual(['12', 't']);
   });
 
   test.each(['open', 'high', 'low', 'close', 'vwap'] as const)('non-finite %s → RangeError', (field) => {
@@ -270,28 +306,31 @@ describe('encodeCopyBinary', () => {
     volume: 1200,
     vwap: 1.05,
     revision: 0,
+    tradeCount: null,
+    deleted: false,
+    extras: null,
     ...over,
   });
 
   const decode = (buf: Buffer) => decodeByDeclaration(buf).map((row) => row.map(([, v]) => v));
 
-  test('with origins: the record time (int8 µs since 2000), the partition (int4) and the Kafka offset (int8) after the revision, on every row', () => {
+  test('with origins: trade_count (int8 or NULL), deleted (bool), the record time (int8 µs since 2000), the partition (int4) and the Kafka offset (int8) after the revision, on every row', () => {
     const t = Date.UTC(2026, 11, 1, 9, 30, 1, 234); // any millisecond, not a minute
     const rows = decode(
       encodeCopyBinary(
-        [b({ revision: 5 }), b({ vwap: null })],
+        [b({ revision: 5, tradeCount: 17 }), b({ vwap: null, deleted: true })],
         [
           { partition: 3, offset: 42n, recordTimeMs: t },
           { partition: 0, offset: 2n ** 62n, recordTimeMs: Date.UTC(1999, 11, 31, 23, 59, 59, 999) },
         ],
       ),
     );
-    expect(rows.map((r) => [r.length, r[8], r[9], r[10], r[11], r[12]])).toEqual([
-      [13, 1.05, 5n, BigInt(t - Date.UTC(2000, 0, 1)) * 1000n, 3, 42n],
-      [13, null, 0n, -1000n, 0, 2n ** 62n],
+    expect(rows.map((r) => [r.length, ...r.slice(8)])).toEqual([
+      [15, 1.05, 5n, 17n, false, BigInt(t - Date.UTC(2000, 0, 1)) * 1000n, 3, 42n],
+      [15, null, 0n, null, true, -1000n, 0, 2n ** 62n],
     ]);
     expect(encodeCopyRows([b()], [{ partition: 3, offset: 42n, recordTimeMs: t }])).toMatch(
-      /\t1\.05\t0\t2026-12-01T09:30:01\.234Z\t3\t42\n$/,
+      /\t1\.05\t0\t\\N\tf\t2026-12-01T09:30:01\.234Z\t3\t42\n$/,
     );
   });
 
@@ -358,10 +397,13 @@ describe('encodeCopyBinary', () => {
         partition: 0,
         entries: [
           { bar: b(), offset: 7n, messageTimeMs: t },
-          { bar: b({ symbol: 'Ä€𝄞', vwap: null }), offset: 8n, messageTimeMs: t + 1 }, // 2 + 3 + 4 bytes
+          { bar: b({ symbol: 'Ä€𝄞', vwap: null, tradeCount: 0 }), offset: 8n, messageTimeMs: t + 1 }, // 2 + 3 + 4 bytes
         ],
       },
-      { partition: 5, entries: [{ bar: b({ revision: 3 }), offset: 2n ** 40n, messageTimeMs: 0 }] },
+      {
+        partition: 5,
+        entries: [{ bar: b({ revision: 3, deleted: true }), offset: 2n ** 40n, messageTimeMs: 0 }],
+      },
     ];
     const bars = parts.flatMap((p) => p.entries.map((e) => e.bar));
     const origins = parts.flatMap((p) =>
@@ -379,10 +421,76 @@ describe('encodeCopyBinary', () => {
     );
     expect(bytes).toEqual(encodeCopyBinary(bars, origins));
     const rows = decode(bytes);
-    expect(rows.map((r) => [r[0], r[1], r[11], r[12]])).toEqual([
+    expect(rows.map((r) => [r[0], r[1], r[13], r[14]])).toEqual([
       [0, 'AAPL', 0, 7n],
       [1, 'Ä€𝄞', 0, 8n],
       [2, 'AAPL', 5, 2n ** 40n],
     ]);
+  });
+});
+
+describe('extra columns (BARS_EXTRA_COLUMNS)', () => {
+  const extras = parseExtraColumns('exchange:text(8),flags:bigint,adjusted:boolean,score:double');
+  const table = stagingTable(extras);
+  const bar = (values: Bar['extras'], over: Partial<Bar> = {}): Bar => ({
+    symbol: 'AAPL',
+    timestampMs: Date.UTC(2026, 10, 24, 14, 31),
+    open: 1,
+    high: 1,
+    low: 1,
+    close: 1,
+    volume: 1,
+    vwap: null,
+    revision: 0,
+    tradeCount: null,
+    deleted: false,
+    extras: values,
+    ...over,
+  });
+
+  test('the staging table of a setting: the fixed columns, then the extras, nullable, by type', () => {
+    expect(table.columns.slice(0, STAGING_COLUMNS.length)).toEqual(STAGING_COLUMNS);
+    expect(table.columns.slice(STAGING_COLUMNS.length)).toEqual([
+      { name: 'exchange', type: 'text', encoding: 'text' },
+      { name: 'flags', type: 'bigint', encoding: 'int8' },
+      { name: 'adjusted', type: 'boolean', encoding: 'bool' },
+      { name: 'score', type: 'double precision', encoding: 'float8' },
+    ]);
+    expect(table.columnList).toBe(`(${table.columns.map((c) => `"${c.name}"`).join(', ')})`);
+    const ddl = [...table.create.matchAll(/^\s+("\w+") (.+?),?$/gm)].map((m) => [m[1], m[2]]);
+    expect(ddl).toEqual(table.columns.map((c) => [`"${c.name}"`, c.type]));
+    // Each shape its own table (a rolling change of the setting through a pooler), the same shape the same.
+    expect(table.name).not.toBe(stagingTable().name);
+    expect(
+      stagingTable(parseExtraColumns('exchange:text(8),flags:bigint,adjusted:boolean,score:double')),
+    ).toBe(table);
+    expect(stagingTable(parseExtraColumns('flags:bigint,exchange:text')).name).not.toBe(table.name);
+  });
+
+  test('each value lands in its named column; absent, null and a delete are NULL', () => {
+    const slabs = new BarSlabs(4);
+    const entries = [
+      slabs.packedAt(bar(['XNYS', 2 ** 40, true, -0.25]), 0, 1n),
+      slabs.packedAt(bar([null, null, false, null]), 0, 2n),
+      slabs.packedAt(bar(['Zürich€😀', -1, null, 1e300]), 0, 3n),
+      slabs.packedAt(bar(null, { deleted: true }), 0, 4n),
+    ];
+    const rows = decodeByDeclaration(
+      encodeCopyBinaryParts([{ partition: 1, entries }], extras),
+      table.columns,
+    );
+    expect(rows.map((r) => Object.fromEntries(r.slice(STAGING_COLUMNS.length)))).toEqual([
+      { exchange: 'XNYS', flags: 2n ** 40n, adjusted: true, score: -0.25 },
+      { exchange: null, flags: null, adjusted: false, score: null },
+      { exchange: 'Zürich€😀', flags: -1n, adjusted: null, score: 1e300 },
+      { exchange: null, flags: null, adjusted: null, score: null },
+    ]);
+    expect(rows.map((r) => Object.fromEntries(r).kafka_offset)).toEqual([1n, 2n, 3n, 4n]);
+  });
+
+  test('without a setting the encoder writes no extra field even when a bar carries values', () => {
+    const entry = new BarSlabs(1).packedAt(bar(['X', 1, true, 1]), 0, 1n);
+    const [row] = decodeByDeclaration(encodeCopyBinaryParts([{ partition: 0, entries: [entry] }]));
+    expect(row!.map(([name]) => name)).toEqual(STAGING_COLUMNS.map((c) => c.name));
   });
 });

@@ -59,7 +59,7 @@ describe('packed bars', () => {
     expect(made[SLAB_BARS]!.at).toBe(0);
     expect(made[1]!.at).toBe(BAR_SLOTS);
     for (const m of made) {
-      const p = { symbol: m.bar.symbol, values: m.values, at: m.at };
+      const p = { symbol: m.bar.symbol, extras: null, values: m.values, at: m.at };
       expect(unpackBar(p)).toEqual(m.bar);
       expect(messageTimeOf(p)).toBe(m.t);
     }

@@ -162,6 +162,9 @@ describe('barJson', () => {
       volume: 10,
       vwap: 1.25,
       revision: 3,
+      tradeCount: null,
+      deleted: false,
+      extras: null,
     };
     // The revision is the writer's business (which version wins), not part of the read API's answer.
     expect(barJson(bar)).toEqual({
@@ -190,6 +193,9 @@ describe('barJson', () => {
       volume: 0,
       vwap: null,
       revision: 0,
+      tradeCount: null,
+      deleted: false,
+      extras: null,
     });
     expect(json.vwap).toBeNull();
     expect(json.timestamp).toBe('1970-01-01T00:00:00.000Z');

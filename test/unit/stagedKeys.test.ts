@@ -1,6 +1,7 @@
 import { packBar, timestampOf, type PackedBar } from '../../src/contract/packedBar';
 import { mulberry32 } from '../../src/demo/random';
 import { stagedKeys } from '../../src/store/stagedKeys';
+import { parseExtraColumns } from '../../src/contract/extras';
 import { writeSql } from '../../src/store/writeSql';
 import { flatBar } from '../support/flatBar';
 
@@ -82,7 +83,7 @@ describe('the upsert by staged keys', () => {
       // (bars_latest's DISTINCT ON (c.symbol) is over the rows changed, whatever was staged.)
       expect(text).not.toContain('DISTINCT ON (s.');
       expect(text).toContain(
-        'SELECT s.symbol, s."timestamp", s.open, s.high, s.low, s.close, s.volume, s.vwap, s.revision, s.source_time',
+        'SELECT s.symbol, s."timestamp", s.open, s.high, s.low, s.close, s.volume, s.vwap, s.revision, s.trade_count, s.source_time',
       );
     }
     // Both write in key order (concurrent flushes lock rows in one order) and resolve conflicts alike.
@@ -95,6 +96,23 @@ describe('the upsert by staged keys', () => {
         /^WITH changed AS \(\s+INSERT INTO "s"\.bars_1m[^]*RETURNING[^]*\), newest AS \(\s+INSERT INTO "s"\.bars_latest[^]*FROM changed c ORDER BY c\.symbol/,
       );
       expect(text).toContain('WHERE s.kafka_offset >= f.next_offset');
+      // Bars only, and only where no tombstone of the key is at least as new.
+      expect(text).toMatch(/WHERE NOT s\.deleted\s+AND NOT EXISTS \(SELECT 1 FROM "s"\.bar_tombstones d/);
+      // The deletes pick from the same rows, newest version per key alike.
+      const deletes = sql.deletes('g', 't', keys);
+      expect(deletes.includes('DISTINCT ON (s.symbol, s."timestamp")')).toBe(keys === 'repeated');
+      expect(deletes).toContain('WHERE s.kafka_offset >= f.next_offset');
+      expect(deletes).toMatch(/FROM [^]* WHERE s\.deleted\s+\), tombstone AS/);
     }
+  });
+
+  test('the statements of a setting of extra columns write them, and only them', () => {
+    const withExtras = writeSql('s', parseExtraColumns('exchange:text(8),flags:bigint'));
+    expect(withExtras).not.toBe(sql);
+    expect(writeSql('s', parseExtraColumns('exchange:text(8),flags:bigint'))).toBe(withExtras);
+    expect(withExtras.upsert('g', 't', 'unique')).toContain('s.source_time, s."exchange", s."flags"');
+    expect(withExtras.onConflict).toContain('"exchange" = EXCLUDED."exchange", "flags" = EXCLUDED."flags"');
+    expect(withExtras.copyBinary).toMatch(/"kafka_offset", "exchange", "flags"\) FROM STDIN/);
+    expect(sql.upsert('g', 't', 'unique')).not.toContain('exchange');
   });
 });

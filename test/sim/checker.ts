@@ -11,12 +11,15 @@
  *   MAY land: valid messages of incarnations deleted before they were all written, and those below the
  *   point an operator moved a partition to (`offsets reset`: skipping them is the operator's choice).
  *   Never: invalid messages.
- * - For each key: the stored row must be one of its candidates (MUST or MAY, exactly: values and
- *   version), at least as new as every MUST candidate. So: nothing lost (a MUST key missing), nothing
- *   stale (an older version than a MUST candidate), nothing invented (a row from no candidate: an
+ * - Deletes (values DELETED_VALUES): a key's bar is stored exactly when the newest version that landed
+ *   is a bar's (a delete wins a tie). So for each key: a stored row must be one of its bar candidates
+ *   (MUST or MAY, exactly: values and version), at least as new as every MUST bar and newer than every
+ *   MUST delete; no stored row is right only when no MUST bar exists or some delete (MUST or MAY) is at
+ *   least as new as the newest MUST bar. So: nothing lost (a MUST key missing), nothing stale (an older
+ *   version than a MUST candidate, a deleted bar back), nothing invented (a row from no candidate: an
  *   invalid message, or values mixed from two).
  */
-import { compareVersions, type StoredRow, type Version } from './store';
+import { compareVersions, DELETED_VALUES, type StoredRow, type Version } from './store';
 
 export interface Produced {
   id: number;
@@ -97,25 +100,38 @@ export function check(
   const stale: string[] = [];
   const invented: string[] = [];
   let mustKeys = 0;
-  for (const [key, list] of candidates) {
-    const must = list.filter((c) => c.must);
-    const newestMust = must.reduce<Version | null>(
+  const newest = (cs: readonly Candidate[]) =>
+    cs.reduce<Version | null>(
       (best, c) => (best === null || compareVersions(c.version, best) > 0 ? c.version : best),
       null,
     );
-    if (newestMust !== null) mustKeys++;
+  for (const [key, list] of candidates) {
+    const isDelete = (c: Candidate) => c.values === DELETED_VALUES;
+    const newestMustBar = newest(list.filter((c) => c.must && !isDelete(c)));
+    const newestMustDelete = newest(list.filter((c) => c.must && isDelete(c)));
+    const newestDelete = newest(list.filter(isDelete));
+    if (newestMustBar !== null) mustKeys++;
     const row = stored.get(key);
     if (!row) {
-      if (newestMust !== null) lost.push(key);
+      if (
+        newestMustBar !== null &&
+        (newestDelete === null || compareVersions(newestDelete, newestMustBar) < 0)
+      )
+        lost.push(key);
       continue;
     }
-    const match = list.find((c) => compareVersions(c.version, row.version) === 0 && c.values === row.values);
+    const match = list.find(
+      (c) => !isDelete(c) && compareVersions(c.version, row.version) === 0 && c.values === row.values,
+    );
     if (!match) {
       invented.push(`${key}: stored ${row.values} @ ${row.version.join('/')}`);
       continue;
     }
-    if (newestMust !== null && compareVersions(row.version, newestMust) < 0) {
-      stale.push(`${key}: stored @ ${row.version.join('/')}, newest @ ${newestMust.join('/')}`);
+    if (newestMustBar !== null && compareVersions(row.version, newestMustBar) < 0) {
+      stale.push(`${key}: stored @ ${row.version.join('/')}, newest @ ${newestMustBar.join('/')}`);
+    }
+    if (newestMustDelete !== null && compareVersions(row.version, newestMustDelete) <= 0) {
+      stale.push(`${key}: stored @ ${row.version.join('/')}, deleted @ ${newestMustDelete.join('/')}`);
     }
   }
   for (const key of stored.keys()) if (!candidates.has(key)) invented.push(`${key}: from no valid message`);

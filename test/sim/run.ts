@@ -26,7 +26,7 @@ import { classifyDbError } from '../../src/store/errors';
 import { check, type Loaded, type Produced, type Reset, type Verdict } from './checker';
 import { Scope, SimClock } from './clock';
 import { SimKafka, SimMember } from './kafka';
-import { SimStore, valuesOf } from './store';
+import { DELETED_VALUES, SimStore, valuesOf } from './store';
 
 export interface SimOptions {
   /** Virtual seconds of productions and operations before healing (default 120). */
@@ -263,29 +263,47 @@ export async function simulate(seed: number, options: SimOptions = {}): Promise<
       lastTimeOf.set(partition, recordTime);
       const headerVersionTime = chance(0.03) ? now - int(0, 3_600_000) : null;
       const invalid = chance(0.05);
-      const open = base && chance(0.3) ? Number(base.values.split(',')[0]) : int(100, 500) / 4;
-      const close = base && chance(0.3) ? Number(base.values.split(',')[3]) : int(100, 500) / 4;
+      const baseValues = base && base.values !== DELETED_VALUES ? base.values.split(',') : null;
+      const open = baseValues && chance(0.3) ? Number(baseValues[0]) : int(100, 500) / 4;
+      const close = baseValues && chance(0.3) ? Number(baseValues[3]) : int(100, 500) / 4;
       const high = Math.max(open, close) + int(0, 8) / 4;
       const low = Math.min(open, close) - int(0, 8) / 4;
       const volume = int(1, 10_000);
       const vwap = chance(0.2) ? null : (low + high) / 2;
       const revision = base && chance(0.3) ? base.revision + int(0, 2) : chance(0.2) ? int(0, 5) : 0;
-      const identical = base && base.valid && chance(0.15);
-      const valuesText = identical ? base.values : valuesOf({ open, high, low, close, volume, vwap });
+      // A delete: every trade of a bar's minute busted (a correction of a bar sent before, mostly).
+      const deleted = chance(base ? 0.12 : 0.01);
+      const identical = !deleted && base && base.valid && base.values !== DELETED_VALUES && chance(0.15);
+      const valuesText = deleted
+        ? DELETED_VALUES
+        : identical
+          ? base.values
+          : valuesOf({ open, high, low, close, volume, vwap });
       const [o, h, l, c, v, w] = valuesText.split(',');
-      const json = {
-        symbol,
-        timestamp: new Date(barStartMs).toISOString(),
-        open: Number(o),
-        high: Number(h),
-        low: Number(l),
-        close: Number(c),
-        volume: Number(v),
-        ...(w === 'null' ? {} : { vwap: Number(w) }),
-        ...(revision > 0 || chance(0.1) ? { revision } : {}),
-      };
+      const json = deleted
+        ? {
+            symbol,
+            timestamp: new Date(barStartMs).toISOString(),
+            deleted: true,
+            ...(revision > 0 || chance(0.1) ? { revision } : {}),
+          }
+        : {
+            symbol,
+            timestamp: new Date(barStartMs).toISOString(),
+            open: Number(o),
+            high: Number(h),
+            low: Number(l),
+            close: Number(c),
+            volume: Number(v),
+            ...(w === 'null' ? {} : { vwap: Number(w) }),
+            ...(revision > 0 || chance(0.1) ? { revision } : {}),
+          };
       const text = invalid
-        ? pick(['not json', JSON.stringify({ symbol }), JSON.stringify({ ...json, high: json.low - 1 })])
+        ? pick([
+            'not json',
+            JSON.stringify({ symbol }),
+            JSON.stringify('low' in json ? { ...json, high: json.low - 1 } : { ...json, deleted: 'yes' }),
+          ])
         : JSON.stringify(json);
       const headers: Record<string, string> =
         headerVersionTime === null ? {} : { [VERSION_TIME_HEADER]: String(headerVersionTime) };
@@ -349,14 +367,16 @@ export async function simulate(seed: number, options: SimOptions = {}): Promise<
       const symbol = `S${int(0, SYMBOLS - 1)}`;
       const barStartMs = BARS_FROM + int(0, MINUTES - 1) * 60_000;
       const open = int(100, 500) / 4;
-      const values = valuesOf({
-        open,
-        high: open + 1,
-        low: open - 1,
-        close: open,
-        volume: int(1, 99),
-        vwap: null,
-      });
+      const values = chance(0.05)
+        ? DELETED_VALUES
+        : valuesOf({
+            open,
+            high: open + 1,
+            low: open - 1,
+            close: open,
+            volume: int(1, 99),
+            vwap: null,
+          });
       const row: Loaded = {
         key: `${symbol}|${barStartMs}`,
         values,

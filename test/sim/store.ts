@@ -4,7 +4,10 @@
  * below a fence, write nothing for a partition whose fence is below what it expects, replace a stored
  * bar only by a strictly newer version (revision, version time, origin), advance the fences with the
  * fingerprint of the last message, all or nothing; keep bars_latest from the rows changed: a later
- * minute, or the same minute at a newer version, replaces a symbol's row), with faults: an outage (every statement fails),
+ * minute, or the same minute at a newer version, replaces a symbol's row; a delete keeps its key's
+ * tombstone (the newest delete's version), removes the stored bar when at least as new, and a bar is
+ * written only when no tombstone of its key is at least as new; bars_latest falls back to the
+ * symbol's newest remaining bar), with faults: an outage (every statement fails),
  * fence rows held by another session (a write touching them fails after the lock timeout), and a writer
  * killed while its transaction runs (committed or rolled back, at random).
  */
@@ -63,6 +66,8 @@ export class SimStore {
    * its version (never recomputed from `bars`: latestMismatches compares the two).
    */
   readonly latest = new Map<string, { timestampMs: number; row: StoredRow }>();
+  /** bar_tombstones: each deleted key's newest delete version. */
+  readonly tombstones = new Map<string, Version>();
 
   constructor(
     private readonly clock: SimClock,
@@ -144,10 +149,41 @@ export class SimStore {
     const bar = unpackBar(e);
     const key = `${bar.symbol}|${bar.timestampMs}`;
     const version: Version = [BigInt(bar.revision), versionTimeOf(e), originOf(partition, e.offset)];
+    if (bar.deleted) this.delete(key, version);
+    else this.write(key, valuesOf(bar), version);
+  }
+
+  /** A bar: written unless a tombstone of its key is at least as new, or the stored row is. */
+  private write(key: string, values: string, version: Version): void {
+    const tombstone = this.tombstones.get(key);
+    if (tombstone && compareVersions(tombstone, version) >= 0) return;
     const stored = this.bars.get(key);
     if (stored && compareVersions(version, stored.version) <= 0) return;
     this.writes++;
-    this.changed(key, { values: valuesOf(bar), version });
+    this.changed(key, { values, version });
+  }
+
+  /** A delete: the tombstone keeps the newest; the stored bar goes when the delete is at least as new. */
+  private delete(key: string, version: Version): void {
+    const tombstone = this.tombstones.get(key);
+    if (!tombstone || compareVersions(version, tombstone) > 0) {
+      this.tombstones.set(key, version);
+      this.writes++;
+    }
+    const stored = this.bars.get(key);
+    if (!stored || compareVersions(version, stored.version) < 0) return;
+    this.writes++;
+    this.bars.delete(key);
+    const [symbol, ts] = splitKey(key);
+    if (this.latest.get(symbol)?.timestampMs !== ts) return;
+    // The symbol's newest bar went: its newest remaining one (writeSql.ts repairLatest).
+    let newest: { timestampMs: number; row: StoredRow } | null = null;
+    for (const [k, row] of this.bars) {
+      const [sym, t] = splitKey(k);
+      if (sym === symbol && (newest === null || t > newest.timestampMs)) newest = { timestampMs: t, row };
+    }
+    if (newest) this.latest.set(symbol, newest);
+    else this.latest.delete(symbol);
   }
 
   /** A row of bars_1m inserted or replaced, and bars_latest kept from it, in the same transaction. */
@@ -185,12 +221,10 @@ export class SimStore {
     return out;
   }
 
-  /** A backfill's row (version (revision, versionTime, ordinal), no fence). */
+  /** A backfill's row (version (revision, versionTime, ordinal), no fence); DELETED_VALUES: a delete. */
   load(key: string, values: string, version: Version): void {
-    const stored = this.bars.get(key);
-    if (stored && compareVersions(version, stored.version) <= 0) return;
-    this.writes++;
-    this.changed(key, { values, version });
+    if (values === DELETED_VALUES) this.delete(key, version);
+    else this.write(key, values, version);
   }
 
   resumeIo(): ResumeIo {
@@ -244,6 +278,9 @@ function splitKey(key: string): [string, number] {
   const i = key.lastIndexOf('|');
   return [key.slice(0, i), Number(key.slice(i + 1))];
 }
+
+/** The values of a delete, for the checker (a delete has no values: only its key and version count). */
+export const DELETED_VALUES = 'deleted';
 
 export function valuesOf(bar: {
   open: number;

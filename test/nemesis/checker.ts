@@ -53,6 +53,7 @@
 import crypto from 'node:crypto';
 import {
   ID_HEADER,
+  OP_KINDS,
   VERSION_TIME_HEADER,
   type BackfillDone,
   type BarFields,
@@ -151,7 +152,9 @@ export interface Figures {
   stallBoundMs: number;
   stallsOverBound: number;
   opFailures: number;
+  /** Operations done, by kind (every kind, zero included), and those that found nothing to act on. */
   opCounts: Map<string, number>;
+  opNoops: Map<string, number>;
   /** Stale and version findings by their likely cause (a hint for the reader; the rule decides). */
   causes: Map<string, number>;
 }
@@ -465,10 +468,12 @@ export function check(input: CheckInput): Verdict {
       );
     }
   }
-  const opCounts = new Map<string, number>();
+  const opCounts = new Map<string, number>(OP_KINDS.map((k) => [k, 0]));
+  const opNoops = new Map<string, number>();
   let opFailures = 0;
   for (const o of input.ops) {
     opCounts.set(o.kind, (opCounts.get(o.kind) ?? 0) + 1);
+    if (o.noop) opNoops.set(o.kind, (opNoops.get(o.kind) ?? 0) + 1);
     if (o.failure) {
       opFailures++;
       ex.add('operation failed', `${o.kind} at ${(o.from / 1000).toFixed(1)} s: ${o.failure}`);
@@ -504,6 +509,7 @@ export function check(input: CheckInput): Verdict {
     stallsOverBound,
     opFailures,
     opCounts,
+    opNoops,
     causes,
   };
   const discrepancies = ex.render();
@@ -612,7 +618,7 @@ export function renderFigures(f: Figures): string[] {
             .join('; ')}`,
         ]
       : []),
-    `operations: ${[...f.opCounts].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}${f.opFailures ? `; ${f.opFailures} failed` : ''}`,
+    `operations: ${[...f.opCounts].map(([k, n]) => `${k} ${n}${f.opNoops.get(k) ? ` (${f.opNoops.get(k)} did nothing)` : ''}`).join(', ')}${f.opFailures ? `; ${f.opFailures} failed` : ''}`,
     ...(f.unclassifiable ? [`unclassifiable record times: ${f.unclassifiable}`] : []),
   ];
 }

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import fs from 'node:fs';
 import { check, deserializeInput, renderFigures } from './checker';
 import { runNemesis } from './runner';
+import { generate } from './schedule';
 import { emergencyStops } from './system';
 
 // Interrupted: stop every instance and service this run started, then exit.
@@ -27,6 +28,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+const USAGE =
+  'usage: npm run nemesis -- --seed S --minutes M [--scenario random|issue] [--every-op N] [--keep] | --check FILE';
+
 async function main(): Promise<number> {
   let values;
   try {
@@ -36,6 +40,7 @@ async function main(): Promise<number> {
         minutes: { type: 'string', default: '2' },
         scenario: { type: 'string', default: 'random' },
         keep: { type: 'boolean', default: false },
+        'every-op': { type: 'string' },
         check: { type: 'string' },
       },
       strict: true,
@@ -52,17 +57,31 @@ async function main(): Promise<number> {
   }
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
   const minutes = Number(values.minutes);
+  const everyOp = values['every-op'] === undefined ? undefined : Number(values['every-op']);
   if (
     !Number.isSafeInteger(seed) ||
     seed < 0 ||
     !(minutes > 0) ||
+    (everyOp !== undefined && !(Number.isSafeInteger(everyOp) && everyOp >= 0)) ||
     (values.scenario !== 'random' && values.scenario !== 'issue')
   ) {
-    console.error('usage: npm run nemesis -- --seed S --minutes M [--scenario random|issue] [--keep]');
+    console.error(USAGE);
     return 2;
   }
   console.log(`nemesis: seed ${seed}`);
-  const { verdict } = await runNemesis({ seed, minutes, scenario: values.scenario, keep: values.keep });
+  try {
+    generate({ seed, minutes, scenario: values.scenario, everyOp });
+  } catch (err) {
+    console.error(`nemesis: ${(err as Error).message}`);
+    return 2;
+  }
+  const { verdict } = await runNemesis({
+    seed,
+    minutes,
+    scenario: values.scenario,
+    everyOp,
+    keep: values.keep,
+  });
   return verdict.ok ? 0 : 1;
 }
 

@@ -103,6 +103,26 @@ export type Op =
 
 export type OpKind = Op['kind'];
 
+/** Every operation kind, in the report's order (a Record: the compiler sees that none is missing). */
+const OP_KIND_SET: Record<OpKind, true> = {
+  sigkill: true,
+  restart: true,
+  'add-instance': true,
+  'remove-instance': true,
+  'add-partitions': true,
+  'recreate-topic': true,
+  'lock-fences': true,
+  'pg-restart': true,
+  'pgbouncer-restart': true,
+  'broker-restart': true,
+  'offsets-reset': true,
+  replay: true,
+  'commit-ahead': true,
+  'dlq-replay': true,
+  backfill: true,
+};
+export const OP_KINDS = Object.keys(OP_KIND_SET) as readonly OpKind[];
+
 export interface OpEvent {
   at: number;
   op: Op;
@@ -115,6 +135,8 @@ export interface Schedule {
   durationMs: number;
   initialPartitions: number;
   initialInstances: number;
+  /** Each operation kind is planned at least this many times (0: no such guarantee). */
+  everyOp?: number;
   produce: ProduceEvent[];
   ops: OpEvent[];
 }
@@ -232,4 +254,6 @@ export interface OpDone {
   detail: string;
   /** An operation that did not do what an operator would expect of it (a CLI failing, a timeout). */
   failure?: string;
+  /** It found nothing to act on (no instance to remove, no such partitions, ...): counted apart. */
+  noop?: boolean;
 }

@@ -2,8 +2,8 @@
  * The operations of the schedule, each a small function of the run (./runner.ts) that does it as an
  * operator or an outage would and records what the checker must know: windows in which partitions are
  * not expected to progress, forward skips of a reset, deleted incarnations with their fences, backfills,
- * replay measurements. Each returns a one-line detail; a thrown error is recorded as the operation's
- * failure.
+ * replay measurements. Each returns a one-line detail (a `Noop` when it found nothing to act on: counted
+ * apart in the report); a thrown error is recorded as the operation's failure.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,10 +14,15 @@ import type { Run } from './runner';
 
 type OpOf<K extends Op['kind']> = Extract<Op, { kind: K }>;
 
-export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise<string> } = {
+/** What an operation that found nothing to act on returns (no instance running, no such partitions). */
+export class Noop {
+  constructor(readonly detail: string) {}
+}
+
+export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise<string | Noop> } = {
   async sigkill(run, op) {
     const id = run.pickInstance(op.instance);
-    if (id === null) return 'no instance running';
+    if (id === null) return new Noop('no instance running');
     await run.instances.kill(id);
     await sleep(op.downMs);
     run.instances.start(id);
@@ -26,7 +31,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
 
   async restart(run, op) {
     const id = run.pickInstance(op.instance);
-    if (id === null) return 'no instance running';
+    if (id === null) return new Noop('no instance running');
     const code = await run.instances.terminate(id);
     run.instances.start(id);
     return `instance ${id} stopped (${exitSaid(run, id, code)}) and started`;
@@ -39,13 +44,13 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
 
   async 'remove-instance'(run, op) {
     const id = run.pickInstance(op.instance);
-    if (id === null || run.instances.running.size <= 1) return 'kept the last instance';
+    if (id === null || run.instances.running.size <= 1) return new Noop('kept the last instance');
     const code = await run.instances.terminate(id);
     return `stopped instance ${id} (${exitSaid(run, id, code)})`;
   },
 
   async 'add-partitions'(run, op) {
-    if (op.to <= run.partitions) return `already ${run.partitions} partitions`;
+    if (op.to <= run.partitions) return new Noop(`already ${run.partitions} partitions`);
     await run.admin.createPartitions({ topicPartitions: [{ topic: run.topic, count: op.to }] });
     const from = run.partitions;
     run.partitions = op.to;
@@ -82,7 +87,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
 
   async 'lock-fences'(run, op) {
     const partitions = op.partitions.filter((p) => p < run.partitions);
-    if (partitions.length === 0) return 'no such partitions';
+    if (partitions.length === 0) return new Noop('no such partitions');
     const client = await run.directClient();
     await client.query('BEGIN');
     await client.query(
@@ -205,7 +210,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
         moved.push({ partition: p, offset: to.toString() });
         said.push(`${p}: fence ${f.next}, committed → ${to} (log end ${end})`);
       }
-      if (moved.length === 0) return 'no partition with a fence behind its log end';
+      if (moved.length === 0) return new Noop('no partition with a fence behind its log end');
       await run.admin.setOffsets({ groupId: run.group, topic: run.topic, partitions: moved });
       return said.join('; ');
     } finally {

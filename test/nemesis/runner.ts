@@ -17,6 +17,7 @@ import { sleep, uniqueName, waitFor } from '../support/common';
 import { runCli } from '../support/harness';
 import { check, renderFigures, serializeInput, type CheckInput, type Verdict } from './checker';
 import { NemesisProducer, readDeadLetters, readLog } from './kafka';
+import { OP_KINDS } from './model';
 import type {
   BackfillDone,
   FenceRow,
@@ -29,8 +30,8 @@ import type {
   StoredRow,
   Window,
 } from './model';
-import { operations } from './operations';
-import { CONFLICTS_WITH_LOCK, describeOp, generate } from './schedule';
+import { Noop, operations } from './operations';
+import { CONFLICTS_WITH_LOCK, defaultEveryOp, describeOp, generate } from './schedule';
 import {
   broker,
   emergencyStops,
@@ -102,6 +103,8 @@ export interface RunOptions {
   seed: number;
   minutes: number;
   scenario?: 'random' | 'issue';
+  /** Each operation kind at least this many times (default: 3 from 20 minutes on, else 0). */
+  everyOp?: number;
   /** Keep the run's directory: instance logs, schedule.json, report.txt, and the PostgreSQL and broker logs. */
   keep?: boolean;
   log?: (line: string) => void;
@@ -161,6 +164,7 @@ export class Run {
       seed: options.seed,
       minutes: options.minutes,
       scenario: options.scenario ?? 'random',
+      everyOp: options.everyOp,
     });
     this.partitions = this.schedule.initialPartitions;
     this.workDir = fs.mkdtempSync(path.join(os.tmpdir(), `nemesis-${this.schedule.seed}-`));
@@ -576,8 +580,15 @@ export class Run {
       this.log(`op ${op.kind}: ${describeOp(op)}`);
       const done: OpDone = { kind: op.kind, from, to: from, detail: '' };
       try {
-        done.detail = await (operations[op.kind] as (run: Run, o: typeof op) => Promise<string>)(this, op);
-        this.log(`   → ${done.detail} (${((this.now() - from) / 1000).toFixed(1)} s)`);
+        const said = await (operations[op.kind] as (run: Run, o: typeof op) => Promise<string | Noop>)(
+          this,
+          op,
+        );
+        done.detail = said instanceof Noop ? said.detail : said;
+        if (said instanceof Noop) done.noop = true;
+        this.log(
+          `   → ${done.detail}${done.noop ? ' (nothing done)' : ''} (${((this.now() - from) / 1000).toFixed(1)} s)`,
+        );
       } catch (err) {
         done.failure = (err as Error).message;
         this.log(`   → FAILED: ${done.failure}`);
@@ -730,6 +741,23 @@ export class Run {
       `schedule: ${s.produce.length} produce events (${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}), ${s.ops.length} operations:`,
     );
     for (const { at, op } of s.ops) this.print(`  ${ms(at)}  ${describeOp(op)}`);
+    const planned = new Map<string, number>(OP_KINDS.map((k) => [k, 0]));
+    for (const { op } of s.ops) planned.set(op.kind, planned.get(op.kind)! + 1);
+    this.print(
+      `operations planned by kind${s.everyOp ? ` (each at least ${s.everyOp} times)` : ''}: ${[...planned].map(([k, n]) => `${k} ${n}`).join(', ')}`,
+    );
+  }
+
+  /** With --every-op: whether every kind was done that many times (no-ops and failures not counted). */
+  private coverage(): string[] {
+    const n = this.schedule.everyOp ?? 0;
+    if (n === 0) return [];
+    const done = new Map<string, number>();
+    for (const o of this.opsDone) if (!o.noop && !o.failure) done.set(o.kind, (done.get(o.kind) ?? 0) + 1);
+    const short = OP_KINDS.filter((k) => (done.get(k) ?? 0) < n);
+    return [
+      `every operation kind at least ${n} times (done, not counting no-ops and failures): ${short.length === 0 ? 'yes' : `NO: ${short.map((k) => `${k} ${done.get(k) ?? 0}`).join(', ')}`}`,
+    ];
   }
 
   async execute(): Promise<RunResult> {
@@ -767,8 +795,9 @@ export class Run {
       ...(this.instances.unplannedExits.length
         ? [`unplanned instance exits: ${this.instances.unplannedExits.length}`]
         : []),
+      ...this.coverage(),
       ...verdict.discrepancies,
-      `reproduce: npm run nemesis -- --seed ${s.seed} --minutes ${s.minutes}${s.scenario === 'issue' ? ' --scenario issue' : ''}`,
+      `reproduce: ${reproduce(s)}`,
     ];
     fs.writeFileSync(
       path.join(this.workDir, 'report.txt'),
@@ -788,6 +817,15 @@ export class Run {
     }
     return { verdict, report, schedule: s, workDir: this.workDir };
   }
+}
+
+/** The command that runs `s` again. */
+export function reproduce(s: Schedule): string {
+  return [
+    `npm run nemesis -- --seed ${s.seed} --minutes ${s.minutes}`,
+    ...(s.scenario === 'issue' ? ['--scenario issue'] : []),
+    ...((s.everyOp ?? 0) !== defaultEveryOp(s.minutes) ? [`--every-op ${s.everyOp ?? 0}`] : []),
+  ].join(' ');
 }
 
 /** One run; with `services` the caller's (a jest file shares them across seeds), else its own. */

@@ -70,6 +70,17 @@ export interface ProduceEvent {
   messages: MessageSpec[];
 }
 
+/**
+ * The bulk feed (`--rate`, ./bulk.ts): bars derived from the seed and a bulk index g (symbol g mod
+ * `symbols`, minute ⌊g / symbols⌋), sent as events of consecutive indices.
+ */
+export interface BulkPlan {
+  /** Messages a second. */
+  rate: number;
+  symbols: number;
+  events: { at: number; first: number; count: number }[];
+}
+
 export interface BackfillRow {
   symbol: string;
   timestampMs: number;
@@ -137,6 +148,8 @@ export interface Schedule {
   initialInstances: number;
   /** Each operation kind is planned at least this many times (0: no such guarantee). */
   everyOp?: number;
+  /** The bulk feed (absent: none). */
+  bulk?: BulkPlan;
   produce: ProduceEvent[];
   ops: OpEvent[];
 }
@@ -163,14 +176,28 @@ export interface FenceRow {
   updatedMs: number;
 }
 
+/**
+ * The bulk records of a log (./bulk.ts `BulkColumns`), sorted by partition and offset: the records whose
+ * value, key and headers are exactly what their bulk id derives, each as (partition, offset, record
+ * time, bulk index).
+ */
+export interface BulkRecords {
+  partition: Int32Array;
+  offset: Float64Array;
+  timestampMs: Float64Array;
+  index: Uint32Array;
+}
+
 export interface Incarnation {
   index: number;
   /** Runner clock (ms since the run's start) and database clock (epoch ms) right after the topic was created. */
   createdAt: number;
   createdDbMs: number;
   partitions: number;
-  /** Its whole log, read back before it was deleted (or after quiescence, for the last one). */
+  /** Its whole log, read back before it was deleted (or after quiescence, for the last one)... */
   records: LogRecord[];
+  /** ... but for the bulk feed's records (absent: none). */
+  bulk?: BulkRecords;
   /** The fences read just before it was deleted (none for the last one). */
   fencesAtDeletion: Map<number, FenceRow> | null;
 }
@@ -223,6 +250,25 @@ export interface StoredRow {
   sourceTimeMs: number | null;
   /** source_origin, where the table has the column (undefined: it has not). */
   sourceOrigin?: bigint | null;
+}
+
+/**
+ * bars_1m's rows of the bulk feed's keys, by bulk index g (./bulk.ts `storeBulkRow`): numbers kept
+ * exactly (NaN stands for null: vwap, source_time -infinity, source_origin null or absent; a row whose
+ * numbers a double cannot hold exactly, or a second row of a key, stays a StoredRow).
+ */
+export interface StoredBulk {
+  /** 1 where the table has g's key. */
+  present: Uint8Array;
+  open: Float64Array;
+  high: Float64Array;
+  low: Float64Array;
+  close: Float64Array;
+  volume: Float64Array;
+  vwap: Float64Array;
+  revision: Float64Array;
+  sourceTimeMs: Float64Array;
+  sourceOrigin: Float64Array;
 }
 
 /** What the producer knew about a message it sent (by id). */

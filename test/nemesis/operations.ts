@@ -63,7 +63,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
     await run.producer.pause();
     try {
       const inc = run.incarnations.at(-1)!;
-      inc.records = await readLog(run.kafka, run.admin, run.topic, inc.index);
+      Object.assign(inc, await readLog(run.kafka, run.admin, run.topic, inc.index, { bulk: run.bulkKey }));
       inc.fencesAtDeletion = await run.fences();
       const from = run.now();
       run.topicMissing = true;
@@ -78,7 +78,8 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       run.topicMissing = false;
       run.windows.push({ from, to: run.now(), partitions: null, why: 'topic deleted' });
       await run.producer.renew();
-      return `incarnation ${inc.index} (${inc.records.length} records) deleted; incarnation ${inc.index + 1} with ${op.partitions} partitions`;
+      const n = inc.records.length + (inc.bulk?.index.length ?? 0);
+      return `incarnation ${inc.index} (${n} records) deleted; incarnation ${inc.index + 1} with ${op.partitions} partitions`;
     } finally {
       run.topicMissing = false;
       run.producer.resume();

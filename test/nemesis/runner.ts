@@ -15,8 +15,9 @@ import { registerCodecs } from '../../src/consumer/codecs';
 import { migrate } from '../../src/store/migrate';
 import { sleep, uniqueName, waitFor } from '../support/common';
 import { runCli } from '../support/harness';
-import { check, renderFigures, serializeInput, type CheckInput, type Verdict } from './checker';
-import { NemesisProducer, readDeadLetters, readLog } from './kafka';
+import { bulkIndexOfKey, bulkTotal, newStoredBulk, storeBulkRow } from './bulk';
+import { check, renderFigures, writeInput, type CheckInput, type Verdict } from './checker';
+import { NemesisProducer, readDeadLetters, readLog, type BulkKey } from './kafka';
 import { OP_KINDS } from './model';
 import type {
   BackfillDone,
@@ -27,6 +28,7 @@ import type {
   Sample,
   Schedule,
   SkipRange,
+  StoredBulk,
   StoredRow,
   Window,
 } from './model';
@@ -105,6 +107,8 @@ export interface RunOptions {
   scenario?: 'random' | 'issue';
   /** Each operation kind at least this many times (default: 3 from 20 minutes on, else 0). */
   everyOp?: number;
+  /** Messages a second of the bulk feed (./bulk.ts; default 0: none). */
+  rate?: number;
   /** Keep the run's directory: instance logs, schedule.json, report.txt, and the PostgreSQL and broker logs. */
   keep?: boolean;
   log?: (line: string) => void;
@@ -165,6 +169,7 @@ export class Run {
       minutes: options.minutes,
       scenario: options.scenario ?? 'random',
       everyOp: options.everyOp,
+      rate: options.rate,
     });
     this.partitions = this.schedule.initialPartitions;
     this.workDir = fs.mkdtempSync(path.join(os.tmpdir(), `nemesis-${this.schedule.seed}-`));
@@ -177,6 +182,7 @@ export class Run {
       this.kafka,
       () => this.topic,
       () => this.partitions,
+      this.schedule.bulk ? { seed: this.schedule.seed, plan: this.schedule.bulk } : null,
     );
     this.pool = new pg.Pool({
       host: '127.0.0.1',
@@ -192,6 +198,12 @@ export class Run {
       this.workDir,
       (n) => this.instanceCount(n),
     );
+  }
+
+  /** What the read-backs need to know the bulk feed's records (undefined: the run has none). */
+  get bulkKey(): BulkKey | undefined {
+    const b = this.schedule.bulk;
+    return b ? { seed: this.schedule.seed, symbols: b.symbols } : undefined;
   }
 
   get broker(): Broker {
@@ -571,6 +583,36 @@ export class Run {
     );
   }
 
+  /**
+   * The bulk feed: each event at its time (late ones back to back: after a pause the feed catches up),
+   * through its own producer. Logs its progress every 30 s and how far behind its schedule it fell.
+   */
+  private async bulkTrack(): Promise<void> {
+    const plan = this.schedule.bulk;
+    if (!plan) return;
+    let sent = 0;
+    let behindMs = 0;
+    let last = { t: this.now(), sent: 0 };
+    for (let i = 0; i < plan.events.length; i++) {
+      const ev = plan.events[i]!;
+      const wait = ev.at - this.now();
+      if (wait > 0) await sleep(wait);
+      behindMs = Math.max(behindMs, this.now() - ev.at);
+      sent += await this.producer.sendBulk(i);
+      if (this.now() - last.t >= 30_000) {
+        const rate = ((sent - last.sent) * 1000) / (this.now() - last.t);
+        this.log(
+          `bulk feed: ${sent} messages sent (${rate.toFixed(0)}/s over the last ${((this.now() - last.t) / 1000).toFixed(0)} s; ${((this.now() - ev.at) / 1000).toFixed(1)} s behind its schedule)`,
+        );
+        last = { t: this.now(), sent };
+      }
+    }
+    const secs = (this.now() - plan.events[0]!.at) / 1000;
+    this.log(
+      `bulk feed done: ${sent} of ${bulkTotal(plan)} messages sent in ${secs.toFixed(0)} s (${(sent / secs).toFixed(0)}/s; at most ${(behindMs / 1000).toFixed(1)} s behind its schedule)`,
+    );
+  }
+
   private async opTrack(): Promise<void> {
     for (const { at, op } of this.schedule.ops) {
       const wait = at - this.now();
@@ -626,47 +668,26 @@ export class Run {
       }));
     })();
     const current = this.incarnations.at(-1)!;
-    current.records = await readLog(this.kafka, this.admin, this.topic, current.index);
+    let t = this.now();
+    Object.assign(
+      current,
+      await readLog(this.kafka, this.admin, this.topic, current.index, { bulk: this.bulkKey }),
+    );
+    const records = this.incarnations.reduce((a, i) => a + i.records.length + (i.bulk?.index.length ?? 0), 0);
+    this.log(
+      `read back incarnation ${current.index} in ${((this.now() - t) / 1000).toFixed(1)} s (all incarnations: ${records} records, ${this.incarnations.reduce((a, i) => a + (i.bulk?.index.length ?? 0), 0)} of them the bulk feed's)`,
+    );
     const deadLetters = await readDeadLetters(this.kafka, this.admin, this.dlqTopic);
     const cols = await this.pool.query<{ column_name: string }>(
       `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'bars_1m'`,
       [this.schema],
     );
     const hasOrigin = cols.rows.some((r) => r.column_name === 'source_origin');
-    const rows = await this.pool.query<{
-      symbol: string;
-      ts: string;
-      open: number;
-      high: number;
-      low: number;
-      close: number;
-      volume: string;
-      vwap: number | null;
-      revision: string;
-      st: string | null;
-      origin?: string | null;
-    }>(
-      `SELECT symbol, (extract(epoch FROM "timestamp") * 1000)::bigint::text AS ts, open, high, low, close,
-              volume::text AS volume, vwap, revision::text AS revision,
-              CASE WHEN source_time = '-infinity' THEN NULL ELSE (extract(epoch FROM source_time) * 1000)::text END AS st
-              ${hasOrigin ? ', source_origin::text AS origin' : ''}
-       FROM "${this.schema}".bars_1m`,
+    t = this.now();
+    const { stored, storedBulk } = await this.readTable(hasOrigin);
+    this.log(
+      `read bars_1m in ${((this.now() - t) / 1000).toFixed(1)} s: ${stored.length + (storedBulk ? storedBulk.present.reduce((a, b) => a + b, 0) : 0)} rows`,
     );
-    const stored: StoredRow[] = rows.rows.map((r) => ({
-      symbol: r.symbol,
-      timestampMs: Number(r.ts),
-      open: r.open,
-      high: r.high,
-      low: r.low,
-      close: r.close,
-      volume: Number(r.volume),
-      vwap: r.vwap,
-      revision: Number(r.revision),
-      sourceTimeMs: r.st === null ? null : Number(r.st),
-      ...(hasOrigin
-        ? { sourceOrigin: r.origin === null || r.origin === undefined ? null : BigInt(r.origin) }
-        : {}),
-    }));
     const dup = await this.pool.query<{ n: string }>(
       `SELECT count(*)::text AS n FROM (SELECT 1 FROM "${this.schema}".bars_1m GROUP BY symbol, "timestamp" HAVING count(*) > 1) d`,
     );
@@ -695,7 +716,83 @@ export class Run {
       replays: this.replays,
       ops: this.opsDone,
       stallBoundMs: STALL_BOUND_MS,
+      ...(this.schedule.bulk && storedBulk
+        ? {
+            bulk: {
+              seed: this.schedule.seed,
+              symbols: this.schedule.bulk.symbols,
+              events: this.schedule.bulk.events.map(({ first, count }) => ({ first, count })),
+              sentAtMs: this.producer.bulkSentAt,
+              stored: storedBulk,
+            },
+          }
+        : {}),
     };
+  }
+
+  /**
+   * bars_1m, read through a cursor 50,000 rows at a time: the bulk feed's rows into StoredBulk columns
+   * (by bulk index), the others as StoredRows.
+   */
+  private async readTable(
+    hasOrigin: boolean,
+  ): Promise<{ stored: StoredRow[]; storedBulk: StoredBulk | null }> {
+    const plan = this.schedule.bulk;
+    const total = plan ? bulkTotal(plan) : 0;
+    const storedBulk = plan ? newStoredBulk(total) : null;
+    const stored: StoredRow[] = [];
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query(
+        `DECLARE bars NO SCROLL CURSOR FOR
+         SELECT symbol, (extract(epoch FROM "timestamp") * 1000)::bigint::text AS ts, open, high, low, close,
+                volume::text AS volume, vwap, revision::text AS revision,
+                CASE WHEN source_time = '-infinity' THEN NULL ELSE (extract(epoch FROM source_time) * 1000)::text END AS st
+                ${hasOrigin ? ', source_origin::text AS origin' : ''}
+         FROM "${this.schema}".bars_1m`,
+      );
+      for (;;) {
+        const rows = await c.query<{
+          symbol: string;
+          ts: string;
+          open: number;
+          high: number;
+          low: number;
+          close: number;
+          volume: string;
+          vwap: number | null;
+          revision: string;
+          st: string | null;
+          origin?: string | null;
+        }>('FETCH 50000 FROM bars');
+        if (rows.rows.length === 0) break;
+        for (const r of rows.rows) {
+          const row: StoredRow = {
+            symbol: r.symbol,
+            timestampMs: Number(r.ts),
+            open: r.open,
+            high: r.high,
+            low: r.low,
+            close: r.close,
+            volume: Number(r.volume),
+            vwap: r.vwap,
+            revision: Number(r.revision),
+            sourceTimeMs: r.st === null ? null : Number(r.st),
+            ...(hasOrigin
+              ? { sourceOrigin: r.origin === null || r.origin === undefined ? null : BigInt(r.origin) }
+              : {}),
+          };
+          const g = plan ? bulkIndexOfKey(plan.symbols, total, row.symbol, row.timestampMs) : null;
+          if (g !== null && storeBulkRow(storedBulk!, g, row, hasOrigin)) continue;
+          stored.push(row);
+        }
+      }
+      await c.query('COMMIT');
+    } finally {
+      c.release();
+    }
+    return { stored, storedBulk };
   }
 
   private async teardown(): Promise<void> {
@@ -740,6 +837,10 @@ export class Run {
     this.print(
       `schedule: ${s.produce.length} produce events (${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}), ${s.ops.length} operations:`,
     );
+    if (s.bulk)
+      this.print(
+        `bulk feed: ${s.bulk.rate} messages/s, ${bulkTotal(s.bulk)} messages in ${s.bulk.events.length} sends of up to ${s.bulk.events[0]!.count} (symbols B0000…B${String(s.bulk.symbols - 1).padStart(4, '0')}, one bar each a minute)`,
+      );
     for (const { at, op } of s.ops) this.print(`  ${ms(at)}  ${describeOp(op)}`);
     const planned = new Map<string, number>(OP_KINDS.map((k) => [k, 0]));
     for (const { op } of s.ops) planned.set(op.kind, planned.get(op.kind)! + 1);
@@ -767,15 +868,17 @@ export class Run {
       JSON.stringify(this.schedule, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 1),
     );
     let verdict: Verdict;
+    let checkerLine: string;
     try {
       await this.setup();
       this.startMonitor();
-      await Promise.all([this.produceTrack(), this.opTrack()]);
+      await Promise.all([this.produceTrack(), this.bulkTrack(), this.opTrack()]);
       const failure = await this.quiesce();
       const input = await this.collect(failure);
-      if (this.options.keep)
-        fs.writeFileSync(path.join(this.workDir, 'check-input.json'), serializeInput(input));
+      if (this.options.keep) writeInput(path.join(this.workDir, 'check-input.json'), input);
+      const t = performance.now();
       verdict = check(input);
+      checkerLine = `checker: ${((performance.now() - t) / 1000).toFixed(1)} s; peak RSS of this process so far ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`;
     } catch (err) {
       this.log(`the run failed: ${(err as Error).stack ?? String(err)}`);
       if (!this.options.keep) fs.rmSync(this.workDir, { recursive: true, force: true });
@@ -787,6 +890,7 @@ export class Run {
     const report = [
       `nemesis: seed ${s.seed} (${s.minutes} min, scenario ${s.scenario}): ${verdict.ok ? 'OK' : 'DISCREPANCIES'}`,
       ...renderFigures(verdict.figures),
+      checkerLine,
       ...(this.cliRetries.length
         ? [
             `CLI commands run again after a transient failure: ${this.cliRetries.length} (${this.cliRetries.join('; ')})`,
@@ -824,6 +928,7 @@ export function reproduce(s: Schedule): string {
   return [
     `npm run nemesis -- --seed ${s.seed} --minutes ${s.minutes}`,
     ...(s.scenario === 'issue' ? ['--scenario issue'] : []),
+    ...(s.bulk ? [`--rate ${s.bulk.rate}`] : []),
     ...((s.everyOp ?? 0) !== defaultEveryOp(s.minutes) ? [`--every-op ${s.everyOp ?? 0}`] : []),
   ].join(' ');
 }

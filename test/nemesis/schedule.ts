@@ -17,6 +17,7 @@ import { mulberry32 } from '../../src/demo/random';
 import type {
   BackfillRow,
   BarFields,
+  BulkPlan,
   MessageSpec,
   Op,
   OpEvent,
@@ -36,6 +37,10 @@ const SYMBOLS = 60;
 const RESEND_MINUTES = 100_000;
 const MAX_PARTITIONS = 16;
 const MAX_INSTANCES = 4;
+/** The bulk feed's symbols, B0000…B4999 (./bulk.ts): each bulk minute has one bar of each. */
+export const BULK_SYMBOLS = 5000;
+/** Messages of one bulk send at most (a producer send of a few thousand, acks -1). */
+export const BULK_CHUNK = 2500;
 
 export interface ScheduleOptions {
   seed: number;
@@ -46,6 +51,8 @@ export interface ScheduleOptions {
    * 3 from 20 minutes on, else 0: the planner's random draws only).
    */
   everyOp?: number;
+  /** Messages a second of the bulk feed (./bulk.ts), on top of the produce track (default 0: none). */
+  rate?: number;
 }
 
 /** Runs of 20 minutes or more plan every operation kind at least 3 times; shorter ones do not. */
@@ -755,6 +762,7 @@ export function generate(options: ScheduleOptions): Schedule {
     g.produce(kind, at, produce);
   }
   produce.sort((a, b) => a.at - b.at);
+  const bulk = planBulk(options.rate ?? 0, 300, produceEnd);
 
   return {
     seed,
@@ -764,9 +772,27 @@ export function generate(options: ScheduleOptions): Schedule {
     initialPartitions,
     initialInstances,
     ...(everyOp > 0 ? { everyOp } : {}),
+    ...(bulk ? { bulk } : {}),
     produce,
     ops,
   };
+}
+
+/**
+ * The bulk feed at `rate` messages a second from `fromMs` to `toMs` (run clock): a send a second of
+ * `rate` messages, or of BULK_CHUNK messages `rate / BULK_CHUNK` times a second above that; the bulk
+ * indices in order (./bulk.ts derives the bars). Null for rate 0. Draws nothing from the seed's
+ * sequence: the rest of the schedule is the same with or without it.
+ */
+export function planBulk(rate: number, fromMs: number, toMs: number): BulkPlan | null {
+  if (!(rate > 0)) return null;
+  const chunk = Math.min(rate, BULK_CHUNK);
+  const intervalMs = (1000 * chunk) / rate;
+  const events: BulkPlan['events'] = [];
+  for (let i = 0; fromMs + i * intervalMs < toMs; i++)
+    events.push({ at: Math.round(fromMs + i * intervalMs), first: i * chunk, count: chunk });
+  if (events.length * chunk >= 2 ** 32) throw new Error(`a bulk feed of ${events.length * chunk} messages`);
+  return { rate, symbols: BULK_SYMBOLS, events };
 }
 
 /** One line per operation, for printing the schedule. */

@@ -602,7 +602,7 @@ export class Run {
       if (this.now() - last.t >= 30_000) {
         const rate = ((sent - last.sent) * 1000) / (this.now() - last.t);
         this.log(
-          `bulk feed: ${sent} messages sent (${rate.toFixed(0)}/s over the last ${((this.now() - last.t) / 1000).toFixed(0)} s; ${((this.now() - ev.at) / 1000).toFixed(1)} s behind its schedule)`,
+          `bulk feed: ${sent} messages sent (${rate.toFixed(0)}/s over the last ${((this.now() - last.t) / 1000).toFixed(0)} s; ${((this.now() - ev.at) / 1000).toFixed(1)} s behind its schedule)${this.lagText()}`,
         );
         last = { t: this.now(), sent };
       }
@@ -613,13 +613,55 @@ export class Run {
     );
   }
 
+  /**
+   * Messages behind: per partition of the current topic, its log end minus its fence (a fence moved
+   * before the topic was created counts as 0), from the monitor's newest sample (null: none in 3 s).
+   */
+  lagNow(): { total: bigint; max: bigint; partition: number } | null {
+    const s = this.samples.at(-1);
+    const inc = this.incarnations[s?.incarnation ?? -1];
+    if (!s || !inc || s.incarnation !== this.incarnations.length - 1 || this.now() - s.t > 3000) return null;
+    return lagOf(s, inc.createdDbMs);
+  }
+
+  private lagText(l = this.lagNow()): string {
+    if (l === null) return '';
+    return `; lag ${l.total}${l.total > 0n ? ` (most: partition ${l.partition}, ${l.max})` : ''}`;
+  }
+
+  /**
+   * The lag read now (fences, then log ends: as the monitor reads them), as `lagText` says it ('' when
+   * it cannot be read within 3 s: the operation track does not wait on it).
+   */
+  private async lagRead(): Promise<string> {
+    if (this.topicMissing) return '';
+    const read = (async () => {
+      const fences = await this.fences();
+      const ends = await this.logEnds();
+      const partitions = [...ends].map(([partition, logEnd]) => ({
+        partition,
+        fence: fences.get(partition) ?? null,
+        logEnd,
+      }));
+      const inc = this.incarnations.at(-1)!;
+      return this.lagText(lagOf({ t: this.now(), incarnation: inc.index, partitions }, inc.createdDbMs));
+    })().catch(() => '');
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((r) => (timer = setTimeout(() => r(''), 3000)));
+    try {
+      return await Promise.race([read, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async opTrack(): Promise<void> {
     for (const { at, op } of this.schedule.ops) {
       const wait = at - this.now();
       if (wait > 0) await sleep(wait);
       if (CONFLICTS_WITH_LOCK.has(op.kind)) await this.lockDone;
       const from = this.now();
-      this.log(`op ${op.kind}: ${describeOp(op)}`);
+      this.log(`op ${op.kind}: ${describeOp(op)}${this.lagText()}`);
       const done: OpDone = { kind: op.kind, from, to: from, detail: '' };
       try {
         const said = await (operations[op.kind] as (run: Run, o: typeof op) => Promise<string | Noop>)(
@@ -629,7 +671,7 @@ export class Run {
         done.detail = said instanceof Noop ? said.detail : said;
         if (said instanceof Noop) done.noop = true;
         this.log(
-          `   → ${done.detail}${done.noop ? ' (nothing done)' : ''} (${((this.now() - from) / 1000).toFixed(1)} s)`,
+          `   → ${done.detail}${done.noop ? ' (nothing done)' : ''} (${((this.now() - from) / 1000).toFixed(1)} s)${await this.lagRead()}`,
         );
       } catch (err) {
         done.failure = (err as Error).message;
@@ -849,6 +891,19 @@ export class Run {
     );
   }
 
+  /** The lag over the run, from the monitor's samples (one a second). */
+  private lagSummary(): string {
+    const lags = this.samples.map((s) => ({
+      t: s.t,
+      ...lagOf(s, this.incarnations[s.incarnation]!.createdDbMs),
+    }));
+    if (lags.length === 0) return 'lag: no samples';
+    const sorted = lags.map((l) => Number(l.total)).sort((a, b) => a - b);
+    const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))]!;
+    const max = lags.reduce((m, l) => (l.total > m.total ? l : m));
+    return `lag (Σ log end − fence, ${lags.length} samples, operations included): median ${q(0.5)}, p90 ${q(0.9)}, p99 ${q(0.99)}, max ${max.total} at ${(max.t / 1000).toFixed(0)} s`;
+  }
+
   /** With --every-op: whether every kind was done that many times (no-ops and failures not counted). */
   private coverage(): string[] {
     const n = this.schedule.everyOp ?? 0;
@@ -890,6 +945,7 @@ export class Run {
     const report = [
       `nemesis: seed ${s.seed} (${s.minutes} min, scenario ${s.scenario}): ${verdict.ok ? 'OK' : 'DISCREPANCIES'}`,
       ...renderFigures(verdict.figures),
+      this.lagSummary(),
       checkerLine,
       ...(this.cliRetries.length
         ? [
@@ -921,6 +977,20 @@ export class Run {
     }
     return { verdict, report, schedule: s, workDir: this.workDir };
   }
+}
+
+/** A sample's lag: Σ over partitions of log end − fence (a fence older than `createdDbMs` counts as 0). */
+export function lagOf(s: Sample, createdDbMs: number): { total: bigint; max: bigint; partition: number } {
+  let total = 0n;
+  let max = -1n;
+  let partition = -1;
+  for (const p of s.partitions) {
+    const pos = p.fence && p.fence.updatedMs >= createdDbMs ? p.fence.next : 0n;
+    const behind = p.logEnd > pos ? p.logEnd - pos : 0n;
+    total += behind;
+    if (behind > max) [max, partition] = [behind, p.partition];
+  }
+  return { total, max: max < 0n ? 0n : max, partition };
 }
 
 /** The command that runs `s` again. */

@@ -32,9 +32,10 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
   async restart(run, op) {
     const id = run.pickInstance(op.instance);
     if (id === null) return new Noop('no instance running');
+    const stop = stopMark(run, id);
     const code = await run.instances.terminate(id);
     run.instances.start(id);
-    return `instance ${id} stopped (${exitSaid(run, id, code)}) and started`;
+    return `instance ${id} stopped (${exitSaid(run, id, code, stop)}) and started`;
   },
 
   async 'add-instance'(run, op) {
@@ -45,8 +46,9 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
   async 'remove-instance'(run, op) {
     const id = run.pickInstance(op.instance);
     if (id === null || run.instances.running.size <= 1) return new Noop('kept the last instance');
+    const stop = stopMark(run, id);
     const code = await run.instances.terminate(id);
-    return `stopped instance ${id} (${exitSaid(run, id, code)})`;
+    return `stopped instance ${id} (${exitSaid(run, id, code, stop)})`;
   },
 
   async 'add-partitions'(run, op) {
@@ -245,14 +247,90 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
   },
 };
 
+/** How long after an outage a partition may still be retrying the write the outage failed. */
+const OUTAGE_AFTERMATH_MS = 30_000;
+
 /**
  * A graceful stop exits 0 once every buffer is durable. While fence rows are locked some buffers cannot
  * be: the service then exits 1 at its deadline (README, BarWriterDown), and the next owner replays them.
+ * So it does, with "writes failing", when the partitions it names as stuck at its stop all failed with a
+ * transient error and an outage (fence rows locked, PostgreSQL, PgBouncer or the broker restarting, the
+ * topic deleted) ended less than OUTAGE_AFTERMATH_MS before the SIGTERM (`at`): a partition whose write
+ * the lock timed out retries at the cap, its messages fetched again, which a consumer rejoining after a
+ * broker restart does not do at once.
  */
-function exitSaid(run: Run, id: number, code: number | null): string {
+function exitSaid(run: Run, id: number, code: number | null, { at, logSize }: StopMark): string {
   if (code === 0) return 'exit 0';
   if (run.locked) return `exit ${code}: not drained, fence rows locked`;
-  throw new Error(`instance ${id} exited ${code} on SIGTERM`);
+  const stuck = code === 1 ? stuckAtStop(run, id, logSize) : null;
+  const outage = run.windows
+    .filter((w) => w.why !== 'no instance' && w.from <= at && w.to > at - OUTAGE_AFTERMATH_MS)
+    .sort((a, b) => b.to - a.to)[0];
+  if (stuck && stuck.length > 0 && stuck.every((p) => p.class === 'transient') && outage)
+    return `exit 1: not drained, partition(s) ${stuck.map((p) => `${p.partition} (${p.code})`).join(', ')} still retrying ${((at - outage.to) / 1000).toFixed(1)} s after the end of "${outage.why}"`;
+  throw new Error(
+    `instance ${id} exited ${code} on SIGTERM${stuck ? ` (stuck: ${stuck.map((p) => `${p.partition} ${p.class} ${p.code}`).join(', ') || 'none'})` : ''}`,
+  );
+}
+
+/** When a stop began: the run's clock, and the size of the instance's log then. */
+interface StopMark {
+  at: number;
+  logSize: number;
+}
+
+const instanceLog = (run: Run, id: number) => path.join(run.workDir, `instance-${id}.log`);
+
+function stopMark(run: Run, id: number): StopMark {
+  let logSize = 0;
+  try {
+    logSize = fs.statSync(instanceLog(run, id)).size;
+  } catch {
+    // no log yet
+  }
+  return { at: run.now(), logSize };
+}
+
+/**
+ * The partitions the "not drained" line the instance logged during this stop (after `from` bytes of
+ * its log) names as stuck, with their last error (null: no such line).
+ */
+function stuckAtStop(
+  run: Run,
+  id: number,
+  from: number,
+): { partition: number; class: string; code: string }[] | null {
+  let tail: string;
+  try {
+    const fd = fs.openSync(instanceLog(run, id), 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.max(0, size - from));
+      fs.readSync(fd, buf, 0, buf.length, from);
+      tail = buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+  const line = tail
+    .split('\n')
+    .reverse()
+    .find((l) => l.includes('before every buffer was durable'));
+  if (!line) return null;
+  try {
+    const o = JSON.parse(line) as {
+      stuck?: { partition: number; error?: { class?: string; code?: string } }[];
+    };
+    return (o.stuck ?? []).map((p) => ({
+      partition: p.partition,
+      class: p.error?.class ?? '?',
+      code: p.error?.code ?? '?',
+    }));
+  } catch {
+    return null;
+  }
 }
 
 /** The CSV of a backfill (revision 0 written as an empty field half of the time: null is 0). */

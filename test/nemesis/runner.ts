@@ -623,7 +623,8 @@ export class Run {
 
   /**
    * Messages behind: per partition of the current topic, its log end minus its fence (a fence moved
-   * before the topic was created counts as 0), from the monitor's newest sample (null: none in 3 s).
+   * before the topic was created counts as 0), from the monitor's newest sample (null: none in 3 s; at
+   * most a second old otherwise: the operation track does not wait for a reading of its own).
    */
   lagNow(): { total: bigint; max: bigint; partition: number } | null {
     const s = this.samples.at(-1);
@@ -635,32 +636,6 @@ export class Run {
   private lagText(l = this.lagNow()): string {
     if (l === null) return '';
     return `; lag ${l.total}${l.total > 0n ? ` (most: partition ${l.partition}, ${l.max})` : ''}`;
-  }
-
-  /**
-   * The lag read now (fences, then log ends: as the monitor reads them), as `lagText` says it ('' when
-   * it cannot be read within 3 s: the operation track does not wait on it).
-   */
-  private async lagRead(): Promise<string> {
-    if (this.topicMissing) return '';
-    const read = (async () => {
-      const fences = await this.fences();
-      const ends = await this.logEnds();
-      const partitions = [...ends].map(([partition, logEnd]) => ({
-        partition,
-        fence: fences.get(partition) ?? null,
-        logEnd,
-      }));
-      const inc = this.incarnations.at(-1)!;
-      return this.lagText(lagOf({ t: this.now(), incarnation: inc.index, partitions }, inc.createdDbMs));
-    })().catch(() => '');
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<string>((r) => (timer = setTimeout(() => r(''), 3000)));
-    try {
-      return await Promise.race([read, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   private async opTrack(): Promise<void> {
@@ -679,7 +654,7 @@ export class Run {
         done.detail = said instanceof Noop ? said.detail : said;
         if (said instanceof Noop) done.noop = true;
         this.log(
-          `   → ${done.detail}${done.noop ? ' (nothing done)' : ''} (${((this.now() - from) / 1000).toFixed(1)} s)${await this.lagRead()}`,
+          `   → ${done.detail}${done.noop ? ' (nothing done)' : ''} (${((this.now() - from) / 1000).toFixed(1)} s)${this.lagText()}`,
         );
       } catch (err) {
         done.failure = (err as Error).message;

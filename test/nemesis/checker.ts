@@ -40,6 +40,11 @@
  * values of an acceptable candidate with another version: e.g. an identical re-send that did not move
  * the stored version) or "stale" (anything else: an older version's values).
  *
+ * The bulk feed (`--rate`, ./bulk.ts) is judged by the same rules, key by key: its records are read back
+ * as (partition, offset, record time, bulk index) when their value, key and headers are exactly what the
+ * index derives, and the checker derives the bar again; its stored rows are kept by bulk index. Bulk keys
+ * are the feed's own: a message or backfill row of another kind on one is reported.
+ *
  * Fences and stalls. A fence is "of the current incarnation" when it was moved after that incarnation
  * was created (database clock) and its fingerprint names no message of an earlier one (a late write of
  * buffered messages of the deleted log may still move it: that fence is the old log's). Such a fence must
@@ -51,8 +56,22 @@
  * stay under the bound.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import {
+  bulkBar,
+  bulkEventOf,
+  bulkMinuteMs,
+  bulkIndexOfKey,
+  bulkTotal,
+  bulkValue,
+  findBulk,
+  isBulkId,
+  storedBulkRow,
+  type BulkRange,
+} from './bulk';
 import {
   ID_HEADER,
+  OP_KINDS,
   VERSION_TIME_HEADER,
   type BackfillDone,
   type BarFields,
@@ -65,6 +84,7 @@ import {
   type Sample,
   type Sent,
   type SkipRange,
+  type StoredBulk,
   type StoredRow,
   type Window,
 } from './model';
@@ -102,6 +122,17 @@ export interface Candidate {
   backfill?: boolean;
 }
 
+/** The bulk feed of a run (./bulk.ts): what derives its records, when each send was tried, its stored rows. */
+export interface BulkInput {
+  seed: number;
+  symbols: number;
+  events: BulkRange[];
+  /** When each event was first handed to the producer (epoch ms; NaN: never). */
+  sentAtMs: Float64Array;
+  /** bars_1m's rows of the feed's keys (the others are `stored`). */
+  stored: StoredBulk;
+}
+
 export interface CheckInput {
   /** Every incarnation of the topic, oldest first; the last is the current one. */
   incarnations: Incarnation[];
@@ -126,11 +157,16 @@ export interface CheckInput {
   replays: ReplayMeasure[];
   ops: OpDone[];
   stallBoundMs: number;
+  /** The bulk feed, when the run had one: its records are the incarnations' `bulk` columns. */
+  bulk?: BulkInput;
 }
 
 export interface Figures {
   producedRecords: number;
   messagesSent: number;
+  /** Of the produced records, those of the bulk feed; its messages sent. */
+  bulkRecords: number;
+  bulkSent: number;
   validRecords: number;
   invalidRecords: number;
   backfillRows: number;
@@ -158,7 +194,9 @@ export interface Figures {
   stallBoundMs: number;
   stallsOverBound: number;
   opFailures: number;
+  /** Operations done, by kind (every kind, zero included), and those that found nothing to act on. */
   opCounts: Map<string, number>;
+  opNoops: Map<string, number>;
   /** Stale and version findings by their likely cause (a hint for the reader; the rule decides). */
   causes: Map<string, number>;
 }
@@ -209,7 +247,11 @@ export function parseBar(value: Buffer | string): { fields: BarFields; revision:
  */
 export function versionTime(r: LogRecord, sentAtMs: number, barMs: number): number | null {
   const h = r.headers[VERSION_TIME_HEADER];
-  const vt = h !== undefined && /^-?\d+$/.test(h) ? Number(h) : r.timestampMs;
+  return usableTime(h !== undefined && /^-?\d+$/.test(h) ? Number(h) : r.timestampMs, sentAtMs, barMs);
+}
+
+/** The version time a message's time `vt` gives (see `versionTime`). */
+export function usableTime(vt: number, sentAtMs: number, barMs: number): number | null {
   if (vt < 0) return barMs + 60_000;
   const ahead = vt - sentAtMs;
   if (ahead <= LEGIT_AHEAD_MS) return vt;
@@ -226,7 +268,11 @@ export function fingerprintOf(offset: bigint, timestampMs: number, value: Buffer
 /** Which incarnation a fence's fingerprint names a message of (null: none, or no fingerprint). */
 export class FingerprintIndex {
   private readonly byIncarnation: Map<string, LogRecord>[];
-  constructor(incarnations: Incarnation[]) {
+  private readonly cache = new Map<string, number[]>();
+  constructor(
+    private readonly incarnations: Incarnation[],
+    private readonly bulk?: Pick<BulkInput, 'seed' | 'symbols'>,
+  ) {
     this.byIncarnation = incarnations.map(
       (inc) => new Map(inc.records.map((r) => [`${r.partition}:${r.offset}`, r])),
     );
@@ -234,29 +280,65 @@ export class FingerprintIndex {
   /** The incarnations whose record at the fingerprint's offset has its time and hash. */
   owners(partition: number, fp: string | null): number[] {
     if (fp === null) return [];
+    const key = `${partition}|${fp}`;
+    const known = this.cache.get(key);
+    if (known) return known;
     const m = /^(\d+):(-?\d+):/.exec(fp);
-    if (!m) return [];
     const out: number[] = [];
-    this.byIncarnation.forEach((index, k) => {
-      const r = index.get(`${partition}:${m[1]}`);
-      if (r && fingerprintOf(r.offset, r.timestampMs, r.value) === fp) out.push(k);
-    });
+    if (m) {
+      this.byIncarnation.forEach((index, k) => {
+        const r = index.get(`${partition}:${m[1]}`);
+        if (r) {
+          if (fingerprintOf(r.offset, r.timestampMs, r.value) === fp) out.push(k);
+          return;
+        }
+        const b = this.incarnations[k]!.bulk;
+        const j = b && this.bulk ? findBulk(b, partition, Number(m[1])) : -1;
+        if (j < 0) return;
+        const value = Buffer.from(bulkValue(this.bulk!.seed, this.bulk!.symbols, b!.index[j]!));
+        if (fingerprintOf(BigInt(m[1]!), b!.timestampMs[j]!, value) === fp) out.push(k);
+      });
+    }
+    this.cache.set(key, out);
     return out;
   }
 }
 
-function inSkip(
-  input: Pick<CheckInput, 'incarnations' | 'skips'>,
-  fps: FingerprintIndex,
-  r: LogRecord,
-): boolean {
-  return input.skips.some(
-    (s) =>
-      s.incarnation === r.incarnation &&
-      s.partition === r.partition &&
-      r.offset < s.to &&
-      r.offset >= positionOf(s.fenceBefore, s.partition, s.incarnation, input.incarnations, fps),
-  );
+/**
+ * Whether a record MUST land (or be dead-lettered), by the rules at the top: the skip ranges and the
+ * fences at deletion resolved once (offsets as numbers: exact below 2^53).
+ */
+export class MustRule {
+  private readonly last: number;
+  /** By incarnation, then partition: the skip ranges [from, to). */
+  private readonly skips = new Map<number, Map<number, [number, number][]>>();
+  /** By earlier incarnation, then partition: the fence's next offset when it names a message of it. */
+  private readonly fences = new Map<number, Map<number, number>>();
+
+  constructor(input: Pick<CheckInput, 'incarnations' | 'skips'>, fps: FingerprintIndex) {
+    this.last = input.incarnations.length - 1;
+    for (const s of input.skips) {
+      const from = positionOf(s.fenceBefore, s.partition, s.incarnation, input.incarnations, fps);
+      const byP = this.skips.get(s.incarnation) ?? new Map<number, [number, number][]>();
+      byP.set(s.partition, [...(byP.get(s.partition) ?? []), [Number(from), Number(s.to)]]);
+      this.skips.set(s.incarnation, byP);
+    }
+    input.incarnations.forEach((inc, k) => {
+      if (k === this.last) return;
+      const byP = new Map<number, number>();
+      for (const [p, fence] of inc.fencesAtDeletion ?? [])
+        if (fps.owners(p, fence.fingerprint).includes(k)) byP.set(p, Number(fence.next));
+      this.fences.set(k, byP);
+    });
+  }
+
+  must(incarnation: number, partition: number, offset: number): boolean {
+    const ranges = this.skips.get(incarnation)?.get(partition);
+    if (ranges?.some(([from, to]) => offset >= from && offset < to)) return false;
+    if (incarnation === this.last) return true;
+    const next = this.fences.get(incarnation)?.get(partition);
+    return next !== undefined && offset < next;
+  }
 }
 
 /** Whether a record MUST land (or be dead-lettered), by the rules at the top. */
@@ -265,12 +347,7 @@ export function mustOf(
   input: Pick<CheckInput, 'incarnations' | 'skips'>,
   fps: FingerprintIndex,
 ): boolean {
-  if (inSkip(input, fps, r)) return false;
-  const last = input.incarnations.length - 1;
-  if (r.incarnation === last) return true;
-  const fence = input.incarnations[r.incarnation]!.fencesAtDeletion?.get(r.partition);
-  if (!fence || !fps.owners(r.partition, fence.fingerprint).includes(r.incarnation)) return false;
-  return r.offset < fence.next;
+  return new MustRule(input, fps).must(r.incarnation, r.partition, Number(r.offset));
 }
 
 class Examples {
@@ -296,9 +373,167 @@ const fmtVersion = (v: Version) => `(rev ${v.revision}, t ${v.time}, origin ${v.
 const fmtStoredVersion = (s: StoredRow) =>
   `(rev ${s.revision}, t ${s.sourceTimeMs}${s.sourceOrigin === undefined ? '' : `, origin ${s.sourceOrigin}`})`;
 
+/** What judging a key needs besides its candidates and stored row. */
+interface KeyJudge {
+  ex: Examples;
+  causes: Map<string, number>;
+  versionMatches: (s: StoredRow, v: Version) => boolean;
+}
+
+/**
+ * One key (symbol, minute): with no stored row, no MUST candidate may exist; a stored row must equal
+ * (values and version) an acceptable candidate (none MUST above it). Returns whether a MUST exists.
+ */
+function judgeKey(
+  k: string,
+  cands: Candidate[],
+  s: StoredRow | undefined,
+  invalids: BarFields[],
+  { ex, causes, versionMatches }: KeyJudge,
+): boolean {
+  const musts = cands.filter((c) => c.must);
+  const mustMax = musts.reduce<Version | null>(
+    (m, c) => (m === null || compareVersions(c.version, m) > 0 ? c.version : m),
+    null,
+  );
+  const acceptable = cands.filter((c) => mustMax === null || compareVersions(c.version, mustMax) >= 0);
+  const best = acceptable.reduce<Candidate | null>(
+    (m, c) => (m === null || compareVersions(c.version, m.version) > 0 ? c : m),
+    null,
+  )!;
+  if (!s) {
+    if (mustMax)
+      ex.add(
+        'lost',
+        `${k}: expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}`,
+      );
+    return mustMax !== null;
+  }
+  if (acceptable.some((c) => sameValues(s, c.fields) && versionMatches(s, c.version)))
+    return mustMax !== null;
+  const cause = likelyCause(s, cands, best, versionMatches);
+  causes.set(cause, (causes.get(cause) ?? 0) + 1);
+  const why = `${k}: stored ${fmtFields(s)} ${fmtStoredVersion(s)}; expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}${acceptable.length > 1 ? ` (or ${acceptable.length - 1} other acceptable)` : ''}`;
+  const older = cands.find((c) => sameValues(s, c.fields) && versionMatches(s, c.version));
+  if (acceptable.some((c) => sameValues(s, c.fields))) {
+    ex.add('version', `${why}${older ? `; the stored version is ${older.source}'s` : ''}`);
+  } else if (invalids.some((f) => sameValues(s, f))) {
+    ex.add('invalid landed', why);
+  } else {
+    ex.add('stale', `${why}${older ? `; stored is ${older.source}` : ''}`);
+  }
+  return mustMax !== null;
+}
+
+/** What the bulk feed adds to the figures. */
+interface BulkCounts {
+  records: number;
+  sent: number;
+  must: number;
+  may: number;
+  unclassifiable: number;
+  keys: number;
+  mustKeys: number;
+  stored: number;
+}
+
+/**
+ * The bulk feed's keys, by the same rules (`judgeKey`): a first pass over the incarnations' bulk columns
+ * finds each key's records (as (incarnation, row) references in typed arrays: no object per record
+ * lives beyond its key), a second judges each key against its stored row.
+ */
+function checkBulk(input: CheckInput, rule: MustRule, judge: KeyJudge): BulkCounts {
+  const B = input.bulk!;
+  const { ex } = judge;
+  const total = bulkTotal(B);
+  const counts: BulkCounts = {
+    records: 0,
+    sent: 0,
+    must: 0,
+    may: 0,
+    unclassifiable: 0,
+    keys: 0,
+    mustKeys: 0,
+    stored: 0,
+  };
+  B.events.forEach((e, i) => {
+    if (!Number.isNaN(B.sentAtMs[i]!)) counts.sent += e.count;
+  });
+  // Per key: how many records (0, 1, 2 = more), the first one's reference, the others'.
+  const n = new Uint8Array(total);
+  const firstInc = new Uint16Array(total);
+  const firstRow = new Uint32Array(total);
+  const more = new Map<number, [number, number][]>();
+  const sentAt = (g: number) => {
+    const e = g < total ? bulkEventOf(B, g) : -1;
+    return e < 0 ? NaN : B.sentAtMs[e]!;
+  };
+  input.incarnations.forEach((inc, k) => {
+    const c = inc.bulk;
+    if (!c) return;
+    for (let j = 0; j < c.index.length; j++) {
+      counts.records++;
+      const g = c.index[j]!;
+      const where = `incarnation ${k} partition ${c.partition[j]} offset ${c.offset[j]}`;
+      const at = sentAt(g);
+      if (Number.isNaN(at)) {
+        ex.add('unknown record', `${where}: bulk index ${g}, never sent`);
+        continue;
+      }
+      if (rule.must(k, c.partition[j]!, c.offset[j]!)) counts.must++;
+      else counts.may++;
+      if (usableTime(c.timestampMs[j]!, at, bulkMinuteMs(B.symbols, g)) === null) {
+        counts.unclassifiable++;
+        ex.add('unclassifiable', `${where}: bulk ${g}: record time ${c.timestampMs[j]} sent at ${at}`);
+        continue;
+      }
+      if (n[g] === 0) {
+        firstInc[g] = k;
+        firstRow[g] = j;
+        n[g] = 1;
+      } else {
+        more.set(g, [...(more.get(g) ?? []), [k, j]]);
+        n[g] = 2;
+      }
+    }
+  });
+  const candidate = (fields: BarFields, k: number, j: number): Candidate => {
+    const c = input.incarnations[k]!.bulk!;
+    const [p, offset, ts] = [c.partition[j]!, c.offset[j]!, c.timestampMs[j]!];
+    return {
+      fields,
+      version: {
+        revision: 0,
+        time: usableTime(ts, sentAt(c.index[j]!), fields.timestampMs)!,
+        origin: BigInt(p) * ORIGIN_PARTITION + BigInt(offset),
+      },
+      must: rule.must(k, p, offset),
+      source: `bulk ${c.index[j]}@${k}/${p}/${offset}`,
+      raw: ts,
+      header: false,
+      bounded: false,
+    };
+  };
+  for (let g = 0; g < total; g++) {
+    const s = storedBulkRow(B.stored, g, B.symbols, input.hasOrigin);
+    if (s) counts.stored++;
+    if (n[g] === 0) {
+      if (s) ex.add('extra', `${keyOf(s.symbol, s.timestampMs)}: ${fmtFields(s)} ${fmtStoredVersion(s)}`);
+      continue;
+    }
+    counts.keys++;
+    const fields = bulkBar(B.seed, B.symbols, g);
+    const cands = [candidate(fields, firstInc[g]!, firstRow[g]!)];
+    if (n[g] === 2) for (const [k, j] of more.get(g)!) cands.push(candidate(fields, k, j));
+    if (judgeKey(keyOf(fields.symbol, fields.timestampMs), cands, s, [], judge)) counts.mustKeys++;
+  }
+  return counts;
+}
+
 export function check(input: CheckInput): Verdict {
   const ex = new Examples();
-  const fps = new FingerprintIndex(input.incarnations);
+  const fps = new FingerprintIndex(input.incarnations, input.bulk);
+  const rule = new MustRule(input, fps);
   const candidates = new Map<string, Candidate[]>();
   const invalidByKey = new Map<string, BarFields[]>();
   const add = (c: Candidate) => {
@@ -324,11 +559,11 @@ export function check(input: CheckInput): Verdict {
       if (!sent) {
         ex.add(
           'unknown record',
-          `incarnation ${r.incarnation} partition ${r.partition} offset ${r.offset} id ${r.id}`,
+          `incarnation ${r.incarnation} partition ${r.partition} offset ${r.offset} id ${r.id}${isBulkId(r.id) ? ' (a bulk id: its value, key or headers are not what the id derives)' : ''}`,
         );
         continue;
       }
-      const must = mustOf(r, input, fps);
+      const must = rule.must(r.incarnation, r.partition, Number(r.offset));
       if (must) mustRecords++;
       else mayRecords++;
       if (!sent.spec.valid) {
@@ -385,42 +620,19 @@ export function check(input: CheckInput): Verdict {
     s.revision === v.revision &&
     s.sourceTimeMs === v.time &&
     (!input.hasOrigin || s.sourceOrigin === v.origin);
-  for (const [k, cands] of candidates) {
-    const musts = cands.filter((c) => c.must);
-    const mustMax = musts.reduce<Version | null>(
-      (m, c) => (m === null || compareVersions(c.version, m) > 0 ? c.version : m),
-      null,
-    );
-    if (mustMax) mustKeys++;
-    const acceptable = cands.filter((c) => mustMax === null || compareVersions(c.version, mustMax) >= 0);
-    const best = acceptable.reduce<Candidate | null>(
-      (m, c) => (m === null || compareVersions(c.version, m.version) > 0 ? c : m),
-      null,
-    )!;
-    const s = stored.get(k);
-    if (!s) {
-      if (mustMax)
-        ex.add(
-          'lost',
-          `${k}: expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}`,
-        );
-      continue;
-    }
-    if (acceptable.some((c) => sameValues(s, c.fields) && versionMatches(s, c.version))) continue;
-    causes.set(
-      likelyCause(s, cands, best, versionMatches),
-      (causes.get(likelyCause(s, cands, best, versionMatches)) ?? 0) + 1,
-    );
-    const why = `${k}: stored ${fmtFields(s)} ${fmtStoredVersion(s)}; expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}${acceptable.length > 1 ? ` (or ${acceptable.length - 1} other acceptable)` : ''}`;
-    const older = cands.find((c) => sameValues(s, c.fields) && versionMatches(s, c.version));
-    if (acceptable.some((c) => sameValues(s, c.fields))) {
-      ex.add('version', `${why}${older ? `; the stored version is ${older.source}'s` : ''}`);
-    } else if ((invalidByKey.get(k) ?? []).some((f) => sameValues(s, f))) {
-      ex.add('invalid landed', why);
-    } else {
-      ex.add('stale', `${why}${older ? `; stored is ${older.source}` : ''}`);
+  const judge: KeyJudge = { ex, causes, versionMatches };
+  for (const [k, cands] of candidates)
+    if (judgeKey(k, cands, stored.get(k), invalidByKey.get(k) ?? [], judge)) mustKeys++;
+  if (input.bulk) {
+    // Bulk keys are the feed's own: nothing else may have one (it would be judged apart from them).
+    const total = bulkTotal(input.bulk);
+    for (const [k, cands] of candidates) {
+      const f = cands[0]!.fields;
+      if (bulkIndexOfKey(input.bulk.symbols, total, f.symbol, f.timestampMs) !== null)
+        ex.add('bulk key collision', `${k}: ${cands.map((c) => c.source).join(', ')}`);
     }
   }
+  const bulk = input.bulk ? checkBulk(input, rule, judge) : null;
   for (const [k, s] of stored) {
     if (candidates.has(k)) continue;
     if ((invalidByKey.get(k) ?? []).some((f) => sameValues(s, f)))
@@ -432,8 +644,17 @@ export function check(input: CheckInput): Verdict {
   // bars_latest: the newest stored bar of each symbol, exactly.
   if (input.latest) {
     const newest = new Map<string, StoredRow>();
-    for (const s of input.stored) {
+    const consider = (s: StoredRow) => {
       if ((newest.get(s.symbol)?.timestampMs ?? -Infinity) < s.timestampMs) newest.set(s.symbol, s);
+    };
+    for (const s of input.stored) consider(s);
+    if (input.bulk) {
+      // The bulk feed's rows are kept as columns: each one stored, rebuilt as a row.
+      const B = input.bulk;
+      for (let g = 0, total = bulkTotal(B); g < total; g++) {
+        const s = storedBulkRow(B.stored, g, B.symbols, input.hasOrigin);
+        if (s) consider(s);
+      }
     }
     const kept = new Map(input.latest.map((l) => [l.symbol, l]));
     const say = (r: StoredRow | undefined) =>
@@ -452,7 +673,7 @@ export function check(input: CheckInput): Verdict {
   for (const k of mustDeadLetter) if (!lettered.has(k)) ex.add('not dead-lettered', k);
   for (const d of input.deadLetters) {
     const sent = d.id === null ? undefined : input.sent.get(d.id);
-    if (sent?.spec.valid)
+    if (sent?.spec.valid || isBulkId(d.id))
       ex.add('valid dead-lettered', `${d.id} (${d.reason}) from ${d.sourcePartition}/${d.sourceOffset}`);
   }
 
@@ -490,10 +711,12 @@ export function check(input: CheckInput): Verdict {
       );
     }
   }
-  const opCounts = new Map<string, number>();
+  const opCounts = new Map<string, number>(OP_KINDS.map((k) => [k, 0]));
+  const opNoops = new Map<string, number>();
   let opFailures = 0;
   for (const o of input.ops) {
     opCounts.set(o.kind, (opCounts.get(o.kind) ?? 0) + 1);
+    if (o.noop) opNoops.set(o.kind, (opNoops.get(o.kind) ?? 0) + 1);
     if (o.failure) {
       opFailures++;
       ex.add('operation failed', `${o.kind} at ${(o.from / 1000).toFixed(1)} s: ${o.failure}`);
@@ -501,16 +724,18 @@ export function check(input: CheckInput): Verdict {
   }
 
   const figures: Figures = {
-    producedRecords,
-    messagesSent: input.sent.size,
-    validRecords,
+    producedRecords: producedRecords + (bulk?.records ?? 0),
+    messagesSent: input.sent.size + (bulk?.sent ?? 0),
+    bulkRecords: bulk?.records ?? 0,
+    bulkSent: bulk?.sent ?? 0,
+    validRecords: validRecords + (bulk?.records ?? 0),
     invalidRecords,
     backfillRows,
-    mustRecords,
-    mayRecords,
-    keys: candidates.size,
-    mustKeys,
-    stored: stored.size,
+    mustRecords: mustRecords + (bulk?.must ?? 0),
+    mayRecords: mayRecords + (bulk?.may ?? 0),
+    keys: candidates.size + (bulk?.keys ?? 0),
+    mustKeys: mustKeys + (bulk?.mustKeys ?? 0),
+    stored: stored.size + (bulk?.stored ?? 0),
     lost: ex.count('lost'),
     stale: ex.count('stale'),
     version: ex.count('version'),
@@ -524,12 +749,13 @@ export function check(input: CheckInput): Verdict {
     fenceAhead: ex.count('fence ahead'),
     finalMismatch,
     replayWrites,
-    unclassifiable,
+    unclassifiable: unclassifiable + (bulk?.unclassifiable ?? 0),
     stallMsByPartition: stalls,
     stallBoundMs: input.stallBoundMs,
     stallsOverBound,
     opFailures,
     opCounts,
+    opNoops,
     causes,
   };
   const discrepancies = ex.render();
@@ -624,7 +850,7 @@ export function renderFigures(f: Figures): string[] {
     .map(([p, ms]) => `${p}:${(ms / 1000).toFixed(1)}`)
     .join(' ');
   return [
-    `produced: ${f.producedRecords} records in the logs (${f.messagesSent} messages sent; ${f.validRecords} valid, ${f.invalidRecords} invalid), ${f.backfillRows} backfill rows`,
+    `produced: ${f.producedRecords} records in the logs (${f.messagesSent} messages sent; ${f.validRecords} valid, ${f.invalidRecords} invalid), ${f.backfillRows} backfill rows${f.bulkSent ? `; of them the bulk feed's: ${f.bulkRecords} records, ${f.bulkSent} messages sent` : ''}`,
     `must/may: ${f.mustRecords} records MUST, ${f.mayRecords} MAY; ${f.keys} keys, ${f.mustKeys} must-land keys`,
     `stored: ${f.stored} rows; lost ${f.lost}, stale ${f.stale}, version ${f.version}, extra ${f.extra}, invalid landed ${f.invalidLanded}, duplicated ${f.duplicated}; bars_latest off for ${f.latestMismatch} symbols`,
     `dead letters: ${f.invalidMustDeadLetter} invalid MUST be dead-lettered, ${f.notDeadLettered} not; ${f.validDeadLettered} valid dead-lettered`,
@@ -638,7 +864,7 @@ export function renderFigures(f: Figures): string[] {
             .join('; ')}`,
         ]
       : []),
-    `operations: ${[...f.opCounts].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}${f.opFailures ? `; ${f.opFailures} failed` : ''}`,
+    `operations: ${[...f.opCounts].map(([k, n]) => `${k} ${n}${f.opNoops.get(k) ? ` (${f.opNoops.get(k)} did nothing)` : ''}`).join(', ')}${f.opFailures ? `; ${f.opFailures} failed` : ''}`,
     ...(f.unclassifiable ? [`unclassifiable record times: ${f.unclassifiable}`] : []),
   ];
 }
@@ -658,13 +884,86 @@ export function serializeInput(input: CheckInput): string {
 }
 
 export function deserializeInput(text: string): CheckInput {
-  return JSON.parse(text, (_, v: unknown) => {
-    if (v && typeof v === 'object') {
-      const o = v as Record<string, unknown>;
-      if (typeof o.$b === 'string') return BigInt(o.$b);
-      if (Array.isArray(o.$m)) return new Map(o.$m as [unknown, unknown][]);
-      if (o.type === 'Buffer' && Array.isArray(o.data)) return Buffer.from(o.data as number[]);
+  return JSON.parse(text, (_, v: unknown) => revive(v)) as CheckInput;
+}
+
+function revive(v: unknown): unknown {
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    if (typeof o.$b === 'string') return BigInt(o.$b);
+    if (Array.isArray(o.$m)) return new Map(o.$m as [unknown, unknown][]);
+    if (typeof o.$buf === 'string') return Buffer.from(o.$buf, 'base64');
+    if (o.type === 'Buffer' && Array.isArray(o.data)) return Buffer.from(o.data as number[]);
+  }
+  return v;
+}
+
+const FORMAT = 'nemesis-check-input/2';
+const TYPED = { Int32Array, Uint32Array, Uint16Array, Uint8Array, Float64Array } as const;
+type TypedName = keyof typeof TYPED;
+
+/**
+ * Writes a check input to `file` for `--check` (a kept run): a header line (format, the JSON's length),
+ * the input as JSON (bigints, Maps, Buffers as base64), then the bytes of its typed arrays (the bulk
+ * feed's columns), each referenced from the JSON by type, position and length: no single string holds
+ * millions of records.
+ */
+export function writeInput(file: string, input: CheckInput): void {
+  const arrays: ArrayBufferView[] = [];
+  let at = 0;
+  const json = JSON.stringify(input, function (this: Record<string, unknown>, key: string, v: unknown) {
+    const raw = this[key];
+    if (Buffer.isBuffer(raw)) return { $buf: raw.toString('base64') };
+    if (typeof v === 'bigint') return { $b: v.toString() };
+    if (v instanceof Map) return { $m: [...v] };
+    if (ArrayBuffer.isView(v) && v.constructor.name in TYPED) {
+      const ref = { $ta: v.constructor.name, at, n: (v as unknown as { length: number }).length };
+      arrays.push(v);
+      at += Math.ceil(v.byteLength / 8) * 8;
+      return ref;
     }
     return v;
-  }) as CheckInput;
+  });
+  const body = Buffer.from(json);
+  const header = Buffer.from(`${FORMAT} ${body.length}\n`);
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, header);
+    fs.writeSync(fd, body);
+    let pos = header.length + body.length;
+    for (const a of arrays) {
+      fs.writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength), 0, a.byteLength, pos);
+      pos += Math.ceil(a.byteLength / 8) * 8;
+    }
+    if (pos > header.length + body.length) fs.ftruncateSync(fd, pos);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads what `writeInput` wrote (or an earlier kept input: one JSON text). */
+export function readInput(file: string): CheckInput {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(64);
+    const got = fs.readSync(fd, head, 0, head.length, 0);
+    const line = head.subarray(0, got).toString('latin1').split('\n')[0]!;
+    const m = new RegExp(`^${FORMAT} (\\d+)$`).exec(line);
+    if (!m) return deserializeInput(fs.readFileSync(file, 'utf8'));
+    const base = line.length + 1;
+    const body = Buffer.alloc(Number(m[1]));
+    fs.readSync(fd, body, 0, body.length, base);
+    const binary = base + body.length;
+    return JSON.parse(body.toString('utf8'), (_, v: unknown) => {
+      const o = v as { $ta?: TypedName; at?: number; n?: number } | null;
+      if (o && typeof o === 'object' && typeof o.$ta === 'string' && o.$ta in TYPED) {
+        const a = new TYPED[o.$ta](o.n!);
+        fs.readSync(fd, new Uint8Array(a.buffer), 0, a.byteLength, binary + o.at!);
+        return a;
+      }
+      return revive(v);
+    }) as CheckInput;
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -70,6 +70,17 @@ export interface ProduceEvent {
   messages: MessageSpec[];
 }
 
+/**
+ * The bulk feed (`--rate`, ./bulk.ts): bars derived from the seed and a bulk index g (symbol g mod
+ * `symbols`, minute ⌊g / symbols⌋), sent as events of consecutive indices.
+ */
+export interface BulkPlan {
+  /** Messages a second. */
+  rate: number;
+  symbols: number;
+  events: { at: number; first: number; count: number }[];
+}
+
 export interface BackfillRow {
   symbol: string;
   timestampMs: number;
@@ -103,6 +114,26 @@ export type Op =
 
 export type OpKind = Op['kind'];
 
+/** Every operation kind, in the report's order (a Record: the compiler sees that none is missing). */
+const OP_KIND_SET: Record<OpKind, true> = {
+  sigkill: true,
+  restart: true,
+  'add-instance': true,
+  'remove-instance': true,
+  'add-partitions': true,
+  'recreate-topic': true,
+  'lock-fences': true,
+  'pg-restart': true,
+  'pgbouncer-restart': true,
+  'broker-restart': true,
+  'offsets-reset': true,
+  replay: true,
+  'commit-ahead': true,
+  'dlq-replay': true,
+  backfill: true,
+};
+export const OP_KINDS = Object.keys(OP_KIND_SET) as readonly OpKind[];
+
 export interface OpEvent {
   at: number;
   op: Op;
@@ -115,6 +146,10 @@ export interface Schedule {
   durationMs: number;
   initialPartitions: number;
   initialInstances: number;
+  /** Each operation kind is planned at least this many times (0: no such guarantee). */
+  everyOp?: number;
+  /** The bulk feed (absent: none). */
+  bulk?: BulkPlan;
   produce: ProduceEvent[];
   ops: OpEvent[];
 }
@@ -141,14 +176,28 @@ export interface FenceRow {
   updatedMs: number;
 }
 
+/**
+ * The bulk records of a log (./bulk.ts `BulkColumns`), sorted by partition and offset: the records whose
+ * value, key and headers are exactly what their bulk id derives, each as (partition, offset, record
+ * time, bulk index).
+ */
+export interface BulkRecords {
+  partition: Int32Array;
+  offset: Float64Array;
+  timestampMs: Float64Array;
+  index: Uint32Array;
+}
+
 export interface Incarnation {
   index: number;
   /** Runner clock (ms since the run's start) and database clock (epoch ms) right after the topic was created. */
   createdAt: number;
   createdDbMs: number;
   partitions: number;
-  /** Its whole log, read back before it was deleted (or after quiescence, for the last one). */
+  /** Its whole log, read back before it was deleted (or after quiescence, for the last one)... */
   records: LogRecord[];
+  /** ... but for the bulk feed's records (absent: none). */
+  bulk?: BulkRecords;
   /** The fences read just before it was deleted (none for the last one). */
   fencesAtDeletion: Map<number, FenceRow> | null;
 }
@@ -203,6 +252,25 @@ export interface StoredRow {
   sourceOrigin?: bigint | null;
 }
 
+/**
+ * bars_1m's rows of the bulk feed's keys, by bulk index g (./bulk.ts `storeBulkRow`): numbers kept
+ * exactly (NaN stands for null: vwap, source_time -infinity, source_origin null or absent; a row whose
+ * numbers a double cannot hold exactly, or a second row of a key, stays a StoredRow).
+ */
+export interface StoredBulk {
+  /** 1 where the table has g's key. */
+  present: Uint8Array;
+  open: Float64Array;
+  high: Float64Array;
+  low: Float64Array;
+  close: Float64Array;
+  volume: Float64Array;
+  vwap: Float64Array;
+  revision: Float64Array;
+  sourceTimeMs: Float64Array;
+  sourceOrigin: Float64Array;
+}
+
 /** What the producer knew about a message it sent (by id). */
 export interface Sent {
   spec: MessageSpec;
@@ -232,4 +300,6 @@ export interface OpDone {
   detail: string;
   /** An operation that did not do what an operator would expect of it (a CLI failing, a timeout). */
   failure?: string;
+  /** It found nothing to act on (no instance to remove, no such partitions, ...): counted apart. */
+  noop?: boolean;
 }

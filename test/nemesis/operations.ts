@@ -2,8 +2,8 @@
  * The operations of the schedule, each a small function of the run (./runner.ts) that does it as an
  * operator or an outage would and records what the checker must know: windows in which partitions are
  * not expected to progress, forward skips of a reset, deleted incarnations with their fences, backfills,
- * replay measurements. Each returns a one-line detail; a thrown error is recorded as the operation's
- * failure.
+ * replay measurements. Each returns a one-line detail (a `Noop` when it found nothing to act on: counted
+ * apart in the report); a thrown error is recorded as the operation's failure.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,10 +14,15 @@ import type { Run } from './runner';
 
 type OpOf<K extends Op['kind']> = Extract<Op, { kind: K }>;
 
-export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise<string> } = {
+/** What an operation that found nothing to act on returns (no instance running, no such partitions). */
+export class Noop {
+  constructor(readonly detail: string) {}
+}
+
+export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise<string | Noop> } = {
   async sigkill(run, op) {
     const id = run.pickInstance(op.instance);
-    if (id === null) return 'no instance running';
+    if (id === null) return new Noop('no instance running');
     await run.instances.kill(id);
     await sleep(op.downMs);
     run.instances.start(id);
@@ -26,10 +31,11 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
 
   async restart(run, op) {
     const id = run.pickInstance(op.instance);
-    if (id === null) return 'no instance running';
+    if (id === null) return new Noop('no instance running');
+    const stop = stopMark(run, id);
     const code = await run.instances.terminate(id);
     run.instances.start(id);
-    return `instance ${id} stopped (${exitSaid(run, id, code)}) and started`;
+    return `instance ${id} stopped (${exitSaid(run, id, code, stop)}) and started`;
   },
 
   async 'add-instance'(run, op) {
@@ -39,13 +45,14 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
 
   async 'remove-instance'(run, op) {
     const id = run.pickInstance(op.instance);
-    if (id === null || run.instances.running.size <= 1) return 'kept the last instance';
+    if (id === null || run.instances.running.size <= 1) return new Noop('kept the last instance');
+    const stop = stopMark(run, id);
     const code = await run.instances.terminate(id);
-    return `stopped instance ${id} (${exitSaid(run, id, code)})`;
+    return `stopped instance ${id} (${exitSaid(run, id, code, stop)})`;
   },
 
   async 'add-partitions'(run, op) {
-    if (op.to <= run.partitions) return `already ${run.partitions} partitions`;
+    if (op.to <= run.partitions) return new Noop(`already ${run.partitions} partitions`);
     await run.admin.createPartitions({ topicPartitions: [{ topic: run.topic, count: op.to }] });
     const from = run.partitions;
     run.partitions = op.to;
@@ -58,7 +65,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
     await run.producer.pause();
     try {
       const inc = run.incarnations.at(-1)!;
-      inc.records = await readLog(run.kafka, run.admin, run.topic, inc.index);
+      Object.assign(inc, await readLog(run.kafka, run.admin, run.topic, inc.index, { bulk: run.bulkKey }));
       inc.fencesAtDeletion = await run.fences();
       const from = run.now();
       run.topicMissing = true;
@@ -73,7 +80,8 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       run.topicMissing = false;
       run.windows.push({ from, to: run.now(), partitions: null, why: 'topic deleted' });
       await run.producer.renew();
-      return `incarnation ${inc.index} (${inc.records.length} records) deleted; incarnation ${inc.index + 1} with ${op.partitions} partitions`;
+      const n = inc.records.length + (inc.bulk?.index.length ?? 0);
+      return `incarnation ${inc.index} (${n} records) deleted; incarnation ${inc.index + 1} with ${op.partitions} partitions`;
     } finally {
       run.topicMissing = false;
       run.producer.resume();
@@ -82,7 +90,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
 
   async 'lock-fences'(run, op) {
     const partitions = op.partitions.filter((p) => p < run.partitions);
-    if (partitions.length === 0) return 'no such partitions';
+    if (partitions.length === 0) return new Noop('no such partitions');
     const client = await run.directClient();
     await client.query('BEGIN');
     await client.query(
@@ -205,7 +213,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
         moved.push({ partition: p, offset: to.toString() });
         said.push(`${p}: fence ${f.next}, committed → ${to} (log end ${end})`);
       }
-      if (moved.length === 0) return 'no partition with a fence behind its log end';
+      if (moved.length === 0) return new Noop('no partition with a fence behind its log end');
       await run.admin.setOffsets({ groupId: run.group, topic: run.topic, partitions: moved });
       return said.join('; ');
     } finally {
@@ -239,14 +247,90 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
   },
 };
 
+/** How long after an outage a partition may still be retrying the write the outage failed. */
+const OUTAGE_AFTERMATH_MS = 30_000;
+
 /**
  * A graceful stop exits 0 once every buffer is durable. While fence rows are locked some buffers cannot
  * be: the service then exits 1 at its deadline (docs/runbook.md "BarWriterDown (critical)"), and the next owner replays them.
+ * So it does, with "writes failing", when the partitions it names as stuck at its stop all failed with a
+ * transient error and an outage (fence rows locked, PostgreSQL, PgBouncer or the broker restarting, the
+ * topic deleted) ended less than OUTAGE_AFTERMATH_MS before the SIGTERM (`at`): a partition whose write
+ * the lock timed out retries at the cap, its messages fetched again, which a consumer rejoining after a
+ * broker restart does not do at once.
  */
-function exitSaid(run: Run, id: number, code: number | null): string {
+function exitSaid(run: Run, id: number, code: number | null, { at, logSize }: StopMark): string {
   if (code === 0) return 'exit 0';
   if (run.locked) return `exit ${code}: not drained, fence rows locked`;
-  throw new Error(`instance ${id} exited ${code} on SIGTERM`);
+  const stuck = code === 1 ? stuckAtStop(run, id, logSize) : null;
+  const outage = run.windows
+    .filter((w) => w.why !== 'no instance' && w.from <= at && w.to > at - OUTAGE_AFTERMATH_MS)
+    .sort((a, b) => b.to - a.to)[0];
+  if (stuck && stuck.length > 0 && stuck.every((p) => p.class === 'transient') && outage)
+    return `exit 1: not drained, partition(s) ${stuck.map((p) => `${p.partition} (${p.code})`).join(', ')} still retrying ${((at - outage.to) / 1000).toFixed(1)} s after the end of "${outage.why}"`;
+  throw new Error(
+    `instance ${id} exited ${code} on SIGTERM${stuck ? ` (stuck: ${stuck.map((p) => `${p.partition} ${p.class} ${p.code}`).join(', ') || 'none'})` : ''}`,
+  );
+}
+
+/** When a stop began: the run's clock, and the size of the instance's log then. */
+interface StopMark {
+  at: number;
+  logSize: number;
+}
+
+const instanceLog = (run: Run, id: number) => path.join(run.workDir, `instance-${id}.log`);
+
+function stopMark(run: Run, id: number): StopMark {
+  let logSize = 0;
+  try {
+    logSize = fs.statSync(instanceLog(run, id)).size;
+  } catch {
+    // no log yet
+  }
+  return { at: run.now(), logSize };
+}
+
+/**
+ * The partitions the "not drained" line the instance logged during this stop (after `from` bytes of
+ * its log) names as stuck, with their last error (null: no such line).
+ */
+function stuckAtStop(
+  run: Run,
+  id: number,
+  from: number,
+): { partition: number; class: string; code: string }[] | null {
+  let tail: string;
+  try {
+    const fd = fs.openSync(instanceLog(run, id), 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.max(0, size - from));
+      fs.readSync(fd, buf, 0, buf.length, from);
+      tail = buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+  const line = tail
+    .split('\n')
+    .reverse()
+    .find((l) => l.includes('before every buffer was durable'));
+  if (!line) return null;
+  try {
+    const o = JSON.parse(line) as {
+      stuck?: { partition: number; error?: { class?: string; code?: string } }[];
+    };
+    return (o.stuck ?? []).map((p) => ({
+      partition: p.partition,
+      class: p.error?.class ?? '?',
+      code: p.error?.code ?? '?',
+    }));
+  } catch {
+    return null;
+  }
 }
 
 /** The CSV of a backfill (revision 0 written as an empty field half of the time: null is 0). */

@@ -16,8 +16,10 @@ import { applyAggregateTimezone } from '../../src/store/timescaleSettings';
 import { migrate } from '../../src/store/migrate';
 import { sleep, uniqueName, waitFor } from '../support/common';
 import { runCli } from '../support/harness';
-import { check, renderFigures, serializeInput, type CheckInput, type Verdict } from './checker';
-import { NemesisProducer, readDeadLetters, readLog } from './kafka';
+import { bulkIndexOfKey, bulkTotal, newStoredBulk, storeBulkRow } from './bulk';
+import { check, renderFigures, writeInput, type CheckInput, type Verdict } from './checker';
+import { NemesisProducer, readDeadLetters, readLog, type BulkKey } from './kafka';
+import { OP_KINDS } from './model';
 import type {
   BackfillDone,
   FenceRow,
@@ -27,11 +29,12 @@ import type {
   Sample,
   Schedule,
   SkipRange,
+  StoredBulk,
   StoredRow,
   Window,
 } from './model';
-import { operations } from './operations';
-import { CONFLICTS_WITH_LOCK, describeOp, generate } from './schedule';
+import { Noop, operations } from './operations';
+import { CONFLICTS_WITH_LOCK, defaultEveryOp, describeOp, generate } from './schedule';
 import {
   broker,
   emergencyStops,
@@ -103,6 +106,10 @@ export interface RunOptions {
   seed: number;
   minutes: number;
   scenario?: 'random' | 'issue';
+  /** Each operation kind at least this many times (default: 3 from 20 minutes on, else 0). */
+  everyOp?: number;
+  /** Messages a second of the bulk feed (./bulk.ts; default 0: none). */
+  rate?: number;
   /** Keep the run's directory: instance logs, schedule.json, report.txt, and the PostgreSQL and broker logs. */
   keep?: boolean;
   log?: (line: string) => void;
@@ -162,6 +169,8 @@ export class Run {
       seed: options.seed,
       minutes: options.minutes,
       scenario: options.scenario ?? 'random',
+      everyOp: options.everyOp,
+      rate: options.rate,
     });
     this.partitions = this.schedule.initialPartitions;
     this.workDir = fs.mkdtempSync(path.join(os.tmpdir(), `nemesis-${this.schedule.seed}-`));
@@ -174,6 +183,7 @@ export class Run {
       this.kafka,
       () => this.topic,
       () => this.partitions,
+      this.schedule.bulk ? { seed: this.schedule.seed, plan: this.schedule.bulk } : null,
     );
     this.pool = new pg.Pool({
       host: '127.0.0.1',
@@ -189,6 +199,12 @@ export class Run {
       this.workDir,
       (n) => this.instanceCount(n),
     );
+  }
+
+  /** What the read-backs need to know the bulk feed's records (undefined: the run has none). */
+  get bulkKey(): BulkKey | undefined {
+    const b = this.schedule.bulk;
+    return b ? { seed: this.schedule.seed, symbols: b.symbols } : undefined;
   }
 
   get broker(): Broker {
@@ -360,10 +376,18 @@ export class Run {
     );
   }
 
-  /** Every partition's fence and committed offset at its log end, twice in a row. */
+  /**
+   * Every partition's fence and committed offset at its log end, twice in a row. With the bulk feed the
+   * wait grows by 1 s per 5,000 records of the topic's log: a reset to earliest (the replay, an
+   * operator's) has the instances read the whole log again, millions of records in a long run.
+   */
   async waitCaughtUp(timeoutMs: number): Promise<void> {
     let streak = 0;
     let last = '';
+    if (this.schedule.bulk) {
+      const ends = await this.logEnds().catch(() => new Map<number, bigint>());
+      timeoutMs += Number([...ends.values()].reduce((a, b) => a + b, 0n)) / 5;
+    }
     try {
       await this.waitFor(
         'every partition caught up (fence = committed = log end)',
@@ -569,17 +593,71 @@ export class Run {
     );
   }
 
+  /**
+   * The bulk feed: each event at its time (late ones back to back: after a pause the feed catches up),
+   * through its own producer. Logs its progress every 30 s and how far behind its schedule it fell.
+   */
+  private async bulkTrack(): Promise<void> {
+    const plan = this.schedule.bulk;
+    if (!plan) return;
+    let sent = 0;
+    let behindMs = 0;
+    let last = { t: this.now(), sent: 0 };
+    for (let i = 0; i < plan.events.length; i++) {
+      const ev = plan.events[i]!;
+      const wait = ev.at - this.now();
+      if (wait > 0) await sleep(wait);
+      behindMs = Math.max(behindMs, this.now() - ev.at);
+      sent += await this.producer.sendBulk(i);
+      if (this.now() - last.t >= 30_000) {
+        const rate = ((sent - last.sent) * 1000) / (this.now() - last.t);
+        this.log(
+          `bulk feed: ${sent} messages sent (${rate.toFixed(0)}/s over the last ${((this.now() - last.t) / 1000).toFixed(0)} s; ${((this.now() - ev.at) / 1000).toFixed(1)} s behind its schedule)${this.lagText()}`,
+        );
+        last = { t: this.now(), sent };
+      }
+    }
+    const secs = (this.now() - plan.events[0]!.at) / 1000;
+    this.log(
+      `bulk feed done: ${sent} of ${bulkTotal(plan)} messages sent in ${secs.toFixed(0)} s (${(sent / secs).toFixed(0)}/s; at most ${(behindMs / 1000).toFixed(1)} s behind its schedule)`,
+    );
+  }
+
+  /**
+   * Messages behind: per partition of the current topic, its log end minus its fence (a fence moved
+   * before the topic was created counts as 0), from the monitor's newest sample (null: none in 3 s; at
+   * most a second old otherwise: the operation track does not wait for a reading of its own).
+   */
+  lagNow(): { total: bigint; max: bigint; partition: number } | null {
+    const s = this.samples.at(-1);
+    const inc = this.incarnations[s?.incarnation ?? -1];
+    if (!s || !inc || s.incarnation !== this.incarnations.length - 1 || this.now() - s.t > 3000) return null;
+    return lagOf(s, inc.createdDbMs);
+  }
+
+  private lagText(l = this.lagNow()): string {
+    if (l === null) return '';
+    return `; lag ${l.total}${l.total > 0n ? ` (most: partition ${l.partition}, ${l.max})` : ''}`;
+  }
+
   private async opTrack(): Promise<void> {
     for (const { at, op } of this.schedule.ops) {
       const wait = at - this.now();
       if (wait > 0) await sleep(wait);
       if (CONFLICTS_WITH_LOCK.has(op.kind)) await this.lockDone;
       const from = this.now();
-      this.log(`op ${op.kind}: ${describeOp(op)}`);
+      this.log(`op ${op.kind}: ${describeOp(op)}${this.lagText()}`);
       const done: OpDone = { kind: op.kind, from, to: from, detail: '' };
       try {
-        done.detail = await (operations[op.kind] as (run: Run, o: typeof op) => Promise<string>)(this, op);
-        this.log(`   → ${done.detail} (${((this.now() - from) / 1000).toFixed(1)} s)`);
+        const said = await (operations[op.kind] as (run: Run, o: typeof op) => Promise<string | Noop>)(
+          this,
+          op,
+        );
+        done.detail = said instanceof Noop ? said.detail : said;
+        if (said instanceof Noop) done.noop = true;
+        this.log(
+          `   → ${done.detail}${done.noop ? ' (nothing done)' : ''} (${((this.now() - from) / 1000).toFixed(1)} s)${this.lagText()}`,
+        );
       } catch (err) {
         done.failure = (err as Error).message;
         this.log(`   → FAILED: ${done.failure}`);
@@ -662,14 +740,26 @@ export class Run {
       }));
     })();
     const current = this.incarnations.at(-1)!;
-    current.records = await readLog(this.kafka, this.admin, this.topic, current.index);
+    let t = this.now();
+    Object.assign(
+      current,
+      await readLog(this.kafka, this.admin, this.topic, current.index, { bulk: this.bulkKey }),
+    );
+    const records = this.incarnations.reduce((a, i) => a + i.records.length + (i.bulk?.index.length ?? 0), 0);
+    this.log(
+      `read back incarnation ${current.index} in ${((this.now() - t) / 1000).toFixed(1)} s (all incarnations: ${records} records, ${this.incarnations.reduce((a, i) => a + (i.bulk?.index.length ?? 0), 0)} of them the bulk feed's)`,
+    );
     const deadLetters = await readDeadLetters(this.kafka, this.admin, this.dlqTopic);
     const cols = await this.pool.query<{ column_name: string }>(
       `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'bars_1m'`,
       [this.schema],
     );
     const hasOrigin = cols.rows.some((r) => r.column_name === 'source_origin');
-    const stored = (await this.storedRows('bars_1m', hasOrigin))!;
+    t = this.now();
+    const { stored, storedBulk } = await this.readTable(hasOrigin);
+    this.log(
+      `read bars_1m in ${((this.now() - t) / 1000).toFixed(1)} s: ${stored.length + (storedBulk ? storedBulk.present.reduce((a, b) => a + b, 0) : 0)} rows`,
+    );
     const latest = await this.storedRows('bars_latest', hasOrigin);
     const dup = await this.pool.query<{ n: string }>(
       `SELECT count(*)::text AS n FROM (SELECT 1 FROM "${this.schema}".bars_1m GROUP BY symbol, "timestamp" HAVING count(*) > 1) d`,
@@ -700,7 +790,83 @@ export class Run {
       replays: this.replays,
       ops: this.opsDone,
       stallBoundMs: STALL_BOUND_MS,
+      ...(this.schedule.bulk && storedBulk
+        ? {
+            bulk: {
+              seed: this.schedule.seed,
+              symbols: this.schedule.bulk.symbols,
+              events: this.schedule.bulk.events.map(({ first, count }) => ({ first, count })),
+              sentAtMs: this.producer.bulkSentAt,
+              stored: storedBulk,
+            },
+          }
+        : {}),
     };
+  }
+
+  /**
+   * bars_1m, read through a cursor 50,000 rows at a time: the bulk feed's rows into StoredBulk columns
+   * (by bulk index), the others as StoredRows.
+   */
+  private async readTable(
+    hasOrigin: boolean,
+  ): Promise<{ stored: StoredRow[]; storedBulk: StoredBulk | null }> {
+    const plan = this.schedule.bulk;
+    const total = plan ? bulkTotal(plan) : 0;
+    const storedBulk = plan ? newStoredBulk(total) : null;
+    const stored: StoredRow[] = [];
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query(
+        `DECLARE bars NO SCROLL CURSOR FOR
+         SELECT symbol, (extract(epoch FROM "timestamp") * 1000)::bigint::text AS ts, open, high, low, close,
+                volume::text AS volume, vwap, revision::text AS revision,
+                CASE WHEN source_time = '-infinity' THEN NULL ELSE (extract(epoch FROM source_time) * 1000)::text END AS st
+                ${hasOrigin ? ', source_origin::text AS origin' : ''}
+         FROM "${this.schema}".bars_1m`,
+      );
+      for (;;) {
+        const rows = await c.query<{
+          symbol: string;
+          ts: string;
+          open: number;
+          high: number;
+          low: number;
+          close: number;
+          volume: string;
+          vwap: number | null;
+          revision: string;
+          st: string | null;
+          origin?: string | null;
+        }>('FETCH 50000 FROM bars');
+        if (rows.rows.length === 0) break;
+        for (const r of rows.rows) {
+          const row: StoredRow = {
+            symbol: r.symbol,
+            timestampMs: Number(r.ts),
+            open: r.open,
+            high: r.high,
+            low: r.low,
+            close: r.close,
+            volume: Number(r.volume),
+            vwap: r.vwap,
+            revision: Number(r.revision),
+            sourceTimeMs: r.st === null ? null : Number(r.st),
+            ...(hasOrigin
+              ? { sourceOrigin: r.origin === null || r.origin === undefined ? null : BigInt(r.origin) }
+              : {}),
+          };
+          const g = plan ? bulkIndexOfKey(plan.symbols, total, row.symbol, row.timestampMs) : null;
+          if (g !== null && storeBulkRow(storedBulk!, g, row, hasOrigin)) continue;
+          stored.push(row);
+        }
+      }
+      await c.query('COMMIT');
+    } finally {
+      c.release();
+    }
+    return { stored, storedBulk };
   }
 
   private async teardown(): Promise<void> {
@@ -745,7 +911,41 @@ export class Run {
     this.print(
       `schedule: ${s.produce.length} produce events (${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}), ${s.ops.length} operations:`,
     );
+    if (s.bulk)
+      this.print(
+        `bulk feed: ${s.bulk.rate} messages/s, ${bulkTotal(s.bulk)} messages in ${s.bulk.events.length} sends of up to ${s.bulk.events[0]!.count} (symbols B0000…B${String(s.bulk.symbols - 1).padStart(4, '0')}, one bar each a minute)`,
+      );
     for (const { at, op } of s.ops) this.print(`  ${ms(at)}  ${describeOp(op)}`);
+    const planned = new Map<string, number>(OP_KINDS.map((k) => [k, 0]));
+    for (const { op } of s.ops) planned.set(op.kind, planned.get(op.kind)! + 1);
+    this.print(
+      `operations planned by kind${s.everyOp ? ` (each at least ${s.everyOp} times)` : ''}: ${[...planned].map(([k, n]) => `${k} ${n}`).join(', ')}`,
+    );
+  }
+
+  /** The lag over the run, from the monitor's samples (one a second). */
+  private lagSummary(): string {
+    const lags = this.samples.map((s) => ({
+      t: s.t,
+      ...lagOf(s, this.incarnations[s.incarnation]!.createdDbMs),
+    }));
+    if (lags.length === 0) return 'lag: no samples';
+    const sorted = lags.map((l) => Number(l.total)).sort((a, b) => a - b);
+    const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))]!;
+    const max = lags.reduce((m, l) => (l.total > m.total ? l : m));
+    return `lag (Σ log end − fence, ${lags.length} samples, operations included): median ${q(0.5)}, p90 ${q(0.9)}, p99 ${q(0.99)}, max ${max.total} at ${(max.t / 1000).toFixed(0)} s`;
+  }
+
+  /** With --every-op: whether every kind was done that many times (no-ops and failures not counted). */
+  private coverage(): string[] {
+    const n = this.schedule.everyOp ?? 0;
+    if (n === 0) return [];
+    const done = new Map<string, number>();
+    for (const o of this.opsDone) if (!o.noop && !o.failure) done.set(o.kind, (done.get(o.kind) ?? 0) + 1);
+    const short = OP_KINDS.filter((k) => (done.get(k) ?? 0) < n);
+    return [
+      `every operation kind at least ${n} times (done, not counting no-ops and failures): ${short.length === 0 ? 'yes' : `NO: ${short.map((k) => `${k} ${done.get(k) ?? 0}`).join(', ')}`}`,
+    ];
   }
 
   async execute(): Promise<RunResult> {
@@ -755,15 +955,17 @@ export class Run {
       JSON.stringify(this.schedule, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 1),
     );
     let verdict: Verdict;
+    let checkerLine: string;
     try {
       await this.setup();
       this.startMonitor();
-      await Promise.all([this.produceTrack(), this.opTrack()]);
+      await Promise.all([this.produceTrack(), this.bulkTrack(), this.opTrack()]);
       const failure = await this.quiesce();
       const input = await this.collect(failure);
-      if (this.options.keep)
-        fs.writeFileSync(path.join(this.workDir, 'check-input.json'), serializeInput(input));
+      if (this.options.keep) writeInput(path.join(this.workDir, 'check-input.json'), input);
+      const t = performance.now();
       verdict = check(input);
+      checkerLine = `checker: ${((performance.now() - t) / 1000).toFixed(1)} s; peak RSS of this process so far ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`;
     } catch (err) {
       this.log(`the run failed: ${(err as Error).stack ?? String(err)}`);
       if (!this.options.keep) fs.rmSync(this.workDir, { recursive: true, force: true });
@@ -775,6 +977,8 @@ export class Run {
     const report = [
       `nemesis: seed ${s.seed} (${s.minutes} min, scenario ${s.scenario}): ${verdict.ok ? 'OK' : 'DISCREPANCIES'}`,
       ...renderFigures(verdict.figures),
+      this.lagSummary(),
+      checkerLine,
       ...(this.cliRetries.length
         ? [
             `CLI commands run again after a transient failure: ${this.cliRetries.length} (${this.cliRetries.join('; ')})`,
@@ -783,8 +987,9 @@ export class Run {
       ...(this.instances.unplannedExits.length
         ? [`unplanned instance exits: ${this.instances.unplannedExits.length}`]
         : []),
+      ...this.coverage(),
       ...verdict.discrepancies,
-      `reproduce: npm run nemesis -- --seed ${s.seed} --minutes ${s.minutes}${s.scenario === 'issue' ? ' --scenario issue' : ''}`,
+      `reproduce: ${reproduce(s)}`,
     ];
     fs.writeFileSync(
       path.join(this.workDir, 'report.txt'),
@@ -804,6 +1009,30 @@ export class Run {
     }
     return { verdict, report, schedule: s, workDir: this.workDir };
   }
+}
+
+/** A sample's lag: Σ over partitions of log end − fence (a fence older than `createdDbMs` counts as 0). */
+export function lagOf(s: Sample, createdDbMs: number): { total: bigint; max: bigint; partition: number } {
+  let total = 0n;
+  let max = -1n;
+  let partition = -1;
+  for (const p of s.partitions) {
+    const pos = p.fence && p.fence.updatedMs >= createdDbMs ? p.fence.next : 0n;
+    const behind = p.logEnd > pos ? p.logEnd - pos : 0n;
+    total += behind;
+    if (behind > max) [max, partition] = [behind, p.partition];
+  }
+  return { total, max: max < 0n ? 0n : max, partition };
+}
+
+/** The command that runs `s` again. */
+export function reproduce(s: Schedule): string {
+  return [
+    `npm run nemesis -- --seed ${s.seed} --minutes ${s.minutes}`,
+    ...(s.scenario === 'issue' ? ['--scenario issue'] : []),
+    ...(s.bulk ? [`--rate ${s.bulk.rate}`] : []),
+    ...((s.everyOp ?? 0) !== defaultEveryOp(s.minutes) ? [`--every-op ${s.everyOp ?? 0}`] : []),
+  ].join(' ');
 }
 
 /** One run; with `services` the caller's (a jest file shares them across seeds), else its own. */

@@ -17,6 +17,7 @@ import { mulberry32 } from '../../src/demo/random';
 import type {
   BackfillRow,
   BarFields,
+  BulkPlan,
   MessageSpec,
   Op,
   OpEvent,
@@ -27,6 +28,7 @@ import type {
   Schedule,
   TimeSpec,
 } from './model';
+import { OP_KINDS } from './model';
 
 /** Bars are in January 2024: in the past for any clock this suite runs under, after BARS_MIN_TIMESTAMP. */
 export const BASE_MS = Date.UTC(2024, 0, 2, 14, 30);
@@ -35,11 +37,27 @@ const SYMBOLS = 60;
 const RESEND_MINUTES = 100_000;
 const MAX_PARTITIONS = 16;
 const MAX_INSTANCES = 4;
+/** The bulk feed's symbols, B0000…B4999 (./bulk.ts): each bulk minute has one bar of each. */
+export const BULK_SYMBOLS = 5000;
+/** Messages of one bulk send at most (a producer send of a few thousand, acks -1). */
+export const BULK_CHUNK = 2500;
 
 export interface ScheduleOptions {
   seed: number;
   minutes: number;
   scenario?: 'random' | 'issue';
+  /**
+   * Plan each operation kind at least this many times, spread over the run (default: `defaultEveryOp`,
+   * 3 from 20 minutes on, else 0: the planner's random draws only).
+   */
+  everyOp?: number;
+  /** Messages a second of the bulk feed (./bulk.ts), on top of the produce track (default 0: none). */
+  rate?: number;
+}
+
+/** Runs of 20 minutes or more plan every operation kind at least 3 times; shorter ones do not. */
+export function defaultEveryOp(minutes: number): number {
+  return minutes >= 20 ? 3 : 0;
 }
 
 type Rand = () => number;
@@ -443,6 +461,10 @@ class OpPlanner {
   nextInstance: number;
   lockUntil = 0;
   readonly ops: OpEvent[] = [];
+  readonly counts = new Map<OpKind, number>();
+  private everyOp = 0;
+  private horizon = 0;
+  private readonly phase = new Map<OpKind, number>();
 
   constructor(
     private readonly g: Generator,
@@ -533,8 +555,76 @@ class OpPlanner {
 
   add(at: number, op: Op): number {
     this.ops.push({ at, op });
+    this.counts.set(op.kind, this.count(op.kind) + 1);
     if (op.kind === 'lock-fences') this.lockUntil = at + op.holdMs + 2000;
     return at + estimateMs(op);
+  }
+
+  count(kind: OpKind): number {
+    return this.counts.get(kind) ?? 0;
+  }
+
+  /**
+   * Every kind at least `n` times: the i-th occurrence of a kind falls due at horizon × (i + φ) / n, φ
+   * drawn per kind in [0, 1) (spread over the run, not all at its start), and is planned at the first
+   * slot from then on where the kind is allowed (the random draws count too).
+   */
+  guarantee(n: number, horizonMs: number): void {
+    this.everyOp = n;
+    this.horizon = horizonMs;
+    for (const k of OP_KINDS) this.phase.set(k, this.g.r());
+  }
+
+  private dueAt(kind: OpKind): number {
+    return (this.horizon * (this.count(kind) + this.phase.get(kind)!)) / this.everyOp;
+  }
+
+  /** Whether `kind` may be planned at `t`: the constraints `random` draws under. */
+  allowed(kind: OpKind, t: number): boolean {
+    switch (kind) {
+      case 'add-instance':
+        return this.instances.length < MAX_INSTANCES;
+      case 'remove-instance':
+        return this.instances.length > 1;
+      case 'add-partitions':
+        return this.partitions < MAX_PARTITIONS;
+      case 'lock-fences':
+        return t >= this.lockUntil && this.partitions >= 3;
+      default:
+        return t >= this.lockUntil || !CONFLICTS_WITH_LOCK.has(kind);
+    }
+  }
+
+  /**
+   * The kind the guarantee owes at `t`, most overdue first, or the operation that makes an owed kind
+   * possible (an instance removed when there are already 4, the topic re-created at 16 partitions,
+   * partitions added below 3 for a lock); null when nothing is owed or what is owed waits for a lock.
+   */
+  owed(t: number): OpKind | null {
+    if (this.everyOp === 0) return null;
+    const due = OP_KINDS.filter((k) => this.count(k) < this.everyOp && t >= this.dueAt(k)).sort(
+      (a, b) => this.dueAt(a) - this.dueAt(b),
+    );
+    for (const k of due) if (this.allowed(k, t)) return k;
+    for (const k of due) {
+      const enabler: OpKind | null =
+        k === 'add-instance'
+          ? 'remove-instance'
+          : k === 'remove-instance'
+            ? 'add-instance'
+            : k === 'add-partitions'
+              ? 'recreate-topic'
+              : k === 'lock-fences' && this.partitions < 3
+                ? 'add-partitions'
+                : null;
+      if (enabler && this.allowed(enabler, t)) return enabler;
+    }
+    return null;
+  }
+
+  /** The kinds planned fewer than the guarantee's times. */
+  short(): OpKind[] {
+    return OP_KINDS.filter((k) => this.count(k) < this.everyOp);
   }
 
   /** A random operation allowed at `t`. */
@@ -566,16 +656,20 @@ class OpPlanner {
   }
 }
 
-export function generate(options: ScheduleOptions): Schedule {
+/** The operation track (the first part of `generate`: the produce track draws on after it). */
+function operationTrack(options: ScheduleOptions) {
   const seed = options.seed >>> 0;
   const scenario = options.scenario ?? 'random';
   const durationMs = Math.round(options.minutes * 60_000);
+  const everyOp = options.everyOp ?? defaultEveryOp(options.minutes);
   const g = new Generator(seed);
   const initialPartitions = scenario === 'issue' ? 6 : g.int(2, 8);
   const initialInstances = scenario === 'issue' ? 2 : g.int(1, 3);
 
   // The operation track.
   const planner = new OpPlanner(g, initialPartitions, initialInstances);
+  // What the guarantee owes is due by 85% of the run: the rest leaves room for a kind kept waiting.
+  if (everyOp > 0) planner.guarantee(everyOp, durationMs * 0.85);
   let t = 3000;
   if (scenario === 'issue') {
     // Each scenario of the issue once, in about 70 s; then random operations as in 'random'.
@@ -609,8 +703,50 @@ export function generate(options: ScheduleOptions): Schedule {
   while (t < durationMs - 8000) {
     t += g.int(1500, 6000);
     if (t >= durationMs - 8000) break;
-    t = planner.add(t, planner.random(t));
+    const owed = planner.owed(t);
+    t = planner.add(t, owed === null ? planner.random(t) : planner.make(owed));
   }
+  if (planner.short().length > 0) {
+    throw new Error(
+      `every operation kind ${everyOp} times does not fit in ${options.minutes} minutes (short: ${planner
+        .short()
+        .map((k) => `${k} ${planner.count(k)}`)
+        .join(', ')}): a longer run, or a smaller --every-op`,
+    );
+  }
+  return {
+    g,
+    seed,
+    scenario,
+    durationMs,
+    everyOp,
+    initialPartitions,
+    initialInstances,
+    ops: planner.ops,
+    end: t,
+  };
+}
+
+/** The operations `generate` plans for `options` (without drawing the produce track). */
+export function planOperations(
+  options: ScheduleOptions,
+): Pick<Schedule, 'initialPartitions' | 'initialInstances' | 'ops'> {
+  const { initialPartitions, initialInstances, ops } = operationTrack(options);
+  return { initialPartitions, initialInstances, ops };
+}
+
+export function generate(options: ScheduleOptions): Schedule {
+  const {
+    g,
+    seed,
+    scenario,
+    durationMs,
+    everyOp,
+    initialPartitions,
+    initialInstances,
+    ops,
+    end: t,
+  } = operationTrack(options);
 
   // The produce track, as long as the operations are planned to run.
   const produce: ProduceEvent[] = [];
@@ -626,6 +762,7 @@ export function generate(options: ScheduleOptions): Schedule {
     g.produce(kind, at, produce);
   }
   produce.sort((a, b) => a.at - b.at);
+  const bulk = planBulk(options.rate ?? 0, 300, produceEnd);
 
   return {
     seed,
@@ -634,9 +771,28 @@ export function generate(options: ScheduleOptions): Schedule {
     durationMs,
     initialPartitions,
     initialInstances,
+    ...(everyOp > 0 ? { everyOp } : {}),
+    ...(bulk ? { bulk } : {}),
     produce,
-    ops: planner.ops,
+    ops,
   };
+}
+
+/**
+ * The bulk feed at `rate` messages a second from `fromMs` to `toMs` (run clock): a send a second of
+ * `rate` messages, or of BULK_CHUNK messages `rate / BULK_CHUNK` times a second above that; the bulk
+ * indices in order (./bulk.ts derives the bars). Null for rate 0. Draws nothing from the seed's
+ * sequence: the rest of the schedule is the same with or without it.
+ */
+export function planBulk(rate: number, fromMs: number, toMs: number): BulkPlan | null {
+  if (!(rate > 0)) return null;
+  const chunk = Math.min(rate, BULK_CHUNK);
+  const intervalMs = (1000 * chunk) / rate;
+  const events: BulkPlan['events'] = [];
+  for (let i = 0; fromMs + i * intervalMs < toMs; i++)
+    events.push({ at: Math.round(fromMs + i * intervalMs), first: i * chunk, count: chunk });
+  if (events.length * chunk >= 2 ** 32) throw new Error(`a bulk feed of ${events.length * chunk} messages`);
+  return { rate, symbols: BULK_SYMBOLS, events };
 }
 
 /** One line per operation, for printing the schedule. */

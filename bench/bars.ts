@@ -50,6 +50,15 @@ export function feedBar(i: number, symbols: number, startMs = BENCH_START_MS): B
   return makeBar(i % symbols, Math.floor(i / symbols), startMs);
 }
 
+/** The two extra columns bench:e2e's BENCH_E2E_EXTRAS pass configures (BARS_EXTRA_COLUMNS). */
+export const BENCH_EXTRA_COLUMNS = 'exchange:text(8),conditions:bigint';
+const EXCHANGES = ['XNAS', 'XNYS', 'ARCX', 'BATS'];
+
+/** The i-th feed bar's values of BENCH_EXTRA_COLUMNS: a venue and a conditions bit set. */
+export function feedExtras(i: number): { exchange: string; conditions: number } {
+  return { exchange: EXCHANGES[i % EXCHANGES.length]!, conditions: (i * 7919) % 4096 };
+}
+
 /** The Kafka message value of a bar (the contract of docs/contract.md). */
 export function barJson(bar: Bar): string {
   return JSON.stringify({

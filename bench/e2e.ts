@@ -14,6 +14,10 @@
  *      CPU per bar ≤ 2.0 × the bare client's, bars/s ≥ 0.7 × lean psql's; and bars per CPU-second of the
  *      service and its PostgreSQL backends together.
  *
+ * BENCH_E2E_EXTRAS=1 adds a pass "new, 2 extra columns": the same bars with two more fields (exchange,
+ * a text; conditions, a bigint) in a topic of their own, written by the service configured with
+ * BARS_EXTRA_COLUMNS into a schema with those columns; printed beside "new" with their ratio.
+ *
  * BENCH_CPU_PROF=1 runs the "new" pass under `node --cpu-prof` (written to bench/results/) and prints
  * its top self-time functions; profiling slows the service, so that pass's figures are flagged.
  */
@@ -23,6 +27,7 @@ import { uniqueName } from '../test/support/common';
 import { type Cleanup, runMain } from './cleanup';
 import { drainOnce, type DrainResult } from './drain';
 import { envFlag, envInt, TARGET } from './env';
+import { BENCH_EXTRA_COLUMNS } from './bars';
 import { prepareFeed } from './feed';
 import { settledStats, statsDelta } from './postgres';
 import { printProfile, summarizeProfile } from './profile-top';
@@ -54,18 +59,31 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
         .n,
     );
 
-  const pass = async (name: string, extraNodeArgs: string[]): Promise<DrainResult> => {
-    const group = uniqueName(`bench_e2e_${name}`);
-    groups.push(group);
+  /** The groups of the extra-columns pass, deleted with its topic (set when it runs). */
+  let extrasGroups: string[] = [];
+  const pass = async (
+    name: string,
+    extraNodeArgs: string[],
+    on: {
+      schema: string;
+      topic: string;
+      ends: Map<number, bigint>;
+      admin: typeof admin;
+      extra?: Record<string, string>;
+    } = { schema, topic, ends, admin },
+  ): Promise<DrainResult> => {
+    const group = uniqueName(`bench_e2e_${name.replace(/\W+/g, '_')}`);
+    (on.admin === admin ? groups : extrasGroups).push(group);
     log(`${name}: spawning the service (group ${group})`);
     const r = await drainOnce({
       cleanup,
-      admin,
-      env: serviceEnv({ schema, topic, group }),
+      // Each topic's own admin: an admin that learnt a topic fails its metadata once the topic is deleted.
+      admin: on.admin,
+      env: serviceEnv({ schema: on.schema, topic: on.topic, group, extra: on.extra }),
       pool,
-      topic,
+      topic: on.topic,
       group,
-      ends,
+      ends: on.ends,
       nodeArgs: extraNodeArgs,
     });
     log(
@@ -88,6 +106,33 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
   const after = await settledStats(pool, schema, 'bars_1m');
   const delta = statsDelta(before, after);
   if ((await rowCount()) !== total) throw new Error('the replay changed the row count');
+
+  // The same bars with two extra columns, side by side with "new".
+  let extras: DrainResult | null = null;
+  if (envFlag('BENCH_E2E_EXTRAS')) {
+    const x = await prepareFeed(cleanup, {
+      tag: 'e2e_x',
+      total,
+      symbols,
+      partitions,
+      poolSize: 2,
+      extras: true,
+    });
+    extras = await pass('new, 2 extra columns', [], {
+      schema: x.schema,
+      topic: x.topic,
+      ends: x.ends,
+      admin: x.admin,
+      extra: { BARS_EXTRA_COLUMNS: BENCH_EXTRA_COLUMNS },
+    });
+    const stored = await x.pool.query<{ n: string; filled: string }>(
+      `SELECT count(*)::text AS n, count(exchange)::text AS filled FROM ${ident(x.schema)}.bars_1m`,
+    );
+    if (stored.rows[0]!.n !== String(total) || stored.rows[0]!.filled !== String(total))
+      throw new Error(
+        `the extra-columns pass stored ${JSON.stringify(stored.rows[0])}, expected ${total} filled rows`,
+      );
+  }
 
   // The references of this run: the bare client on the same topic, the lean psql load of the same rows.
   const bare = await bareConsumerPass({ topic, ends, groups });
@@ -146,8 +191,22 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
     ],
     row(cpuProf ? 'new (under --cpu-prof)' : 'new', fresh),
     row('replay (new group)', replay),
+    ...(extras ? [row('new, 2 extra columns', extras)] : []),
   ]);
   console.log(`replay ÷ new: ${ratio(replay.barsPerSecond, fresh.barsPerSecond).toFixed(3)}`);
+  if (extras) {
+    const perBar = (r: DrainResult) =>
+      r.cpuSeconds.service === null ? null : (r.cpuSeconds.service * 1e6) / r.bars;
+    const [a, b] = [perBar(fresh), perBar(extras)];
+    console.log(
+      `2 extra columns ÷ new: bars/s ${ratio(extras.barsPerSecond, fresh.barsPerSecond).toFixed(3)}` +
+        (extras.drainBarsPerSecond !== null && fresh.drainBarsPerSecond !== null
+          ? `, bars/s after join ${ratio(extras.drainBarsPerSecond, fresh.drainBarsPerSecond).toFixed(3)}`
+          : '') +
+        (a !== null && b !== null ? `, service CPU per bar ${(b / a).toFixed(3)}` : '') +
+        `, backends' CPU per bar ${ratio(extras.cpuSeconds.postgresBackends, fresh.cpuSeconds.postgresBackends).toFixed(3)}`,
+    );
+  }
   console.log(
     `CPU seconds from spawn to done (µs per bar); the machine has ${machine.nproc} cores, shared with other work:`,
   );
@@ -158,6 +217,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
       [
         ['new', fresh],
         ['replay', replay],
+        ...(extras ? [['new, 2 extra columns', extras] as const] : []),
       ] as const
     ).map(([name, r]) => [
       name,

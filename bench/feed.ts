@@ -2,7 +2,9 @@
 import type { Admin, Producer } from 'kafkajs';
 import type pg from 'pg';
 import { uniqueName } from '../test/support/common';
-import { barJson, feedBar } from './bars';
+import { barJson, BENCH_EXTRA_COLUMNS, feedBar, feedExtras } from './bars';
+import { parseExtraColumns } from '../src/contract/extras';
+import { applyExtraColumns } from '../src/store/extraColumns';
 import type { Cleanup } from './cleanup';
 import { connectAdmin, connectProducer, createTopics, endOffsets, newKafka } from './kafka';
 import { createBenchSchema, newPool } from './postgres';
@@ -18,7 +20,7 @@ export async function produceFeed(
   topic: string,
   total: number,
   symbols: number,
-  opts: { chunk?: number; inFlight?: number; startMs?: number; progress?: boolean } = {},
+  opts: { chunk?: number; inFlight?: number; startMs?: number; progress?: boolean; extras?: boolean } = {},
 ): Promise<{ seconds: number; barsPerSecond: number }> {
   const chunk = opts.chunk ?? 10_000;
   const inFlight = opts.inFlight ?? 3;
@@ -29,7 +31,12 @@ export async function produceFeed(
     const messages = [];
     for (let k = i; k < Math.min(total, i + chunk); k++) {
       const bar = feedBar(k, symbols, opts.startMs);
-      messages.push({ key: bar.symbol, value: barJson(bar) });
+      const value = barJson(bar);
+      // With extras, the two fields of BENCH_EXTRA_COLUMNS after the contract's.
+      messages.push({
+        key: bar.symbol,
+        value: opts.extras ? `${value.slice(0, -1)},${JSON.stringify(feedExtras(k)).slice(1)}` : value,
+      });
     }
     const p = producer.send({ topic, acks: -1, messages }).finally(() => pending.delete(p));
     pending.add(p);
@@ -64,13 +71,29 @@ export interface Feed {
  */
 export async function prepareFeed(
   cleanup: Cleanup,
-  o: { tag: string; total: number; symbols: number; partitions: number; poolSize: number },
+  o: {
+    tag: string;
+    total: number;
+    symbols: number;
+    partitions: number;
+    poolSize: number;
+    /** Messages with the two fields of BENCH_EXTRA_COLUMNS, and their columns in the schema. */
+    extras?: boolean;
+  },
 ): Promise<Feed> {
   const pool = newPool(o.poolSize);
   cleanup.add('pool end', () => pool.end());
   const machine = await machineInfo(pool);
   const schema = uniqueName(`bench_${o.tag}`);
   await createBenchSchema(pool, cleanup, schema);
+  if (o.extras) {
+    const c = await pool.connect(); // one session: applyExtraColumns takes the migration lock
+    try {
+      await applyExtraColumns(c, schema, parseExtraColumns(BENCH_EXTRA_COLUMNS));
+    } finally {
+      c.release();
+    }
+  }
   const kafka = newKafka();
   const admin = await connectAdmin(kafka, cleanup);
   const topic = schema.replace(/_/g, '.');
@@ -80,7 +103,11 @@ export async function prepareFeed(
     `producing ${fmtInt(o.total)} bars (${fmtInt(o.symbols)} symbols) to ${topic} (${o.partitions} partitions)`,
   );
   const producer = await connectProducer(kafka, cleanup);
-  const produced = await produceFeed(producer, topic, o.total, o.symbols, { chunk: 10_000, progress: true });
+  const produced = await produceFeed(producer, topic, o.total, o.symbols, {
+    chunk: 10_000,
+    progress: true,
+    extras: o.extras === true,
+  });
   await producer.disconnect();
   log(`  produced in ${round(produced.seconds, 1)} s (${fmtInt(produced.barsPerSecond)} bars/s)`);
   const ends = await endOffsets(admin, topic);

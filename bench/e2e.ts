@@ -118,6 +118,7 @@ runMain('bench:e2e', async (cleanup: Cleanup) => {
       poolSize: 2,
       extras: true,
     });
+    extrasGroups = x.groups;
     extras = await pass('new, 2 extra columns', [], {
       schema: x.schema,
       topic: x.topic,

@@ -77,7 +77,7 @@ export interface FlushDeps {
   schema: string;
   group: string;
   deadLetters: DeadLetterSink;
-  metrics: Pick<Metrics, 'barsRejected'>;
+  metrics: Pick<Metrics, 'barsRejected' | 'barsDeleted'>;
   logger: Logger;
   /** lock_timeout of each write transaction (0: none). */
   lockTimeoutMs?: number;
@@ -175,6 +175,7 @@ async function writeTogether(deps: FlushDeps, ranges: readonly Range[]): Promise
       extras: deps.extras,
     }),
   );
+  if (out.rowsDeleted > 0) deps.metrics.barsDeleted.inc(out.rowsDeleted);
   for (const res of out.parts) {
     const r = ranges.find((x) => x.job.partition === res.partition)!;
     if (r.total.fenceBefore < 0n) r.total.fenceBefore = res.fenceBefore;

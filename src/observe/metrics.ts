@@ -15,6 +15,7 @@ export interface Metrics {
   barsConsumed: Counter;
   barsWritten: Counter;
   barsRejected: Counter<'reason'>;
+  barsDeleted: Counter;
   barsDeadLettered: Counter;
   barsSkippedFenced: Counter;
   endToEndDelay: Histogram;
@@ -92,6 +93,11 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
       name: 'bars_rejected_total',
       help: 'Messages rejected by the contract, by reason',
       labelNames: ['reason'],
+      registers: r,
+    }),
+    barsDeleted: new Counter({
+      name: 'bars_deleted_total',
+      help: 'Rows of bars_1m removed by delete messages ("deleted": true) at least as new as the stored bar',
       registers: r,
     }),
     barsDeadLettered: new Counter({

@@ -21,7 +21,7 @@ import { AGGREGATES, refreshContinuousAggregate } from './aggregates';
 import { timescaleSchema } from './catalog';
 import { withMigrationLock } from './migrate';
 import { ident, type Queryable } from './pool';
-import { withTransaction } from './transaction';
+import { withTransaction, withTransientRetry } from './transaction';
 
 const DAY_MS = 86_400_000;
 
@@ -82,6 +82,39 @@ async function refreshPolicies(client: Queryable, schema: string): Promise<Refre
       [schema],
     )
   ).rows;
+}
+
+/** How long a refresh job already running may take to finish before a rebuild gives up on it. */
+const JOB_WAIT_MS = 120_000;
+
+/**
+ * Unschedules every scheduled job of `policies` and waits until none of them is running; returns the
+ * ids it unscheduled (the caller schedules them again).
+ */
+async function pauseRefreshJobs(client: Queryable, policies: RefreshPolicy[]): Promise<Set<number>> {
+  const ids = policies.map((p) => p.job_id);
+  if (ids.length === 0) return new Set();
+  const unscheduled = await client.query<{ job_id: number }>(
+    `SELECT j.job_id, alter_job(j.job_id, scheduled => false)
+     FROM timescaledb_information.jobs j WHERE j.job_id = ANY($1) AND j.scheduled`,
+    [ids],
+  );
+  const until = Date.now() + JOB_WAIT_MS;
+  for (;;) {
+    const running = await client.query<{ job_id: number }>(
+      `SELECT job_id FROM timescaledb_information.job_stats WHERE job_id = ANY($1) AND job_status = 'Running'`,
+      [ids],
+    );
+    if (running.rows.length === 0) break;
+    if (Date.now() > until) {
+      throw new Error(
+        `refresh job(s) ${running.rows.map((r) => r.job_id).join(', ')} still running ` +
+          `after ${JOB_WAIT_MS / 1000} s; run migrate again when they finish`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return new Set(unscheduled.rows.map((r) => r.job_id));
 }
 
 /**
@@ -291,29 +324,55 @@ export async function applyAggregateTimezone(
       (policies.find((p) => p.view === view) ?? policies[0])?.start_offset ?? null;
     const writerRole = (await client.query(`SELECT 1 FROM pg_roles WHERE rolname = 'bar_writer_rw'`)).rows
       .length;
+    // The aggregates' refresh jobs are paused for the rebuild and waited for: a refresh running while
+    // its view is dropped makes the DROP fail ("tuple concurrently deleted", XX000), and a fresh
+    // deployment's jobs start the moment migration 004 creates them. Each rebuilt view's new job is
+    // scheduled as its old one was (a new view's, scheduled), once every rebuild is done.
+    const paused = await pauseRefreshJobs(client, policies);
+    const reschedule: string[] = [];
     for (const { a, why } of todo) {
       const view = `${s}.${ident(a.name)}`;
       const zone = a.zoned ? wanted : 'UTC';
       options.log?.(`${a.name}: rebuilding it ${why}; materializing it from bars_1m`);
-      await withTransaction(client, async (tx) => {
-        await tx.query(`SET LOCAL search_path TO ${s}, public`);
-        await tx.query(`DROP MATERIALIZED VIEW IF EXISTS ${view}`);
-        await tx.query(
-          `CREATE MATERIALIZED VIEW ${view}
+      const old = policies.find((p) => p.view === a.name);
+      if (!old || paused.has(old.job_id)) reschedule.push(a.name);
+      await withTransientRetry(() =>
+        withTransaction(client, async (tx) => {
+          await tx.query(`SET LOCAL search_path TO ${s}, public`);
+          await tx.query(`DROP MATERIALIZED VIEW IF EXISTS ${view}`);
+          await tx.query(
+            `CREATE MATERIALIZED VIEW ${view}
            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
            ${aggregateQuery(a.width, zone === 'UTC' ? null : zone)}
            WITH NO DATA`,
-        );
-        await tx.query(
-          `SELECT ${ts}.add_continuous_aggregate_policy($1::regclass, start_offset => $2::interval,
+          );
+          await tx.query(
+            `SELECT ${ts}.add_continuous_aggregate_policy($1::regclass, start_offset => $2::interval,
              end_offset => '1 minute'::interval, schedule_interval => $3::interval)`,
-          [view, windowOf(a.name), a.schedule],
-        );
-        if (a.zoned) await tx.query(`COMMENT ON VIEW ${view} IS ${pg.escapeLiteral(ZONE_COMMENT + wanted)}`);
-        if (writerRole) await tx.query(`GRANT SELECT ON ${view} TO bar_writer_rw`);
-      });
+            [view, windowOf(a.name), a.schedule],
+          );
+          if (a.zoned)
+            await tx.query(`COMMENT ON VIEW ${view} IS ${pg.escapeLiteral(ZONE_COMMENT + wanted)}`);
+          if (writerRole) await tx.query(`GRANT SELECT ON ${view} TO bar_writer_rw`);
+          await tx.query(
+            `SELECT ${ts}.alter_job(j.job_id, scheduled => false) FROM timescaledb_information.jobs j
+           WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
+             AND j.hypertable_schema = $1 AND j.hypertable_name = $2`,
+            [schema, a.name],
+          );
+        }),
+      );
       // Outside a transaction block: refresh_continuous_aggregate refuses to run inside one.
       await refreshContinuousAggregate(client, extension, schema, a.name, null, null);
+    }
+    // Every job paused above and not replaced by a rebuild is scheduled again; so is each rebuilt
+    // view's new job when its old one was scheduled.
+    const after = await refreshPolicies(client, schema);
+    for (const p of after) {
+      const rebuiltView = todo.some((t) => t.a.name === p.view);
+      if (rebuiltView ? reschedule.includes(p.view) : paused.has(p.job_id)) {
+        await client.query(`SELECT ${ts}.alter_job($1, scheduled => true)`, [p.job_id]);
+      }
     }
     const rebuilt = todo.map((t) => ({ view: t.a.name, why: t.why }));
     const keptNote = kept.length > 0 ? { kept } : {};

@@ -29,6 +29,7 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { withConnection, type PoolClient, type Queryable } from './pool';
 import { PipelinedCopy, type StatementResult } from './pipelinedCopy';
+import { classifyDbError } from './errors';
 
 export interface Statement<N extends string> {
   name: N;
@@ -178,6 +179,28 @@ export async function withTransaction<T>(
   } catch (err) {
     await db.query('ROLLBACK').catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * Runs `attempt` (a whole transaction) again while it fails with a transient error (./errors.ts), up to
+ * `tries` times with a doubling backoff; any other error, or the last one, is rethrown. For
+ * administrative transactions (migrate's rebuilds) that can meet a background job of the database.
+ */
+export async function withTransientRetry<T>(
+  attempt: () => Promise<T>,
+  tries = 6,
+  baseMs = 200,
+  capMs = 5_000,
+): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (n >= tries || classifyDbError(err).class !== 'transient') throw err;
+      // Doubling from baseMs up to capMs (store/ sits below batch/, whose policy paces the write path).
+      await new Promise((r) => setTimeout(r, Math.min(capMs, baseMs * 2 ** (n - 1))));
+    }
   }
 }
 

@@ -17,7 +17,10 @@
  *   load);
  * - a stored row is replaced only by a strictly greater version, whatever the values: the stored row of
  *   a key is the maximum version among the valid messages and rows that landed (values AND version
- *   columns: revision, source_time = versionTime, source_origin where the table has it).
+ *   columns: revision, source_time = versionTime, source_origin where the table has it);
+ * - a delete (`"deleted": true`, a backfill row with `deleted` true) is a version of its key like a bar:
+ *   the key holds a row exactly when the maximum version that landed is a bar's, and of a bar and a
+ *   delete with the same version the delete is the greater (docs/contract.md "Deleting a bar").
  *
  * MUST and MAY. A valid message or row "lands" when it takes part in that maximum.
  * - Every valid message of the topic's current (last) incarnation MUST land, except those in a skip
@@ -33,9 +36,12 @@
  *   messages stay MUST (the fence wins).
  * - Invalid messages never land. Each invalid message that is MUST by the rules above MUST have a dead
  *   letter (matched by its id, source partition and offset); a valid message MUST NOT have one.
- * Then for each key: with no stored row, no MUST candidate may exist (else "lost"); a stored row must
- * equal (values and version) some candidate c such that no MUST candidate has a greater version than c
- * (a MAY candidate above it may simply not have landed). Otherwise the row is "extra" (the key never had
+ * Then for each key: with no stored row, no MUST candidate may exist (else "lost", or "deleted wrongly"
+ * when the key has a delete older than that candidate) unless a delete is among the candidates whose
+ * version no MUST candidate exceeds (it may be the newest that landed); a stored row must equal
+ * (values and version) some bar candidate c such that no MUST candidate has a greater version than c
+ * (a MAY candidate above it may simply not have landed). Otherwise the row is "deleted present" (the
+ * greatest MUST version is a delete), "extra" (the key never had
  * a valid message or row), "invalid landed" (its values are an invalid message's), "version" (the
  * values of an acceptable candidate with another version: e.g. an identical re-send that did not move
  * the stored version) or "stale" (anything else: an older version's values).
@@ -109,9 +115,20 @@ export function compareVersions(a: Version, b: Version): number {
   return 0;
 }
 
+/** Candidates in the rule's order: by version; of a bar and a delete of the same version, the delete. */
+export function compareCandidates(
+  a: Pick<Candidate, 'version' | 'deleted'>,
+  b: Pick<Candidate, 'version' | 'deleted'>,
+): number {
+  return compareVersions(a.version, b.version) || (a.deleted ? 1 : 0) - (b.deleted ? 1 : 0);
+}
+
 export interface Candidate {
+  /** A delete's fields are its key, its prices NaN (equal to no stored row). */
   fields: BarFields;
   version: Version;
+  /** A delete of its key. */
+  deleted?: boolean;
   must: boolean;
   /** Where it came from, for the report. */
   source: string;
@@ -183,6 +200,14 @@ export interface Figures {
   duplicated: number;
   /** Symbols whose bars_latest row is not their newest stored bar (or is missing, or has none). */
   latestMismatch: number;
+  /** Valid delete records and backfill delete rows (of the bulk feed's too). */
+  deleteRecords: number;
+  /** Keys whose greatest MUST version is a delete (no row), or a bar newer than a MUST delete (a row). */
+  deletedKeys: number;
+  restoredKeys: number;
+  /** Keys with a row though the greatest MUST version is a delete; without one though it is a bar newer than a delete. */
+  deletedPresent: number;
+  deletedWrongly: number;
   invalidMustDeadLetter: number;
   notDeadLettered: number;
   validDeadLettered: number;
@@ -208,6 +233,11 @@ export interface Verdict {
   ok: boolean;
 }
 
+/** A delete's fields: its key; NaN prices, equal to no stored row's. */
+export function deletedFields(symbol: string, timestampMs: number): BarFields {
+  return { symbol, timestampMs, open: NaN, high: NaN, low: NaN, close: NaN, volume: NaN, vwap: null };
+}
+
 const keyOf = (symbol: string, ms: number) => `${symbol}|${new Date(ms).toISOString()}`;
 
 function sameValues(a: BarFields | StoredRow, b: BarFields): boolean {
@@ -221,10 +251,23 @@ function sameValues(a: BarFields | StoredRow, b: BarFields): boolean {
   );
 }
 
-/** The fields of a valid message's value (the generator only makes values the contract accepts). */
-export function parseBar(value: Buffer | string): { fields: BarFields; revision: number } {
+/**
+ * The fields of a valid message's value (the generator only makes values the contract accepts); a
+ * delete (`"deleted": true`) says so, its prices NaN whatever the value holds (the contract ignores them).
+ */
+export function parseBar(value: Buffer | string): {
+  fields: BarFields;
+  revision: number;
+  deleted?: true;
+} {
   const o = JSON.parse(value.toString()) as Record<string, unknown>;
   const ts = typeof o.timestamp === 'number' ? o.timestamp : Date.parse(String(o.timestamp));
+  if (o.deleted === true)
+    return {
+      fields: deletedFields(String(o.symbol), ts),
+      revision: typeof o.revision === 'number' ? o.revision : 0,
+      deleted: true,
+    };
   return {
     fields: {
       symbol: String(o.symbol),
@@ -378,44 +421,70 @@ interface KeyJudge {
   ex: Examples;
   causes: Map<string, number>;
   versionMatches: (s: StoredRow, v: Version) => boolean;
+  /** Keys whose greatest MUST version is a delete; keys with a MUST bar newer than a MUST delete. */
+  deleted: { keys: number; restored: number };
 }
 
+const newest = (cs: Candidate[]) =>
+  cs.reduce<Candidate | null>((m, c) => (m === null || compareCandidates(c, m) > 0 ? c : m), null);
+const fmtCandidate = (c: Candidate) =>
+  `${c.deleted ? 'delete' : fmtFields(c.fields)} ${fmtVersion(c.version)} from ${c.source}`;
+
 /**
- * One key (symbol, minute): with no stored row, no MUST candidate may exist; a stored row must equal
- * (values and version) an acceptable candidate (none MUST above it). Returns whether a MUST exists.
+ * One key (symbol, minute): with no stored row, no MUST candidate may exist unless a delete is
+ * acceptable (none MUST above it); a stored row must equal (values and version) an acceptable bar
+ * candidate. Returns whether a MUST exists.
  */
 function judgeKey(
   k: string,
   cands: Candidate[],
   s: StoredRow | undefined,
   invalids: BarFields[],
-  { ex, causes, versionMatches }: KeyJudge,
+  { ex, causes, versionMatches, deleted }: KeyJudge,
 ): boolean {
-  const musts = cands.filter((c) => c.must);
-  const mustMax = musts.reduce<Version | null>(
-    (m, c) => (m === null || compareVersions(c.version, m) > 0 ? c.version : m),
-    null,
-  );
-  const acceptable = cands.filter((c) => mustMax === null || compareVersions(c.version, mustMax) >= 0);
-  const best = acceptable.reduce<Candidate | null>(
-    (m, c) => (m === null || compareVersions(c.version, m.version) > 0 ? c : m),
-    null,
-  )!;
+  const mustMax = newest(cands.filter((c) => c.must));
+  const acceptable = cands.filter((c) => mustMax === null || compareCandidates(c, mustMax) >= 0);
+  const bars = acceptable.filter((c) => !c.deleted);
+  // A delete the greatest MUST version is newer than: the bar after it restored the key.
+  const overruled = mustMax && !mustMax.deleted ? newest(cands.filter((c) => c.deleted)) : null;
+  if (mustMax?.deleted) deleted.keys++;
+  else if (overruled?.must) deleted.restored++;
   if (!s) {
-    if (mustMax)
-      ex.add(
-        'lost',
-        `${k}: expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}`,
-      );
+    if (mustMax && !acceptable.some((c) => c.deleted)) {
+      const best = newest(acceptable)!;
+      if (overruled)
+        ex.add(
+          'deleted wrongly',
+          `${k}: no row; expected ${fmtCandidate(best)}, newer than the delete ${fmtVersion(overruled.version)} from ${overruled.source}`,
+        );
+      else ex.add('lost', `${k}: expected ${fmtCandidate(best)}`);
+    }
     return mustMax !== null;
   }
-  if (acceptable.some((c) => sameValues(s, c.fields) && versionMatches(s, c.version)))
+  if (bars.some((c) => sameValues(s, c.fields) && versionMatches(s, c.version))) return mustMax !== null;
+  const older = cands.find((c) => !c.deleted && sameValues(s, c.fields) && versionMatches(s, c.version));
+  if (mustMax?.deleted) {
+    ex.add(
+      'deleted present',
+      `${k}: stored ${fmtFields(s)} ${fmtStoredVersion(s)}${older ? ` (${older.source})` : ''}; deleted by ${fmtCandidate(mustMax)}`,
+    );
+    return true;
+  }
+  const best = newest(bars);
+  if (best === null) {
+    // Only deletes (that may not have landed): nothing may be stored.
+    ex.add('extra', `${k}: ${fmtFields(s)} ${fmtStoredVersion(s)}; the key has deletes only`);
     return mustMax !== null;
-  const cause = likelyCause(s, cands, best, versionMatches);
+  }
+  const cause = likelyCause(
+    s,
+    cands.filter((c) => !c.deleted),
+    best,
+    versionMatches,
+  );
   causes.set(cause, (causes.get(cause) ?? 0) + 1);
   const why = `${k}: stored ${fmtFields(s)} ${fmtStoredVersion(s)}; expected ${fmtFields(best.fields)} ${fmtVersion(best.version)} from ${best.source}${acceptable.length > 1 ? ` (or ${acceptable.length - 1} other acceptable)` : ''}`;
-  const older = cands.find((c) => sameValues(s, c.fields) && versionMatches(s, c.version));
-  if (acceptable.some((c) => sameValues(s, c.fields))) {
+  if (bars.some((c) => sameValues(s, c.fields))) {
     ex.add('version', `${why}${older ? `; the stored version is ${older.source}'s` : ''}`);
   } else if (invalids.some((f) => sameValues(s, f))) {
     ex.add('invalid landed', why);
@@ -435,6 +504,7 @@ interface BulkCounts {
   keys: number;
   mustKeys: number;
   stored: number;
+  deletes: number;
 }
 
 /**
@@ -455,6 +525,7 @@ function checkBulk(input: CheckInput, rule: MustRule, judge: KeyJudge): BulkCoun
     keys: 0,
     mustKeys: 0,
     stored: 0,
+    deletes: 0,
   };
   B.events.forEach((e, i) => {
     if (!Number.isNaN(B.sentAtMs[i]!)) counts.sent += e.count;
@@ -549,6 +620,7 @@ export function check(input: CheckInput): Verdict {
   let mustRecords = 0;
   let mayRecords = 0;
   let unclassifiable = 0;
+  let deleteRecords = 0;
   const mustDeadLetter = new Set<string>();
   const dlKey = (id: string | null, p: number, o: bigint) => `${id}|${p}|${o}`;
 
@@ -576,7 +648,8 @@ export function check(input: CheckInput): Verdict {
         continue;
       }
       validRecords++;
-      const { fields, revision } = parseBar(r.value ?? '');
+      const { fields, revision, deleted } = parseBar(r.value ?? '');
+      if (deleted) deleteRecords++;
       const time = versionTime(r, sent.sentAtMs, fields.timestampMs);
       if (time === null) {
         unclassifiable++;
@@ -587,6 +660,7 @@ export function check(input: CheckInput): Verdict {
       add({
         fields,
         version: { revision, time, origin: BigInt(r.partition) * ORIGIN_PARTITION + r.offset },
+        ...(deleted ? { deleted } : {}),
         must,
         source: `${r.id}@${r.incarnation}/${r.partition}/${r.offset}`,
         raw: r.timestampMs,
@@ -601,9 +675,11 @@ export function check(input: CheckInput): Verdict {
   input.backfills.forEach((b, n) => {
     b.rows.forEach((row, i) => {
       backfillRows++;
+      if (row.deleted) deleteRecords++;
       add({
-        fields: { ...row },
+        fields: row.deleted ? deletedFields(row.symbol, row.timestampMs) : { ...row },
         version: { revision: row.revision, time: b.versionTime, origin: BigInt(i) },
+        ...(row.deleted ? { deleted: true } : {}),
         must: b.ok,
         source: `backfill#${n} row ${i}`,
         backfill: true,
@@ -620,7 +696,7 @@ export function check(input: CheckInput): Verdict {
     s.revision === v.revision &&
     s.sourceTimeMs === v.time &&
     (!input.hasOrigin || s.sourceOrigin === v.origin);
-  const judge: KeyJudge = { ex, causes, versionMatches };
+  const judge: KeyJudge = { ex, causes, versionMatches, deleted: { keys: 0, restored: 0 } };
   for (const [k, cands] of candidates)
     if (judgeKey(k, cands, stored.get(k), invalidByKey.get(k) ?? [], judge)) mustKeys++;
   if (input.bulk) {
@@ -743,6 +819,11 @@ export function check(input: CheckInput): Verdict {
     invalidLanded: ex.count('invalid landed'),
     duplicated: input.duplicated,
     latestMismatch: ex.count('latest'),
+    deleteRecords: deleteRecords + (bulk?.deletes ?? 0),
+    deletedKeys: judge.deleted.keys,
+    restoredKeys: judge.deleted.restored,
+    deletedPresent: ex.count('deleted present'),
+    deletedWrongly: ex.count('deleted wrongly'),
     invalidMustDeadLetter: mustDeadLetter.size,
     notDeadLettered: ex.count('not dead-lettered'),
     validDeadLettered: ex.count('valid dead-lettered'),
@@ -853,6 +934,7 @@ export function renderFigures(f: Figures): string[] {
     `produced: ${f.producedRecords} records in the logs (${f.messagesSent} messages sent; ${f.validRecords} valid, ${f.invalidRecords} invalid), ${f.backfillRows} backfill rows${f.bulkSent ? `; of them the bulk feed's: ${f.bulkRecords} records, ${f.bulkSent} messages sent` : ''}`,
     `must/may: ${f.mustRecords} records MUST, ${f.mayRecords} MAY; ${f.keys} keys, ${f.mustKeys} must-land keys`,
     `stored: ${f.stored} rows; lost ${f.lost}, stale ${f.stale}, version ${f.version}, extra ${f.extra}, invalid landed ${f.invalidLanded}, duplicated ${f.duplicated}; bars_latest off for ${f.latestMismatch} symbols`,
+    `deletes: ${f.deleteRecords} delete records and rows; ${f.deletedKeys} keys deleted (their greatest MUST version), ${f.restoredKeys} restored by a newer bar; deleted present ${f.deletedPresent}, deleted wrongly ${f.deletedWrongly}`,
     `dead letters: ${f.invalidMustDeadLetter} invalid MUST be dead-lettered, ${f.notDeadLettered} not; ${f.validDeadLettered} valid dead-lettered`,
     `fences: ${f.fenceAhead} samples ahead of the log end, ${f.finalMismatch} partitions not at the log end after quiescence; replays wrote ${f.replayWrites}`,
     `longest stall while healthy (s, bound ${f.stallBoundMs / 1000}): ${stall || '-'}${f.stallsOverBound ? ` (${f.stallsOverBound} over)` : ''}`,

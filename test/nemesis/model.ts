@@ -62,7 +62,8 @@ export type ProduceKind =
   | 'future'
   | 'version-header'
   | 'identical-resend'
-  | 'identical-resend-older';
+  | 'identical-resend-older'
+  | 'delete';
 
 export interface ProduceEvent {
   at: number;
@@ -91,6 +92,8 @@ export interface BackfillRow {
   volume: number;
   vwap: number | null;
   revision: number;
+  /** A delete of its key (the CSV's `deleted` column, true): its prices are not sent. */
+  deleted?: boolean;
 }
 
 export type ResetTarget = 'earliest' | 'latest' | { partition: number; fraction: number };

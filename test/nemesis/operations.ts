@@ -333,24 +333,27 @@ function stuckAtStop(
   }
 }
 
-/** The CSV of a backfill (revision 0 written as an empty field half of the time: null is 0). */
+/**
+ * The CSV of a backfill (revision 0 written as an empty field half of the time: null is 0); with a
+ * `deleted` column (true for a delete, whose prices are left empty) when some row is a delete.
+ */
 function csv(rows: BackfillRow[]): string {
-  const lines = ['symbol,timestamp,open,high,low,close,volume,vwap,revision'];
-  rows.forEach((r, i) =>
+  const deletes = rows.some((r) => r.deleted);
+  const lines = [`symbol,timestamp,open,high,low,close,volume,vwap,revision${deletes ? ',deleted' : ''}`];
+  rows.forEach((r, i) => {
+    const prices = r.deleted
+      ? ['', '', '', '', '', '']
+      : [r.open, r.high, r.low, r.close, r.volume, r.vwap ?? ''];
     lines.push(
       [
         r.symbol,
         new Date(r.timestampMs).toISOString(),
-        r.open,
-        r.high,
-        r.low,
-        r.close,
-        r.volume,
-        r.vwap ?? '',
+        ...prices,
         r.revision === 0 && i % 2 === 0 ? '' : r.revision,
+        ...(deletes ? [r.deleted ? 'true' : i % 3 === 0 ? 'false' : ''] : []),
       ].join(','),
-    ),
-  );
+    );
+  });
   return lines.join('\n') + '\n';
 }
 

@@ -106,6 +106,23 @@ function barJson(rand: Rand, b: BarFields, revision: number): string {
   return JSON.stringify(o);
 }
 
+/**
+ * A delete's JSON text (docs/contract.md "Deleting a bar"): the key (the timestamp as ISO-8601 UTC or
+ * epoch ms), `deleted: true` and the version; sometimes with stale prices, which the contract ignores.
+ */
+function deleteJson(rand: Rand, b: BarFields, revision: number): string {
+  const o: Record<string, unknown> = {
+    symbol: b.symbol,
+    timestamp: rand() < 0.15 ? b.timestampMs : new Date(b.timestampMs).toISOString(),
+    deleted: true,
+  };
+  if (revision > 0) o.revision = revision;
+  else if (rand() < 0.1) o.revision = rand() < 0.5 ? 0 : null;
+  if (rand() < 0.2)
+    Object.assign(o, { open: b.open, high: b.high, low: b.low, close: b.close, volume: b.volume });
+  return JSON.stringify(o);
+}
+
 const INVALID_KINDS = [
   'invalid_json',
   'ohlc_inconsistent',
@@ -114,6 +131,7 @@ const INVALID_KINDS = [
   'unaligned_timestamp',
   'invalid_volume',
   'not_object',
+  'delete_wrong_type',
 ] as const;
 
 class Generator {
@@ -193,6 +211,25 @@ class Generator {
     };
   }
 
+  /** A delete of (s, m) at `revision` (default: the key's latest revision, as the corrections). */
+  del(
+    s: number,
+    m: number,
+    route: Route,
+    time: TimeSpec,
+    revision = this.revisions.get(this.keyOf(s, m)) ?? 0,
+  ): MessageSpec {
+    const fields = drawBar(this.rand, symbolName(s), BASE_MS + m * 60_000);
+    return {
+      id: this.id(),
+      key: fields.symbol,
+      route,
+      time,
+      value: deleteJson(this.rand, fields, revision),
+      valid: true,
+    };
+  }
+
   invalid(): MessageSpec {
     const kind = this.pick(INVALID_KINDS);
     const { s, m } =
@@ -252,6 +289,9 @@ class Generator {
         };
       case 'not_object':
         return { ...base, value: `[${b.open},${b.high}]` };
+      case 'delete_wrong_type':
+        // `deleted` must be a boolean: "true" is refused (wrong_type), it deletes nothing.
+        return { ...base, value: obj({ deleted: 'true' }) };
     }
   }
 
@@ -389,13 +429,84 @@ class Generator {
       }
       case 'identical-resend-older':
         return;
+      case 'delete':
+        // Deletes, keyed or routed to a slot like the corrections: the version rule decides, a delete
+        // winning a tie (docs/contract.md "Which version wins").
+        for (let i = this.int(1, 6); i > 0; i--) {
+          const x = this.rand();
+          const slot = this.int(0, MAX_PARTITIONS - 2);
+          if (x < 0.3) {
+            // A landed bar deleted (a newer record time).
+            const k = this.existingKey();
+            msgs.push(this.del(k.s, k.m, this.rand() < 0.6 ? key : { kind: 'slot', slot }, client));
+          } else if (x < 0.45) {
+            // A bar, then a delete older than it on another partition: the delete loses.
+            const k = this.existingKey();
+            msgs.push(
+              this.valid(k.s, k.m, { kind: 'slot', slot }, { kind: 'rel', ms: 0 }),
+              this.del(k.s, k.m, { kind: 'slot', slot: slot + 1 }, { kind: 'rel', ms: -this.int(1, 60_000) }),
+            );
+          } else if (x < 0.65) {
+            // A delete, then a newer bar (by key or on another partition): the bar restores the key.
+            const k = this.existingKey();
+            msgs.push(
+              this.del(k.s, k.m, { kind: 'slot', slot }, { kind: 'rel', ms: -this.int(1_000, 60_000) }),
+              this.valid(k.s, k.m, this.rand() < 0.5 ? key : { kind: 'slot', slot: slot + 1 }, client),
+            );
+          } else if (x < 0.75) {
+            // A bar and a delete in the same millisecond on one partition: the later offset wins.
+            const k = this.existingKey();
+            const route: Route = { kind: 'slot', slot };
+            const time: TimeSpec = { kind: 'rel', ms: -this.int(0, 5000) };
+            const pair = [this.valid(k.s, k.m, route, time), this.del(k.s, k.m, route, time)];
+            msgs.push(...(this.rand() < 0.5 ? pair : pair.reverse()));
+          } else if (x < 0.85) {
+            // A higher revision with an older record time deletes; the key's later corrections carry
+            // that revision (and restore it with a newer time).
+            const k = this.existingKey();
+            const rev = (this.revisions.get(this.keyOf(k.s, k.m)) ?? 0) + this.int(1, 2);
+            this.revisions.set(this.keyOf(k.s, k.m), rev);
+            msgs.push(
+              this.del(
+                k.s,
+                k.m,
+                this.rand() < 0.5 ? key : { kind: 'slot', slot },
+                { kind: 'rel', ms: -this.int(10_000, 300_000) },
+                rev,
+              ),
+            );
+          } else {
+            // A minute never stored: far ahead (only a tombstone), or a little ahead of the live feed
+            // (its bar, newer, restores the key when the feed gets there).
+            const s = this.int(0, SYMBOLS - 1);
+            const m =
+              this.rand() < 0.5
+                ? this.liveMinute + 500 + this.int(0, 100)
+                : this.liveMinute + this.int(1, 30);
+            msgs.push(
+              this.del(s, m, key, this.rand() < 0.8 ? client : { kind: 'rel', ms: -this.int(0, 60_000) }),
+            );
+          }
+        }
+        break;
     }
     out.push({ at, kind, messages: msgs });
   }
 
+  /** The rows of the last backfill planned (some rows of the next copy them at the same line). */
+  private lastBackfill: BackfillRow[] = [];
+
   backfillRows(): BackfillRow[] {
     const rows: BackfillRow[] = [];
-    for (let i = this.int(20, 200); i > 0; i--) {
+    for (let i = 0, n = this.int(20, 200); i < n; i++) {
+      const prev = this.lastBackfill[i];
+      if (prev && this.rand() < 0.05) {
+        // The key and revision of the last backfill's row at the same line, bar for delete or delete
+        // for bar: at the same --version-time the two are one version, and the delete wins the tie.
+        const b = drawBar(this.rand, prev.symbol, prev.timestampMs);
+        rows.push({ ...b, revision: prev.revision, ...(prev.deleted ? {} : { deleted: true }) });
+        continue;
+      }
       const x = this.rand();
       // Keys of the live feed (overlap), a little ahead of it (the feed reaches them later), or its own.
       const { s, m } =
@@ -405,8 +516,10 @@ class Generator {
             ? { s: this.int(0, SYMBOLS - 1), m: this.liveMinute + this.int(1, 30) }
             : { s: this.int(0, SYMBOLS - 1), m: -this.int(1, 500) };
       const b = drawBar(this.rand, symbolName(s), BASE_MS + m * 60_000);
-      rows.push({ ...b, revision: this.rand() < 0.15 ? this.int(1, 3) : 0 });
+      const revision = this.rand() < 0.15 ? this.int(1, 3) : 0;
+      rows.push({ ...b, revision, ...(this.rand() < 0.1 ? { deleted: true } : {}) });
     }
+    this.lastBackfill = rows;
     return rows;
   }
 }
@@ -422,6 +535,7 @@ const PRODUCE_WEIGHTS: Partial<Record<ProduceKind, number>> = {
   future: 5,
   'version-header': 3,
   'identical-resend': 1,
+  delete: 6,
 };
 
 /** A rough duration of each operation, to space them (the runner waits for each anyway). */

@@ -149,6 +149,75 @@ describe('nemesis checker', () => {
     expect(check(input(k, [row(5, 1, 0, 0n)], { backfills: higher })).ok).toBe(true);
   });
 
+  const del = (revision?: number) =>
+    JSON.stringify({
+      symbol: 'AA',
+      timestamp: new Date(BAR).toISOString(),
+      deleted: true,
+      ...(revision ? { revision } : {}),
+    });
+
+  test('deletes: a deleted row still present, a restored row missing, a delete applied over a newer bar', () => {
+    // Bar (t-60s), then a newer delete (t): no row.
+    const deleted = [[rec(0, 0, 0, T - 60_000, value(1), 'b'), rec(0, 1, 0, T, del(), 'd')]];
+    const ok = check(input(deleted, []));
+    expect(ok.ok).toBe(true);
+    expect(ok.figures).toMatchObject({ deleteRecords: 1, deletedKeys: 1 });
+    const present = check(input(deleted, [row(1, 0, T - 60_000, 0n)]));
+    expect(present.figures.deletedPresent).toBe(1);
+    expect(present.discrepancies.join('\n')).toMatch(/deleted present/);
+    // Delete (t-60s), then a newer bar (t): the bar restores the key.
+    const restored = [[rec(0, 1, 0, T - 60_000, del(), 'd'), rec(0, 0, 0, T, value(2), 'b')]];
+    expect(check(input(restored, [row(2, 0, T, 0n)])).figures).toMatchObject({
+      restoredKeys: 1,
+      deletedWrongly: 0,
+    });
+    expect(check(input(restored, [])).figures.deletedWrongly).toBe(1);
+    // A bar (t) and an older delete (t-60s) arriving after it on another partition: the delete loses.
+    const older = [[rec(0, 0, 0, T, value(3), 'b'), rec(0, 1, 0, T - 60_000, del(), 'd')]];
+    expect(check(input(older, [row(3, 0, T, 0n)])).ok).toBe(true);
+    const wrongly = check(input(older, []));
+    expect(wrongly.figures.deletedWrongly).toBe(1);
+    expect(wrongly.discrepancies.join('\n')).toMatch(/newer than the delete/);
+    // A revision beats the time: a delete at revision 2 wins over a newer bar at revision 0.
+    const rev = [[rec(0, 0, 0, T, value(4), 'b'), rec(0, 1, 0, T - 300_000, del(2), 'd')]];
+    expect(check(input(rev, [])).ok).toBe(true);
+    expect(check(input(rev, [row(4, 0, T, 0n)])).figures.deletedPresent).toBe(1);
+  });
+
+  test('deletes: within a partition the later offset wins a same-time pair; a delete wins an exact tie', () => {
+    const barThenDelete = [[rec(0, 0, 0, T, value(1), 'b'), rec(0, 0, 1, T, del(), 'd')]];
+    expect(check(input(barThenDelete, [])).ok).toBe(true);
+    expect(check(input(barThenDelete, [row(1, 0, T, 0n)])).figures.deletedPresent).toBe(1);
+    const deleteThenBar = [[rec(0, 0, 0, T, del(), 'd'), rec(0, 0, 1, T, value(1), 'b')]];
+    expect(check(input(deleteThenBar, [row(1, 0, T, 1n)])).ok).toBe(true);
+    expect(check(input(deleteThenBar, [])).figures.deletedWrongly).toBe(1);
+    // Two backfills at the same --version-time, the same key on the same line: one version; the
+    // delete wins it whichever load came first.
+    const barRow = { ...bar(5), revision: 0 };
+    const delRow = { ...bar(5), revision: 0, deleted: true };
+    for (const rows of [
+      [barRow, delRow],
+      [delRow, barRow],
+    ]) {
+      const backfills = rows.map((r) => ({ rows: [r], versionTime: 0, ok: true }));
+      expect(check(input([[]], [], { backfills })).ok).toBe(true);
+      expect(check(input([[]], [row(5, 0, 0, 0n)], { backfills })).figures.deletedPresent).toBe(1);
+    }
+  });
+
+  test('deletes: a MAY delete above a MUST bar excuses a missing row; bars_latest is the newest remaining bar', () => {
+    // The delete is in a skipped range (MAY): the row may be there or not.
+    const recs = [[rec(0, 0, 0, T - 60_000, value(1), 'b'), rec(0, 1, 0, T, del(), 'd')]];
+    const skips = [{ incarnation: 0, partition: 1, fenceBefore: null, to: 1n }];
+    expect(check(input(recs, [], { skips })).ok).toBe(true);
+    expect(check(input(recs, [row(1, 0, T - 60_000, 0n)], { skips })).ok).toBe(true);
+    // bars_latest still holding the deleted bar is reported.
+    const latest = [row(1, 0, T - 60_000, 0n)];
+    expect(check(input(recs, [], { latest })).figures.latestMismatch).toBe(1);
+    expect(check(input(recs, [], { latest: [] })).ok).toBe(true);
+  });
+
   test('MAY: a forward reset skips, an old incarnation beyond its fence; MUST below a fence of its own', () => {
     const logs = [
       [rec(0, 0, 0, T, value(1), 'old0'), rec(0, 0, 1, T + 1, value(2), 'old1')],

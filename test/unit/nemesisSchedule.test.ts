@@ -61,4 +61,39 @@ describe('nemesis schedule: every operation kind', () => {
   test('the same seed gives the same schedule', () => {
     expect(planOperations({ seed: 11, minutes: 25 })).toEqual(planOperations({ seed: 11, minutes: 25 }));
   });
+
+  test('deletes: a seed produces them (keyed and routed to slots, with a bar beside some), deterministically; backfills carry some', () => {
+    const deletesOf = (seed: number) => {
+      const sc = generate({ seed, minutes: 3 });
+      const msgs = sc.produce.flatMap((e) => e.messages);
+      const deletes = msgs.filter(
+        (m) => m.valid && (JSON.parse(m.value) as { deleted?: unknown }).deleted === true,
+      );
+      const rows = sc.ops.flatMap(({ op }) => (op.kind === 'backfill' ? op.rows : []));
+      return { sc, deletes, rows };
+    };
+    const a = deletesOf(25);
+    expect(deletesOf(25).deletes).toEqual(a.deletes);
+    expect(a.deletes.length).toBeGreaterThan(10);
+    expect(a.deletes.some((m) => m.route.kind === 'key')).toBe(true);
+    expect(a.deletes.some((m) => m.route.kind === 'slot')).toBe(true);
+    // Paired with a bar of the same key in one event (older deletes, restores, same-ms ties).
+    const paired = a.sc.produce.some(
+      (e) =>
+        e.kind === 'delete' &&
+        e.messages.some((m) => !m.value.includes('"deleted"')) &&
+        e.messages.some((m) => m.value.includes('"deleted":true')),
+    );
+    expect(paired).toBe(true);
+    // An invalid delete (deleted as a string) is among the invalid kinds.
+    const invalid = [1, 2, 3, 4, 5].flatMap((seed) =>
+      generate({ seed, minutes: 3 }).produce.flatMap((e) =>
+        e.messages.filter((m) => m.invalidKind === 'delete_wrong_type'),
+      ),
+    );
+    expect(invalid.length).toBeGreaterThan(0);
+    const rows = [1, 2, 3, 4, 5, 25].flatMap((seed) => deletesOf(seed).rows);
+    expect(rows.some((r) => r.deleted)).toBe(true);
+    expect(rows.some((r) => !r.deleted)).toBe(true);
+  });
 });

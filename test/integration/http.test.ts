@@ -87,6 +87,7 @@ function rendered(b: TestBar) {
     close: b.close,
     volume: b.volume,
     vwap: b.vwap,
+    trade_count: null,
   };
 }
 
@@ -210,6 +211,7 @@ describe('read API, health, readiness and metrics', () => {
   test('range: oldest first, from inclusive, to exclusive; ISO-8601 and epoch-ms bounds answer alike', async () => {
     const expected = {
       symbol: 'S0000',
+      interval: '1m',
       from: iso(at(10)),
       to: iso(at(15)),
       bars: series('S0000').slice(10, 15).map(rendered),
@@ -248,6 +250,7 @@ describe('read API, health, readiness and metrics', () => {
       status: 200,
       json: {
         symbol: 'S0001',
+        interval: '1m',
         from: '2026-11-20T14:39:30.000Z',
         to: '2026-11-20T14:44:30.000Z',
         bars: s.slice(10, 15),
@@ -266,7 +269,7 @@ describe('read API, health, readiness and metrics', () => {
     expect((await range(at(200), at(210))).bars).toEqual([]);
     expect(await getJson(port, `/v1/bars/NOPE?from=${at(0)}&to=${at(10)}`)).toEqual({
       status: 200,
-      json: { symbol: 'NOPE', from: iso(at(0)), to: iso(at(10)), bars: [], next: null },
+      json: { symbol: 'NOPE', interval: '1m', from: iso(at(0)), to: iso(at(10)), bars: [], next: null },
     });
   });
 
@@ -367,6 +370,7 @@ describe('read API, health, readiness and metrics', () => {
       status: 200,
       json: {
         symbol: 'A/B',
+        interval: '1m',
         from: iso(at(0)),
         to: iso(at(2)),
         bars: series('A/B').map(rendered),

@@ -154,8 +154,9 @@ export class BarReader {
     return this.extras.map((c) => c.name);
   }
 
+  /** A table or view of the schema (names of this file, plain identifiers). */
   private table(name: string): string {
-    return `${ident(this.schema)}.${ident(name)}`;
+    return `${ident(this.schema)}.${name}`;
   }
 
   /**

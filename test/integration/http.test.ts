@@ -341,9 +341,9 @@ describe('read API, health, readiness and metrics', () => {
     expect(r.status).toBe(200);
     expect(r.body).toBe(
       '{"symbol":"BRK.B","bars":[' +
-        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:32:00.000Z","open":1e-7,"high":12345.678901,"low":1e-7,"close":12345.678901,"volume":1,"vwap":100.5},' +
-        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:31:00.000Z","open":0.2,"high":0.26,"low":0.15,"close":0.21,"volume":7,"vwap":0.22},' +
-        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:30:00.000Z","open":0.1,"high":0.30000000000000004,"low":0.1,"close":0.2,"volume":9007199254740991,"vwap":null}' +
+        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:32:00.000Z","open":1e-7,"high":12345.678901,"low":1e-7,"close":12345.678901,"volume":1,"vwap":100.5,"trade_count":null},' +
+        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:31:00.000Z","open":0.2,"high":0.26,"low":0.15,"close":0.21,"volume":7,"vwap":0.22,"trade_count":null},' +
+        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:30:00.000Z","open":0.1,"high":0.30000000000000004,"low":0.1,"close":0.2,"volume":9007199254740991,"vwap":null,"trade_count":null}' +
         ']}',
     );
     const bars = (JSON.parse(r.body) as { bars: Record<string, unknown>[] }).bars;

@@ -263,6 +263,10 @@ describe('the read endpoints, exact against bars_1m', () => {
         next: null,
       });
     }
+    expect(await get('/v1/bars/AAA/latest?limit=2')).toEqual({
+      status: 200,
+      json: { symbol: 'AAA', bars: [want[29], want[28]] },
+    });
     const bbb = (await get(`/v1/bars/BBB?from=${minute(0)}&to=${minute(30)}`)).json.bars as Json[];
     expect(bbb.map((b) => b.timestamp)).not.toContain(minute(5));
     expect(bbb).toHaveLength(29);
@@ -328,6 +332,7 @@ describe('the read endpoints, exact against bars_1m', () => {
       expect.arrayContaining([
         '/v1/bars/x 200',
         '/v1/bars/x 400',
+        '/v1/bars/x/latest 200',
         '/v1/latest 200',
         '/v1/latest 400',
         '/v1/minute/x 200',

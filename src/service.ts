@@ -253,7 +253,12 @@ export class Service {
       liveness: () => this.liveness(),
       readiness: () => readiness.evaluate(),
       metrics,
-      reads: readPool ? new BarReader(readPool, schema, config.db.readTimeoutMs) : null,
+      reads: readPool
+        ? new BarReader(readPool, schema, config.db.readTimeoutMs, {
+            extras: config.write.extraColumns,
+            timezone: config.db.aggregateTimezone,
+          })
+        : null,
       limits: {
         ...config.http,
         readConcurrency: config.db.readMaxConnections,

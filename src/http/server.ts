@@ -19,13 +19,21 @@ import { MAX_SYMBOL_LENGTH, parseTimestamp } from '../contract/bar';
 import { errorMessage, type Logger } from '../observe/logger';
 import type { HttpReadResult, Metrics } from '../observe/metrics';
 import type { CheckResult } from '../observe/readiness';
+import { INTERVAL_MINUTES, INTERVALS, type Interval } from '../contract/intervals';
 import { BearerToken } from './auth';
+import { openApiDocument } from './openapi';
 import { Overloaded, ReadGate, ResponseBudget } from './limits';
 
-/** The read operations the API serves (../store/readBars.ts on the read pool). */
+/** The read operations the API serves (../store/readBars.ts on the read pool; docs/reads.md). */
 export interface BarReads {
-  range(symbol: string, startMs: number, endMs: number, limit: number): Promise<Bar[]>;
+  /** BARS_EXTRA_COLUMNS: the fields every minute bar carries beyond the contract's. */
+  readonly extraNames: readonly string[];
+  range(symbol: string, startMs: number, endMs: number, limit: number, interval?: Interval): Promise<Bar[]>;
   latest(symbol: string, limit: number): Promise<Bar[]>;
+  latestOfAll(after: string | null, limit: number): Promise<Bar[]>;
+  latestOf(symbols: readonly string[]): Promise<Bar[]>;
+  minute(atMs: number, after: string | null, limit: number): Promise<Bar[]>;
+  symbols(after: string | null, limit: number): Promise<string[]>;
 }
 
 export interface HttpLimits {
@@ -70,6 +78,15 @@ class BadRequest extends Error {
 }
 
 const SYMBOL_RE = /^[\x21-\x7e]+$/;
+const SYMBOL_RULE = `must be 1-${MAX_SYMBOL_LENGTH} printable ASCII characters without whitespace`;
+
+/** A symbol as given (already decoded), checked by the contract's rule. */
+function checkSymbol(name: string, symbol: string): string {
+  if (symbol.length < 1 || symbol.length > MAX_SYMBOL_LENGTH || !SYMBOL_RE.test(symbol)) {
+    throw new BadRequest(name, `${name} ${SYMBOL_RULE}`);
+  }
+  return symbol;
+}
 
 export function parseSymbol(raw: string): string {
   let symbol: string;
@@ -78,13 +95,50 @@ export function parseSymbol(raw: string): string {
   } catch {
     throw new BadRequest('symbol', 'symbol is not valid percent-encoding');
   }
-  if (symbol.length < 1 || symbol.length > MAX_SYMBOL_LENGTH || !SYMBOL_RE.test(symbol)) {
+  return checkSymbol('symbol', symbol);
+}
+
+/** `after` of a page by symbol: absent (from the first symbol) or a symbol. */
+export function parseAfter(raw: string | null): string | null {
+  if (raw === null) return null;
+  return checkSymbol('after', raw);
+}
+
+/** `symbols=A,B,…`: 1 to `max` symbols, each by the symbol rule; duplicates count once. */
+export function parseSymbolList(raw: string, max: number): string[] {
+  const list = raw.split(',');
+  if (raw === '' || list.length > max) {
+    throw new BadRequest('symbols', `symbols must be a comma-separated list of 1 to ${max} symbols`);
+  }
+  const symbols = list.map((s) => checkSymbol('symbols', s));
+  return [...new Set(symbols)];
+}
+
+/** `interval`: one of INTERVALS (absent: 1m). */
+export function parseInterval(raw: string | null): Interval {
+  if (raw === null || raw === '') return '1m';
+  if (!(INTERVALS as readonly string[]).includes(raw)) {
+    throw new BadRequest('interval', `interval must be one of ${INTERVALS.join(', ')}`);
+  }
+  return raw as Interval;
+}
+
+/** The minute of `/v1/minute/{time}`: a time (as `from`/`to` take it) on a whole minute. */
+export function parseMinute(raw: string): number {
+  let text: string;
+  try {
+    text = decodeURIComponent(raw);
+  } catch {
+    throw new BadRequest('time', 'time is not valid percent-encoding');
+  }
+  const ms = parseTime('time', text);
+  if (ms % 60_000 !== 0) {
     throw new BadRequest(
-      'symbol',
-      `symbol must be 1-${MAX_SYMBOL_LENGTH} printable ASCII characters without whitespace`,
+      'time',
+      'time must be a whole minute (seconds and milliseconds zero), as bars start',
     );
   }
-  return symbol;
+  return ms;
 }
 
 export function parseTime(name: string, raw: string | null): number {
@@ -105,8 +159,12 @@ export function parseLimit(raw: string | null, max: number, dflt: number): numbe
   return n;
 }
 
-export function barJson(b: Bar) {
-  return {
+/**
+ * A bar as the read API renders it: the contract's fields, trade_count, then the extra columns
+ * (BARS_EXTRA_COLUMNS) by name when the bar has them (minute bars; an aggregated bar has none).
+ */
+export function barJson(b: Bar, extraNames: readonly string[] = []): Record<string, unknown> {
+  const json: Record<string, unknown> = {
     symbol: b.symbol,
     timestamp: new Date(b.timestampMs).toISOString(),
     open: b.open,
@@ -115,7 +173,10 @@ export function barJson(b: Bar) {
     close: b.close,
     volume: b.volume,
     vwap: b.vwap,
+    trade_count: b.tradeCount,
   };
+  if (b.extras !== null) extraNames.forEach((name, i) => (json[name] = b.extras![i] ?? null));
+  return json;
 }
 
 function sendText(
@@ -256,13 +317,112 @@ export class HttpServer {
       sendText(res, 200, await this.deps.registry.metrics(), this.deps.registry.contentType);
       return;
     }
-    const m = /^\/v1\/bars\/([^/]+)(\/latest)?$/.exec(path);
-    if (m && this.deps.reads) {
-      const result = await this.read(req, res, url, m[1]!, Boolean(m[2]), this.deps.reads);
+    const reads = this.deps.reads;
+    const answer = reads ? this.readRoute(path, url, reads) : null;
+    if (answer) {
+      const result = await this.read(req, res, url, answer);
       this.deps.metrics.httpReads.inc({ result });
       return;
     }
     send(res, 404, { error: 'not found' });
+  }
+
+  /** The read API's routes (docs/reads.md): the answer of `path`, or null when it is none of them. */
+  private readRoute(path: string, url: URL, reads: BarReads): (() => Promise<unknown>) | null {
+    const q = url.searchParams;
+    const { maxLimit, maxRangeMs } = this.deps.limits;
+    const extras = reads.extraNames;
+    if (path === '/v1/openapi.json') return () => Promise.resolve(openApiDocument(extras));
+    if (path === '/v1/latest') {
+      return async () => {
+        const list = q.get('symbols');
+        if (list !== null) {
+          for (const other of ['after', 'limit']) {
+            if (q.has(other)) throw new BadRequest(other, `${other} does not go with symbols`);
+          }
+          const symbols = parseSymbolList(list, maxLimit);
+          const bars = await this.gate.run(() => reads.latestOf(symbols));
+          const found = new Set(bars.map((b) => b.symbol));
+          return {
+            bars: bars.map((b) => barJson(b, extras)),
+            missing: symbols.filter((s) => !found.has(s)).sort(),
+          };
+        }
+        const after = parseAfter(q.get('after'));
+        const limit = parseLimit(q.get('limit'), maxLimit, maxLimit);
+        const bars = await this.gate.run(() => reads.latestOfAll(after, limit + 1));
+        const page = bars.slice(0, limit);
+        return {
+          bars: page.map((b) => barJson(b, extras)),
+          next: bars.length > limit ? pageLink('/v1/latest', page[page.length - 1]!.symbol, limit) : null,
+        };
+      };
+    }
+    if (path === '/v1/symbols') {
+      return async () => {
+        const after = parseAfter(q.get('after'));
+        const limit = parseLimit(q.get('limit'), maxLimit, maxLimit);
+        const symbols = await this.gate.run(() => reads.symbols(after, limit + 1));
+        const page = symbols.slice(0, limit);
+        return {
+          symbols: page,
+          next: symbols.length > limit ? pageLink('/v1/symbols', page[page.length - 1]!, limit) : null,
+        };
+      };
+    }
+    const minute = /^\/v1\/minute\/([^/]+)$/.exec(path);
+    if (minute) {
+      return async () => {
+        const atMs = parseMinute(minute[1]!);
+        const after = parseAfter(q.get('after'));
+        const limit = parseLimit(q.get('limit'), maxLimit, maxLimit);
+        const bars = await this.gate.run(() => reads.minute(atMs, after, limit + 1));
+        const page = bars.slice(0, limit);
+        const time = new Date(atMs).toISOString();
+        return {
+          timestamp: time,
+          bars: page.map((b) => barJson(b, extras)),
+          next:
+            bars.length > limit ? pageLink(`/v1/minute/${time}`, page[page.length - 1]!.symbol, limit) : null,
+        };
+      };
+    }
+    const m = /^\/v1\/bars\/([^/]+)(\/latest)?$/.exec(path);
+    if (!m) return null;
+    return async () => {
+      const symbol = parseSymbol(m[1]!);
+      if (m[2]) {
+        const limit = parseLimit(q.get('limit'), maxLimit, 100);
+        const bars = await this.gate.run(() => reads.latest(symbol, limit));
+        return { symbol, bars: bars.map((b) => barJson(b, extras)) };
+      }
+      const interval = parseInterval(q.get('interval'));
+      const from = parseTime('from', q.get('from'));
+      const to = parseTime('to', q.get('to'));
+      if (to <= from) throw new BadRequest('to', 'to must be later than from');
+      // The same number of bars at most, whatever the interval.
+      const maxRange = maxRangeMs * INTERVAL_MINUTES[interval];
+      if (to - from > maxRange) {
+        throw new BadRequest(
+          'to',
+          interval === '1m'
+            ? `the range from..to must not exceed ${maxRangeMs / 60_000} minutes`
+            : `the range from..to must not exceed ${maxRange / 60_000} minutes at interval ${interval}`,
+        );
+      }
+      const limit = parseLimit(q.get('limit'), maxLimit, maxLimit);
+      // One more than a page: whether there is a next one.
+      const bars = await this.gate.run(() => reads.range(symbol, from, to, limit + 1, interval));
+      const page = bars.slice(0, limit);
+      return {
+        symbol,
+        interval,
+        from: new Date(from).toISOString(),
+        to: new Date(to).toISOString(),
+        bars: page.map((b) => barJson(b, extras)),
+        next: bars.length > limit ? nextPage(symbol, page[page.length - 1]!, to, limit, interval) : null,
+      };
+    };
   }
 
   /** A read API request, answered in full; resolves to how it ended (for the metric). */
@@ -270,9 +430,7 @@ export class HttpServer {
     req: http.IncomingMessage,
     res: http.ServerResponse,
     url: URL,
-    rawSymbol: string,
-    latest: boolean,
-    reads: BarReads,
+    answer: () => Promise<unknown>,
   ): Promise<HttpReadResult> {
     if (this.token && !this.token.accepts(req.headers.authorization)) {
       send(
@@ -283,33 +441,8 @@ export class HttpServer {
       );
       return 'unauthorized';
     }
-    const { maxLimit, maxRangeMs } = this.deps.limits;
     try {
-      const symbol = parseSymbol(rawSymbol);
-      let body: unknown;
-      if (latest) {
-        const limit = parseLimit(url.searchParams.get('limit'), maxLimit, 100);
-        const bars = await this.gate.run(() => reads.latest(symbol, limit));
-        body = { symbol, bars: bars.map(barJson) };
-      } else {
-        const from = parseTime('from', url.searchParams.get('from'));
-        const to = parseTime('to', url.searchParams.get('to'));
-        if (to <= from) throw new BadRequest('to', 'to must be later than from');
-        if (to - from > maxRangeMs) {
-          throw new BadRequest('to', `the range from..to must not exceed ${maxRangeMs / 60_000} minutes`);
-        }
-        const limit = parseLimit(url.searchParams.get('limit'), maxLimit, maxLimit);
-        // One more than a page: whether there is a next one.
-        const bars = await this.gate.run(() => reads.range(symbol, from, to, limit + 1));
-        const page = bars.slice(0, limit);
-        body = {
-          symbol,
-          from: new Date(from).toISOString(),
-          to: new Date(to).toISOString(),
-          bars: page.map(barJson),
-          next: bars.length > limit ? nextPage(symbol, page[page.length - 1]!, to, limit) : null,
-        };
-      }
+      const body = await answer();
       const text = JSON.stringify(body);
       const release = this.budget.reserve(Buffer.byteLength(text));
       if (!release) throw new Overloaded('responses');
@@ -336,11 +469,23 @@ export class HttpServer {
 }
 
 /**
- * The link to the page after `last` of a range: the same query from the minute after it (bars start on
- * a minute, so none is skipped).
+ * The link to the page after `last` of a range: the same query from the minute after it (bars and
+ * buckets start on a minute, and buckets are at least that far apart, so none is skipped).
  */
-export function nextPage(symbol: string, last: Bar, toMs: number, limit: number): string {
+export function nextPage(
+  symbol: string,
+  last: Bar,
+  toMs: number,
+  limit: number,
+  interval: Interval = '1m',
+): string {
   const from = new Date(last.timestampMs + 60_000).toISOString();
   const to = new Date(toMs).toISOString();
-  return `/v1/bars/${encodeURIComponent(symbol)}?from=${from}&to=${to}&limit=${limit}`;
+  const every = interval === '1m' ? '' : `&interval=${interval}`;
+  return `/v1/bars/${encodeURIComponent(symbol)}?from=${from}&to=${to}&limit=${limit}${every}`;
+}
+
+/** The link to the page of `path` after symbol `last` (pages by symbol). */
+export function pageLink(path: string, last: string, limit: number): string {
+  return `${path}?after=${encodeURIComponent(last)}&limit=${limit}`;
 }

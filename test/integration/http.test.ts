@@ -87,6 +87,7 @@ function rendered(b: TestBar) {
     close: b.close,
     volume: b.volume,
     vwap: b.vwap,
+    trade_count: null,
   };
 }
 
@@ -210,6 +211,7 @@ describe('read API, health, readiness and metrics', () => {
   test('range: oldest first, from inclusive, to exclusive; ISO-8601 and epoch-ms bounds answer alike', async () => {
     const expected = {
       symbol: 'S0000',
+      interval: '1m',
       from: iso(at(10)),
       to: iso(at(15)),
       bars: series('S0000').slice(10, 15).map(rendered),
@@ -248,6 +250,7 @@ describe('read API, health, readiness and metrics', () => {
       status: 200,
       json: {
         symbol: 'S0001',
+        interval: '1m',
         from: '2026-11-20T14:39:30.000Z',
         to: '2026-11-20T14:44:30.000Z',
         bars: s.slice(10, 15),
@@ -266,7 +269,7 @@ describe('read API, health, readiness and metrics', () => {
     expect((await range(at(200), at(210))).bars).toEqual([]);
     expect(await getJson(port, `/v1/bars/NOPE?from=${at(0)}&to=${at(10)}`)).toEqual({
       status: 200,
-      json: { symbol: 'NOPE', from: iso(at(0)), to: iso(at(10)), bars: [], next: null },
+      json: { symbol: 'NOPE', interval: '1m', from: iso(at(0)), to: iso(at(10)), bars: [], next: null },
     });
   });
 
@@ -338,9 +341,9 @@ describe('read API, health, readiness and metrics', () => {
     expect(r.status).toBe(200);
     expect(r.body).toBe(
       '{"symbol":"BRK.B","bars":[' +
-        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:32:00.000Z","open":1e-7,"high":12345.678901,"low":1e-7,"close":12345.678901,"volume":1,"vwap":100.5},' +
-        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:31:00.000Z","open":0.2,"high":0.26,"low":0.15,"close":0.21,"volume":7,"vwap":0.22},' +
-        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:30:00.000Z","open":0.1,"high":0.30000000000000004,"low":0.1,"close":0.2,"volume":9007199254740991,"vwap":null}' +
+        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:32:00.000Z","open":1e-7,"high":12345.678901,"low":1e-7,"close":12345.678901,"volume":1,"vwap":100.5,"trade_count":null},' +
+        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:31:00.000Z","open":0.2,"high":0.26,"low":0.15,"close":0.21,"volume":7,"vwap":0.22,"trade_count":null},' +
+        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:30:00.000Z","open":0.1,"high":0.30000000000000004,"low":0.1,"close":0.2,"volume":9007199254740991,"vwap":null,"trade_count":null}' +
         ']}',
     );
     const bars = (JSON.parse(r.body) as { bars: Record<string, unknown>[] }).bars;
@@ -367,6 +370,7 @@ describe('read API, health, readiness and metrics', () => {
       status: 200,
       json: {
         symbol: 'A/B',
+        interval: '1m',
         from: iso(at(0)),
         to: iso(at(2)),
         bars: series('A/B').map(rendered),

@@ -1,5 +1,16 @@
 import type { Bar } from '../../src/contract/bar';
-import { barJson, parseLimit, parseSymbol, parseTime } from '../../src/http/server';
+import {
+  barJson,
+  pageLink,
+  parseAfter,
+  parseInterval,
+  parseLimit,
+  parseMinute,
+  parseSymbol,
+  parseSymbolList,
+  parseTime,
+} from '../../src/http/server';
+import { openApiDocument } from '../../src/http/openapi';
 
 /** Runs fn expecting it to throw; returns the error with its `parameter`. */
 function thrown(fn: () => unknown): { message: string; parameter: unknown } {
@@ -176,9 +187,10 @@ describe('barJson', () => {
       close: 1.5,
       volume: 10,
       vwap: 1.25,
+      trade_count: null,
     });
     expect(JSON.stringify(barJson(bar))).toBe(
-      '{"symbol":"BRK.B","timestamp":"2026-11-24T14:31:00.000Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10,"vwap":1.25}',
+      '{"symbol":"BRK.B","timestamp":"2026-11-24T14:31:00.000Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10,"vwap":1.25,"trade_count":null}',
     );
   });
 
@@ -200,5 +212,119 @@ describe('barJson', () => {
     expect(json.vwap).toBeNull();
     expect(json.timestamp).toBe('1970-01-01T00:00:00.000Z');
     expect(JSON.stringify(json)).toContain('"vwap":null');
+  });
+});
+
+describe('barJson with trade_count and extra columns', () => {
+  const bar: Bar = {
+    symbol: 'A',
+    timestampMs: TS_MS,
+    open: 1,
+    high: 1,
+    low: 1,
+    close: 1,
+    volume: 5,
+    vwap: null,
+    revision: 0,
+    tradeCount: 7,
+    deleted: false,
+    extras: ['XNAS', null],
+  };
+  test('extras rendered by name after trade_count', () => {
+    expect(JSON.stringify(barJson(bar, ['exchange', 'conditions']))).toBe(
+      '{"symbol":"A","timestamp":"2026-11-24T14:31:00.000Z","open":1,"high":1,"low":1,"close":1,"volume":5,"vwap":null,"trade_count":7,"exchange":"XNAS","conditions":null}',
+    );
+  });
+  test('an aggregated bar (extras null) has no extra fields', () => {
+    expect(Object.keys(barJson({ ...bar, extras: null }, ['exchange']))).not.toContain('exchange');
+  });
+});
+
+describe('parseInterval', () => {
+  test.each([
+    [null, '1m'],
+    ['', '1m'],
+    ['1m', '1m'],
+    ['5m', '5m'],
+    ['1h', '1h'],
+    ['1d', '1d'],
+  ])('%p → %p', (raw, interval) => {
+    expect(parseInterval(raw)).toBe(interval);
+  });
+  test.each([['15m'], ['1M'], ['1w'], ['60m'], ['1d ']])('%p → 400 naming the allowed ones', (raw) => {
+    expect(thrown(() => parseInterval(raw))).toEqual({
+      message: 'interval must be one of 1m, 5m, 1h, 1d',
+      parameter: 'interval',
+    });
+  });
+});
+
+describe('parseMinute', () => {
+  test('a whole minute, ISO (encoded or not) or epoch ms', () => {
+    expect(parseMinute('2026-11-24T14:31:00Z')).toBe(TS_MS);
+    expect(parseMinute('2026-11-24T09%3A31%3A00-05%3A00')).toBe(TS_MS);
+    expect(parseMinute(String(TS_MS))).toBe(TS_MS);
+  });
+  test.each([['2026-11-24T14:31:30Z'], ['2026-11-24T14:31:00.001Z'], [String(TS_MS + 1)]])(
+    '%p is not a whole minute → 400 on time',
+    (raw) => {
+      expect(thrown(() => parseMinute(raw))).toEqual({
+        message: 'time must be a whole minute (seconds and milliseconds zero), as bars start',
+        parameter: 'time',
+      });
+    },
+  );
+  test('not a time → 400 on time', () => {
+    expect(thrown(() => parseMinute('yesterday')).parameter).toBe('time');
+    expect(thrown(() => parseMinute('%E9')).parameter).toBe('time');
+  });
+});
+
+describe('parseAfter and parseSymbolList', () => {
+  test('after: absent or a symbol', () => {
+    expect(parseAfter(null)).toBeNull();
+    expect(parseAfter('BRK.B')).toBe('BRK.B');
+    expect(thrown(() => parseAfter(''))).toEqual({
+      message: 'after must be 1-32 printable ASCII characters without whitespace',
+      parameter: 'after',
+    });
+  });
+  test('symbols: a bounded list, duplicates once', () => {
+    expect(parseSymbolList('B,A,B', 3)).toEqual(['B', 'A']);
+    expect(parseSymbolList('A%2FB', 3)).toEqual(['A%2FB']); // already decoded by the query parser
+    const rule = {
+      message: 'symbols must be a comma-separated list of 1 to 3 symbols',
+      parameter: 'symbols',
+    };
+    expect(thrown(() => parseSymbolList('', 3))).toEqual(rule);
+    expect(thrown(() => parseSymbolList('A,B,C,D', 3))).toEqual(rule);
+    expect(thrown(() => parseSymbolList('A,,B', 3))).toEqual({
+      message: 'symbols must be 1-32 printable ASCII characters without whitespace',
+      parameter: 'symbols',
+    });
+  });
+  test('page links', () => {
+    expect(pageLink('/v1/latest', 'A/B', 10)).toBe('/v1/latest?after=A%2FB&limit=10');
+  });
+});
+
+describe('openApiDocument', () => {
+  test('describes every read route, the extra columns in the bar schema', () => {
+    const doc = openApiDocument(['exchange']) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+      components: { schemas: { Bar: { properties: Record<string, unknown> } } };
+    };
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      '/v1/bars/{symbol}',
+      '/v1/bars/{symbol}/latest',
+      '/v1/latest',
+      '/v1/minute/{time}',
+      '/v1/openapi.json',
+      '/v1/symbols',
+    ]);
+    expect(Object.keys(doc.components.schemas.Bar.properties)).toContain('exchange');
+    expect(Object.keys(doc.components.schemas.Bar.properties)).toContain('trade_count');
   });
 });

@@ -1,0 +1,193 @@
+/**
+ * bench:reads — the scanner's reads (issue 29 §4, docs/reads.md) through the API beside the plain SQL a
+ * user would write without bars_latest, in the same run, on the same data:
+ *
+ * - "latest bar of every symbol": GET /v1/latest vs `SELECT DISTINCT ON (symbol) … ORDER BY symbol,
+ *   "timestamp" DESC`;
+ * - "every symbol at one minute": GET /v1/minute/{T} vs `WHERE "timestamp" = T`;
+ * - "one symbol, one day at 1h": GET /v1/bars/{symbol}?interval=1h vs a GROUP BY of bars_1m.
+ *
+ * Data: BENCH_READS_SYMBOLS (5000) × BENCH_READS_DAYS (10) trading days of 390 minute bars, made in SQL
+ * with generate_series (bars_latest filled the way migration 011 does), analyzed; on TimescaleDB
+ * (BENCH_TARGET=timescaledb) bars_1h is materialized but for the last day (real-time from there).
+ * BENCH_READS_ITERATIONS (50) API reads each, BENCH_READS_SQL_ITERATIONS (5) plain SQL reads each. The
+ * API is the service's HTTP server and BarReader in this process, on its own read pool.
+ */
+import { Registry } from 'prom-client';
+import { HttpServer } from '../src/http/server';
+import { createLogger } from '../src/observe/logger';
+import { createMetrics } from '../src/observe/metrics';
+import { BarReader } from '../src/store/readBars';
+import { applyAggregateTimezone } from '../src/store/timescaleSettings';
+import { runMain } from './cleanup';
+import { envInt, TARGET } from './env';
+import { createBenchSchema, newPool } from './postgres';
+import { fmtInt, log, nowMs, percentile, printTable, round } from './report';
+
+const SYMBOLS = envInt('BENCH_READS_SYMBOLS', 5000);
+const DAYS = envInt('BENCH_READS_DAYS', 10);
+const ITERATIONS = envInt('BENCH_READS_ITERATIONS', 50);
+const SQL_ITERATIONS = envInt('BENCH_READS_SQL_ITERATIONS', 5);
+/** The first trading day: Monday 2026-10-05, sessions 14:30-20:59 UTC. */
+const FIRST_DAY_MS = Date.UTC(2026, 9, 5);
+const SESSION_START_MIN = 14 * 60 + 30;
+
+/** The i-th weekday from FIRST_DAY_MS, as epoch ms of its midnight UTC. */
+function tradingDay(i: number): number {
+  const week = Math.floor(i / 5);
+  return FIRST_DAY_MS + (week * 7 + (i % 5)) * 86_400_000;
+}
+
+async function timed(n: number, fn: () => Promise<number>): Promise<{ ms: number[]; rows: number }> {
+  const ms: number[] = [];
+  let rows = 0;
+  for (let i = 0; i < n; i++) {
+    const t0 = nowMs();
+    rows = await fn();
+    ms.push(nowMs() - t0);
+  }
+  return { ms, rows };
+}
+
+runMain('bench:reads', async (cleanup) => {
+  const pool = newPool(2);
+  cleanup.add('close the pool', () => pool.end());
+  const schema = `bench_reads_${process.pid}`;
+  await createBenchSchema(pool, cleanup, schema);
+  if (TARGET === 'timescaledb') {
+    // What `migrate` does after the migrations: the aggregates of the current definition (trade_count).
+    const client = await pool.connect();
+    try {
+      await applyAggregateTimezone(client, schema, 'UTC');
+      await client.query(
+        `SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE hypertable_schema = $1`,
+        [schema],
+      );
+    } finally {
+      client.release();
+    }
+  }
+  const s = `"${schema}"`;
+  const days = Array.from({ length: DAYS }, (_, i) => tradingDay(i));
+  log(
+    `bench:reads on ${TARGET}: ${fmtInt(SYMBOLS)} symbols × ${DAYS} days = ${fmtInt(SYMBOLS * DAYS * 390)} bars`,
+  );
+  const t0 = nowMs();
+  for (const day of days) {
+    const start = new Date(day + SESSION_START_MIN * 60_000).toISOString();
+    await pool.query(
+      `INSERT INTO ${s}.bars_1m (symbol, "timestamp", open, high, low, close, volume, vwap, trade_count, revision, source_time)
+       SELECT 'S' || lpad(sym::text, 5, '0'), $1::timestamptz + m * interval '1 minute',
+              100 + (sym % 97) + m * 0.01, 101 + (sym % 97) + m * 0.01, 99 + (sym % 97) + m * 0.01,
+              100.5 + (sym % 97) + m * 0.01, 1000 + (sym * 7 + m) % 5000, 100.2 + (sym % 97) + m * 0.01,
+              10 + m % 50, 0, now()
+       FROM generate_series(0, $2::int - 1) sym, generate_series(0, 389) m`,
+      [start, SYMBOLS],
+    );
+  }
+  await pool.query(
+    `INSERT INTO ${s}.bars_latest (symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time, source_origin, trade_count)
+     SELECT DISTINCT ON (symbol) symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time, source_origin, trade_count
+     FROM ${s}.bars_1m ORDER BY symbol, "timestamp" DESC`,
+  );
+  await pool.query(`ANALYZE ${s}.bars_1m`);
+  await pool.query(`ANALYZE ${s}.bars_latest`);
+  const lastDay = days[days.length - 1]!;
+  if (TARGET === 'timescaledb') {
+    await pool.query(`CALL refresh_continuous_aggregate($1::regclass, NULL, $2::timestamptz)`, [
+      `${s}.bars_1h`,
+      new Date(lastDay).toISOString(),
+    ]);
+  }
+  log(`data ready in ${round((nowMs() - t0) / 1000, 1)} s`);
+
+  const readPool = newPool(2);
+  cleanup.add('close the read pool', () => readPool.end());
+  const metrics = createMetrics(new Registry(), false);
+  const server = new HttpServer({
+    logger: createLogger('silent'),
+    registry: metrics.registry,
+    metrics,
+    liveness: () => ({}),
+    readiness: () => Promise.resolve({}),
+    reads: new BarReader(readPool, schema, 60_000),
+    limits: {
+      maxRangeMs: 31 * 86_400_000,
+      maxLimit: Math.max(10_000, SYMBOLS),
+      maxConnections: 64,
+      requestTimeoutMs: 120_000,
+      idleTimeoutMs: 120_000,
+      readConcurrency: 2,
+      maxQueuedReads: 16,
+      readWaitMs: 60_000,
+      responseBufferBytes: 512 * 1024 * 1024,
+      readToken: '',
+    },
+  });
+  const port = await server.listen(0, '127.0.0.1');
+  cleanup.add('close the server', () => server.close());
+  const api = async (path: string, key = 'bars'): Promise<number> => {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    if (res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+    return ((await res.json()) as Record<string, unknown[]>)[key]!.length;
+  };
+  const sql = async (text: string): Promise<number> => (await pool.query(text)).rowCount ?? 0;
+
+  const minute = new Date(lastDay + (SESSION_START_MIN + 200) * 60_000).toISOString();
+  const dayFrom = new Date(lastDay).toISOString();
+  const dayTo = new Date(lastDay + 86_400_000).toISOString();
+  const hourBucket =
+    TARGET === 'timescaledb' ? `time_bucket('1 hour', "timestamp")` : `date_trunc('hour', "timestamp")`;
+  const cases = [
+    {
+      name: 'latest bar of every symbol',
+      api: () => api('/v1/latest'),
+      sql: () =>
+        sql(
+          `SELECT DISTINCT ON (symbol) symbol, "timestamp", open, high, low, close, volume, vwap
+           FROM ${s}.bars_1m ORDER BY symbol, "timestamp" DESC`,
+        ),
+    },
+    {
+      name: 'every symbol at one minute',
+      api: () => api(`/v1/minute/${minute}`),
+      sql: () => sql(`SELECT * FROM ${s}.bars_1m WHERE "timestamp" = '${minute}' ORDER BY symbol`),
+    },
+    {
+      name: 'one symbol, one day at 1h',
+      api: () => api(`/v1/bars/S00042?interval=1h&from=${dayFrom}&to=${dayTo}`),
+      sql: () =>
+        sql(
+          `SELECT ${hourBucket} AS h, (array_agg(open ORDER BY "timestamp"))[1], max(high), min(low),
+                  (array_agg(close ORDER BY "timestamp" DESC))[1], sum(volume)
+           FROM ${s}.bars_1m WHERE symbol = 'S00042' AND "timestamp" >= '${dayFrom}' AND "timestamp" < '${dayTo}'
+           GROUP BY 1 ORDER BY 1`,
+        ),
+    },
+  ];
+  const rows: (string | number)[][] = [
+    ['read', 'rows', 'API p50 ms', 'API p99 ms', 'SQL p50 ms', 'SQL p99 ms', 'SQL/API p50'],
+  ];
+  for (const c of cases) {
+    await c.api(); // warm
+    const a = await timed(ITERATIONS, c.api);
+    const q = await timed(SQL_ITERATIONS, c.sql);
+    if (a.rows !== q.rows) throw new Error(`${c.name}: the API answered ${a.rows} rows, the SQL ${q.rows}`);
+    const ap50 = percentile(a.ms, 50);
+    const qp50 = percentile(q.ms, 50);
+    rows.push([
+      c.name,
+      a.rows,
+      round(ap50, 1),
+      round(percentile(a.ms, 99), 1),
+      round(qp50, 1),
+      round(percentile(q.ms, 99), 1),
+      round(qp50 / ap50, 1),
+    ]);
+  }
+  console.log(
+    `\nbench:reads, ${TARGET}, ${fmtInt(SYMBOLS)} symbols × ${DAYS} days (${fmtInt(SYMBOLS * DAYS * 390)} bars); ` +
+      `${ITERATIONS} API and ${SQL_ITERATIONS} SQL reads each, no live feed\n`,
+  );
+  printTable(rows);
+});

@@ -18,7 +18,7 @@ import type { Bar } from '../contract/bar';
 import { MAX_SYMBOL_LENGTH, parseTimestamp } from '../contract/bar';
 import { errorMessage, type Logger } from '../observe/logger';
 import type { HttpReadResult, Metrics } from '../observe/metrics';
-import type { CheckResult } from '../observe/readiness';
+import { allReady, type CheckResult } from '../observe/readiness';
 import { BearerToken } from './auth';
 import { Overloaded, ReadGate, ResponseBudget } from './limits';
 
@@ -248,7 +248,7 @@ export class HttpServer {
     }
     if (path === '/readyz') {
       const checks = await this.deps.readiness();
-      const ok = Object.values(checks).every((c) => c.ok);
+      const ok = allReady(checks);
       send(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', checks });
       return;
     }

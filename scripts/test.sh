@@ -6,7 +6,8 @@
 # container image (built with podman or docker, then run against the same broker and database), the
 # operations suite on fixed seeds (test/nemesis: random operations against real services, an
 # independent checker), the write-path suites again on plain PostgreSQL, the core pipeline suites with the service behind PgBouncer
-# in transaction mode (scripts/pgbouncer.sh; pgbouncer installed from Debian when missing), then the
+# in transaction mode (scripts/pgbouncer.sh; pgbouncer installed from Debian when missing), the read API
+# on a streaming replica (scripts/replica.sh: a primary and a pg_basebackup hot standby), then the
 # Kafka 3.9.x compatibility run and a shorter one on 4.1.x (the previous main line). Stops every
 # broker, cluster and pooler it started, by pid.
 #
@@ -67,7 +68,9 @@ pgbouncer_port=${TEST_PGBOUNCER_PORT:-56432}
 pgbouncer_started=""
 prometheus_port=${TEST_PROMETHEUS_PORT:-59090}
 prometheus_started=""
+replica_started=""
 cleanup() {
+  if [ -n "$replica_started" ]; then scripts/replica.sh stop || true; fi
   if [ -n "$prometheus_started" ]; then PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh stop || true; fi
   if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbouncer.sh stop || true; fi
   for spec in "${started[@]}"; do
@@ -168,6 +171,15 @@ env "${bouncer_db[@]}" TEST_PGBOUNCER_PORT=$pgbouncer_port TEST_KAFKA_BROKERS=12
   npx jest --selectProjects integration --ci --runInBand \
   --testPathPatterns 'test/integration/(pipeline|rebalance|faults|http)\.test\.ts'
 if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbouncer.sh stop; pgbouncer_started=""; fi
+
+step "readers on a streaming replica (scripts/replica.sh: a primary and a pg_basebackup hot standby)"
+replica_started=1 # set first: a start that fails half-way is stopped at exit too
+scripts/replica.sh start
+env TEST_PG_HOST=127.0.0.1 TEST_PG_PORT=57432 TEST_PG_USER=postgres TEST_PG_TIMESCALEDB=0 \
+  TEST_REPLICA_PRIMARY_PORT=57432 TEST_REPLICA_STANDBY_PORT=57433 TEST_KAFKA_BROKERS=127.0.0.1:$main_port \
+  npx jest --selectProjects integration --ci --runInBand test/integration/replica.test.ts
+scripts/replica.sh stop
+replica_started=""
 
 step "compatibility run on Kafka $compat_version"
 start_kafka "$compat_version" "$compat_port"

@@ -41,8 +41,8 @@ import { ResumeReader } from './offsets/resume';
 import { CompressedChunks } from './store/compressedChunks';
 import { classifyDbError, DB_ERROR_CLASSES } from './store/errors';
 import { readFences, resetFence } from './store/fences';
-import { databaseCheck, publicDetail, reportPool } from './store/health';
-import { createPool, QUERY_TIMEOUT_MARGIN_MS, type Pool } from './store/pool';
+import { databaseCheck, publicDetail, replicaCheck, reportPool } from './store/health';
+import { createPool, QUERY_TIMEOUT_MARGIN_MS, readConnection, readsElsewhere, type Pool } from './store/pool';
 import { BarReader } from './store/readBars';
 
 export interface ServiceOptions {
@@ -163,11 +163,7 @@ export class Service {
     const pool = createPool(config.db);
     const readPool = config.http.readApi
       ? createPool(
-          {
-            ...config.db,
-            maxConnections: config.db.readMaxConnections,
-            maxIdleConnections: config.db.readMaxConnections,
-          },
+          readConnection(config.db),
           'bar-writer-reads',
           config.db.readTimeoutMs > 0 ? config.db.readTimeoutMs + QUERY_TIMEOUT_MARGIN_MS : 0,
         )
@@ -244,6 +240,12 @@ export class Service {
         ),
         kafka: () => this.kafkaCheck(run),
         writes: () => this.writesCheck(run),
+        // Reads on a server of their own (a replica): its state, never failing the writer's readiness.
+        ...(readPool && readsElsewhere(config.db)
+          ? {
+              readReplica: replicaCheck(readPool, metrics, logger.child({ component: 'readiness' })),
+            }
+          : {}),
       },
       metrics,
     );

@@ -101,6 +101,28 @@ function nonEmptyString(rule: string) {
 }
 
 /**
+ * A `format` of a setting that may be left empty, then another setting's value applies (DB_READ_PORT
+ * empty: DB_PORT): '' or a value `accepts` takes. A number (from CONFIG_FILE) is taken as its digits.
+ */
+function emptyOr(rule: string, accepts: (value: string) => boolean) {
+  return (value: unknown) => {
+    const text = typeof value === 'number' ? String(value) : value;
+    if (text === '') return;
+    if (typeof text !== 'string' || !accepts(text)) throw new Error(`must be empty or ${rule}`);
+  };
+}
+
+/** A port from its text (surrounding blanks allowed, as intRange allows them), or null. */
+function portNumber(text: string): number | null {
+  if (!/^\s*\d{1,5}\s*$/.test(text)) return null;
+  const n = Number(text);
+  return n >= 1 && n <= 65535 ? n : null;
+}
+
+const SSL_MODES = ['disable', 'require', 'verify-full'] as const;
+type SslMode = (typeof SSL_MODES)[number];
+
+/**
  * A `format` that takes one of `values` (convict's list format), typed as their union; the leaf's
  * default is written `as const`, so that convict's typing checks it is one of them.
  */
@@ -154,7 +176,7 @@ const schema = {
     },
     sslMode: {
       doc: 'TLS to PostgreSQL: disable; require (encrypted, not verified); verify-full (verified against DB_SSL_ROOT_CERT)',
-      format: oneOf('disable', 'require', 'verify-full'),
+      format: oneOf(...SSL_MODES),
       default: 'disable' as const,
       env: 'DB_SSL_MODE',
     },
@@ -199,6 +221,49 @@ const schema = {
       format: 'duration-ms',
       default: 5000,
       env: 'DB_READ_TIMEOUT',
+    },
+    readHost: {
+      doc: "Host of the read API's database, e.g. a streaming replica (hot standby) of DB_HOST; empty: DB_HOST. /readyz names its state without it failing the writer's readiness",
+      format: emptyOr('a host name', (v) => v.trim() !== ''),
+      default: '',
+      env: 'DB_READ_HOST',
+    },
+    readPort: {
+      doc: "Port of the read API's database; empty: DB_PORT",
+      format: emptyOr('an integer from 1 to 65535', (v) => portNumber(v) !== null),
+      default: '',
+      env: 'DB_READ_PORT',
+    },
+    readUser: {
+      doc: "User of the read API's database (SELECT on bars_1m is enough); empty: DB_USER",
+      format: emptyOr('a user name', (v) => v.trim() !== ''),
+      default: '',
+      env: 'DB_READ_USER',
+    },
+    readPassword: {
+      doc: 'Password of DB_READ_USER; empty (and DB_READ_PASSWORD_FILE empty): DB_PASSWORD',
+      format: String,
+      default: '',
+      env: 'DB_READ_PASSWORD',
+      sensitive: true,
+    },
+    readPasswordFile: {
+      doc: 'File holding the read password (mounted secret); used when DB_READ_PASSWORD is empty',
+      format: String,
+      default: '',
+      env: 'DB_READ_PASSWORD_FILE',
+    },
+    readSslMode: {
+      doc: "TLS to the read API's database, as DB_SSL_MODE; empty: DB_SSL_MODE",
+      format: emptyOr('one of disable, require, verify-full', (v) => SSL_MODES.includes(v as SslMode)),
+      default: '',
+      env: 'DB_READ_SSL_MODE',
+    },
+    readSslRootCert: {
+      doc: 'CA bundle file for DB_READ_SSL_MODE=verify-full; empty: DB_SSL_ROOT_CERT',
+      format: String,
+      default: '',
+      env: 'DB_READ_SSL_ROOT_CERT',
     },
     lockTimeoutMs: {
       doc: 'lock_timeout of every write transaction (0 = none): a row another session holds fails the write after this long, and the partition is retried on its own',
@@ -537,7 +602,14 @@ type Key = {
  * earliest bar start (BARS_MIN_TIMESTAMP) is epoch ms and the extra columns (BARS_EXTRA_COLUMNS) parsed.
  */
 export type Config = Omit<Properties, 'db' | 'write' | 'kafka' | 'http'> & {
-  db: Omit<Properties['db'], 'passwordFile'>;
+  db: Omit<Properties['db'], 'passwordFile' | 'readPasswordFile' | 'readPort' | 'readSslMode'> & {
+    /**
+     * The read API's connection (DB_READ_*), each resolved: an empty setting is the writer's (readHost
+     * is DB_HOST when DB_READ_HOST is empty, and so on).
+     */
+    readPort: number;
+    readSslMode: SslMode;
+  };
   write: Omit<Properties['write'], 'minTimestamp' | 'extraColumns'> & {
     /** BARS_MIN_TIMESTAMP as epoch ms. */
     minTimestampMs: number;
@@ -625,8 +697,20 @@ export function loadConfig(env: Env = process.env): Config {
       return '';
     }
   };
-  const { passwordFile, ...dbRest } = raw.db;
-  const db: Config['db'] = { ...dbRest, password: secret(dbRest.password, passwordFile, 'db.passwordFile') };
+  const { passwordFile, readPasswordFile, ...dbRest } = raw.db;
+  const password = secret(dbRest.password, passwordFile, 'db.passwordFile');
+  // The read API's connection: each DB_READ_* left empty is the writer's setting.
+  const readPassword = secret(dbRest.readPassword, readPasswordFile, 'db.readPasswordFile');
+  const db: Config['db'] = {
+    ...dbRest,
+    password,
+    readHost: dbRest.readHost.trim() || dbRest.host,
+    readPort: portNumber(String(dbRest.readPort)) ?? dbRest.port,
+    readUser: dbRest.readUser.trim() || dbRest.user,
+    readPassword: readPassword || password,
+    readSslMode: (dbRest.readSslMode as SslMode | '') || dbRest.sslMode,
+    readSslRootCert: dbRest.readSslRootCert || dbRest.sslRootCert,
+  };
   const { saslPasswordFile, ...kafkaRest } = raw.kafka;
   const kafka: Config['kafka'] = {
     ...kafkaRest,
@@ -680,6 +764,14 @@ export function loadConfig(env: Env = process.env): Config {
     const why = unreadable(config.db.sslRootCert);
     if (why) problem('db.sslRootCert', why);
   }
+  if (
+    config.db.readSslMode === 'verify-full' &&
+    raw.db.readSslRootCert &&
+    raw.db.readSslRootCert !== config.db.sslRootCert
+  ) {
+    const why = unreadable(raw.db.readSslRootCert);
+    if (why) problem('db.readSslRootCert', why);
+  }
   const k = config.kafka;
   if (k.saslMechanism !== 'none' && (!k.saslUsername || !k.saslPassword)) {
     problem(
@@ -730,7 +822,11 @@ function unreadable(file: string): string | null {
 export function redactedConfig(config: Config): Config {
   return {
     ...config,
-    db: { ...config.db, password: config.db.password ? '[redacted]' : '' },
+    db: {
+      ...config.db,
+      password: config.db.password ? '[redacted]' : '',
+      readPassword: config.db.readPassword ? '[redacted]' : '',
+    },
     kafka: { ...config.kafka, saslPassword: config.kafka.saslPassword ? '[redacted]' : '' },
     http: { ...config.http, readToken: config.http.readToken ? '[redacted]' : '' },
   };

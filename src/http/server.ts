@@ -18,7 +18,7 @@ import type { Bar } from '../contract/bar';
 import { MAX_SYMBOL_LENGTH, parseTimestamp } from '../contract/bar';
 import { errorMessage, type Logger } from '../observe/logger';
 import type { HttpReadResult, Metrics } from '../observe/metrics';
-import type { CheckResult } from '../observe/readiness';
+import { allReady, type CheckResult } from '../observe/readiness';
 import { INTERVAL_MINUTES, INTERVALS, type Interval } from '../contract/intervals';
 import { BearerToken } from './auth';
 import { openApiDocument } from './openapi';
@@ -309,7 +309,7 @@ export class HttpServer {
     }
     if (path === '/readyz') {
       const checks = await this.deps.readiness();
-      const ok = Object.values(checks).every((c) => c.ok);
+      const ok = allReady(checks);
       send(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', checks });
       return;
     }

@@ -38,6 +38,9 @@ export interface Metrics {
   partitionFailures: Gauge<'partition'>;
   barsWrittenCompressed: Counter;
   readPoolConnections: Gauge<'state'>;
+  readTargetUp: Gauge;
+  readTargetInRecovery: Gauge;
+  readTargetReplayLag: Gauge;
   httpReads: Counter<'result'>;
   httpConnections: Gauge;
 }
@@ -213,6 +216,21 @@ export function createMetrics(registry: Registry = new Registry(), withDefaults 
       name: 'db_read_pool_connections',
       help: "The read API's PostgreSQL pool connections by state (total, idle, waiting)",
       labelNames: ['state'],
+      registers: r,
+    }),
+    readTargetUp: new Gauge({
+      name: 'db_read_target_up',
+      help: "With DB_READ_HOST/DB_READ_PORT another server than the writer's (a replica): 1 when it answers the readiness check, 0 when not",
+      registers: r,
+    }),
+    readTargetInRecovery: new Gauge({
+      name: 'db_read_target_in_recovery',
+      help: "The read API's own server is in recovery (a hot standby): 1, else 0; last seen while reachable",
+      registers: r,
+    }),
+    readTargetReplayLag: new Gauge({
+      name: 'db_read_target_replay_lag_seconds',
+      help: "Replay lag of the read API's hot standby: 0 when it replayed all the WAL it received, else the age of the last transaction it replayed; last seen while reachable",
       registers: r,
     }),
     httpReads: new Counter({

@@ -10,6 +10,13 @@ import { every, type Periodic } from './periodic';
 export interface CheckResult {
   ok: boolean;
   detail: string;
+  /** Shown, but not part of readiness: the read replica's state (the writer is ready without it). */
+  advisory?: boolean;
+}
+
+/** Ready when every check is ok, advisory ones aside. */
+export function allReady(checks: Record<string, CheckResult>): boolean {
+  return Object.values(checks).every((c) => c.ok || c.advisory === true);
 }
 
 export type Check = () => CheckResult | Promise<CheckResult>;
@@ -25,7 +32,7 @@ export class Readiness {
     const results = await Promise.all(names.map((n) => this.checks[n]!()));
     const out: Record<string, CheckResult> = {};
     names.forEach((n, i) => (out[n] = results[i]!));
-    this.metrics.ready.set(results.every((c) => c.ok) ? 1 : 0);
+    this.metrics.ready.set(allReady(out) ? 1 : 0);
     return out;
   }
 

@@ -75,6 +75,29 @@ export function createPool(
   return pool;
 }
 
+/**
+ * The read API's pool settings: its connection (DB_READ_*, each already resolved to the writer's when
+ * empty) and its own size.
+ */
+export function readConnection(db: Config['db']): Config['db'] {
+  return {
+    ...db,
+    host: db.readHost,
+    port: db.readPort,
+    user: db.readUser,
+    password: db.readPassword,
+    sslMode: db.readSslMode,
+    sslRootCert: db.readSslRootCert,
+    maxConnections: db.readMaxConnections,
+    maxIdleConnections: db.readMaxConnections,
+  };
+}
+
+/** Whether the read API reads another server than the writer's (a replica): DB_READ_HOST/PORT differ. */
+export function readsElsewhere(db: Config['db']): boolean {
+  return db.readHost !== db.host || db.readPort !== db.port;
+}
+
 /** How much longer than its statement_timeout a query may take in all (network, a pooler's queue). */
 export const QUERY_TIMEOUT_MARGIN_MS = 5000;
 

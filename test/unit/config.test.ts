@@ -48,6 +48,12 @@ const DEFAULTS: Config = {
     statementTimeoutMs: 30_000,
     readMaxConnections: 2,
     readTimeoutMs: 5000,
+    readHost: 'localhost',
+    readPort: 5432,
+    readUser: 'postgres',
+    readPassword: '',
+    readSslMode: 'disable',
+    readSslRootCert: '',
     retentionMs: 0,
     aggregateTimezone: 'UTC',
     lockTimeoutMs: 5000,
@@ -230,6 +236,12 @@ describe('loadConfig: values from env', () => {
         statementTimeoutMs: 0,
         readMaxConnections: 3,
         readTimeoutMs: 0,
+        readHost: 'db.internal',
+        readPort: 6543,
+        readUser: 'writer',
+        readPassword: '',
+        readSslMode: 'require',
+        readSslRootCert: '',
         retentionMs: 34_560_000_000,
         aggregateTimezone: 'America/New_York',
         lockTimeoutMs: 2000,
@@ -557,6 +569,99 @@ describe('loadConfig: cross-field rules', () => {
   });
 });
 
+describe('loadConfig: the read connection (DB_READ_*)', () => {
+  const WRITER = {
+    DB_HOST: 'primary.internal',
+    DB_PORT: '6543',
+    DB_USER: 'writer',
+    DB_PASSWORD: 'writer-secret',
+    DB_SSL_MODE: 'require',
+  };
+
+  test("each one left empty is the writer's setting", () => {
+    const { db } = loadConfig({ ...WRITER, DB_READ_HOST: '', DB_READ_PORT: '' });
+    expect(db).toMatchObject({
+      readHost: 'primary.internal',
+      readPort: 6543,
+      readUser: 'writer',
+      readPassword: 'writer-secret',
+      readSslMode: 'require',
+      readSslRootCert: '',
+    });
+  });
+
+  test('each one set is its own', () => {
+    const ca = tempFile('read-ca.pem', 'not checked here');
+    const { db } = loadConfig({
+      ...WRITER,
+      DB_READ_HOST: 'replica.internal',
+      DB_READ_PORT: ' 6544 ',
+      DB_READ_USER: 'reader',
+      DB_READ_PASSWORD: 'reader-secret',
+      DB_READ_SSL_MODE: 'verify-full',
+      DB_READ_SSL_ROOT_CERT: ca,
+    });
+    expect(db).toMatchObject({
+      host: 'primary.internal',
+      port: 6543,
+      user: 'writer',
+      password: 'writer-secret',
+      sslMode: 'require',
+      readHost: 'replica.internal',
+      readPort: 6544,
+      readUser: 'reader',
+      readPassword: 'reader-secret',
+      readSslMode: 'verify-full',
+      readSslRootCert: ca,
+    });
+    expect(Object.keys(db)).not.toContain('readPasswordFile');
+  });
+
+  test('DB_READ_PASSWORD_FILE is read when DB_READ_PASSWORD is empty; a port from CONFIG_FILE may be a number', () => {
+    const file = tempFile('read-password', 'file-reader\n');
+    const json = tempFile('read.json', JSON.stringify({ db: { readPort: 7000 } }));
+    const { db } = loadConfig({ ...WRITER, DB_READ_PASSWORD_FILE: file, CONFIG_FILE: json });
+    expect(db.readPassword).toBe('file-reader');
+    expect(db.readPort).toBe(7000);
+  });
+
+  test('bad values are reported naming the variable and the rule, never the password', () => {
+    const err = configError({
+      DB_READ_PASSWORD: 'hunter2-reader',
+      DB_READ_HOST: '  ',
+      DB_READ_PORT: '70000',
+      DB_READ_USER: ' ',
+      DB_READ_SSL_MODE: 'prefer',
+    });
+    expect(err.problems).toEqual([
+      'DB_READ_HOST (db.readHost): must be empty or a host name: value was "  "',
+      'DB_READ_PORT (db.readPort): must be empty or an integer from 1 to 65535: value was "70000"',
+      'DB_READ_USER (db.readUser): must be empty or a user name: value was " "',
+      'DB_READ_SSL_MODE (db.readSslMode): must be empty or one of disable, require, verify-full: value was "prefer"',
+    ]);
+    expect(err.message).not.toContain('hunter2-reader');
+  });
+
+  test('an unreadable DB_READ_SSL_ROOT_CERT for verify-full is reported', () => {
+    const err = configError({
+      DB_READ_SSL_MODE: 'verify-full',
+      DB_READ_SSL_ROOT_CERT: path.join(dir, 'missing-ca.pem'),
+    });
+    expect(err.problems).toEqual(['DB_READ_SSL_ROOT_CERT (db.readSslRootCert): file does not exist']);
+  });
+
+  test('redactedConfig replaces the read password too', () => {
+    const config = loadConfig({ DB_READ_PASSWORD: 'hunter2-reader' });
+    const redacted = redactedConfig(config);
+    expect(redacted.db.readPassword).toBe('[redacted]');
+    expect(JSON.stringify(redacted)).not.toContain('hunter2-reader');
+    // Defaulted to the writer's, it is that password: redacted all the same.
+    expect(JSON.stringify(redactedConfig(loadConfig({ DB_PASSWORD: 'hunter2-w' })))).not.toContain(
+      'hunter2-w',
+    );
+  });
+});
+
 describe('loadConfig: secrets', () => {
   const SECRET = 'hunter2-S3cr3t';
 
@@ -587,7 +692,7 @@ describe('loadConfig: secrets', () => {
     const redacted = redactedConfig(config);
     expect(redacted.db.password).toBe('[redacted]');
     expect(JSON.stringify(redacted)).not.toContain(SECRET);
-    expect({ ...redacted, db: { ...redacted.db, password: SECRET } }).toEqual(config);
+    expect({ ...redacted, db: { ...redacted.db, password: SECRET, readPassword: SECRET } }).toEqual(config);
     expect(config.db.password).toBe(SECRET);
   });
 
@@ -699,7 +804,7 @@ describe('loadConfig: CONFIG_FILE', () => {
     const c = loadConfig({ CONFIG_FILE: file });
     expect(c).toEqual({
       ...DEFAULTS,
-      db: { ...DEFAULTS.db, host: 'file-host', port: 6543 },
+      db: { ...DEFAULTS.db, host: 'file-host', port: 6543, readHost: 'file-host', readPort: 6543 },
       write: { ...DEFAULTS.write, intervalMs: 5000, batchSize: 200, flushOnCaughtUp: false },
       kafka: { ...DEFAULTS.kafka, topic: 'file.topic', sessionTimeoutMs: 60_000 },
       logLevel: 'warn',

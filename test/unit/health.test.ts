@@ -1,5 +1,6 @@
 import type { Logger } from '../../src/observe/logger';
-import { databaseCheck } from '../../src/store/health';
+import { allReady } from '../../src/observe/readiness';
+import { databaseCheck, replicaCheck } from '../../src/store/health';
 
 /** A pool whose queries settle when the test says so; counts the queries sent. */
 function fakePool() {
@@ -66,5 +67,49 @@ describe('databaseCheck', () => {
     expect(pool.pending).toHaveLength(1);
     expect(warned).toEqual([{ err: 'connect ECONNREFUSED 127.0.0.1:5432', code: 'ECONNREFUSED' }]);
     expect(JSON.stringify(said)).not.toContain('127.0.0.1');
+  });
+});
+
+describe('replicaCheck', () => {
+  const gauges = () => {
+    const seen: Record<string, number> = {};
+    const g = (name: string) => ({ set: (v: number) => void (seen[name] = v) });
+    return {
+      seen,
+      metrics: {
+        readTargetUp: g('up'),
+        readTargetInRecovery: g('recovery'),
+        readTargetReplayLag: g('lag'),
+      } as never,
+    };
+  };
+
+  test('a standby: reachable, in recovery, its lag; advisory, so readiness is not failed', async () => {
+    const { seen, metrics } = gauges();
+    const pool = { query: async () => ({ rows: [{ recovery: true, paused: false, lag: 1.25 }] }) };
+    const r = await replicaCheck(pool as never, metrics)();
+    expect(r).toEqual({
+      ok: true,
+      advisory: true,
+      detail: 'reachable, in recovery (hot standby), replay lag 1.3 s',
+    });
+    expect(seen).toEqual({ up: 1, recovery: 1, lag: 1.25 });
+  });
+
+  test('unreachable: the class and code only, never the text; ready all the same', async () => {
+    const { seen, metrics } = gauges();
+    const pool = {
+      query: async () => {
+        throw Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:5433'), { code: 'ECONNREFUSED' });
+      },
+    };
+    const r = await replicaCheck(pool as never, metrics)();
+    expect(r.ok).toBe(false);
+    expect(r.advisory).toBe(true);
+    expect(r.detail).toMatch(/^unreachable \(/);
+    expect(r.detail).not.toContain('10.1.2.3');
+    expect(seen.up).toBe(0);
+    expect(allReady({ database: { ok: true, detail: 'reachable' }, readReplica: r })).toBe(true);
+    expect(allReady({ database: { ok: false, detail: 'x' }, readReplica: r })).toBe(false);
   });
 });

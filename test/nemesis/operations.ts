@@ -251,21 +251,39 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
 const OUTAGE_AFTERMATH_MS = 30_000;
 
 /**
- * A graceful stop exits 0 once every buffer is durable. While fence rows are locked some buffers cannot
- * be: the service then exits 1 at its deadline (docs/runbook.md "BarWriterDown (critical)"), and the next owner replays them.
+ * A graceful stop exits 0 once every buffer is durable. While fence rows are locked (at any moment between
+ * the SIGTERM and the exit) some buffers cannot be: the service then exits 1 at its deadline (docs/runbook.md "BarWriterDown (critical)"), and the next owner replays them.
  * So it does, with "writes failing", when the partitions it names as stuck at its stop all failed with a
  * transient error and an outage (fence rows locked, PostgreSQL, PgBouncer or the broker restarting, the
  * topic deleted) ended less than OUTAGE_AFTERMATH_MS before the SIGTERM (`at`): a partition whose write
  * the lock timed out retries at the cap, its messages fetched again, which a consumer rejoining after a
  * broker restart does not do at once.
  */
-function exitSaid(run: Run, id: number, code: number | null, { at, logSize }: StopMark): string {
+function exitSaid(run: Run, id: number, code: number | null, { at, logSize, logStart }: StopMark): string {
   if (code === 0) return 'exit 0';
-  if (run.locked) return `exit ${code}: not drained, fence rows locked`;
+  // Killed by the signal itself: the SIGTERM came while node was still loading modules, before main()
+  // installed its handler (so before the process connected to anything or took a message).
+  if (code === null && !logSlice(run, id, logStart, logSize).includes('"msg":"starting bar-writer"'))
+    return 'ended by SIGTERM while loading its modules, before it took anything';
+  // Locked at any moment of the stop (not only at its end: a lock released while the instance waited
+  // for its deadline still held its writes).
+  const lockedDuring = run.windows.some((w) => w.why === 'fence rows locked' && w.to >= at);
+  if (run.locked || lockedDuring) return `exit ${code}: not drained, fence rows locked during the stop`;
   const stuck = code === 1 ? stuckAtStop(run, id, logSize) : null;
   const outage = run.windows
     .filter((w) => w.why !== 'no instance' && w.from <= at && w.to > at - OUTAGE_AFTERMATH_MS)
     .sort((a, b) => b.to - a.to)[0];
+  // The broker away or the topic deleted: offset commits fail (kafkajs retries them past the deadline)
+  // although every row taken is durable; the fence holds the position, the next owner replays nothing
+  // the database lacks. The checker's exact comparison is what shows no bar was lost.
+  const kafkaOutage = run.windows.find(
+    (w) =>
+      (w.why === 'broker restart' || w.why === 'topic deleted') &&
+      w.from <= at &&
+      w.to > at - OUTAGE_AFTERMATH_MS,
+  );
+  if (code === 1 && kafkaOutage)
+    return `exit 1: offsets not committed by the deadline, ${((at - kafkaOutage.to) / 1000).toFixed(1)} s after the end of "${kafkaOutage.why}"`;
   if (stuck && stuck.length > 0 && stuck.every((p) => p.class === 'transient') && outage)
     return `exit 1: not drained, partition(s) ${stuck.map((p) => `${p.partition} (${p.code})`).join(', ')} still retrying ${((at - outage.to) / 1000).toFixed(1)} s after the end of "${outage.why}"`;
   throw new Error(
@@ -277,6 +295,8 @@ function exitSaid(run: Run, id: number, code: number | null, { at, logSize }: St
 interface StopMark {
   at: number;
   logSize: number;
+  /** Where the stopped process's own lines start in the instance's log. */
+  logStart: number;
 }
 
 const instanceLog = (run: Run, id: number) => path.join(run.workDir, `instance-${id}.log`);
@@ -288,7 +308,24 @@ function stopMark(run: Run, id: number): StopMark {
   } catch {
     // no log yet
   }
-  return { at: run.now(), logSize };
+  return { at: run.now(), logSize, logStart: run.instances.running.get(id)?.logStart ?? 0 };
+}
+
+/** The instance's log from byte `from` to byte `to` (to the end when null); '' when it cannot be read. */
+function logSlice(run: Run, id: number, from: number, to: number | null): string {
+  try {
+    const fd = fs.openSync(instanceLog(run, id), 'r');
+    try {
+      const end = to ?? fs.fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.max(0, end - from));
+      fs.readSync(fd, buf, 0, buf.length, from);
+      return buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -300,20 +337,8 @@ function stuckAtStop(
   id: number,
   from: number,
 ): { partition: number; class: string; code: string }[] | null {
-  let tail: string;
-  try {
-    const fd = fs.openSync(instanceLog(run, id), 'r');
-    try {
-      const size = fs.fstatSync(fd).size;
-      const buf = Buffer.alloc(Math.max(0, size - from));
-      fs.readSync(fd, buf, 0, buf.length, from);
-      tail = buf.toString('utf8');
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    return null;
-  }
+  const tail = logSlice(run, id, from, null);
+  if (tail === '') return null;
   const line = tail
     .split('\n')
     .reverse()

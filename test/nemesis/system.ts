@@ -189,6 +189,8 @@ export interface Instance {
   /** Set while the runner stops it on purpose (an exit then is no surprise). */
   stopping: boolean;
   log: string;
+  /** The log file's size when this process was spawned: its own lines start there. */
+  logStart: number;
 }
 
 /**
@@ -221,13 +223,14 @@ export class Instances {
     if (this.closed || this.running.has(id)) return;
     const log = path.join(this.logDir, `instance-${id}.log`);
     const fd = fs.openSync(log, 'a');
+    const logStart = fs.fstatSync(fd).size;
     const proc = spawn(process.execPath, [path.join(REPO, 'dist', 'main.js')], {
       cwd: REPO,
       env: { PATH: process.env.PATH ?? '', ...this.env(id) },
       stdio: ['ignore', fd, fd],
     });
     fs.closeSync(fd);
-    const inst: Instance = { id, proc, stopping: false, log };
+    const inst: Instance = { id, proc, stopping: false, log, logStart };
     this.running.set(id, inst);
     this.onCount(this.running.size);
     proc.once('exit', (code, signal) => {

@@ -12,6 +12,14 @@
  * (BENCH_TARGET=timescaledb) bars_1h is materialized but for the last day (real-time from there).
  * BENCH_READS_ITERATIONS (50) API reads each, BENCH_READS_SQL_ITERATIONS (5) plain SQL reads each. The
  * API is the service's HTTP server and BarReader in this process, on its own read pool.
+ *
+ * Then the live feed (BENCH_READS_FEED_BARS, default 300,000 = an hour of all symbols; 0 skips it): the
+ * real service (`node dist/main.js`, a child process, default settings) drains a fresh topic into the
+ * same schema, four passes alternating without and with readers (each pass its own topic, the next
+ * hour of the day after the data). The readers are a scanner polling: every BENCH_READS_POLL_MS
+ * (1000) the three API reads above, one after the other. Printed: each pass's drain rate (partition
+ * assignment → every offset committed), the readers' p50/p99 while the feed lands, and the drain with
+ * readers ÷ without.
  */
 import { Registry } from 'prom-client';
 import { HttpServer } from '../src/http/server';
@@ -19,15 +27,24 @@ import { createLogger } from '../src/observe/logger';
 import { createMetrics } from '../src/observe/metrics';
 import { BarReader } from '../src/store/readBars';
 import { applyAggregateTimezone } from '../src/store/timescaleSettings';
-import { runMain } from './cleanup';
+import { uniqueName, sleep } from '../test/support/common';
+import { symbolName } from './bars';
+import { runMain, type Cleanup } from './cleanup';
+import { drainOnce } from './drain';
 import { envInt, TARGET } from './env';
+import { produceFeed } from './feed';
+import { connectAdmin, connectProducer, createTopics, endOffsets, newKafka } from './kafka';
 import { createBenchSchema, newPool } from './postgres';
 import { fmtInt, log, nowMs, percentile, printTable, round } from './report';
+import { buildService, serviceEnv } from './serviceChild';
 
 const SYMBOLS = envInt('BENCH_READS_SYMBOLS', 5000);
 const DAYS = envInt('BENCH_READS_DAYS', 10);
 const ITERATIONS = envInt('BENCH_READS_ITERATIONS', 50);
 const SQL_ITERATIONS = envInt('BENCH_READS_SQL_ITERATIONS', 5);
+const FEED_BARS = envInt('BENCH_READS_FEED_BARS', 300_000);
+const POLL_MS = envInt('BENCH_READS_POLL_MS', 1000);
+const FEED_PARTITIONS = 6;
 /** The first trading day: Monday 2026-10-05, sessions 14:30-20:59 UTC. */
 const FIRST_DAY_MS = Date.UTC(2026, 9, 5);
 const SESSION_START_MIN = 14 * 60 + 30;
@@ -50,6 +67,7 @@ async function timed(n: number, fn: () => Promise<number>): Promise<{ ms: number
 }
 
 runMain('bench:reads', async (cleanup) => {
+  if (FEED_BARS > 0) buildService(); // before the data: a build error ends the run early
   const pool = newPool(2);
   cleanup.add('close the pool', () => pool.end());
   const schema = `bench_reads_${process.pid}`;
@@ -77,7 +95,7 @@ runMain('bench:reads', async (cleanup) => {
     const start = new Date(day + SESSION_START_MIN * 60_000).toISOString();
     await pool.query(
       `INSERT INTO ${s}.bars_1m (symbol, "timestamp", open, high, low, close, volume, vwap, trade_count, revision, source_time)
-       SELECT 'S' || lpad(sym::text, 5, '0'), $1::timestamptz + m * interval '1 minute',
+       SELECT 'B' || lpad(sym::text, 5, '0'), $1::timestamptz + m * interval '1 minute',
               100 + (sym % 97) + m * 0.01, 101 + (sym % 97) + m * 0.01, 99 + (sym % 97) + m * 0.01,
               100.5 + (sym % 97) + m * 0.01, 1000 + (sym * 7 + m) % 5000, 100.2 + (sym % 97) + m * 0.01,
               10 + m % 50, 0, now()
@@ -155,12 +173,12 @@ runMain('bench:reads', async (cleanup) => {
     },
     {
       name: 'one symbol, one day at 1h',
-      api: () => api(`/v1/bars/S00042?interval=1h&from=${dayFrom}&to=${dayTo}`),
+      api: () => api(`/v1/bars/${symbolName(42)}?interval=1h&from=${dayFrom}&to=${dayTo}`),
       sql: () =>
         sql(
           `SELECT ${hourBucket} AS h, (array_agg(open ORDER BY "timestamp"))[1], max(high), min(low),
                   (array_agg(close ORDER BY "timestamp" DESC))[1], sum(volume)
-           FROM ${s}.bars_1m WHERE symbol = 'S00042' AND "timestamp" >= '${dayFrom}' AND "timestamp" < '${dayTo}'
+           FROM ${s}.bars_1m WHERE symbol = '${symbolName(42)}' AND "timestamp" >= '${dayFrom}' AND "timestamp" < '${dayTo}'
            GROUP BY 1 ORDER BY 1`,
         ),
     },
@@ -190,4 +208,107 @@ runMain('bench:reads', async (cleanup) => {
       `${ITERATIONS} API and ${SQL_ITERATIONS} SQL reads each, no live feed\n`,
   );
   printTable(rows);
+
+  if (FEED_BARS > 0) {
+    await liveFeed(cleanup, {
+      pool,
+      schema,
+      feedStartMs: tradingDay(DAYS) + SESSION_START_MIN * 60_000,
+      reads: cases.map((c) => ({ name: c.name, run: c.api })),
+    });
+  }
 });
+
+/** Latencies of one read while a pass ran. */
+type Samples = Map<string, number[]>;
+
+/**
+ * A scanner polling while the service drains: every POLL_MS the reads, one after the other, until
+ * `stop()`; resolves to each read's latencies.
+ */
+function pollReads(reads: { name: string; run: () => Promise<number> }[]): { stop: () => Promise<Samples> } {
+  const samples: Samples = new Map(reads.map((r) => [r.name, []]));
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const round0 = nowMs();
+      for (const r of reads) {
+        const t0 = nowMs();
+        await r.run();
+        samples.get(r.name)!.push(nowMs() - t0);
+      }
+      const left = POLL_MS - (nowMs() - round0);
+      if (left > 0 && running) await sleep(left);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return samples;
+    },
+  };
+}
+
+async function liveFeed(
+  cleanup: Cleanup,
+  o: {
+    pool: ReturnType<typeof newPool>;
+    schema: string;
+    feedStartMs: number;
+    reads: { name: string; run: () => Promise<number> }[];
+  },
+): Promise<void> {
+  const kafka = newKafka('bench_reads');
+  const admin = await connectAdmin(kafka, cleanup);
+  const producer = await connectProducer(kafka, cleanup);
+  const minutesPerPass = Math.ceil(FEED_BARS / SYMBOLS);
+  const passes = [true, false, false, true].map((readers, i) => ({ readers, i }));
+  const results: { readers: boolean; barsPerSecond: number; samples: Samples | null }[] = [];
+  for (const { readers, i } of passes) {
+    const topic = uniqueName(`bench.reads.feed${i}`).replace(/_/g, '.');
+    const group = uniqueName(`bench_reads_feed${i}`);
+    await createTopics(admin, cleanup, topic, FEED_PARTITIONS, () => [group]);
+    // Pass i: the i-th next hour of minutes, so every pass writes new rows (a replay would write nothing).
+    await produceFeed(producer, topic, FEED_BARS, SYMBOLS, {
+      startMs: o.feedStartMs + i * minutesPerPass * 60_000,
+    });
+    const ends = await endOffsets(admin, topic);
+    log(
+      `live feed pass ${i + 1}/${passes.length} (${readers ? 'readers polling' : 'no readers'}): ${fmtInt(FEED_BARS)} bars`,
+    );
+    const poll = readers ? pollReads(o.reads) : null;
+    const r = await drainOnce({
+      cleanup,
+      admin,
+      env: serviceEnv({ schema: o.schema, topic, group }),
+      pool: o.pool,
+      topic,
+      group,
+      ends,
+    });
+    const samples = poll ? await poll.stop() : null;
+    const barsPerSecond = r.drainBarsPerSecond ?? r.barsPerSecond;
+    log(`  drained at ${fmtInt(barsPerSecond)} bars/s (assignment → committed)`);
+    results.push({ readers, barsPerSecond, samples });
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const without = mean(results.filter((r) => !r.readers).map((r) => r.barsPerSecond));
+  const withReaders = mean(results.filter((r) => r.readers).map((r) => r.barsPerSecond));
+  console.log(
+    `\nlive feed: ${fmtInt(FEED_BARS)} bars a pass (${SYMBOLS} symbols × ${minutesPerPass} min, ${FEED_PARTITIONS} partitions), ` +
+      `the service with default settings; readers: the three reads above every ${POLL_MS} ms\n`,
+  );
+  printTable([
+    ['pass', 'readers', 'drain bars/s'],
+    ...results.map((r, i) => [i + 1, r.readers ? 'polling' : 'none', fmtInt(r.barsPerSecond)]),
+  ]);
+  const lat: (string | number)[][] = [['read during the feed', 'reads', 'API p50 ms', 'API p99 ms']];
+  for (const { name } of o.reads) {
+    const ms = results.flatMap((r) => r.samples?.get(name) ?? []);
+    lat.push([name, ms.length, round(percentile(ms, 50), 1), round(percentile(ms, 99), 1)]);
+  }
+  console.log('');
+  printTable(lat);
+  console.log(`\ndrain with readers ÷ without (mean of two passes each): ${round(withReaders / without, 3)}`);
+}

@@ -174,6 +174,13 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
     try {
       await run.waitCaughtUp(90_000);
       stopped = await run.stopAllInstances();
+      // Every row's version before the replay, to show what a replay that writes did (kept with --keep).
+      const snapshot = `"${run.schema}".nemesis_before_replay`;
+      await run.pool.query(`DROP TABLE IF EXISTS ${snapshot}`);
+      await run.pool.query(
+        `CREATE UNLOGGED TABLE ${snapshot} AS SELECT symbol, "timestamp", revision, source_time, source_origin
+         FROM "${run.schema}".bars_1m`,
+      );
       const before = await run.writeCounters();
       const ends = await run.logEnds();
       const res = await run.cli(['offsets', 'reset', '--topic', run.topic, '--to', 'earliest']);
@@ -190,7 +197,24 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
         messagesReplayed: messages,
       };
       run.replays.push(m);
-      return `replayed ${messages} messages: ${m.rowsWritten} rows written (xmin), ${m.tupleWrites} tuple writes (n_tup_ins + n_tup_upd)`;
+      let written = '';
+      if (m.rowsWritten > 0) {
+        // The rows the replay wrote, each with its version before (null: the row was absent) and after.
+        const r = await run.pool.query(
+          `SELECT b.symbol, b."timestamp", b.revision, b.source_time, b.source_origin,
+                  p.revision AS before_revision, p.source_time AS before_source_time,
+                  p.source_origin AS before_source_origin, p.symbol IS NOT NULL AS existed
+           FROM "${run.schema}".bars_1m b
+           LEFT JOIN ${snapshot} p ON p.symbol = b.symbol AND p."timestamp" = b."timestamp"
+           WHERE b.xmin::text::bigint >= $1::bigint ORDER BY b.symbol, b."timestamp" LIMIT 1000`,
+          [before.xid],
+        );
+        const file = path.join(run.workDir, `replay-${run.replays.length}-written.jsonl`);
+        fs.writeFileSync(file, r.rows.map((row) => JSON.stringify(row)).join('\n') + '\n');
+        written = ` (the rows: ${file})`;
+      }
+      await run.pool.query(`DROP TABLE IF EXISTS ${snapshot}`);
+      return `replayed ${messages} messages: ${m.rowsWritten} rows written (xmin), ${m.tupleWrites} tuple writes (n_tup_ins + n_tup_upd)${written}`;
     } finally {
       run.instances.resumeAll(stopped);
       run.producer.resume();

@@ -64,13 +64,20 @@ pg_isready -h 127.0.0.1 -p 5432
 
 started=()
 tsdb_started=""
-pgbouncer_port=${TEST_PGBOUNCER_PORT:-56432}
+# Every port this script's servers listen on lies below 32768, outside Linux's ephemeral range
+# (32768-60999): a port in it can be taken at any moment by an outgoing connection's local end (the
+# broker's own connections, a pool's), and a listener started then fails with "address already in use".
+pgbouncer_port=${TEST_PGBOUNCER_PORT:-26432}
 pgbouncer_started=""
-prometheus_port=${TEST_PROMETHEUS_PORT:-59090}
+prometheus_port=${TEST_PROMETHEUS_PORT:-19690}
+replica_primary_port=${TEST_REPLICA_PRIMARY_PORT:-27432}
+replica_standby_port=${TEST_REPLICA_STANDBY_PORT:-27433}
 prometheus_started=""
 replica_started=""
 cleanup() {
-  if [ -n "$replica_started" ]; then scripts/replica.sh stop || true; fi
+  if [ -n "$replica_started" ]; then
+    REPLICA_PRIMARY_PORT=$replica_primary_port REPLICA_STANDBY_PORT=$replica_standby_port scripts/replica.sh stop || true
+  fi
   if [ -n "$prometheus_started" ]; then PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh stop || true; fi
   if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbouncer.sh stop || true; fi
   for spec in "${started[@]}"; do
@@ -81,7 +88,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "TimescaleDB"
-tsdb_port=${TEST_TSDB_PORT:-55432}
+tsdb_port=${TEST_TSDB_PORT:-25432}
 if [ -n "${TEST_TSDB_HOST:-}" ]; then
   echo "using the TimescaleDB server at $TEST_TSDB_HOST:$tsdb_port (TEST_TSDB_HOST)"
   tsdb_host=$TEST_TSDB_HOST
@@ -174,11 +181,12 @@ if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbo
 
 step "readers on a streaming replica (scripts/replica.sh: a primary and a pg_basebackup hot standby)"
 replica_started=1 # set first: a start that fails half-way is stopped at exit too
-scripts/replica.sh start
-env TEST_PG_HOST=127.0.0.1 TEST_PG_PORT=57432 TEST_PG_USER=postgres TEST_PG_TIMESCALEDB=0 \
-  TEST_REPLICA_PRIMARY_PORT=57432 TEST_REPLICA_STANDBY_PORT=57433 TEST_KAFKA_BROKERS=127.0.0.1:$main_port \
+REPLICA_PRIMARY_PORT=$replica_primary_port REPLICA_STANDBY_PORT=$replica_standby_port scripts/replica.sh start
+env TEST_PG_HOST=127.0.0.1 TEST_PG_PORT=$replica_primary_port TEST_PG_USER=postgres TEST_PG_TIMESCALEDB=0 \
+  TEST_REPLICA_PRIMARY_PORT=$replica_primary_port TEST_REPLICA_STANDBY_PORT=$replica_standby_port \
+  TEST_KAFKA_BROKERS=127.0.0.1:$main_port \
   npx jest --selectProjects integration --ci --runInBand test/integration/replica.test.ts
-scripts/replica.sh stop
+REPLICA_PRIMARY_PORT=$replica_primary_port REPLICA_STANDBY_PORT=$replica_standby_port scripts/replica.sh stop
 replica_started=""
 
 step "compatibility run on Kafka $compat_version"

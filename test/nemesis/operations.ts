@@ -294,18 +294,15 @@ function exitSaid(run: Run, id: number, code: number | null, { at, logSize, logS
   const lockedDuring = run.windows.some((w) => w.why === 'fence rows locked' && w.to >= at);
   if (run.locked || lockedDuring) return `exit ${code}: not drained, fence rows locked during the stop`;
   const stuck = code === 1 ? stuckAtStop(run, id, logSize) : null;
-  const outage = run.windows
+  // The outages that ended less than OUTAGE_AFTERMATH_MS before the stop, the latest first.
+  const recent = run.windows
     .filter((w) => w.why !== 'no instance' && w.from <= at && w.to > at - OUTAGE_AFTERMATH_MS)
-    .sort((a, b) => b.to - a.to)[0];
+    .sort((a, b) => b.to - a.to);
+  const outage = recent[0];
   // The broker away or the topic deleted: offset commits fail (kafkajs retries them past the deadline)
   // although every row taken is durable; the fence holds the position, the next owner replays nothing
   // the database lacks. The checker's exact comparison is what shows no bar was lost.
-  const kafkaOutage = run.windows.find(
-    (w) =>
-      (w.why === 'broker restart' || w.why === 'topic deleted') &&
-      w.from <= at &&
-      w.to > at - OUTAGE_AFTERMATH_MS,
-  );
+  const kafkaOutage = recent.find((w) => w.why === 'broker restart' || w.why === 'topic deleted');
   if (code === 1 && kafkaOutage)
     return `exit 1: offsets not committed by the deadline, ${((at - kafkaOutage.to) / 1000).toFixed(1)} s after the end of "${kafkaOutage.why}"`;
   if (stuck && stuck.length > 0 && stuck.every((p) => p.class === 'transient') && outage)

@@ -30,6 +30,12 @@ compat_port=${TEST_KAFKA_COMPAT_PORT:-19192}
 
 step() { printf '\n== %s ==\n' "$*"; }
 
+# Every jest run has a backstop: a handle a failing test leaves open (a retry loop, a child process)
+# keeps jest alive after its summary ("Jest did not exit one second after the test run has
+# completed"); the stage then fails after JEST_STAGE_TIMEOUT (default 30 min) instead of the whole
+# run hanging to CI's limit. No stage takes a third of that on this machine.
+jest=(timeout --kill-after=30s "${JEST_STAGE_TIMEOUT:-1800s}" npx jest)
+
 # A node_modules that is a symbolic link (an install shared by git worktrees) is left alone: npm ci
 # would empty the directory it points to, under every checkout that shares it.
 if [ ! -L node_modules ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
@@ -42,7 +48,7 @@ npx tsc --noEmit -p tsconfig.json
 npm run --silent lint
 
 step "unit tests"
-npx jest --selectProjects unit --ci
+"${jest[@]}" --selectProjects unit --ci
 
 step "alert rules (promtool)"
 scripts/prometheus.sh install
@@ -140,26 +146,26 @@ fi
 export TEST_PROMETHEUS_URL=http://127.0.0.1:$prometheus_port
 export TEST_PROMETHEUS_TARGETS=$(PROMETHEUS_PORT=$prometheus_port scripts/prometheus.sh targets)
 if [ ${#on_tsdb[@]} -gt 0 ]; then
-  env "${on_tsdb[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand
+  env "${on_tsdb[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port "${jest[@]}" --selectProjects integration --ci --runInBand
 else
-  env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand \
+  env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port "${jest[@]}" --selectProjects integration --ci --runInBand \
     --testPathIgnorePatterns 'test/integration/timescale\.test\.ts'
 fi
 
 if [ ${#on_tsdb[@]} -gt 0 ]; then
   step "operations suite (test/nemesis: fixed seeds, its own broker, TimescaleDB cluster and PgBouncer)"
-  env "${on_tsdb[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects nemesis --ci --runInBand
+  env "${on_tsdb[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port "${jest[@]}" --selectProjects nemesis --ci --runInBand
 fi
 
 step "container image (scripts/image.sh: build, then test/image against the same broker and database)"
 scripts/image.sh build
 if [ ${#on_tsdb[@]} -gt 0 ]; then image_db=("${on_tsdb[@]}"); else image_db=("${on_plain[@]}"); fi
 env "${image_db[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port TEST_IMAGE=bar-writer:test \
-  npx jest --selectProjects image --ci --runInBand
+  "${jest[@]}" --selectProjects image --ci --runInBand
 
 if [ ${#on_tsdb[@]} -gt 0 ]; then
   step "write path on plain PostgreSQL (127.0.0.1:5432)"
-  env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port npx jest --selectProjects integration --ci --runInBand \
+  env "${on_plain[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$main_port "${jest[@]}" --selectProjects integration --ci --runInBand \
     --testPathPatterns 'test/integration/(pipeline|store|faults|privileges)\.test\.ts'
 fi
 
@@ -175,7 +181,7 @@ else
 fi
 # The tests migrate and check directly; only the services under test go through the pooler.
 env "${bouncer_db[@]}" TEST_PGBOUNCER_PORT=$pgbouncer_port TEST_KAFKA_BROKERS=127.0.0.1:$main_port \
-  npx jest --selectProjects integration --ci --runInBand \
+  "${jest[@]}" --selectProjects integration --ci --runInBand \
   --testPathPatterns 'test/integration/(pipeline|rebalance|faults|http)\.test\.ts'
 if [ -n "$pgbouncer_started" ]; then PGBOUNCER_PORT=$pgbouncer_port scripts/pgbouncer.sh stop; pgbouncer_started=""; fi
 
@@ -185,7 +191,7 @@ REPLICA_PRIMARY_PORT=$replica_primary_port REPLICA_STANDBY_PORT=$replica_standby
 env TEST_PG_HOST=127.0.0.1 TEST_PG_PORT=$replica_primary_port TEST_PG_USER=postgres TEST_PG_TIMESCALEDB=0 \
   TEST_REPLICA_PRIMARY_PORT=$replica_primary_port TEST_REPLICA_STANDBY_PORT=$replica_standby_port \
   TEST_KAFKA_BROKERS=127.0.0.1:$main_port \
-  npx jest --selectProjects integration --ci --runInBand test/integration/replica.test.ts
+  "${jest[@]}" --selectProjects integration --ci --runInBand test/integration/replica.test.ts
 REPLICA_PRIMARY_PORT=$replica_primary_port REPLICA_STANDBY_PORT=$replica_standby_port scripts/replica.sh stop
 replica_started=""
 
@@ -193,13 +199,13 @@ step "compatibility run on Kafka $compat_version"
 start_kafka "$compat_version" "$compat_port"
 if [ ${#on_tsdb[@]} -gt 0 ]; then compat_db=("${on_tsdb[@]}"); else compat_db=("${on_plain[@]}"); fi
 env "${compat_db[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$compat_port TEST_KAFKA_VERSION=$compat_version \
-  npx jest --selectProjects integration --ci --runInBand \
+  "${jest[@]}" --selectProjects integration --ci --runInBand \
   --testPathPatterns 'test/integration/(pipeline|rebalance|rejects|interop)\.test\.ts'
 
 if [ -n "$previous_version" ]; then
   step "compatibility run on Kafka $previous_version"
   start_kafka "$previous_version" "$previous_port"
   env "${compat_db[@]}" TEST_KAFKA_BROKERS=127.0.0.1:$previous_port TEST_KAFKA_VERSION=$previous_version \
-    npx jest --selectProjects integration --ci --runInBand \
+    "${jest[@]}" --selectProjects integration --ci --runInBand \
     --testPathPatterns 'test/integration/(pipeline|rejects|interop)\.test\.ts'
 fi

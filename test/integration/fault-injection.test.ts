@@ -46,6 +46,8 @@ describe('fault injection', () => {
   const faults: string[] = [];
   let supervising = true;
   let supervisorRestarts = 0;
+  /** Cleared when the suite ends, pass or fail: the producer's resend loop must not outlive the broker. */
+  let producing = true;
 
   beforeAll(async () => {
     broker.start();
@@ -55,6 +57,7 @@ describe('fault injection', () => {
   });
   afterAll(async () => {
     supervising = false;
+    producing = false;
     await h.cleanup();
   });
 
@@ -84,6 +87,13 @@ describe('fault injection', () => {
 
   async function consumed(w: Writer): Promise<number> {
     return metricValue((await httpGet(w.port, '/metrics')).body, 'bars_consumed_total');
+  }
+
+  /** A graceful stop's exit code; when it is not 0, the writer's log (warnings and up) says why. */
+  function explainedExit(w: Writer, proc: NonNullable<Writer['proc']>, code: number | null): number | null {
+    if (code !== 0)
+      console.log(`writer ${w.id} exited ${code} on SIGTERM. Output tail:\n${proc.output().slice(-6000)}`);
+    return code;
   }
 
   /** SIGKILL a writer while it holds buffered or in-flight bars, then restart it. */
@@ -139,10 +149,10 @@ describe('fault injection', () => {
 
     let sent = 0;
     let producerRetries = 0;
-    const producing = (async () => {
+    const production = (async () => {
       const producer = await h.getProducer();
       const chunk = 4000;
-      for (let i = 0; i < sequence.length; i += chunk) {
+      for (let i = 0; i < sequence.length && producing; i += chunk) {
         const messages = sequence
           .slice(i, i + chunk)
           .map((b, k) =>
@@ -150,7 +160,7 @@ describe('fault injection', () => {
               ? { key: `bad-${i + k}`, value: `{"symbol":"BAD","timestamp":"not a time","seq":${i + k}}` }
               : { key: b.symbol, value: JSON.stringify(b) },
           );
-        for (;;) {
+        while (producing) {
           try {
             await producer.send({ topic: h.topic, acks: -1, messages });
             break;
@@ -224,7 +234,7 @@ describe('fault injection', () => {
     const w1 = writers[0]!.proc!;
     const w1exit = new Promise<number | null>((r) => w1.once('exit', (code) => r(code)));
     w1.kill('SIGTERM');
-    expect(await w1exit).toBe(0);
+    expect(explainedExit(writers[0]!, w1, await w1exit)).toBe(0);
     faults.push('graceful stop writer 1');
     await progress(0.9);
     await killMidBatch(writers[1]!);
@@ -232,7 +242,7 @@ describe('fault injection', () => {
     start(writers[0]!);
     faults.push('start writer 1');
 
-    await producing;
+    await production;
     await waitFor('the group to catch up with every partition', () => h.caughtUp(), 300_000, 250);
 
     // The verdict, from the table.
@@ -273,7 +283,7 @@ describe('fault injection', () => {
       if (p.exitCode !== null || p.signalCode !== null) continue;
       const code = new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
       p.kill('SIGTERM');
-      expect(await code).toBe(0);
+      expect(explainedExit(w, p, await code)).toBe(0);
     }
   });
 });

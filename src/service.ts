@@ -511,8 +511,8 @@ export class Service {
         run.drained = drained;
         if (!drained) {
           this.logger.warn(
-            run.pipeline.status(),
-            'shutdown deadline reached (or writes failing) before every buffer was durable; the rest will be replayed',
+            { ...run.pipeline.status(), ...run.committer.pendingSummary() },
+            'shutdown deadline reached (or writes failing) before every buffer was durable and committed; the rest will be replayed',
           );
         }
       }

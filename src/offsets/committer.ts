@@ -35,6 +35,8 @@ export class OffsetCommitter {
   private nextGeneration = 1;
   /** The consumer's join epoch of the current assignment: every commit is made under it. */
   private epoch = 0;
+  /** Why the latest failed commit failed (the Kafka error type, or the message), for a stop that gives up. */
+  private lastFailure: string | null = null;
 
   constructor(
     private readonly consumer: Pick<ConsumerPort, 'commit'>,
@@ -101,6 +103,11 @@ export class OffsetCommitter {
     return n;
   }
 
+  /** What a stop that gives up reports: partitions still pending and the latest commit failure. */
+  pendingSummary(): { pendingCommits: number; lastCommitFailure: string | null } {
+    return { pendingCommits: this.pendingCount(), lastCommitFailure: this.lastFailure };
+  }
+
   private async commitOne(topic: string, partition: number, o: Owned): Promise<void> {
     // One commit per partition at a time; a newer durable offset is picked up by the loop.
     while (o.inFlight) await o.inFlight;
@@ -114,6 +121,7 @@ export class OffsetCommitter {
         this.metrics.offsetCommits.inc({ result: 'ok' });
       } catch (err) {
         this.metrics.offsetCommits.inc({ result: 'failed' });
+        this.lastFailure = kafkaErrorType(err) ?? (err instanceof Error ? err.message : String(err));
         // Refused while the group rebalances: expected, and retried once joined again.
         const stale = err instanceof StaleCommitError;
         this.logger[stale ? 'debug' : 'warn'](

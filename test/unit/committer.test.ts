@@ -209,8 +209,14 @@ describe('OffsetCommitter: failed commits', () => {
     const warn = jest.spyOn(logger, 'warn');
     own(committer, [P0]);
     consumer.commit.mockRejectedValueOnce(rebalanceError());
+    expect(committer.pendingSummary()).toEqual({ pendingCommits: 0, lastCommitFailure: null });
     await expect(committer.durable(TOPIC, 0, 10n, 1)).resolves.toBeUndefined();
     expect(committer.pendingCount()).toBe(1);
+    // What a stop that gives up at its deadline reports.
+    expect(committer.pendingSummary()).toEqual({
+      pendingCommits: 1,
+      lastCommitFailure: 'REBALANCE_IN_PROGRESS',
+    });
     expect(await commitCount(metrics, 'failed')).toBe(1);
     expect(warn).toHaveBeenCalledTimes(1);
     expect(warn.mock.calls[0]![0]).toMatchObject({
@@ -293,6 +299,7 @@ describe('OffsetCommitter: failed commits', () => {
     consumer.commit.mockImplementationOnce(() => Promise.reject(new Error('broker away')));
     await expect(committer.durable(TOPIC, 0, 1n, 1)).resolves.toBeUndefined();
     expect(committer.pendingCount()).toBe(1);
+    expect(committer.pendingSummary().lastCommitFailure).toBe('broker away');
   });
 });
 

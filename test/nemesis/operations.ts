@@ -182,6 +182,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
          FROM "${run.schema}".bars_1m`,
       );
       const before = await run.writeCounters();
+      const compressionBefore = await run.compression();
       const ends = await run.logEnds();
       const res = await run.cli(['offsets', 'reset', '--topic', run.topic, '--to', 'earliest']);
       if (res.code !== 0)
@@ -198,7 +199,8 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       };
       run.replays.push(m);
       let written = '';
-      if (m.rowsWritten > 0) {
+      if (m.rowsWritten > 0 || m.tupleWrites > 0) {
+        written += `; before: ${compressionBefore}, after: ${await run.compression()}`;
         // The rows the replay wrote, each with its version before (null: the row was absent) and after.
         const r = await run.pool.query(
           `SELECT b.symbol, b."timestamp", b.revision, b.source_time, b.source_origin,
@@ -211,7 +213,7 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
         );
         const file = path.join(run.workDir, `replay-${run.replays.length}-written.jsonl`);
         fs.writeFileSync(file, r.rows.map((row) => JSON.stringify(row)).join('\n') + '\n');
-        written = ` (the rows: ${file})`;
+        written += ` (the rows: ${file})`;
       }
       await run.pool.query(`DROP TABLE IF EXISTS ${snapshot}`);
       return `replayed ${messages} messages: ${m.rowsWritten} rows written (xmin), ${m.tupleWrites} tuple writes (n_tup_ins + n_tup_upd)${written}`;

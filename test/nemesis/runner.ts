@@ -321,6 +321,22 @@ export class Run {
     }
   }
 
+  /** bars_1m's chunks that hold compressed rows, and its compression job's runs so far (diagnostics). */
+  async compression(): Promise<string> {
+    const r = await this.pool.query<{ compressed: string; chunks: string; runs: string | null }>(
+      `SELECT (SELECT count(*) FILTER (WHERE is_compressed) FROM timescaledb_information.chunks
+               WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m')::text AS compressed,
+              (SELECT count(*) FROM timescaledb_information.chunks
+               WHERE hypertable_schema = $1 AND hypertable_name = 'bars_1m')::text AS chunks,
+              (SELECT sum(s.total_runs)::text FROM timescaledb_information.job_stats s
+               JOIN timescaledb_information.jobs j USING (job_id)
+               WHERE j.hypertable_schema = $1 AND j.hypertable_name = 'bars_1m' AND j.proc_name = 'policy_compression') AS runs`,
+      [this.schema],
+    );
+    const row = r.rows[0]!;
+    return `${row.compressed}/${row.chunks} chunks compressed, compression job run ${row.runs ?? 0} time(s)`;
+  }
+
   async backfillHasVersionTime(): Promise<boolean> {
     if (this.versionTimeOption === null) {
       const res = await this.cli(['backfill', '--help']);

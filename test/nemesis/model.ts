@@ -294,6 +294,15 @@ export interface ReplayMeasure {
   /** n_tup_ins + n_tup_upd of bars_1m (table and chunks) after minus before. */
   tupleWrites: number;
   messagesReplayed: number;
+  /** The topic's incarnation the replay read. */
+  incarnation: number;
+  /**
+   * The message each written row now holds, from its source_origin (partition × 2^48 + offset;
+   * partition -1: no origin). A replay may write only messages of a skip range that had not landed:
+   * an operator's forward `offsets reset` left them behind, and reading the log again from its start
+   * lands them (the checker's MustRule says which offsets those are).
+   */
+  written: { partition: number; offset: number }[];
 }
 
 export interface OpDone {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sleep } from '../support/common';
 import { readLog } from './kafka';
-import type { BackfillRow, FenceRow, Op, ResetTarget } from './model';
+import type { BackfillRow, FenceRow, Op, ReplayMeasure, ResetTarget } from './model';
 import type { Run } from './runner';
 
 type OpOf<K extends Op['kind']> = Extract<Op, { kind: K }>;
@@ -192,14 +192,29 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       await run.waitCaughtUp(120_000);
       const after = await run.writeCounters(before.xid);
       const messages = Number([...ends.values()].reduce((a, b) => a + b, 0n));
-      const m = {
+      const origins =
+        after.rowsSince > 0
+          ? await run.pool.query<{ p: string | null; o: string | null }>(
+              `SELECT (source_origin >> 48)::text AS p, (source_origin & 281474976710655)::text AS o
+               FROM "${run.schema}".bars_1m WHERE xmin::text::bigint >= $1::bigint`,
+              [before.xid],
+            )
+          : { rows: [] };
+      const m: ReplayMeasure = {
         rowsWritten: after.rowsSince,
         tupleWrites: after.tuples - before.tuples,
         messagesReplayed: messages,
+        incarnation: run.incarnations.length - 1,
+        written: origins.rows.map((r) =>
+          r.p === null || r.o === null
+            ? { partition: -1, offset: -1 }
+            : { partition: Number(r.p), offset: Number(r.o) },
+        ),
       };
       run.replays.push(m);
       let written = '';
       if (m.rowsWritten > 0 || m.tupleWrites > 0) {
+        written += `; the messages they hold, by partition: ${originRanges(m.written)}`;
         written += `; before: ${compressionBefore}, after: ${await run.compression()}`;
         // The rows the replay wrote, each with its version before (null: the row was absent) and after.
         const r = await run.pool.query(
@@ -416,6 +431,22 @@ async function resetTarget(run: Run, to: ResetTarget): Promise<string[]> {
  * The partitions a reset moved forward: "partition P: fence F → T, committed C → T" lines. The fence
  * the checker starts the skip from is the one read just before (a lower bound of what the CLI saw).
  */
+/** "12: 67 rows, offsets 2990-3060; …" of the messages rows hold (partition -1: no origin). */
+function originRanges(written: readonly { partition: number; offset: number }[]): string {
+  const by = new Map<number, { n: number; min: number; max: number }>();
+  for (const w of written) {
+    const r = by.get(w.partition) ?? { n: 0, min: w.offset, max: w.offset };
+    r.n++;
+    r.min = Math.min(r.min, w.offset);
+    r.max = Math.max(r.max, w.offset);
+    by.set(w.partition, r);
+  }
+  return [...by]
+    .sort((a, b) => a[0] - b[0])
+    .map(([p, r]) => (p < 0 ? `no origin: ${r.n} rows` : `${p}: ${r.n} rows, offsets ${r.min}-${r.max}`))
+    .join('; ');
+}
+
 function recordSkips(run: Run, stdout: string, before: Map<number, FenceRow>): void {
   for (const line of stdout.split('\n')) {
     const m = /^partition (\d+): fence (\S+) → (\d+),/.exec(line);

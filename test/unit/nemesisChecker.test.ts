@@ -241,6 +241,43 @@ describe('nemesis checker', () => {
     expect(check(input(logs, [])).figures.lost).toBe(1);
   });
 
+  test('a replay may write the messages of a skip range that had not landed, and nothing else', () => {
+    const logs = [
+      [
+        rec(0, 0, 0, T, value(1), 'a'),
+        rec(0, 0, 1, T + 1, value(2), 'b'),
+        rec(0, 0, 2, T + 2, value(3), 'c'),
+      ],
+    ];
+    const stored = [row(3, 0, T + 2, 2n)];
+    const skips = [{ incarnation: 0, partition: 0, fenceBefore: null, to: 2n }];
+    const replay = (written: { partition: number; offset: number }[], tupleWrites = written.length) => ({
+      rowsWritten: written.length,
+      tupleWrites,
+      messagesReplayed: 3,
+      incarnation: 0,
+      written,
+    });
+    // Offsets 0-1 were skipped by a forward reset: a replay that writes offset 1's message is explained.
+    const explained = check(
+      input(logs, stored, { skips, replays: [replay([{ partition: 0, offset: 1 }], 2)] }),
+    );
+    expect(explained.figures.replayWrites).toBe(0);
+    expect(explained.figures.replaySkippedWrites).toBe(1);
+    expect(explained.ok).toBe(true);
+    // Offset 2 is no skip: its write is a discrepancy, and so is one without a skip range at all.
+    const beyond = check(input(logs, stored, { skips, replays: [replay([{ partition: 0, offset: 2 }])] }));
+    expect(beyond.figures.replayWrites).toBe(1);
+    expect(beyond.discrepancies.join('\n')).toMatch(
+      /replay .* wrote 1 rows .* 0 of them messages of skip ranges; the others hold partition:offset 0:2/,
+    );
+    expect(
+      check(input(logs, stored, { replays: [replay([{ partition: 0, offset: 1 }])] })).figures.replayWrites,
+    ).toBe(1);
+    // Tuples written while no row shows it (nothing to explain them by) count too.
+    expect(check(input(logs, stored, { skips, replays: [replay([], 4)] })).figures.replayWrites).toBe(4);
+  });
+
   test('invalid messages never land and MUST be dead-lettered', () => {
     const logs = [[rec(0, 0, 0, T, '{"symbol":', 'bad1')]];
     expect(check(input(logs, [])).figures.notDeadLettered).toBe(1);

@@ -89,11 +89,38 @@ describe('fault injection', () => {
     return metricValue((await httpGet(w.port, '/metrics')).body, 'bars_consumed_total');
   }
 
-  /** A graceful stop's exit code; when it is not 0, the writer's log (warnings and up) says why. */
-  function explainedExit(w: Writer, proc: NonNullable<Writer['proc']>, code: number | null): number | null {
-    if (code !== 0)
-      console.log(`writer ${w.id} exited ${code} on SIGTERM. Output tail:\n${proc.output().slice(-6000)}`);
-    return code;
+  /**
+   * A graceful stop's outcome: "exit 0", or for exit 1 whether its log says everything taken was durable
+   * and only offset commits were left (the group rebalancing, or its coordinator moving, in the
+   * aftermath of a broker restart and a SIGKILLed member: the next owner resumes from the fence, and
+   * nothing is replayed beyond it). Any other outcome prints the writer's log (warnings and up).
+   */
+  function stopOutcome(w: Writer, proc: NonNullable<Writer['proc']>, code: number | null): string {
+    if (code === 0) return 'exit 0';
+    const gaveUp = proc
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('shutdown deadline reached'))
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            depth?: number;
+            stuck?: unknown[];
+            pendingCommits?: number;
+            lastCommitFailure?: string;
+          },
+      )
+      .pop();
+    if (
+      code === 1 &&
+      gaveUp &&
+      gaveUp.depth === 0 &&
+      gaveUp.stuck?.length === 0 &&
+      (gaveUp.pendingCommits ?? 0) > 0
+    )
+      return `exit 1: everything durable, ${gaveUp.pendingCommits} partition(s) uncommitted (${gaveUp.lastCommitFailure})`;
+    console.log(`writer ${w.id} exited ${code} on SIGTERM. Output tail:\n${proc.output().slice(-6000)}`);
+    return `exit ${code}`;
   }
 
   /** SIGKILL a writer while it holds buffered or in-flight bars, then restart it. */
@@ -234,8 +261,10 @@ describe('fault injection', () => {
     const w1 = writers[0]!.proc!;
     const w1exit = new Promise<number | null>((r) => w1.once('exit', (code) => r(code)));
     w1.kill('SIGTERM');
-    expect(explainedExit(writers[0]!, w1, await w1exit)).toBe(0);
-    faults.push('graceful stop writer 1');
+    // Shortly after a broker restart and a member's SIGKILL the group may still be settling.
+    const w1stop = stopOutcome(writers[0]!, w1, await w1exit);
+    expect(w1stop).toMatch(/^exit 0$|^exit 1: everything durable/);
+    faults.push(`graceful stop writer 1 (${w1stop})`);
     await progress(0.9);
     await killMidBatch(writers[1]!);
     writers[0]!.held = false;
@@ -283,7 +312,7 @@ describe('fault injection', () => {
       if (p.exitCode !== null || p.signalCode !== null) continue;
       const code = new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
       p.kill('SIGTERM');
-      expect(explainedExit(w, p, await code)).toBe(0);
+      expect(stopOutcome(w, p, await code)).toBe('exit 0');
     }
   });
 });

@@ -5,6 +5,7 @@
  * replay measurements. Each returns a one-line detail (a `Noop` when it found nothing to act on: counted
  * apart in the report); a thrown error is recorded as the operation's failure.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sleep } from '../support/common';
@@ -75,7 +76,24 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
         async () => !(await run.admin.listTopics()).includes(run.topic),
         60_000,
       );
-      await run.createTopic(op.partitions);
+      await run.createTopic(op.partitions).catch(async (err: unknown) => {
+        // Seen once (Kafka 4.4.0, 16 partitions of 2.8M messages deleted under running consumers): the
+        // broker logged "Deleting 16 partition(s)" and then nothing for 3.5 minutes, and never created the
+        // topic again. That is the broker's fault, not the service's: keep its threads for the record,
+        // restart it (an outage like any other) and create the topic once more.
+        const dump = path.join(run.workDir, `broker-threads-${Math.round(run.now() / 1000)}s.txt`);
+        const pid = fs.readFileSync(path.join(run.broker.runDir, 'kafka.pid'), 'utf8').trim();
+        const jcmd = spawnSync('jcmd', [pid, 'Thread.print'], { encoding: 'utf8', timeout: 30_000 });
+        fs.writeFileSync(dump, `${jcmd.stdout ?? ''}${jcmd.stderr ?? ''}`);
+        run.log(
+          `   the broker did not create the topic (${(err as Error).message}); its threads: ${dump}; restarting it`,
+        );
+        await run.outage('broker restart (the topic was not created)', async () => {
+          run.broker.stop();
+          run.broker.restart();
+        });
+        await run.createTopic(op.partitions);
+      });
       await run.newIncarnation(op.partitions);
       run.topicMissing = false;
       run.windows.push({ from, to: run.now(), partitions: null, why: 'topic deleted' });

@@ -792,9 +792,7 @@ export function check(input: CheckInput): Verdict {
   let replayWrites = 0;
   let replaySkippedWrites = 0;
   for (const r of input.replays) {
-    const skipped = r.written.filter(
-      (w) => w.partition >= 0 && rule.skipped(r.incarnation, w.partition, w.offset),
-    );
+    const skipped = r.written.filter((w) => rule.skipped(r.incarnation, w.partition, w.offset));
     const unexplained = Math.max(r.rowsWritten - skipped.length, skipped.length === 0 ? r.tupleWrites : 0);
     replaySkippedWrites += skipped.length;
     if (unexplained > 0) {

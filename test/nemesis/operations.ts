@@ -210,42 +210,41 @@ export const operations: { [K in Op['kind']]: (run: Run, op: OpOf<K>) => Promise
       await run.waitCaughtUp(120_000);
       const after = await run.writeCounters(before.xid);
       const messages = Number([...ends.values()].reduce((a, b) => a + b, 0n));
-      const origins =
+      // The rows the replay wrote, each with its version before (null: the row was absent) and after.
+      const rows =
         after.rowsSince > 0
-          ? await run.pool.query<{ p: string | null; o: string | null }>(
-              `SELECT (source_origin >> 48)::text AS p, (source_origin & 281474976710655)::text AS o
-               FROM "${run.schema}".bars_1m WHERE xmin::text::bigint >= $1::bigint`,
-              [before.xid],
-            )
-          : { rows: [] };
+          ? (
+              await run.pool.query<{ source_origin: string | null }>(
+                `SELECT b.symbol, b."timestamp", b.revision, b.source_time, b.source_origin,
+                        p.revision AS before_revision, p.source_time AS before_source_time,
+                        p.source_origin AS before_source_origin, p.symbol IS NOT NULL AS existed
+                 FROM "${run.schema}".bars_1m b
+                 LEFT JOIN ${snapshot} p ON p.symbol = b.symbol AND p."timestamp" = b."timestamp"
+                 WHERE b.xmin::text::bigint >= $1::bigint ORDER BY b.symbol, b."timestamp"`,
+                [before.xid],
+              )
+            ).rows
+          : [];
       const m: ReplayMeasure = {
         rowsWritten: after.rowsSince,
         tupleWrites: after.tuples - before.tuples,
         messagesReplayed: messages,
         incarnation: run.incarnations.length - 1,
-        written: origins.rows.map((r) =>
-          r.p === null || r.o === null
-            ? { partition: -1, offset: -1 }
-            : { partition: Number(r.p), offset: Number(r.o) },
-        ),
+        written: rows.map((r) => originOf(r.source_origin)),
       };
       run.replays.push(m);
       let written = '';
       if (m.rowsWritten > 0 || m.tupleWrites > 0) {
         written += `; the messages they hold, by partition: ${originRanges(m.written)}`;
         written += `; before: ${compressionBefore}, after: ${await run.compression()}`;
-        // The rows the replay wrote, each with its version before (null: the row was absent) and after.
-        const r = await run.pool.query(
-          `SELECT b.symbol, b."timestamp", b.revision, b.source_time, b.source_origin,
-                  p.revision AS before_revision, p.source_time AS before_source_time,
-                  p.source_origin AS before_source_origin, p.symbol IS NOT NULL AS existed
-           FROM "${run.schema}".bars_1m b
-           LEFT JOIN ${snapshot} p ON p.symbol = b.symbol AND p."timestamp" = b."timestamp"
-           WHERE b.xmin::text::bigint >= $1::bigint ORDER BY b.symbol, b."timestamp" LIMIT 1000`,
-          [before.xid],
-        );
         const file = path.join(run.workDir, `replay-${run.replays.length}-written.jsonl`);
-        fs.writeFileSync(file, r.rows.map((row) => JSON.stringify(row)).join('\n') + '\n');
+        fs.writeFileSync(
+          file,
+          rows
+            .slice(0, 1000)
+            .map((row) => JSON.stringify(row))
+            .join('\n') + '\n',
+        );
         written += ` (the rows: ${file})`;
       }
       await run.pool.query(`DROP TABLE IF EXISTS ${snapshot}`);
@@ -445,10 +444,13 @@ async function resetTarget(run: Run, to: ResetTarget): Promise<string[]> {
   return ['--partition', String(p), '--to', String(BigInt(Math.floor(Number(end) * to.fraction)))];
 }
 
-/**
- * The partitions a reset moved forward: "partition P: fence F → T, committed C → T" lines. The fence
- * the checker starts the skip from is the one read just before (a lower bound of what the CLI saw).
- */
+/** The partition and offset of a source_origin (partition × 2^48 + offset); -1, -1 without one. */
+function originOf(origin: string | null): { partition: number; offset: number } {
+  if (origin === null) return { partition: -1, offset: -1 };
+  const o = BigInt(origin);
+  return { partition: Number(o >> 48n), offset: Number(o & 0xffffffffffffn) };
+}
+
 /** "12: 67 rows, offsets 2990-3060; …" of the messages rows hold (partition -1: no origin). */
 function originRanges(written: readonly { partition: number; offset: number }[]): string {
   const by = new Map<number, { n: number; min: number; max: number }>();
@@ -465,6 +467,10 @@ function originRanges(written: readonly { partition: number; offset: number }[])
     .join('; ');
 }
 
+/**
+ * The partitions a reset moved forward: "partition P: fence F → T, committed C → T" lines. The fence
+ * the checker starts the skip from is the one read just before (a lower bound of what the CLI saw).
+ */
 function recordSkips(run: Run, stdout: string, before: Map<number, FenceRow>): void {
   for (const line of stdout.split('\n')) {
     const m = /^partition (\d+): fence (\S+) → (\d+),/.exec(line);

@@ -78,14 +78,15 @@ export function newPool(max = 4): pg.Pool {
 
 /**
  * Creates `schema` with src/store/migrate.ts. Plain target: the migrations of bars_1m, the fence and
- * bars_latest (001, 002, 007, 008, 010, 011: what the write path uses; compression, aggregates and roles only with
+ * bars_latest, the tombstones and the minute index (001, 002, 007, 008, 010-013: what the write path uses and
+ * writes; compression, aggregates and roles only with
  * BENCH_ALL_MIGRATIONS=1). TimescaleDB target: every migration, so bars_1m is the hypertable the
  * service writes into in production, with its compression and aggregates; the policies' background jobs
  * are unscheduled (they would act on the benchmark's data at their own time). Dropped at cleanup.
  */
 export async function createBenchSchema(pool: pg.Pool, cleanup: Cleanup, schema: string): Promise<void> {
   cleanup.add(`drop schema ${schema}`, () => dropSchema(pool, schema));
-  const writePath = new Set([1, 2, 7, 8, 10, 11, 12]);
+  const writePath = new Set([1, 2, 7, 8, 10, 11, 12, 13]);
   const migrations = loadMigrations().filter(
     (m) => TARGET === 'timescaledb' || envFlag('BENCH_ALL_MIGRATIONS') || writePath.has(m.version),
   );

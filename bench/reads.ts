@@ -21,6 +21,7 @@
  * assignment → every offset committed), the readers' p50/p99 while the feed lands, and the drain with
  * readers ÷ without.
  */
+import type pg from 'pg';
 import { Registry } from 'prom-client';
 import { HttpServer } from '../src/http/server';
 import { createLogger } from '../src/observe/logger';
@@ -149,14 +150,21 @@ runMain('bench:reads', async (cleanup) => {
     if (res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
     return ((await res.json()) as Record<string, unknown[]>)[key]!.length;
   };
-  const sql = async (text: string): Promise<number> => (await pool.query(text)).rowCount ?? 0;
+  /** The plain SQL's connection: the pool's, or one whose transaction dropped an index (withoutIndex). */
+  let sqlClient: Pick<pg.PoolClient, 'query'> = pool;
+  const sql = async (text: string): Promise<number> => (await sqlClient.query(text)).rowCount ?? 0;
 
   const minute = new Date(lastDay + (SESSION_START_MIN + 200) * 60_000).toISOString();
   const dayFrom = new Date(lastDay).toISOString();
   const dayTo = new Date(lastDay + 86_400_000).toISOString();
   const hourBucket =
     TARGET === 'timescaledb' ? `time_bucket('1 hour', "timestamp")` : `date_trunc('hour', "timestamp")`;
-  const cases = [
+  const cases: {
+    name: string;
+    api: () => Promise<number>;
+    sql: () => Promise<number>;
+    withoutIndex?: string;
+  }[] = [
     {
       name: 'latest bar of every symbol',
       api: () => api('/v1/latest'),
@@ -170,6 +178,8 @@ runMain('bench:reads', async (cleanup) => {
       name: 'every symbol at one minute',
       api: () => api(`/v1/minute/${minute}`),
       sql: () => sql(`SELECT * FROM ${s}.bars_1m WHERE "timestamp" = '${minute}' ORDER BY symbol`),
+      // "Without this work": without the index the API reads (migration 013), as a user's schema is.
+      withoutIndex: 'bars_1m_minute',
     },
     {
       name: 'one symbol, one day at 1h',
@@ -183,13 +193,30 @@ runMain('bench:reads', async (cleanup) => {
         ),
     },
   ];
+  /** Times `run` in a transaction that dropped `index` (rolled back: nothing else reads meanwhile). */
+  const withoutIndex = async (index: string, run: () => Promise<number>) => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`DROP INDEX ${s}.${index}`);
+      sqlClient = client;
+      return await timed(SQL_ITERATIONS, run);
+    } finally {
+      sqlClient = pool;
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+    }
+  };
   const rows: (string | number)[][] = [
     ['read', 'rows', 'API p50 ms', 'API p99 ms', 'SQL p50 ms', 'SQL p99 ms', 'SQL/API p50'],
   ];
   for (const c of cases) {
     await c.api(); // warm
     const a = await timed(ITERATIONS, c.api);
-    const q = await timed(SQL_ITERATIONS, c.sql);
+    const q =
+      c.withoutIndex === undefined
+        ? await timed(SQL_ITERATIONS, c.sql)
+        : await withoutIndex(c.withoutIndex, c.sql);
     if (a.rows !== q.rows) throw new Error(`${c.name}: the API answered ${a.rows} rows, the SQL ${q.rows}`);
     const ap50 = percentile(a.ms, 50);
     const qp50 = percentile(q.ms, 50);

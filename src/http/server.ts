@@ -14,12 +14,12 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { Bar } from '../contract/bar';
 import { MAX_SYMBOL_LENGTH, parseTimestamp } from '../contract/bar';
 import { errorMessage, type Logger } from '../observe/logger';
 import type { HttpReadResult, Metrics } from '../observe/metrics';
 import { allReady, type CheckResult } from '../observe/readiness';
 import { INTERVAL_MINUTES, INTERVALS, type Interval } from '../contract/intervals';
+import type { ReadBar } from '../contract/readBar';
 import { BearerToken } from './auth';
 import { openApiDocument } from './openapi';
 import { Overloaded, ReadGate, ResponseBudget } from './limits';
@@ -28,11 +28,17 @@ import { Overloaded, ReadGate, ResponseBudget } from './limits';
 export interface BarReads {
   /** BARS_EXTRA_COLUMNS: the fields every minute bar carries beyond the contract's. */
   readonly extraNames: readonly string[];
-  range(symbol: string, startMs: number, endMs: number, limit: number, interval?: Interval): Promise<Bar[]>;
-  latest(symbol: string, limit: number): Promise<Bar[]>;
-  latestOfAll(after: string | null, limit: number): Promise<Bar[]>;
-  latestOf(symbols: readonly string[]): Promise<Bar[]>;
-  minute(atMs: number, after: string | null, limit: number): Promise<Bar[]>;
+  range(
+    symbol: string,
+    startMs: number,
+    endMs: number,
+    limit: number,
+    interval?: Interval,
+  ): Promise<ReadBar[]>;
+  latest(symbol: string, limit: number): Promise<ReadBar[]>;
+  latestOfAll(after: string | null, limit: number): Promise<ReadBar[]>;
+  latestOf(symbols: readonly string[]): Promise<ReadBar[]>;
+  minute(atMs: number, after: string | null, limit: number): Promise<ReadBar[]>;
   symbols(after: string | null, limit: number): Promise<string[]>;
 }
 
@@ -159,24 +165,41 @@ export function parseLimit(raw: string | null, max: number, dflt: number): numbe
   return n;
 }
 
+/** JSON text that goes into an answer as it is (a page of bars rendered by barsJson). */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
 /**
- * A bar as the read API renders it: the contract's fields, trade_count, then the extra columns
- * (BARS_EXTRA_COLUMNS) by name when the bar has them (minute bars; an aggregated bar has none).
+ * Bars as the read API renders them: the contract's fields, trade_count, then the extra columns
+ * (BARS_EXTRA_COLUMNS) by name when the bar has them (minute bars; an aggregated bar has none) — the
+ * key here, the values as PostgreSQL wrote them (../contract/readBar.ts). An array, as JSON text.
  */
-export function barJson(b: Bar, extraNames: readonly string[] = []): Record<string, unknown> {
-  const json: Record<string, unknown> = {
-    symbol: b.symbol,
-    timestamp: new Date(b.timestampMs).toISOString(),
-    open: b.open,
-    high: b.high,
-    low: b.low,
-    close: b.close,
-    volume: b.volume,
-    vwap: b.vwap,
-    trade_count: b.tradeCount,
-  };
-  if (b.extras !== null) extraNames.forEach((name, i) => (json[name] = b.extras![i] ?? null));
-  return json;
+export function barsJson(bars: readonly ReadBar[]): JsonText {
+  let lastMs = NaN;
+  let lastIso = '';
+  const items = bars.map((b) => {
+    // A page of a minute or of the latest bars holds few distinct times: each written once.
+    if (b.timestampMs !== lastMs) {
+      lastMs = b.timestampMs;
+      lastIso = new Date(b.timestampMs).toISOString();
+    }
+    return `{"symbol":${JSON.stringify(b.symbol)},"timestamp":"${lastIso}",${b.values}}`;
+  });
+  return new JsonText(`[${items.join(',')}]`);
+}
+
+/**
+ * The JSON text of an answer: JSON.stringify's, but a JsonText value of a top-level member goes in as
+ * it is (a page of bars is written once, not parsed and written again).
+ */
+export function answerJson(body: unknown): string {
+  if (body instanceof JsonText) return body.text;
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return JSON.stringify(body);
+  const members = Object.entries(body as Record<string, unknown>).flatMap(([name, value]) =>
+    value === undefined ? [] : [`${JSON.stringify(name)}:${answerJson(value)}`],
+  );
+  return `{${members.join(',')}}`;
 }
 
 function sendText(
@@ -344,7 +367,7 @@ export class HttpServer {
           const bars = await this.gate.run(() => reads.latestOf(symbols));
           const found = new Set(bars.map((b) => b.symbol));
           return {
-            bars: bars.map((b) => barJson(b, extras)),
+            bars: barsJson(bars),
             missing: symbols.filter((s) => !found.has(s)).sort(),
           };
         }
@@ -353,7 +376,7 @@ export class HttpServer {
         const bars = await this.gate.run(() => reads.latestOfAll(after, limit + 1));
         const page = bars.slice(0, limit);
         return {
-          bars: page.map((b) => barJson(b, extras)),
+          bars: barsJson(page),
           next: bars.length > limit ? pageLink('/v1/latest', page[page.length - 1]!.symbol, limit) : null,
         };
       };
@@ -381,7 +404,7 @@ export class HttpServer {
         const time = new Date(atMs).toISOString();
         return {
           timestamp: time,
-          bars: page.map((b) => barJson(b, extras)),
+          bars: barsJson(page),
           next:
             bars.length > limit ? pageLink(`/v1/minute/${time}`, page[page.length - 1]!.symbol, limit) : null,
         };
@@ -394,7 +417,7 @@ export class HttpServer {
       if (m[2]) {
         const limit = parseLimit(q.get('limit'), maxLimit, 100);
         const bars = await this.gate.run(() => reads.latest(symbol, limit));
-        return { symbol, bars: bars.map((b) => barJson(b, extras)) };
+        return { symbol, bars: barsJson(bars) };
       }
       const interval = parseInterval(q.get('interval'));
       const from = parseTime('from', q.get('from'));
@@ -419,7 +442,7 @@ export class HttpServer {
         interval,
         from: new Date(from).toISOString(),
         to: new Date(to).toISOString(),
-        bars: page.map((b) => barJson(b, extras)),
+        bars: barsJson(page),
         next: bars.length > limit ? nextPage(symbol, page[page.length - 1]!, to, limit, interval) : null,
       };
     };
@@ -443,7 +466,7 @@ export class HttpServer {
     }
     try {
       const body = await answer();
-      const text = JSON.stringify(body);
+      const text = answerJson(body);
       const release = this.budget.reserve(Buffer.byteLength(text));
       if (!release) throw new Overloaded('responses');
       // Given back once the answer is handed to the kernel in full, or the connection is gone.
@@ -474,7 +497,7 @@ export class HttpServer {
  */
 export function nextPage(
   symbol: string,
-  last: Bar,
+  last: ReadBar,
   toMs: number,
   limit: number,
   interval: Interval = '1m',

@@ -10,8 +10,8 @@
  *   aggregates' rules (migration 004);
  * - every symbol's newest bar, the list of symbols: bars_latest (migration 011), which the writer keeps
  *   in its write transaction, by its primary key;
- * - every symbol's bar at one minute: the symbols of bars_latest in symbol order, each looked up in
- *   bars_1m by its primary key (a lateral join), stopping at a page's end.
+ * - every symbol's bar at one minute: bars_1m's index ("timestamp", symbol) (migration 013), one range
+ *   in symbol order, stopping at a page's end.
  *
  * bars_1m never holds a deleted bar: a delete removes the row (its version is kept in bar_tombstones,
  * migration 012), and bars_latest falls back to the newest remaining bar, so no read filters anything.
@@ -27,9 +27,9 @@
  * pg.escapeLiteral, times and limits as integers checked here.
  */
 import pg from 'pg';
-import type { Bar } from '../contract/bar';
-import type { ExtraColumn, ExtraValue } from '../contract/extras';
+import type { ExtraColumn } from '../contract/extras';
 import type { Interval } from '../contract/intervals';
+import type { ReadBar } from '../contract/readBar';
 import { ident, withConnection, type Pool } from './pool';
 import { runStatements } from './transaction';
 
@@ -40,60 +40,70 @@ const AGGREGATED: Record<Exclude<Interval, '1m'>, { view: string; width: string;
   '1d': { view: 'bars_1d', width: '1 day', zoned: true },
 };
 
-interface BarRow {
+/** A row of every bar read: the bar's key, and its values as JSON members (../contract/readBar.ts). */
+interface ReadRow {
   symbol: string;
   ts_ms: string;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: string;
-  vwap: number | null;
-  revision: string | null;
-  trade_count: string | null;
-  [extra: string]: unknown;
+  bar_values: string;
 }
 
-/** The alias of the i-th extra column: a name no extra column can take (they are [a-z0-9_]). */
-const extraAlias = (i: number) => `x:${i}`;
+/**
+ * The SQL of JSON members `"name":value` for `values` ([name, SQL expression of the value's JSON text]),
+ * comma-separated, in their order, SQL NULL as `null`. The names are the API's (plain [a-z0-9_]).
+ */
+function membersSql(values: ReadonlyArray<readonly [string, string]>): string {
+  return `concat(${values
+    .map(
+      ([name, json], i) =>
+        `${pg.escapeLiteral(`${i === 0 ? '' : ','}"${name}":`)}, coalesce(${json}, 'null')`,
+    )
+    .join(', ')})`;
+}
 
-/** The columns of a minute bar (bars_1m, bars_latest), table alias `t`. */
+/**
+ * The JSON text of a value of `type`: a number or a boolean as PostgreSQL writes it (a double in its
+ * shortest exact form, as JSON.stringify writes it; bars_1m holds finite numbers only, the contract
+ * refuses the others), text quoted and escaped by to_json (twice the cost: only where needed).
+ */
+function jsonOf(expr: string, type: 'number' | ExtraColumn['type']): string {
+  return type === 'text' ? `to_json(${expr})::text` : `(${expr})::text`;
+}
+
+/** The values every bar has, in the API's order (all numbers). */
+const BAR_VALUES = ['open', 'high', 'low', 'close', 'volume', 'vwap', 'trade_count'] as const;
+
+/** The key and time columns of every read, table alias `t`. */
+const keyColumns = (t: string) =>
+  `${t}.symbol, (extract(epoch from ${t}."timestamp") * 1000)::bigint::text AS ts_ms`;
+
+/** The columns of a minute bar (bars_1m, bars_latest), table alias `t`: its values, then the extra columns. */
 function minuteColumns(extras: readonly ExtraColumn[], t = 'b'): string {
-  return [
-    `${t}.symbol`,
-    `(extract(epoch from ${t}."timestamp") * 1000)::bigint::text AS ts_ms`,
-    `${t}.open, ${t}.high, ${t}.low, ${t}.close, ${t}.volume::text AS volume, ${t}.vwap`,
-    `${t}.revision::text AS revision, ${t}.trade_count::text AS trade_count`,
-    ...extras.map((c, i) => `${t}.${ident(c.name)} AS ${ident(extraAlias(i))}`),
-  ].join(', ');
+  const values = [
+    ...BAR_VALUES.map((c) => [c, jsonOf(`${t}.${c}`, 'number')] as const),
+    ...extras.map((c) => [c.name, jsonOf(`${t}.${ident(c.name)}`, c.type)] as const),
+  ];
+  return `${keyColumns(t)}, ${membersSql(values)} AS bar_values`;
 }
 
-/** The columns of an aggregated bar (an aggregate's row, or bucketSql's). */
-const AGGREGATED_COLUMNS = `symbol, (extract(epoch from "timestamp") * 1000)::bigint::text AS ts_ms,
-  open, high, low, close, volume::text AS volume, vwap, NULL::text AS revision, trade_count::text AS trade_count`;
+/** The columns of an aggregated bar (an aggregate's row, or bucketSql's), table alias `a`. */
+const AGGREGATED_COLUMNS = `${keyColumns('a')}, ${membersSql(
+  BAR_VALUES.map((c) => [c, jsonOf(`a.${c}`, 'number')] as const),
+)} AS bar_values`;
 
-function extraOf(c: ExtraColumn, v: unknown): ExtraValue {
-  if (v === null || v === undefined) return null;
-  // bigint comes as text from pg; the writer stores safe integers only.
-  if (c.type === 'bigint') return Number(v);
-  return v as ExtraValue;
-}
-
-function toBar(r: BarRow, extras: readonly ExtraColumn[] | null): Bar {
-  return {
-    symbol: r.symbol,
-    timestampMs: Number(r.ts_ms),
-    open: r.open,
-    high: r.high,
-    low: r.low,
-    close: r.close,
-    volume: Number(r.volume),
-    vwap: r.vwap,
-    revision: r.revision === null ? 0 : Number(r.revision),
-    tradeCount: r.trade_count === null ? null : Number(r.trade_count),
-    deleted: false,
-    extras: extras === null ? null : extras.map((c, i) => extraOf(c, r[extraAlias(i)])),
-  };
+/**
+ * The read of every symbol's bar at minute `atMs` after `after`: one range of bars_1m's index
+ * ("timestamp", symbol) (migration 013), in symbol order, never a scan of the minute's chunk.
+ */
+export function minuteSql(
+  schema: string,
+  extras: readonly ExtraColumn[],
+  atMs: number,
+  after: string | null,
+  limit: number,
+): string {
+  return `SELECT ${minuteColumns(extras)} FROM ${ident(schema)}.bars_1m b
+          WHERE b."timestamp" = ${at('at', atMs)}${after === null ? '' : ` AND b.symbol > ${pg.escapeLiteral(after)}`}
+          ORDER BY b.symbol LIMIT ${int('limit', limit)}`;
 }
 
 /** An integer for a SQL literal; anything else is a programming error, never sent. */
@@ -169,20 +179,19 @@ export class BarReader {
     endMs: number,
     limit: number,
     interval: Interval = '1m',
-  ): Promise<Bar[]> {
+  ): Promise<ReadBar[]> {
     if (interval === '1m') {
       return this.select(
         `SELECT ${minuteColumns(this.extras)} FROM ${this.table('bars_1m')} b
          WHERE b.symbol = ${pg.escapeLiteral(symbol)}
            AND b."timestamp" >= ${at('start', startMs)} AND b."timestamp" < ${at('end', endMs)}
          ORDER BY b."timestamp" ASC LIMIT ${int('limit', limit)}`,
-        this.extras,
       );
     }
     const sql = (await this.hasAggregates())
       ? this.aggregateRangeSql(interval, symbol, startMs, endMs, limit)
       : this.computedRangeSql(interval, symbol, startMs, endMs, limit);
-    return this.select(sql, null);
+    return this.select(sql);
   }
 
   /** A range of a continuous aggregate (real-time: the current bucket included). */
@@ -193,7 +202,7 @@ export class BarReader {
     endMs: number,
     limit: number,
   ): string {
-    return `SELECT ${AGGREGATED_COLUMNS} FROM ${this.table(AGGREGATED[interval].view)}
+    return `SELECT ${AGGREGATED_COLUMNS} FROM ${this.table(AGGREGATED[interval].view)} a
             WHERE symbol = ${pg.escapeLiteral(symbol)}
               AND "timestamp" >= ${at('start', startMs)} AND "timestamp" < ${at('end', endMs)}
             ORDER BY "timestamp" ASC LIMIT ${int('limit', limit)}`;
@@ -237,52 +246,38 @@ export class BarReader {
   }
 
   /** The newest `limit` minute bars of `symbol`, newest first. */
-  async latest(symbol: string, limit: number): Promise<Bar[]> {
+  async latest(symbol: string, limit: number): Promise<ReadBar[]> {
     return this.select(
       `SELECT ${minuteColumns(this.extras)} FROM ${this.table('bars_1m')} b
        WHERE b.symbol = ${pg.escapeLiteral(symbol)} ORDER BY b."timestamp" DESC LIMIT ${int('limit', limit)}`,
-      this.extras,
     );
   }
 
   /** The newest bar of every symbol after `after` (null: from the first), in symbol order, at most `limit`. */
-  async latestOfAll(after: string | null, limit: number): Promise<Bar[]> {
+  async latestOfAll(after: string | null, limit: number): Promise<ReadBar[]> {
     return this.select(
       `SELECT ${minuteColumns(this.extras)} FROM ${this.table('bars_latest')} b
        ${after === null ? '' : `WHERE b.symbol > ${pg.escapeLiteral(after)}`}
        ORDER BY b.symbol LIMIT ${int('limit', limit)}`,
-      this.extras,
     );
   }
 
   /** The newest bar of each of `symbols` that has one, in symbol order. */
-  async latestOf(symbols: readonly string[]): Promise<Bar[]> {
+  async latestOf(symbols: readonly string[]): Promise<ReadBar[]> {
     if (symbols.length === 0) return [];
     return this.select(
       `SELECT ${minuteColumns(this.extras)} FROM ${this.table('bars_latest')} b
        WHERE b.symbol = ANY (ARRAY[${symbols.map((s) => pg.escapeLiteral(s)).join(', ')}]::text[])
        ORDER BY b.symbol`,
-      this.extras,
     );
   }
 
   /**
-   * Every symbol's bar at minute `atMs`, for the symbols after `after` in symbol order, at most `limit`:
-   * the symbols of bars_latest whose newest bar is not older than the minute, each looked up in bars_1m
-   * by its primary key.
+   * Every symbol's bar at minute `atMs`, for the symbols after `after` in symbol order, at most `limit`
+   * (minuteSql).
    */
-  async minute(atMs: number, after: string | null, limit: number): Promise<Bar[]> {
-    const t = at('at', atMs);
-    return this.select(
-      `SELECT ${minuteColumns(this.extras)}
-       FROM ${this.table('bars_latest')} l
-       CROSS JOIN LATERAL (
-         SELECT * FROM ${this.table('bars_1m')} m WHERE m.symbol = l.symbol AND m."timestamp" = ${t}
-       ) b
-       WHERE l."timestamp" >= ${t}${after === null ? '' : ` AND l.symbol > ${pg.escapeLiteral(after)}`}
-       ORDER BY l.symbol LIMIT ${int('limit', limit)}`,
-      this.extras,
-    );
+  async minute(atMs: number, after: string | null, limit: number): Promise<ReadBar[]> {
+    return this.select(minuteSql(this.schema, this.extras, atMs, after, limit));
   }
 
   /** The symbols that have a bar, after `after` (null: from the first), in symbol order, at most `limit`. */
@@ -311,10 +306,13 @@ export class BarReader {
     return this.aggregates;
   }
 
-  /** Bars of `sql`; `extras`: the extra columns it selects (null: none, an aggregated bar). */
-  private async select(sql: string, extras: readonly ExtraColumn[] | null): Promise<Bar[]> {
-    const columns = extras !== null && extras.length > 0 ? extras : null;
-    return (await this.run<BarRow>(sql)).map((r) => toBar(r, columns));
+  /** The bars of `sql` (its columns: minuteColumns or AGGREGATED_COLUMNS). */
+  private async select(sql: string): Promise<ReadBar[]> {
+    return (await this.run<ReadRow>(sql)).map((r) => ({
+      symbol: r.symbol,
+      timestampMs: Number(r.ts_ms),
+      values: r.bar_values,
+    }));
   }
 
   private async run<Row extends pg.QueryResultRow>(sql: string): Promise<Row[]> {

@@ -339,9 +339,11 @@ describe('read API, health, readiness and metrics', () => {
   test('numbers stay JSON numbers, vwap null stays null, the latest version of a key is served', async () => {
     const r = await request(port, '/v1/bars/BRK.B/latest?limit=10');
     expect(r.status).toBe(200);
+    // The values as PostgreSQL writes them (src/store/readBars.ts): shortest exact, as JSON.stringify
+    // would, but an exponent of two digits at least (1e-07): the same JSON number.
     expect(r.body).toBe(
       '{"symbol":"BRK.B","bars":[' +
-        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:32:00.000Z","open":1e-7,"high":12345.678901,"low":1e-7,"close":12345.678901,"volume":1,"vwap":100.5,"trade_count":null},' +
+        '{"symbol":"BRK.B","timestamp":"2026-11-20T14:32:00.000Z","open":1e-07,"high":12345.678901,"low":1e-07,"close":12345.678901,"volume":1,"vwap":100.5,"trade_count":null},' +
         '{"symbol":"BRK.B","timestamp":"2026-11-20T14:31:00.000Z","open":0.2,"high":0.26,"low":0.15,"close":0.21,"volume":7,"vwap":0.22,"trade_count":null},' +
         '{"symbol":"BRK.B","timestamp":"2026-11-20T14:30:00.000Z","open":0.1,"high":0.30000000000000004,"low":0.1,"close":0.2,"volume":9007199254740991,"vwap":null,"trade_count":null}' +
         ']}',
@@ -349,6 +351,7 @@ describe('read API, health, readiness and metrics', () => {
     const bars = (JSON.parse(r.body) as { bars: Record<string, unknown>[] }).bars;
     expect(bars[2]!.volume).toBe(Number.MAX_SAFE_INTEGER);
     expect(bars[2]!.vwap).toBeNull();
+    expect(bars[0]!.open).toBe(1e-7);
     for (const b of bars) {
       expect(b.timestamp).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:00\.000Z$/);
       for (const k of ['open', 'high', 'low', 'close', 'volume']) expect(typeof b[k]).toBe('number');

@@ -8,7 +8,8 @@ import { parseExtraColumns } from '../../src/contract/extras';
 import { applyExtraColumns, extraColumnsState } from '../../src/store/extraColumns';
 import { packBar } from '../../src/contract/packedBar';
 import { STAGING, stagingTableName } from '../../src/store/staging';
-import { BarReader } from '../../src/store/readBars';
+import type { ReadBar } from '../../src/contract/readBar';
+import { BarReader, minuteSql } from '../../src/store/readBars';
 import { migrate, loadMigrations } from '../../src/store/migrate';
 import { withConnection } from '../../src/store/pool';
 import {
@@ -51,7 +52,33 @@ const part = (partition: number, entries: BarAtOffset[], nextOffset: bigint): Pa
 
 describe('store', () => {
   const h = new Harness();
-  const reader = () => new BarReader(h.pool, h.schema, 5000);
+  /** The reader's bars with their values parsed (as PostgreSQL wrote them for the API). */
+  const parsed = (bars: readonly ReadBar[]) =>
+    bars.map((b) => ({
+      symbol: b.symbol,
+      timestampMs: b.timestampMs,
+      ...(JSON.parse(`{${b.values}}`) as { close: number; [name: string]: unknown }),
+    }));
+  /** A bar as the reader answers it, parsed (parsed() above). */
+  const apiBar = (b: Bar) => ({
+    symbol: b.symbol,
+    timestampMs: b.timestampMs,
+    open: b.open,
+    high: b.high,
+    low: b.low,
+    close: b.close,
+    volume: b.volume,
+    vwap: b.vwap,
+    trade_count: b.tradeCount,
+  });
+  const reader = () => {
+    const r = new BarReader(h.pool, h.schema, 5000);
+    return {
+      range: async (symbol: string, startMs: number, endMs: number, limit: number) =>
+        parsed(await r.range(symbol, startMs, endMs, limit)),
+      latest: async (symbol: string, limit: number) => parsed(await r.latest(symbol, limit)),
+    };
+  };
   const ref = { group: 'g', topic: 't', partition: 0 };
   beforeAll(() => h.setupSchema());
   afterAll(() => h.cleanup());
@@ -81,7 +108,7 @@ describe('store', () => {
     );
     expect(r).toEqual({ written: 4, skippedFenced: 0, rowsChanged: 2, fenceBefore: 0n });
     const latest = await reader().latest('AAA', 10);
-    expect(latest).toEqual([bar('AAA', 0, 12)]);
+    expect(latest).toEqual([apiBar(bar('AAA', 0, 12))]);
     // The same values again as a new message (a later offset: a newer version): the version moves.
     const again = await write([at(4n, bar('AAA', 0, 12))], 5n);
     expect(again.rowsChanged).toBe(1);
@@ -226,7 +253,7 @@ describe('store', () => {
     );
     for (const b of odd) {
       const got = await reader().range(b.symbol, b.timestampMs, b.timestampMs + 60_000, 100_000);
-      expect(got).toEqual([b]);
+      expect(got).toEqual([apiBar(b)]);
     }
   });
 
@@ -239,6 +266,39 @@ describe('store', () => {
     expect(range.map((b) => b.close)).toEqual([11, 12, 13]);
     expect((await reader().latest('RNG', 2)).map((b) => b.close)).toEqual([14, 13]);
     expect(await reader().latest('NONE', 2)).toEqual([]);
+  });
+
+  test('the minute read is one range of the minute index, never a scan of the chunk', async () => {
+    // 300 symbols × 60 minutes, analyzed: enough rows that a scan would cost the planner more.
+    const t0 = new Date(T0 + 3 * 86_400_000).toISOString();
+    await h.pool.query(
+      `INSERT INTO "${h.schema}".bars_1m (symbol, "timestamp", open, high, low, close, volume, vwap, revision, source_time)
+       SELECT 'MIX' || lpad(s::text, 4, '0'), $1::timestamptz + m * interval '1 minute', 1, 2, 0.5, 1.5, 10, NULL, 0, now()
+       FROM generate_series(1, 300) s, generate_series(0, 59) m`,
+      [t0],
+    );
+    await h.pool.query(`ANALYZE "${h.schema}".bars_1m`);
+    const atMs = Date.parse(t0) + 30 * 60_000;
+    /** Every node of a JSON plan, depth first. */
+    const nodes = (n: { [k: string]: unknown; Plans?: unknown[] }): Record<string, unknown>[] => [
+      n,
+      ...((n.Plans ?? []) as (typeof n)[]).flatMap(nodes),
+    ];
+    for (const after of [null, 'MIX0150']) {
+      const plan = await h.pool.query<{ 'QUERY PLAN': [{ Plan: Record<string, unknown> }] }>(
+        `EXPLAIN (FORMAT JSON) ${minuteSql(h.schema, [], atMs, after, 1000)}`,
+      );
+      const all = nodes(plan.rows[0]!['QUERY PLAN'][0].Plan);
+      expect(all.filter((n) => String(n['Node Type']).includes('Seq Scan'))).toEqual([]);
+      expect(all.some((n) => String(n['Index Name'] ?? '').endsWith('bars_1m_minute'))).toBe(true);
+      const got = parsed(await new BarReader(h.pool, h.schema, 5000).minute(atMs, after, 1000));
+      expect(got.map((b) => b.symbol)).toEqual(
+        Array.from({ length: 300 }, (_, i) => `MIX${String(i + 1).padStart(4, '0')}`).filter(
+          (x) => after === null || x > after,
+        ),
+      );
+      expect(new Set(got.map((b) => b.timestampMs))).toEqual(new Set([atMs]));
+    }
   });
 
   test('latest version wins across partitions and groups: record time, then revision; ties keep the no-op replay', async () => {
@@ -441,8 +501,12 @@ describe('store', () => {
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'bars_1m'`,
       [h.schema],
     );
-    expect(idx.rows).toHaveLength(1);
-    expect(idx.rows[0].indexdef).toMatch(/UNIQUE INDEX bars_1m_pkey .* \(symbol, "timestamp"\)/);
+    // The key, and the minute's index of GET /v1/minute (migration 013): nothing else costs the writes.
+    expect(idx.rows).toHaveLength(2);
+    expect(idx.rows.map((r: { indexdef: string }) => r.indexdef).sort()).toEqual([
+      expect.stringMatching(/^CREATE INDEX bars_1m_minute ON .* \("timestamp", symbol\)$/),
+      expect.stringMatching(/^CREATE UNIQUE INDEX bars_1m_pkey ON .* \(symbol, "timestamp"\)$/),
+    ]);
 
     // Twice on the same schema: nothing applied the second time.
     const c1 = await h.pool.connect();

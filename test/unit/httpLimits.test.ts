@@ -1,7 +1,6 @@
 import { BearerToken } from '../../src/http/auth';
 import { Overloaded, ReadGate, ResponseBudget } from '../../src/http/limits';
 import { nextPage } from '../../src/http/server';
-import { flatBar } from '../support/flatBar';
 
 /** A promise with its resolve, for reads that finish when the test says so. */
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
@@ -130,7 +129,7 @@ describe('BearerToken', () => {
 });
 
 describe('nextPage', () => {
-  const bar = (iso: string) => flatBar('A/B', Date.parse(iso));
+  const bar = (iso: string) => ({ symbol: 'A/B', timestampMs: Date.parse(iso), values: '"open":1' });
 
   test('the same range from the minute after the last bar, same limit, symbol encoded', () => {
     expect(nextPage('A/B', bar('2026-11-20T14:39:00Z'), Date.parse('2026-11-21T00:00:00Z'), 10)).toBe(

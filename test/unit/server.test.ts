@@ -1,6 +1,8 @@
-import type { Bar } from '../../src/contract/bar';
+import type { ReadBar } from '../../src/contract/readBar';
 import {
-  barJson,
+  answerJson,
+  barsJson,
+  JsonText,
   pageLink,
   parseAfter,
   parseInterval,
@@ -161,82 +163,56 @@ describe('parseLimit', () => {
   );
 });
 
-describe('barJson', () => {
-  test('exact JSON shape with an ISO UTC timestamp', () => {
-    const bar: Bar = {
-      symbol: 'BRK.B',
-      timestampMs: TS_MS,
-      open: 1,
-      high: 2,
-      low: 0.5,
-      close: 1.5,
-      volume: 10,
-      vwap: 1.25,
-      revision: 3,
-      tradeCount: null,
-      deleted: false,
-      extras: null,
-    };
-    // The revision is the writer's business (which version wins), not part of the read API's answer.
-    expect(barJson(bar)).toEqual({
-      symbol: 'BRK.B',
-      timestamp: '2026-11-24T14:31:00.000Z',
-      open: 1,
-      high: 2,
-      low: 0.5,
-      close: 1.5,
-      volume: 10,
-      vwap: 1.25,
-      trade_count: null,
-    });
-    expect(JSON.stringify(barJson(bar))).toBe(
-      '{"symbol":"BRK.B","timestamp":"2026-11-24T14:31:00.000Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10,"vwap":1.25,"trade_count":null}',
+describe('barsJson', () => {
+  const bar = (symbol: string, timestampMs: number, values: string): ReadBar => ({
+    symbol,
+    timestampMs,
+    values,
+  });
+
+  test('the key, an ISO UTC timestamp, then the values as PostgreSQL wrote them', () => {
+    const text = barsJson([
+      bar(
+        'BRK.B',
+        TS_MS,
+        '"open":1,"high":2,"low":0.5,"close":1.5,"volume":10,"vwap":1.25,"trade_count":null',
+      ),
+    ]).text;
+    expect(text).toBe(
+      '[{"symbol":"BRK.B","timestamp":"2026-11-24T14:31:00.000Z","open":1,"high":2,"low":0.5,"close":1.5,"volume":10,"vwap":1.25,"trade_count":null}]',
     );
   });
 
-  test('null vwap stays null', () => {
-    const json = barJson({
-      symbol: 'A',
-      timestampMs: 0,
-      open: 1,
-      high: 1,
-      low: 1,
-      close: 1,
-      volume: 0,
-      vwap: null,
-      revision: 0,
-      tradeCount: null,
-      deleted: false,
-      extras: null,
-    });
-    expect(json.vwap).toBeNull();
-    expect(json.timestamp).toBe('1970-01-01T00:00:00.000Z');
-    expect(JSON.stringify(json)).toContain('"vwap":null');
+  test('symbols are escaped as JSON strings; each bar keeps its own time, in any order of times', () => {
+    const times = [TS_MS, TS_MS, 0, TS_MS, 0, 0, -60_000];
+    const symbols = ['A"B', 'C\\D', 'É/€', 'X', 'tab\tY', 'Z', 'A"B'];
+    const bars = times.map((t, i) => bar(symbols[i]!, t, `"open":${i}`));
+    expect(JSON.parse(barsJson(bars).text)).toEqual(
+      times.map((t, i) => ({ symbol: symbols[i], timestamp: new Date(t).toISOString(), open: i })),
+    );
+  });
+
+  test('no bars: an empty array', () => {
+    expect(barsJson([]).text).toBe('[]');
   });
 });
 
-describe('barJson with trade_count and extra columns', () => {
-  const bar: Bar = {
-    symbol: 'A',
-    timestampMs: TS_MS,
-    open: 1,
-    high: 1,
-    low: 1,
-    close: 1,
-    volume: 5,
-    vwap: null,
-    revision: 0,
-    tradeCount: 7,
-    deleted: false,
-    extras: ['XNAS', null],
-  };
-  test('extras rendered by name after trade_count', () => {
-    expect(JSON.stringify(barJson(bar, ['exchange', 'conditions']))).toBe(
-      '{"symbol":"A","timestamp":"2026-11-24T14:31:00.000Z","open":1,"high":1,"low":1,"close":1,"volume":5,"vwap":null,"trade_count":7,"exchange":"XNAS","conditions":null}',
-    );
+describe('answerJson', () => {
+  test.each([
+    [{ a: 1, b: 'x', c: null, d: [1, { e: 2 }], f: undefined, g: { h: true } }],
+    [{}],
+    [[1, 2]],
+    ['text'],
+    [null],
+    [{ error: 'limit must be from 1 to 10', parameter: 'limit' }],
+  ])('without JsonText it is JSON.stringify: %j', (body) => {
+    expect(answerJson(body)).toBe(JSON.stringify(body));
   });
-  test('an aggregated bar (extras null) has no extra fields', () => {
-    expect(Object.keys(barJson({ ...bar, extras: null }, ['exchange']))).not.toContain('exchange');
+
+  test('a JsonText member goes in as it is, in its place', () => {
+    const text = answerJson({ timestamp: 'T', bars: new JsonText('[{"open":1e-07}]'), next: null });
+    expect(text).toBe('{"timestamp":"T","bars":[{"open":1e-07}],"next":null}');
+    expect(JSON.parse(text)).toEqual({ timestamp: 'T', bars: [{ open: 1e-7 }], next: null });
   });
 });
 

@@ -72,9 +72,13 @@ function jsonOf(expr: string, type: 'number' | ExtraColumn['type']): string {
 /** The values every bar has, in the API's order (all numbers). */
 const BAR_VALUES = ['open', 'high', 'low', 'close', 'volume', 'vwap', 'trade_count'] as const;
 
-/** The key and time columns of every read, table alias `t`. */
+/**
+ * The key and time columns of every read, table alias `t`. The time in epoch ms from date_part (a
+ * double, exact to the millisecond over the contract's years 1900-9999 once rounded), not extract (a
+ * numeric: ~4 ms more a page of 5,000 bars).
+ */
 const keyColumns = (t: string) =>
-  `${t}.symbol, (extract(epoch from ${t}."timestamp") * 1000)::bigint::text AS ts_ms`;
+  `${t}.symbol, round(date_part('epoch', ${t}."timestamp") * 1000)::bigint::text AS ts_ms`;
 
 /** The columns of a minute bar (bars_1m, bars_latest), table alias `t`: its values, then the extra columns. */
 function minuteColumns(extras: readonly ExtraColumn[], t = 'b'): string {

@@ -732,3 +732,70 @@ describe('store: trade_count, deletes and extra columns', () => {
     ).toEqual([{ exchange: 'X', score: null }]);
   });
 });
+
+describe('the values PostgreSQL writes for the read API', () => {
+  const EXTRAS = 'exch:text(16),cond:bigint,ratio:double,odd:boolean';
+  const h = new Harness({ extraColumns: EXTRAS });
+  beforeAll(() => h.setupSchema());
+  afterAll(() => h.cleanup());
+
+  test('every value type, extremes and escapes included, parses to the stored value', async () => {
+    const rows: [
+      string,
+      number,
+      number,
+      number | null,
+      number | null,
+      string | null,
+      number | null,
+      number | null,
+      boolean | null,
+    ][] = [
+      // symbol, close, volume, vwap, trade_count, exch, cond, ratio, odd
+      ['V1', 0.1 + 0.2, Number.MAX_SAFE_INTEGER, null, null, 'q"b\\s/é\u0001', -9007199254740991, 1e-7, true],
+      ['V2', 1.7976931348623157e308, 0, 5e-324, 0, '', 0, -1.5e300, false],
+      ['V3', -3.25, 7, 0.1, 12, null, null, null, null],
+    ];
+    const at = Date.UTC(2026, 10, 24, 14, 31);
+    for (const [symbol, close, volume, vwap, tradeCount, exch, cond, ratio, odd] of rows) {
+      await h.pool.query(
+        `INSERT INTO "${h.schema}".bars_1m (symbol, "timestamp", open, high, low, close, volume, vwap, trade_count,
+           revision, source_time, exch, cond, ratio, odd)
+         VALUES ($1, to_timestamp($2::float8 / 1000), $3, $3, $3, $3, $4, $5, $6, 0, now(), $7, $8, $9, $10)`,
+        [symbol, at, close, volume, vwap, tradeCount, exch, cond, ratio, odd],
+      );
+    }
+    const reader = new BarReader(h.pool, h.schema, 5000, { extras: parseExtraColumns(EXTRAS) });
+    const got = await reader.minute(at, null, 10);
+    expect(got.map((b) => b.symbol)).toEqual(['V1', 'V2', 'V3']);
+    expect(got.map((b) => JSON.parse(`{${b.values}}`) as unknown)).toEqual(
+      rows.map(([, close, volume, vwap, tradeCount, exch, cond, ratio, odd]) => ({
+        open: close,
+        high: close,
+        low: close,
+        close,
+        volume,
+        vwap,
+        trade_count: tradeCount,
+        exch,
+        cond,
+        ratio,
+        odd,
+      })),
+    );
+    // In the API's order: the contract's values, trade_count, then the extra columns.
+    expect(Object.keys(JSON.parse(`{${got[0]!.values}}`) as object)).toEqual([
+      'open',
+      'high',
+      'low',
+      'close',
+      'volume',
+      'vwap',
+      'trade_count',
+      'exch',
+      'cond',
+      'ratio',
+      'odd',
+    ]);
+  });
+});

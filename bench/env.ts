@@ -24,11 +24,16 @@ export const PG = {
   database: process.env[`${PREFIX}_DATABASE`] ?? 'test',
 };
 
-export function envInt(name: string, def: number): number {
+/** An integer setting: positive, or from `min` when given (0 where 0 means "none"). */
+export function envInt(name: string, def: number, min = 1): number {
   const raw = process.env[name];
   if (raw === undefined || raw.trim() === '') return def;
   const n = Number(raw.replace(/_/g, ''));
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new Error(
+      `${name} must be ${min === 1 ? 'a positive integer' : `an integer from ${min}`}, got "${raw}"`,
+    );
+  }
   return n;
 }
 

@@ -21,6 +21,8 @@
  * assignment → every offset committed), the readers' p50/p99 while the feed lands, and the drain with
  * readers ÷ without.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import type pg from 'pg';
 import { Registry } from 'prom-client';
 import { HttpServer } from '../src/http/server';
@@ -32,18 +34,19 @@ import { uniqueName, sleep } from '../test/support/common';
 import { symbolName } from './bars';
 import { runMain, type Cleanup } from './cleanup';
 import { drainOnce } from './drain';
-import { envInt, TARGET } from './env';
+import { envInt, REPO, TARGET } from './env';
 import { produceFeed } from './feed';
 import { connectAdmin, connectProducer, createTopics, endOffsets, newKafka } from './kafka';
 import { createBenchSchema, newPool } from './postgres';
 import { fmtInt, log, nowMs, percentile, printTable, round } from './report';
 import { buildService, serviceEnv } from './serviceChild';
 
+const execFileAsync = promisify(execFile);
 const SYMBOLS = envInt('BENCH_READS_SYMBOLS', 5000);
 const DAYS = envInt('BENCH_READS_DAYS', 10);
 const ITERATIONS = envInt('BENCH_READS_ITERATIONS', 50);
 const SQL_ITERATIONS = envInt('BENCH_READS_SQL_ITERATIONS', 5);
-const FEED_BARS = envInt('BENCH_READS_FEED_BARS', 300_000);
+const FEED_BARS = envInt('BENCH_READS_FEED_BARS', 300_000, 0);
 const POLL_MS = envInt('BENCH_READS_POLL_MS', 1000);
 const FEED_PARTITIONS = 6;
 /** The first trading day: Monday 2026-10-05, sessions 14:30-20:59 UTC. */
@@ -161,13 +164,14 @@ runMain('bench:reads', async (cleanup) => {
     TARGET === 'timescaledb' ? `time_bucket('1 hour', "timestamp")` : `date_trunc('hour', "timestamp")`;
   const cases: {
     name: string;
-    api: () => Promise<number>;
+    /** The API read (its answer's `bars`). */
+    path: string;
     sql: () => Promise<number>;
     withoutIndex?: string;
   }[] = [
     {
       name: 'latest bar of every symbol',
-      api: () => api('/v1/latest'),
+      path: '/v1/latest',
       sql: () =>
         sql(
           `SELECT DISTINCT ON (symbol) symbol, "timestamp", open, high, low, close, volume, vwap
@@ -176,14 +180,14 @@ runMain('bench:reads', async (cleanup) => {
     },
     {
       name: 'every symbol at one minute',
-      api: () => api(`/v1/minute/${minute}`),
+      path: `/v1/minute/${minute}`,
       sql: () => sql(`SELECT * FROM ${s}.bars_1m WHERE "timestamp" = '${minute}' ORDER BY symbol`),
       // "Without this work": without the index the API reads (migration 013), as a user's schema is.
       withoutIndex: 'bars_1m_minute',
     },
     {
       name: 'one symbol, one day at 1h',
-      api: () => api(`/v1/bars/${symbolName(42)}?interval=1h&from=${dayFrom}&to=${dayTo}`),
+      path: `/v1/bars/${symbolName(42)}?interval=1h&from=${dayFrom}&to=${dayTo}`,
       sql: () =>
         sql(
           `SELECT ${hourBucket} AS h, (array_agg(open ORDER BY "timestamp"))[1], max(high), min(low),
@@ -208,16 +212,29 @@ runMain('bench:reads', async (cleanup) => {
     }
   };
   const rows: (string | number)[][] = [
-    ['read', 'rows', 'API p50 ms', 'API p99 ms', 'SQL p50 ms', 'SQL p99 ms', 'SQL/API p50'],
+    [
+      'read',
+      'rows',
+      'API p50 ms',
+      'API p99 ms',
+      'own-process client p50 ms',
+      'own-process client p99 ms',
+      'SQL p50 ms',
+      'SQL p99 ms',
+      'SQL/API p50',
+    ],
   ];
   for (const c of cases) {
-    await c.api(); // warm
-    const a = await timed(ITERATIONS, c.api);
+    await api(c.path); // warm
+    const a = await timed(ITERATIONS, () => api(c.path));
+    const own = await readInOwnProcess(`http://127.0.0.1:${port}${c.path}`, ITERATIONS);
     const q =
       c.withoutIndex === undefined
         ? await timed(SQL_ITERATIONS, c.sql)
         : await withoutIndex(c.withoutIndex, c.sql);
-    if (a.rows !== q.rows) throw new Error(`${c.name}: the API answered ${a.rows} rows, the SQL ${q.rows}`);
+    if (a.rows !== q.rows || own.rows !== q.rows) {
+      throw new Error(`${c.name}: the API answered ${a.rows} and ${own.rows} rows, the SQL ${q.rows}`);
+    }
     const ap50 = percentile(a.ms, 50);
     const qp50 = percentile(q.ms, 50);
     rows.push([
@@ -225,6 +242,8 @@ runMain('bench:reads', async (cleanup) => {
       a.rows,
       round(ap50, 1),
       round(percentile(a.ms, 99), 1),
+      round(percentile(own.ms, 50), 1),
+      round(percentile(own.ms, 99), 1),
       round(qp50, 1),
       round(percentile(q.ms, 99), 1),
       round(qp50 / ap50, 1),
@@ -241,10 +260,27 @@ runMain('bench:reads', async (cleanup) => {
       pool,
       schema,
       feedStartMs: tradingDay(DAYS) + SESSION_START_MIN * 60_000,
-      reads: cases.map((c) => ({ name: c.name, run: c.api })),
+      reads: cases.map((c) => ({ name: c.name, run: () => api(c.path) })),
     });
   }
 });
+
+/**
+ * `n` reads of `url` by bench/readClient.ts in a process of its own: the API as a scanner on another
+ * process sees it, its parse on its own core (the API above is read from this process, whose event
+ * loop also runs the server).
+ */
+async function readInOwnProcess(url: string, n: number): Promise<{ ms: number[]; rows: number }> {
+  const { stdout } = await execFileAsync(
+    process.execPath,
+    ['--import', 'tsx', 'bench/readClient.ts', url, String(n), 'bars'],
+    {
+      cwd: REPO,
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  );
+  return JSON.parse(stdout) as { ms: number[]; rows: number };
+}
 
 /** Latencies of one read while a pass ran. */
 type Samples = Map<string, number[]>;

@@ -11,7 +11,8 @@
  * with generate_series (bars_latest filled the way migration 011 does), analyzed; on TimescaleDB
  * (BENCH_TARGET=timescaledb) bars_1h is materialized but for the last day (real-time from there).
  * BENCH_READS_ITERATIONS (50) API reads each, BENCH_READS_SQL_ITERATIONS (5) plain SQL reads each. The
- * API is the service's HTTP server and BarReader in this process, on its own read pool.
+ * API is the service's HTTP server and BarReader in this process, on its own read pool, read from this
+ * process and, as often, from a client in a process of its own (bench/readClient.ts, a scanner's view).
  *
  * Then the live feed (BENCH_READS_FEED_BARS, default 300,000 = an hour of all symbols; 0 skips it): the
  * real service (`node dist/main.js`, a child process, default settings) drains a fresh topic into the

@@ -12,6 +12,7 @@ import type { Bar } from '../../src/contract/bar';
 import { packBar } from '../../src/contract/packedBar';
 import { loadConfig } from '../../src/config';
 import { loadMigrations, migrate } from '../../src/store/migrate';
+import { BarReader } from '../../src/store/readBars';
 import { createPool, withConnection } from '../../src/store/pool';
 import { CompressedChunks } from '../../src/store/compressedChunks';
 import { AGGREGATES } from '../../src/store/aggregates';
@@ -342,15 +343,15 @@ describe('migrations, policies and the writer on a real TimescaleDB', () => {
         [db.schema],
       ),
     ).toEqual([{ column_name: 'timestamp', time_interval: '1 day' }]);
-    // The primary key is the only index (create_default_indexes => false).
+    // The primary key and the minute's index of migration 013, nothing else (create_default_indexes => false).
     expect(
       (
         await db.q<{ indexname: string }>(
-          `SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'bars_1m'`,
+          `SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'bars_1m' ORDER BY indexname`,
           [db.schema],
         )
       ).map((r) => r.indexname),
-    ).toEqual(['bars_1m_pkey']);
+    ).toEqual(['bars_1m_minute', 'bars_1m_pkey']);
   });
 
   test('compression: segment by symbol, order by "timestamp" DESC, policy after 7 days', async () => {
@@ -1051,7 +1052,7 @@ describe('upgrading a deployment whose chunks are compressed', () => {
   const db = new Db(TSDB);
   afterAll(() => db.drop());
 
-  test('007 to 012 apply on a hypertable with compressed chunks; old rows have the lowest version and no trade count; the writer replaces them; bars_latest is filled; the aggregates are rebuilt with trade_count; a delete reaches a compressed chunk', async () => {
+  test('007 to 013 apply on a hypertable with compressed chunks; old rows have the lowest version and no trade count; the writer replaces them; bars_latest is filled; the minute read answers from compressed chunks; the aggregates are rebuilt with trade_count; a delete reaches a compressed chunk', async () => {
     const problem = await tsdbReachable();
     if (problem) throw new Error(problem);
     const c = await db.pool.connect();
@@ -1072,6 +1073,7 @@ describe('upgrading a deployment whose chunks are compressed', () => {
           '010_bar_version_origin',
           '011_bars_latest',
           '012_trade_count_and_deletes',
+          '013_bars_1m_minute_index',
         ],
       });
       // The aggregates of 004 lack trade_count: migrate's settings step rebuilds them from bars_1m.
@@ -1117,6 +1119,27 @@ describe('upgrading a deployment whose chunks are compressed', () => {
           .at(-1)!,
       );
     expect(await latest()).toEqual([newest('AAA'), newest('BBB')]);
+    // The minute read (the index of 013 exists on the hypertable; a compressed chunk is read as any
+    // query reads it): every symbol's bar at 09:30 and at 09:45 of the first day.
+    const reader = new BarReader(db.pool, db.schema, 5000);
+    for (const at of ['2026-01-05T09:30', '2026-01-05T09:45']) {
+      const got = await reader.minute(msOf(at), null, 10);
+      expect(
+        got.map((r) => ({ symbol: r.symbol, timestampMs: r.timestampMs, ...JSON.parse(`{${r.values}}`) })),
+      ).toEqual(
+        BARS.filter((x) => x.at === at).map((x) => ({
+          symbol: x.symbol,
+          timestampMs: msOf(x.at),
+          open: x.open,
+          high: x.high,
+          low: x.low,
+          close: x.close,
+          volume: x.volume,
+          vwap: x.vwap,
+          trade_count: null,
+        })),
+      );
+    }
     const changed = { ...BARS[0]!, close: 10.75 };
     await db.writeAsService([changed]);
     expect((await db.readBars('bars_1m'))[0]).toEqual(toOut(changed));

@@ -8,7 +8,6 @@ import { parseExtraColumns } from '../../src/contract/extras';
 import { applyExtraColumns, extraColumnsState } from '../../src/store/extraColumns';
 import { packBar } from '../../src/contract/packedBar';
 import { STAGING, stagingTableName } from '../../src/store/staging';
-import type { ReadBar } from '../../src/contract/readBar';
 import { BarReader, minuteSql } from '../../src/store/readBars';
 import { migrate, loadMigrations } from '../../src/store/migrate';
 import { withConnection } from '../../src/store/pool';
@@ -19,6 +18,7 @@ import {
   type WriteOptions,
 } from '../../src/store/writeBatch';
 import { Harness, uniqueName } from '../support/harness';
+import { parseReadBars, readBarOf } from '../support/readBars';
 
 const T0 = Date.UTC(2026, 10, 24, 14, 31);
 const bar = (symbol: string, minute: number, close: number, extra: Partial<Bar> = {}): Bar => ({
@@ -52,31 +52,12 @@ const part = (partition: number, entries: BarAtOffset[], nextOffset: bigint): Pa
 
 describe('store', () => {
   const h = new Harness();
-  /** The reader's bars with their values parsed (as PostgreSQL wrote them for the API). */
-  const parsed = (bars: readonly ReadBar[]) =>
-    bars.map((b) => ({
-      symbol: b.symbol,
-      timestampMs: b.timestampMs,
-      ...(JSON.parse(`{${b.values}}`) as { close: number; [name: string]: unknown }),
-    }));
-  /** A bar as the reader answers it, parsed (parsed() above). */
-  const apiBar = (b: Bar) => ({
-    symbol: b.symbol,
-    timestampMs: b.timestampMs,
-    open: b.open,
-    high: b.high,
-    low: b.low,
-    close: b.close,
-    volume: b.volume,
-    vwap: b.vwap,
-    trade_count: b.tradeCount,
-  });
   const reader = () => {
     const r = new BarReader(h.pool, h.schema, 5000);
     return {
       range: async (symbol: string, startMs: number, endMs: number, limit: number) =>
-        parsed(await r.range(symbol, startMs, endMs, limit)),
-      latest: async (symbol: string, limit: number) => parsed(await r.latest(symbol, limit)),
+        parseReadBars(await r.range(symbol, startMs, endMs, limit)),
+      latest: async (symbol: string, limit: number) => parseReadBars(await r.latest(symbol, limit)),
     };
   };
   const ref = { group: 'g', topic: 't', partition: 0 };
@@ -108,7 +89,7 @@ describe('store', () => {
     );
     expect(r).toEqual({ written: 4, skippedFenced: 0, rowsChanged: 2, fenceBefore: 0n });
     const latest = await reader().latest('AAA', 10);
-    expect(latest).toEqual([apiBar(bar('AAA', 0, 12))]);
+    expect(latest).toEqual([readBarOf(bar('AAA', 0, 12))]);
     // The same values again as a new message (a later offset: a newer version): the version moves.
     const again = await write([at(4n, bar('AAA', 0, 12))], 5n);
     expect(again.rowsChanged).toBe(1);
@@ -253,7 +234,7 @@ describe('store', () => {
     );
     for (const b of odd) {
       const got = await reader().range(b.symbol, b.timestampMs, b.timestampMs + 60_000, 100_000);
-      expect(got).toEqual([apiBar(b)]);
+      expect(got).toEqual([readBarOf(b)]);
     }
   });
 
@@ -291,7 +272,7 @@ describe('store', () => {
       const all = nodes(plan.rows[0]!['QUERY PLAN'][0].Plan);
       expect(all.filter((n) => String(n['Node Type']).includes('Seq Scan'))).toEqual([]);
       expect(all.some((n) => String(n['Index Name'] ?? '').endsWith('bars_1m_minute'))).toBe(true);
-      const got = parsed(await new BarReader(h.pool, h.schema, 5000).minute(atMs, after, 1000));
+      const got = parseReadBars(await new BarReader(h.pool, h.schema, 5000).minute(atMs, after, 1000));
       expect(got.map((b) => b.symbol)).toEqual(
         Array.from({ length: 300 }, (_, i) => `MIX${String(i + 1).padStart(4, '0')}`).filter(
           (x) => after === null || x > after,

@@ -20,6 +20,7 @@ import { applyAggregateTimezone, applyRetention } from '../../src/store/timescal
 import { writeGroup } from '../../src/store/writeBatch';
 import { freePort, TempCluster } from '../support/cluster';
 import { PG_IS_TIMESCALEDB, PLAIN_PG, TSDB, TSDB_BIN, type PgTarget } from '../support/env';
+import { parseReadBars, readBarOf } from '../support/readBars';
 import {
   diffTables,
   expectedTable,
@@ -1124,21 +1125,7 @@ describe('upgrading a deployment whose chunks are compressed', () => {
     const reader = new BarReader(db.pool, db.schema, 5000);
     for (const at of ['2026-01-05T09:30', '2026-01-05T09:45']) {
       const got = await reader.minute(msOf(at), null, 10);
-      expect(
-        got.map((r) => ({ symbol: r.symbol, timestampMs: r.timestampMs, ...JSON.parse(`{${r.values}}`) })),
-      ).toEqual(
-        BARS.filter((x) => x.at === at).map((x) => ({
-          symbol: x.symbol,
-          timestampMs: msOf(x.at),
-          open: x.open,
-          high: x.high,
-          low: x.low,
-          close: x.close,
-          volume: x.volume,
-          vwap: x.vwap,
-          trade_count: null,
-        })),
-      );
+      expect(parseReadBars(got)).toEqual(BARS.filter((x) => x.at === at).map((x) => readBarOf(toBar(x))));
     }
     const changed = { ...BARS[0]!, close: 10.75 };
     await db.writeAsService([changed]);
